@@ -1,0 +1,137 @@
+"""Shipped reference data sets and synthetic mixture generators.
+
+The CSV files live inside the package (``bayesgmm/data``) and load offline. Their sources are
+listed in ``bayesgmm/data/README.md`` and in each loader's docstring.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from ._validation import check_positive, check_random_state
+
+__all__ = ["load_acidity", "load_enzyme", "load_faithful", "load_galaxy", "make_mixture"]
+
+
+def _load(name: str) -> pd.DataFrame:
+    with resources.files("bayesgmm").joinpath("data", f"{name}.csv").open("r") as fh:
+        frame = pd.read_csv(fh)
+    frame.attrs["name"] = name
+    return frame
+
+
+def load_faithful() -> pd.DataFrame:
+    """Old Faithful geyser eruptions, Yellowstone National Park.
+
+    272 eruptions with columns ``eruptions`` (eruption length, minutes) and ``waiting`` (time
+    to the next eruption, minutes; integer-valued, so tied values are common). R's
+    ``datasets::faithful`` (Härdle 1991; Azzalini & Bowman 1990).
+
+    Returns
+    -------
+    DataFrame of shape (272, 2)
+
+    Examples
+    --------
+    >>> load_faithful().shape
+    (272, 2)
+    """
+    return _load("faithful")
+
+
+def load_galaxy() -> pd.DataFrame:
+    """Velocities of 82 galaxies in the Corona Borealis region, in 1000 km/s.
+
+    Roeder (1990), in the version used by Richardson & Green (1997): observation 78 is 26.96
+    (R's ``MASS::galaxies`` has the typo 26690 km/s). One column ``x``.
+
+    Returns
+    -------
+    DataFrame of shape (82, 1)
+    """
+    return _load("galaxy")
+
+
+def load_acidity() -> pd.DataFrame:
+    """Acid neutralising capacity of 155 lakes in north-central Wisconsin.
+
+    Already on the log scale (do not log again). Crawford et al. (1992), as used by
+    Richardson & Green (1997); identical to R's ``mclust::acidity``. One column ``x``.
+
+    Returns
+    -------
+    DataFrame of shape (155, 1)
+    """
+    return _load("acidity")
+
+
+def load_enzyme() -> pd.DataFrame:
+    """Enzymatic activity in the blood of 245 individuals.
+
+    Bechtel et al. (1993), as used by Richardson & Green (1997). One column ``x``.
+
+    Returns
+    -------
+    DataFrame of shape (245, 1)
+    """
+    return _load("enzyme")
+
+
+def make_mixture(
+    n_samples: int,
+    weights: ArrayLike,
+    means: ArrayLike,
+    covariances: ArrayLike,
+    random_state: int | np.random.RandomState | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw samples from a Gaussian mixture with known parameters.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples.
+    weights : array-like of shape (n_components,)
+        Mixing proportions, non-negative and summing to one.
+    means : array-like of shape (n_components, n_features)
+    covariances : array-like of shape (n_components, n_features, n_features)
+        Symmetric positive semi-definite covariance matrices.
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+        Samples in random order.
+    labels : ndarray of shape (n_samples,)
+        The component each sample was drawn from.
+
+    Examples
+    --------
+    >>> X, y = make_mixture(100, [0.5, 0.5], [[0, 0], [5, 5]], [np.eye(2)] * 2, random_state=0)
+    >>> X.shape, np.bincount(y).sum()
+    ((100, 2), np.int64(100))
+    """
+    check_positive("n_samples", n_samples, integer=True)
+    w = np.asarray(weights, dtype=np.float64)
+    mu = np.atleast_2d(np.asarray(means, dtype=np.float64))
+    cov = np.asarray(covariances, dtype=np.float64)
+    k, d = mu.shape
+    if w.shape != (k,):
+        raise ValueError(f"weights has shape {w.shape}; expected ({k},), one per mean.")
+    if (w < 0).any() or not np.isclose(w.sum(), 1.0):
+        raise ValueError("weights must be non-negative and sum to 1.")
+    if cov.shape != (k, d, d):
+        raise ValueError(
+            f"covariances has shape {cov.shape}; expected ({k}, {d}, {d}) "
+            "(n_components, n_features, n_features)."
+        )
+    rng = check_random_state(random_state)
+    labels = rng.choice(k, size=n_samples, p=w / w.sum())
+    X = np.empty((n_samples, d))
+    for j in range(k):
+        idx = np.flatnonzero(labels == j)
+        X[idx] = rng.multivariate_normal(mu[j], cov[j], size=idx.size)
+    return X, labels
