@@ -1,0 +1,656 @@
+"""Maximum-likelihood Gaussian mixtures by expectation-maximisation.
+
+:class:`EMGaussianMixture` is a scikit-learn estimator with the parameters and fitted
+attributes of :class:`sklearn.mixture.GaussianMixture`, plus frequency weights, ICL, a stable
+component order, per-iteration lower bounds and detection of degenerate optima. Each EM
+iteration is one compiled pass over the data (:mod:`bayesgmm._kernels`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Self
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.utils.validation import check_is_fitted
+
+from . import _kernels
+from ._numerics import (
+    COVARIANCE_TYPES,
+    covariances_from_precisions_cholesky,
+    log_det_precision_cholesky,
+    log_weighted_prob,
+    n_parameters,
+    precisions_cholesky_from_covariances,
+    precisions_cholesky_from_precisions,
+    precisions_from_precisions_cholesky,
+    responsibilities,
+)
+from ._validation import (
+    check_choice,
+    check_n_components,
+    check_positive,
+    check_random_state,
+    check_sample_weight,
+    check_X,
+)
+from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
+
+__all__ = ["EMGaussianMixture"]
+
+logger = logging.getLogger("bayesgmm")
+
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+_LOG_2PI = np.log(2.0 * np.pi)
+_EPS10 = 10 * np.finfo(np.float64).eps
+
+
+@dataclass
+class _Params:
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+
+
+@dataclass
+class _Run:
+    params: _Params
+    lower_bounds: list[float]
+    converged: bool
+    degenerate: np.ndarray
+
+
+def _cov_shape(covariance_type: str, k: int, d: int) -> tuple[int, ...]:
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
+
+
+def _smallest_variances(covariances: np.ndarray, covariance_type: str, k: int) -> np.ndarray:
+    """Smallest variance along any direction, per component."""
+    if covariance_type == "full":
+        return np.linalg.eigvalsh(covariances)[:, 0]
+    if covariance_type == "tied":
+        return np.full(k, np.linalg.eigvalsh(covariances)[0])
+    if covariance_type == "diag":
+        return covariances.min(axis=1)
+    return covariances
+
+
+class EMGaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by maximum likelihood with the EM algorithm.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        ``"full"``: each component has its own general covariance; ``"tied"``: all share one;
+        ``"diag"``: each has its own diagonal covariance; ``"spherical"``: each has one variance.
+    tol : float, default=1e-3
+        EM stops when the mean log-likelihood per sample changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance, keeping them positive definite.
+    max_iter : int, default=100
+        Most EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the best non-degenerate run (highest lower bound) is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+        ``"kmeans"``: responsibilities from a k-means partition; ``"k-means++"`` and
+        ``"random_from_data"``: centres chosen by k-means++ seeding or at random among the
+        samples, every sample assigned to its nearest centre; ``"random"``: random soft
+        responsibilities.
+    weights_init : array-like of shape (n_components,), optional
+        Initial weights; overrides the initialisation's.
+    means_init : array-like of shape (n_components, n_features), optional
+        Initial means.
+    precisions_init : array-like, optional
+        Initial precisions (inverse covariances), shaped as ``covariances_``.
+    random_state : int, RandomState or None, default=None
+        Seed for initialisation and :meth:`sample`.
+    warm_start : bool, default=False
+        Start a new :meth:`fit` from the previous solution (then ``n_init`` is 1).
+    verbose : int, default=0
+        ``1`` logs each initialisation, ``2`` every iteration, to the ``"bayesgmm"`` logger.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical.
+    precisions_ : ndarray
+        Inverses of ``covariances_``, same shape.
+    precisions_cholesky_ : ndarray
+        Upper-triangular ``U`` with ``precisions_ = U @ U.T`` (square roots for diag and
+        spherical).
+    converged_ : bool
+        Whether the kept run met ``tol`` before ``max_iter``.
+    n_iter_ : int
+        Iterations of the kept run.
+    lower_bound_ : float
+        Mean log-likelihood per sample (weighted) at the kept run's last iteration.
+    lower_bounds_ : ndarray of shape (n_iter_,)
+        The same per iteration; EM never decreases it.
+    degenerate_ : ndarray of bool, shape (n_components,)
+        Components that collapsed: fewer than ``n_features + 1`` effective points or a
+        variance within ten times the ``reg_covar`` floor (or below ``1e-10`` of the data's
+        mean feature variance). Such fits have spuriously high likelihood.
+    n_parameters_ : int
+        Free parameters, used by :meth:`bic` and :meth:`aic`.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Present when ``X`` had string column names.
+
+    Notes
+    -----
+    **Component order.** After fitting, components are sorted by their means in
+    lexicographic order: by the first feature, ties broken by the second, and so on. The same
+    data and seed therefore always give the same labels, and 1-D mixtures are ordered left to
+    right. User-supplied ``*_init`` arrays are taken in their given order, but the fitted
+    attributes follow this rule.
+
+    **Frequency weights.** ``sample_weight`` in :meth:`fit` counts repetitions: integer
+    weights give the same fit as repeating rows.
+
+    Examples
+    --------
+    >>> from bayesgmm import EMGaussianMixture, load_faithful
+    >>> X = load_faithful()
+    >>> gm = EMGaussianMixture(2, n_init=5, random_state=0).fit(X)
+    >>> gm.weights_.round(2)
+    array([0.36, 0.64])
+    >>> gm.predict(X[:3])
+    array([1, 0, 1])
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self, n_samples: int) -> None:
+        check_n_components(self.n_components, n_samples)
+        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_choice("init_params", self.init_params, INIT_PARAMS)
+        check_positive("tol", self.tol, allow_zero=True)
+        check_positive("reg_covar", self.reg_covar, allow_zero=True)
+        check_positive("max_iter", self.max_iter, integer=True)
+        check_positive("n_init", self.n_init, integer=True)
+
+    def _check_inits(self, n_features: int) -> dict[str, np.ndarray]:
+        k, cov_type = self.n_components, self.covariance_type
+        out: dict[str, np.ndarray] = {}
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=np.float64)
+            if w.shape != (k,):
+                raise ValueError(
+                    f"weights_init has shape {w.shape}; expected ({k},) for n_components={k}."
+                )
+            if (w < 0).any() or not np.isfinite(w).all() or not np.isclose(w.sum(), 1.0):
+                raise ValueError(
+                    "weights_init must be finite, non-negative and sum to 1; got "
+                    f"sum={w.sum():.6g}. Normalise it with w / w.sum()."
+                )
+            out["weights"] = w / w.sum()
+        if self.means_init is not None:
+            m = np.asarray(self.means_init, dtype=np.float64)
+            if m.shape != (k, n_features):
+                raise ValueError(
+                    f"means_init has shape {m.shape}; expected ({k}, {n_features}) "
+                    "(n_components, n_features)."
+                )
+            if not np.isfinite(m).all():
+                raise ValueError("means_init contains NaN or inf; initial means must be finite.")
+            out["means"] = m
+        if self.precisions_init is not None:
+            p = np.asarray(self.precisions_init, dtype=np.float64)
+            expected = _cov_shape(cov_type, k, n_features)
+            if p.shape != expected:
+                raise ValueError(
+                    f"precisions_init has shape {p.shape}; expected {expected} for "
+                    f"covariance_type={cov_type!r}."
+                )
+            if cov_type in ("full", "tied") and not np.allclose(p, np.swapaxes(p, -1, -2)):
+                raise ValueError("precisions_init must be symmetric positive definite.")
+            try:
+                out["precisions_cholesky"] = precisions_cholesky_from_precisions(p, cov_type)
+            except ValueError as exc:
+                raise ValueError(
+                    "precisions_init must be positive definite (a precision is the inverse "
+                    "of a covariance)."
+                ) from exc
+        return out
+
+    # ---------------------------------------------------------- initialisation
+    def _params_from_resp(
+        self, X: np.ndarray, wresp: np.ndarray, centres: np.ndarray | None
+    ) -> _Params:
+        """M-step from (sample-weighted) responsibilities, for initialisation."""
+        cov_type = self.covariance_type
+        nk = wresp.sum(axis=0) + _EPS10
+        means = (wresp.T @ X) / nk[:, None]
+        empty = nk < 1e-8 * nk.sum()
+        if empty.any():
+            # A hard partition can leave a component without samples (tied values). Give it
+            # its centre and the pooled data covariance so that EM can still move it.
+            means[empty] = centres[empty] if centres is not None else X.mean(axis=0)
+        if cov_type in ("full", "tied"):
+            covs = np.empty((self.n_components, X.shape[1], X.shape[1]))
+            for k in range(self.n_components):
+                diff = X - means[k]
+                covs[k] = (wresp[:, k] * diff.T) @ diff / nk[k]
+        else:
+            covs = np.stack(
+                [(wresp[:, k] @ (X - means[k]) ** 2) / nk[k] for k in range(self.n_components)]
+            )
+        if empty.any():
+            w = wresp.sum(axis=1)
+            pooled = np.cov(X.T, aweights=w, bias=True).reshape(X.shape[1], X.shape[1])
+            covs[empty] = pooled if cov_type in ("full", "tied") else np.diag(pooled)
+        return self._finish_m_step(nk, means, covs)
+
+    def _finish_m_step(self, nk: np.ndarray, means: np.ndarray, covs: np.ndarray) -> _Params:
+        """Turn per-component covariances (``(K, D, D)`` or ``(K, D)``) into parameters."""
+        cov_type, reg = self.covariance_type, self.reg_covar
+        d = means.shape[1]
+        if cov_type == "full":
+            covariances = covs
+            covariances[:, np.arange(d), np.arange(d)] += reg
+        elif cov_type == "tied":
+            covariances = np.einsum("k,kab->ab", nk, covs) / nk.sum()
+            covariances.flat[:: d + 1] += reg
+        elif cov_type == "diag":
+            covariances = covs + reg
+        else:
+            covariances = covs.mean(axis=1) + reg
+        prec_chol = precisions_cholesky_from_covariances(covariances, cov_type)
+        return _Params(nk / nk.sum(), means, covariances, prec_chol)
+
+    def _initialize(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray,
+        random_state: np.random.RandomState,
+        inits: dict[str, np.ndarray],
+    ) -> _Params:
+        n, k = X.shape[0], self.n_components
+        if len(inits) == 3:
+            return self._params_from_inits(inits)
+        centres = None
+        if self.init_params == "kmeans":
+            labels = (
+                KMeans(n_clusters=k, n_init=1, random_state=random_state)
+                .fit(X, sample_weight=sample_weight)
+                .labels_
+            )
+            resp = np.zeros((n, k))
+            resp[np.arange(n), labels] = 1.0
+        elif self.init_params == "random":
+            resp = random_state.uniform(size=(n, k))
+            resp /= resp.sum(axis=1, keepdims=True)
+        else:
+            if self.init_params == "k-means++":
+                centres, _ = kmeans_plusplus(
+                    X, k, random_state=random_state, sample_weight=sample_weight
+                )
+            else:
+                p = sample_weight / sample_weight.sum()
+                idx = random_state.choice(n, size=k, replace=False, p=p)
+                centres = X[idx]
+            d2 = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2)
+            resp = np.zeros((n, k))
+            resp[np.arange(n), d2.argmin(axis=1)] = 1.0
+        params = self._params_from_resp(X, resp * sample_weight[:, None], centres)
+        if inits:
+            params = self._params_from_inits(inits, params)
+        return params
+
+    def _params_from_inits(
+        self, inits: dict[str, np.ndarray], base: _Params | None = None
+    ) -> _Params:
+        weights = inits.get("weights", base.weights if base else None)
+        means = inits.get("means", base.means if base else None)
+        if "precisions_cholesky" in inits:
+            pc = inits["precisions_cholesky"]
+            covs = covariances_from_precisions_cholesky(pc, self.covariance_type)
+        else:
+            pc, covs = base.precisions_cholesky, base.covariances
+        return _Params(weights.copy(), means.copy(), covs.copy(), pc.copy())
+
+    # ---------------------------------------------------------------- EM core
+    def _em_pass(
+        self, X: np.ndarray, sample_weight: np.ndarray, p: _Params
+    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        cov_type = self.covariance_type
+        k, d = p.means.shape
+        log_det = log_det_precision_cholesky(p.precisions_cholesky, cov_type, d)
+        with np.errstate(divide="ignore"):
+            log_const = np.log(p.weights) + log_det - 0.5 * d * _LOG_2PI
+        if cov_type in ("full", "tied"):
+            pc = np.ascontiguousarray(np.broadcast_to(p.precisions_cholesky, (k, d, d)))
+            return _kernels.em_pass("full", X, sample_weight, log_const, p.means, pc)
+        pc = p.precisions_cholesky
+        pc = np.ascontiguousarray(np.broadcast_to(pc if pc.ndim == 2 else pc[:, None], (k, d)))
+        return _kernels.em_pass("diag", X, sample_weight, log_const, p.means, pc)
+
+    def _m_step(self, p: _Params, nk: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> _Params:
+        nk = nk + _EPS10
+        delta = s1 / nk[:, None]
+        means = p.means + delta
+        if self.covariance_type in ("full", "tied"):
+            covs = s2 / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+        else:
+            covs = s2 / nk[:, None] - delta**2
+        return self._finish_m_step(nk, means, covs)
+
+    def _run_em(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray,
+        params: _Params,
+        lower_bound: float,
+        data_var: float,
+    ) -> _Run:
+        total_weight = sample_weight.sum()
+        lower_bounds: list[float] = []
+        converged = False
+        for n_iter in range(1, self.max_iter + 1):
+            prev = lower_bound
+            ll, nk, s1, s2 = self._em_pass(X, sample_weight, params)
+            try:
+                params = self._m_step(params, nk, s1, s2)
+            except ValueError as exc:
+                raise ValueError(f"EM failed at iteration {n_iter}: {exc}") from exc
+            lower_bound = ll / total_weight
+            lower_bounds.append(lower_bound)
+            if self.verbose >= 2:
+                logger.info("  iteration %d: lower bound %.10g", n_iter, lower_bound)
+            if abs(lower_bound - prev) < self.tol:
+                converged = True
+                break
+        degenerate = self._degenerate(params, total_weight, X.shape[1], data_var)
+        return _Run(params, lower_bounds, converged, degenerate)
+
+    def _degenerate(
+        self, p: _Params, total_weight: float, n_features: int, data_var: float
+    ) -> np.ndarray:
+        k = self.n_components
+        floor = max(10.0 * self.reg_covar, 1e-10 * data_var)
+        small_var = _smallest_variances(p.covariances, self.covariance_type, k) <= floor
+        few_points = p.weights * total_weight < n_features + 1
+        return small_var | few_points
+
+    # -------------------------------------------------------------------- API
+    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Self:
+        """Estimate the mixture's parameters with EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Numeric data without missing values; a DataFrame's column names are recorded.
+        y : None
+            Ignored; present for pipeline compatibility.
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights (integer weights equal repeating rows).
+
+        Returns
+        -------
+        self : EMGaussianMixture
+            The fitted estimator.
+
+        Warns
+        -----
+        ConvergenceWarning
+            If the kept run stopped at ``max_iter`` before reaching ``tol``.
+        DegenerateMixtureWarning
+            If every run ended with a collapsed component (see ``degenerate_``).
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(
+        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> np.ndarray:
+        """Fit, then return the most probable component of each sample.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = self._fit(X, sample_weight)
+        return self._weighted_log_prob(X).argmax(axis=1)
+
+    def _fit(self, X: ArrayLike, sample_weight: ArrayLike | None) -> np.ndarray:
+        continuing = self.warm_start and hasattr(self, "converged_")
+        X = check_X(X, estimator=self, reset=not continuing, min_samples=2)
+        n, d = X.shape
+        self._check_parameters(n)
+        sample_weight = check_sample_weight(sample_weight, n)
+        inits = self._check_inits(d)
+        random_state = check_random_state(self.random_state)
+        data_var = float(np.average((X - X.mean(axis=0)) ** 2, axis=0).mean())
+        n_init = 1 if continuing else self.n_init
+        best: _Run | None = None
+        start = time.perf_counter()
+        for init in range(n_init):
+            if continuing:
+                params = _Params(
+                    self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
+                )
+                lower_bound = self.lower_bound_
+            else:
+                params = self._initialize(X, sample_weight, random_state, inits)
+                lower_bound = -np.inf
+            run = self._run_em(X, sample_weight, params, lower_bound, data_var)
+            if self.verbose >= 1:
+                logger.info(
+                    "init %d/%d: lower bound %.6f after %d iterations%s%s",
+                    init + 1,
+                    n_init,
+                    run.lower_bounds[-1],
+                    len(run.lower_bounds),
+                    "" if run.converged else " (not converged)",
+                    " (degenerate)" if run.degenerate.any() else "",
+                )
+            if best is None or self._better(run, best):
+                best = run
+        assert best is not None
+        self._set_fitted(best, d, n_init)
+        logger.debug("EM fit in %.3f s", time.perf_counter() - start)
+        return X
+
+    @staticmethod
+    def _better(run: _Run, best: _Run) -> bool:
+        run_ok, best_ok = not run.degenerate.any(), not best.degenerate.any()
+        if run_ok != best_ok:
+            return run_ok
+        return run.lower_bounds[-1] > best.lower_bounds[-1]
+
+    def _set_fitted(self, run: _Run, n_features: int, n_init: int) -> None:
+        p = run.params
+        order = np.lexsort(p.means.T[::-1])
+        self.weights_ = p.weights[order]
+        self.means_ = p.means[order]
+        tied = self.covariance_type == "tied"
+        self.covariances_ = p.covariances if tied else p.covariances[order]
+        pc = p.precisions_cholesky
+        self.precisions_cholesky_ = pc if tied else pc[order]
+        self.precisions_ = precisions_from_precisions_cholesky(
+            self.precisions_cholesky_, self.covariance_type
+        )
+        self.degenerate_ = run.degenerate[order]
+        self.converged_ = run.converged
+        self.lower_bounds_ = np.asarray(run.lower_bounds)
+        self.lower_bound_ = float(run.lower_bounds[-1])
+        self.n_iter_ = len(run.lower_bounds)
+        self.n_parameters_ = n_parameters(self.n_components, n_features, self.covariance_type)
+        if not run.converged:
+            warnings.warn(
+                f"EM did not converge in max_iter={self.max_iter} iterations (best of "
+                f"{n_init} initialisations; last change above tol={self.tol}). Increase "
+                "max_iter, loosen tol, or check the data's scaling.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if self.degenerate_.any():
+            warnings.warn(
+                f"Component(s) {np.flatnonzero(self.degenerate_).tolist()} collapsed onto too "
+                "few points or onto the reg_covar floor in every one of the "
+                f"{n_init} initialisation(s); the likelihood of such a fit is spuriously "
+                "high. Use fewer components, more n_init, a larger reg_covar, or jitter tied "
+                "values.",
+                DegenerateMixtureWarning,
+                stacklevel=3,
+            )
+
+    def _check_X_predict(self, X: ArrayLike) -> np.ndarray:
+        check_is_fitted(self)
+        return check_X(X, estimator=self, reset=False)
+
+    def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
+        return log_weighted_prob(
+            X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+        )
+
+    def score_samples(self, X: ArrayLike) -> np.ndarray:
+        """Log-density of the fitted mixture at each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+        """
+        X = self._check_X_predict(X)
+        return logsumexp(self._weighted_log_prob(X), axis=1)
+
+    def score(self, X: ArrayLike, y: Any = None) -> float:
+        """Mean log-likelihood per sample of ``X`` under the fitted mixture."""
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Responsibilities ``p(z = k | x)`` of each component for each sample.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+            Rows sum to one.
+        """
+        X = self._check_X_predict(X)
+        return responsibilities(self._weighted_log_prob(X))[0]
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Most probable component of each sample.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = self._check_X_predict(X)
+        return self._weighted_log_prob(X).argmax(axis=1)
+
+    def _total_log_likelihood(
+        self, X: ArrayLike, sample_weight: ArrayLike | None
+    ) -> tuple[float, float, np.ndarray, np.ndarray]:
+        X = self._check_X_predict(X)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        resp, log_norm = responsibilities(self._weighted_log_prob(X))
+        return float(w @ log_norm), float(w.sum()), resp, w
+
+    def bic(self, X: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """Bayesian information criterion, ``-2 log L + p log n`` (lower is better).
+
+        ``n`` is the number of samples (the sum of ``sample_weight`` when given).
+        """
+        ll, n, _, _ = self._total_log_likelihood(X, sample_weight)
+        return -2.0 * ll + self.n_parameters_ * np.log(n)
+
+    def aic(self, X: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """Akaike information criterion, ``-2 log L + 2 p`` (lower is better)."""
+        ll, _, _, _ = self._total_log_likelihood(X, sample_weight)
+        return -2.0 * ll + 2.0 * self.n_parameters_
+
+    def icl(self, X: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """Integrated completed likelihood, BIC plus twice the classification entropy.
+
+        ``ICL = BIC - 2 sum_i log max_k r_ik`` (Biernacki, Celeux & Govaert 2000), on BIC's
+        scale: lower is better. It penalises overlapping components that BIC accepts.
+        """
+        ll, n, resp, w = self._total_log_likelihood(X, sample_weight)
+        with np.errstate(divide="ignore"):
+            hard = w @ np.log(resp.max(axis=1))
+        return -2.0 * ll + self.n_parameters_ * np.log(n) - 2.0 * hard
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of shape (n_samples,)
+            The component each sample came from.
+        """
+        check_is_fitted(self)
+        check_positive("n_samples", n_samples, integer=True)
+        rng = check_random_state(self.random_state)
+        k, d = self.means_.shape
+        counts = rng.multinomial(n_samples, self.weights_)
+        cov = self.covariances_
+        parts, labels = [], []
+        for j in range(k):
+            if self.covariance_type == "full":
+                c = cov[j]
+            elif self.covariance_type == "tied":
+                c = cov
+            elif self.covariance_type == "diag":
+                c = np.diag(cov[j])
+            else:
+                c = np.eye(d) * cov[j]
+            parts.append(rng.multivariate_normal(self.means_[j], c, counts[j]))
+            labels.append(np.full(counts[j], j))
+        return np.vstack(parts), np.concatenate(labels)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

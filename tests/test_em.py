@@ -1,0 +1,370 @@
+"""EMGaussianMixture: scikit-learn conformance, references, invariants and bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from bayesgmm import (
+    ConvergenceWarning,
+    DegenerateMixtureWarning,
+    EMGaussianMixture,
+    load_acidity,
+    load_faithful,
+)
+from bayesgmm._numerics import COVARIANCE_TYPES
+
+
+def expected_failed_checks(estimator):
+    """Checks that cannot hold for a mixture fitted from a random initialisation."""
+    if estimator.n_components == 1:
+        return {}
+    return {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "k-means seeding draws different random centres for weighted and for repeated "
+            "rows, so EM can reach another local optimum; equivalence from a shared start is "
+            "tested in test_integer_sample_weights_equal_repeated_rows."
+        )
+    }
+
+
+@parametrize_with_checks(
+    [EMGaussianMixture(), EMGaussianMixture(2, covariance_type="diag", random_state=0)],
+    expected_failed_checks=expected_failed_checks,
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+# ---------------------------------------------------------------- references
+
+
+def sklearn_lower_bounds(X, init, n_iter, **kwargs):
+    """Per-iteration lower bounds of scikit-learn's GaussianMixture, one iteration a call."""
+    gm = GaussianMixture(max_iter=1, warm_start=True, tol=0.0, **init, **kwargs)
+    bounds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(n_iter):
+            gm.fit(X)
+            bounds.append(gm.lower_bound_)
+    return np.array(bounds)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_lower_bounds_match_sklearn_per_iteration(separated, covariance_type):
+    X, _ = separated
+    X = X + np.array([3.0, -2.0])
+    k = 3
+    # A deliberately poor start, so that EM needs many iterations.
+    start = GaussianMixture(k, covariance_type=covariance_type, max_iter=1, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        start.fit(X[:40])
+    init = dict(
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+    )
+    ours = EMGaussianMixture(k, covariance_type=covariance_type, tol=0.0, max_iter=25, **init)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X)
+    theirs = sklearn_lower_bounds(X, init, 25, n_components=k, covariance_type=covariance_type)
+    assert ours.lower_bounds_.shape == (25,)
+    assert ours.lower_bounds_[-1] - ours.lower_bounds_[0] > 0.03  # EM really moved
+    np.testing.assert_allclose(ours.lower_bounds_, theirs, rtol=1e-8)
+
+
+def closed_form_single_gaussian_loglik(X, covariance_type):
+    n, d = X.shape
+    cov = np.cov(X.T, bias=True).reshape(d, d)
+    if covariance_type in ("diag",):
+        cov = np.diag(np.diag(cov))
+    elif covariance_type == "spherical":
+        cov = np.eye(d) * np.trace(cov) / d
+    _, logdet = np.linalg.slogdet(cov)
+    # At the maximum the Mahalanobis terms sum to n * d for every covariance type.
+    return -0.5 * n * (d * np.log(2 * np.pi) + logdet + d)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_faithful_single_component_matches_closed_form(covariance_type):
+    X = load_faithful().to_numpy()
+    gm = EMGaussianMixture(1, covariance_type=covariance_type, reg_covar=0.0).fit(X)
+    total = gm.score(X) * X.shape[0]
+    np.testing.assert_allclose(
+        total, closed_form_single_gaussian_loglik(X, covariance_type), rtol=1e-10
+    )
+    if covariance_type == "full":
+        assert total == pytest.approx(-1289.796745, abs=1e-6)
+
+
+def test_faithful_two_full_components_reference_loglik():
+    X = load_faithful()
+    gm = EMGaussianMixture(2, n_init=10, tol=1e-10, max_iter=2000, random_state=0).fit(X)
+    assert gm.converged_
+    assert gm.score(X) * len(X) == pytest.approx(-1130.264, abs=1e-3)
+    assert not gm.degenerate_.any()
+
+
+def test_faithful_tied_three_components_reference_loglik():
+    X = load_faithful()
+    gm = EMGaussianMixture(
+        3, covariance_type="tied", n_init=10, tol=1e-10, max_iter=5000, random_state=0
+    ).fit(X)
+    assert gm.score(X) * len(X) == pytest.approx(-1126.3159, abs=1e-3)
+
+
+# ---------------------------------------------------------------- invariants
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_lower_bound_never_decreases(covariance_type):
+    X = load_faithful().to_numpy()
+    gm = EMGaussianMixture(
+        3,
+        covariance_type=covariance_type,
+        tol=1e-8,
+        max_iter=500,
+        init_params="random",
+        random_state=1,
+    ).fit(X)
+    steps = np.diff(gm.lower_bounds_)
+    assert (steps >= -1e-10 * np.abs(gm.lower_bounds_[1:])).all()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fit_predict_equals_fit_then_predict(separated, covariance_type):
+    X, _ = separated
+    a = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit_predict(X)
+    b = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X).predict(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_recovers_separated_components(separated):
+    from sklearn.metrics import adjusted_rand_score
+
+    X, y = separated
+    gm = EMGaussianMixture(3, random_state=0).fit(X)
+    assert adjusted_rand_score(y, gm.predict(X)) > 0.98
+    resp = gm.predict_proba(X)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_integer_sample_weights_equal_repeated_rows(covariance_type, rng):
+    X = load_faithful().to_numpy()
+    counts = rng.integers(0, 4, size=X.shape[0])
+    init = EMGaussianMixture(2, covariance_type=covariance_type, max_iter=1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        init.fit(X)
+    start = dict(
+        weights_init=init.weights_, means_init=init.means_, precisions_init=init.precisions_
+    )
+    kw = dict(covariance_type=covariance_type, tol=1e-10, max_iter=300, **start)
+    weighted = EMGaussianMixture(2, **kw).fit(X, sample_weight=counts)
+    repeated = EMGaussianMixture(2, **kw).fit(np.repeat(X, counts, axis=0))
+    np.testing.assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(weighted.means_, repeated.means_, rtol=1e-8)
+    np.testing.assert_allclose(weighted.covariances_, repeated.covariances_, rtol=1e-8)
+    assert weighted.bic(X, sample_weight=counts) == pytest.approx(
+        repeated.bic(np.repeat(X, counts, axis=0)), rel=1e-10
+    )
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_every_initialisation_finds_the_separated_solution(separated, init_params):
+    X, _ = separated
+    gm = EMGaussianMixture(3, init_params=init_params, n_init=3, random_state=0).fit(X)
+    np.testing.assert_allclose(gm.means_, [[-6.0, 0.0], [0.0, 5.0], [6.0, -1.0]], atol=0.25)
+
+
+def test_component_order_is_stable_and_documented(separated):
+    X, _ = separated
+    orders = []
+    for seed in range(4):
+        gm = EMGaussianMixture(3, random_state=seed).fit(X)
+        assert np.all(np.diff(gm.means_[:, 0]) > 0)  # sorted by the first feature
+        orders.append(gm.predict(X))
+    for other in orders[1:]:
+        np.testing.assert_array_equal(orders[0], other)
+
+
+def test_same_seed_same_result():
+    X = load_faithful()
+    a = EMGaussianMixture(3, n_init=3, random_state=5).fit(X)
+    b = EMGaussianMixture(3, n_init=3, random_state=5).fit(X)
+    np.testing.assert_array_equal(a.means_, b.means_)
+
+
+def test_warm_start_continues_from_the_previous_solution():
+    X = load_faithful()
+    gm = EMGaussianMixture(2, warm_start=True, max_iter=2, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        gm.fit(X)
+    first = gm.lower_bound_
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    assert gm.lower_bounds_[0] >= first - 1e-12
+
+
+def test_criteria_match_their_definitions():
+    X = load_faithful().to_numpy()
+    gm = EMGaussianMixture(2, n_init=3, random_state=0).fit(X)
+    n, ll = X.shape[0], gm.score(X) * X.shape[0]
+    assert gm.n_parameters_ == 2 * 3 + 2 * 2 + 1
+    assert gm.bic(X) == pytest.approx(-2 * ll + gm.n_parameters_ * np.log(n))
+    assert gm.aic(X) == pytest.approx(-2 * ll + 2 * gm.n_parameters_)
+    resp = gm.predict_proba(X)
+    assert gm.icl(X) == pytest.approx(gm.bic(X) - 2 * np.log(resp.max(axis=1)).sum())
+    assert gm.icl(X) >= gm.bic(X)
+
+
+def test_bic_picks_two_components_on_acidity():
+    X = load_acidity()
+    bics = [EMGaussianMixture(k, n_init=5, random_state=0).fit(X).bic(X) for k in range(1, 6)]
+    assert int(np.argmin(bics)) + 1 == 2
+
+
+def test_sample_draws_from_the_fitted_mixture(separated):
+    X, _ = separated
+    gm = EMGaussianMixture(3, random_state=0).fit(X)
+    Xs, ys = gm.sample(20_000)
+    assert Xs.shape == (20_000, 2)
+    np.testing.assert_allclose(np.bincount(ys) / 20_000, gm.weights_, atol=0.02)
+    for j in range(3):
+        np.testing.assert_allclose(Xs[ys == j].mean(axis=0), gm.means_[j], atol=0.06)
+
+
+def test_dataframe_feature_names_and_pipeline():
+    X = load_faithful()
+    gm = EMGaussianMixture(2, random_state=0).fit(X)
+    np.testing.assert_array_equal(gm.feature_names_in_, ["eruptions", "waiting"])
+    pipe = make_pipeline(StandardScaler(), EMGaussianMixture(2, random_state=0)).fit(X)
+    assert pipe.predict(X).shape == (272,)
+    grid = GridSearchCV(EMGaussianMixture(random_state=0), {"n_components": [1, 2, 3]}, cv=3)
+    grid.fit(X.to_numpy())
+    assert grid.best_params_["n_components"] in (2, 3)
+    assert clone(gm).get_params() == gm.get_params()
+
+
+# ---------------------------------------------------------------- degenerate optima
+
+
+def test_collapsed_component_is_flagged():
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 2)), np.tile([[8.0, 8.0]], (6, 1))])
+    means_init = np.array([[0.0, 0.0], [8.0, 8.0]])
+    with pytest.warns(DegenerateMixtureWarning, match="collapsed"):
+        gm = EMGaussianMixture(2, means_init=means_init, random_state=0).fit(X)
+    np.testing.assert_array_equal(gm.degenerate_, [False, True])
+
+
+def test_n_init_prefers_non_degenerate_run():
+    X = load_faithful().to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = [
+            EMGaussianMixture(5, covariance_type="diag", random_state=s, init_params="random").fit(
+                X
+            )
+            for s in range(12)
+        ]
+    best = EMGaussianMixture(
+        5, covariance_type="diag", random_state=0, init_params="random", n_init=12
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        best.fit(X)
+    if any(not r.degenerate_.any() for r in runs):
+        assert not best.degenerate_.any()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.array([[1.0, 2.0], [np.nan, 1.0], [3.0, 4.0]]), ValueError, "NaN in row 1"),
+        (np.array([[1.0, 2.0], [np.inf, 1.0], [3.0, 4.0]]), ValueError, "inf"),
+        (np.arange(10.0), ValueError, "reshape"),
+        (np.empty((0, 2)), ValueError, "0 sample"),
+        (np.empty((5, 0)), ValueError, "0 feature"),
+        (np.array([["a", "b"], ["c", "d"]]), TypeError, "numeric"),
+        (pd.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "b", "c"]}), TypeError, "numeric"),
+    ],
+)
+def test_bad_data_is_refused_clearly(X, error, match):
+    with pytest.raises(error, match=match):
+        EMGaussianMixture(1).fit(X)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        (dict(n_components=0), ValueError, "at least 1"),
+        (dict(n_components=50), ValueError, "exceeds n_samples"),
+        (dict(n_components=1.5), TypeError, "integer"),
+        (dict(covariance_type="fulll"), ValueError, "choose one of"),
+        (dict(init_params="kmean"), ValueError, "choose one of"),
+        (dict(tol=-1.0), ValueError, "tol"),
+        (dict(max_iter=0), ValueError, "max_iter"),
+        (dict(n_components=2, means_init=np.zeros((3, 2))), ValueError, "means_init"),
+        (dict(n_components=2, weights_init=[0.2, 0.2]), ValueError, "sum to 1"),
+        (dict(n_components=2, precisions_init=-np.ones((2, 2, 2))), ValueError, "precisions"),
+    ],
+)
+def test_bad_parameters_are_refused_at_fit(params, error, match):
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    est = EMGaussianMixture(**params)  # __init__ stores without checking
+    with pytest.raises(error, match=match):
+        est.fit(X)
+
+
+def test_predict_checks_feature_count_and_fitting(separated):
+    X, _ = separated
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        EMGaussianMixture(2).predict(X)
+    gm = EMGaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        gm.predict(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        gm.score_samples(np.array([[np.nan, 0.0]]))
+
+
+def test_bad_sample_weight():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match="negative"):
+        EMGaussianMixture(1).fit(X, sample_weight=-np.ones(20))
+    with pytest.raises(ValueError, match="one weight per row"):
+        EMGaussianMixture(1).fit(X, sample_weight=np.ones(3))
+
+
+def test_constant_column_is_rescued_by_reg_covar_or_explained():
+    X = np.column_stack([np.random.default_rng(0).normal(size=50), np.ones(50)])
+    gm = EMGaussianMixture(1).fit(X)  # reg_covar keeps the covariance invertible
+    assert np.isfinite(gm.score(X))
+    with pytest.raises(ValueError, match="reg_covar"):
+        EMGaussianMixture(1, reg_covar=0.0).fit(X)
+
+
+def test_convergence_warning_at_max_iter():
+    X = load_faithful()
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        gm = EMGaussianMixture(3, max_iter=2, tol=1e-12, random_state=0).fit(X)
+    assert not gm.converged_ and gm.n_iter_ == 2
