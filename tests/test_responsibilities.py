@@ -1,0 +1,91 @@
+"""Posterior responsibility summaries on synthetic draw stacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bayesgmm import EMGaussianMixture
+from bayesgmm.responsibilities import responsibility_draws, summarize_responsibilities
+
+
+def jittered_draws(gm, n_draws, scale, rng):
+    """A cloud of parameter draws around an EM solution (shapes of a 2-chain posterior)."""
+    k, d = gm.means_.shape
+    means = gm.means_ + scale * rng.normal(size=(2, n_draws // 2, k, d))
+    weights = rng.dirichlet(gm.weights_ * 400, size=(2, n_draws // 2))
+    pc = np.broadcast_to(gm.precisions_cholesky_, (2, n_draws // 2, *gm.precisions_cholesky_.shape))
+    return weights, means, pc
+
+
+@pytest.fixture(scope="module")
+def em_fit(separated):
+    X, _ = separated
+    return X, EMGaussianMixture(3, random_state=0).fit(X)
+
+
+def test_identical_draws_reproduce_em(em_fit):
+    X, gm = em_fit
+    w = np.broadcast_to(gm.weights_, (4, 3))
+    mu = np.broadcast_to(gm.means_, (4, 3, 2))
+    pc = np.broadcast_to(gm.precisions_cholesky_, (4, 3, 2, 2))
+    s = summarize_responsibilities(X, w, mu, pc, "full")
+    np.testing.assert_allclose(s.mean, gm.predict_proba(X), atol=1e-12)
+    np.testing.assert_allclose(s.lower, s.upper, atol=1e-12)
+    np.testing.assert_allclose(s.entropy_epistemic, 0.0, atol=1e-12)
+    np.testing.assert_allclose(s.log_density, gm.score_samples(X), rtol=1e-12)
+    np.testing.assert_array_equal(s.labels, gm.predict(X))
+
+
+def test_summaries_are_consistent(em_fit, rng):
+    X, gm = em_fit
+    w, mu, pc = jittered_draws(gm, 200, 0.3, rng)
+    s = summarize_responsibilities(X, w, mu, pc, "full", interval=0.9)
+    np.testing.assert_allclose(s.mean.sum(axis=1), 1.0, atol=1e-12)
+    # (The mean of a skewed distribution may lie outside its equal-tailed interval.)
+    assert (s.lower <= s.upper).all() and (s.lower >= 0).all() and (s.upper <= 1).all()
+    assert (s.entropy_epistemic >= 0).all()
+    assert (s.entropy_total <= np.log(3) + 1e-12).all()
+    np.testing.assert_allclose(
+        s.entropy_total, s.entropy_aleatoric + s.entropy_epistemic, atol=1e-12
+    )
+    draws = responsibility_draws(X, w, mu, pc, "full")
+    assert draws.shape == (2, 100, X.shape[0], 3)
+    np.testing.assert_allclose(draws.sum(axis=-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(draws.mean(axis=(0, 1)), s.mean, atol=1e-12)
+    assert s.to_frame().shape == (X.shape[0], 8 + 3 * 3)
+
+
+def test_streaming_equals_one_chunk(em_fit, rng):
+    X, gm = em_fit
+    w, mu, pc = jittered_draws(gm, 40, 0.3, rng)
+    big = summarize_responsibilities(X, w, mu, pc, "full")
+    small = summarize_responsibilities(X, w, mu, pc, "full", max_memory_mb=0.01)
+    for name in ("mean", "lower", "upper", "entropy_aleatoric", "log_density"):
+        np.testing.assert_allclose(getattr(small, name), getattr(big, name), rtol=1e-12)
+
+
+def test_midway_points_are_more_uncertain_than_centres(em_fit, rng):
+    _, gm = em_fit
+    w, mu, pc = jittered_draws(gm, 200, 0.3, rng)
+    centres = gm.means_
+    midway = (gm.means_[[0, 1, 0]] + gm.means_[[1, 2, 2]]) / 2
+    s = summarize_responsibilities(np.vstack([centres, midway]), w, mu, pc, "full")
+    assert s.entropy_total[3:].min() > s.entropy_total[:3].max()
+    assert s.label_probability[3:].max() < s.label_probability[:3].min()
+
+
+def test_responsibility_draws_refuses_huge_results(em_fit, rng):
+    X, gm = em_fit
+    w, mu, pc = jittered_draws(gm, 40, 0.3, rng)
+    with pytest.raises(ValueError, match="summarize_responsibilities"):
+        responsibility_draws(X, w, mu, pc, "full", max_memory_mb=0.001)
+
+
+def test_bad_interval_and_feature_mismatch(em_fit, rng):
+    X, gm = em_fit
+    w, mu, pc = jittered_draws(gm, 4, 0.1, rng)
+    with pytest.raises(ValueError, match="interval"):
+        summarize_responsibilities(X, w, mu, pc, "full", interval=1.5)
+    with pytest.raises(ValueError, match="features"):
+        summarize_responsibilities(np.zeros((3, 5)), w, mu, pc, "full")
