@@ -57,6 +57,7 @@ def test_relabel_undoes_any_permutation(posterior_and_pivot, method, per_draw):
     again, perms2, info2 = relabel(fixed, X, gm, covariance_type="full", method=method)
     xr.testing.assert_identical(again, fixed)  # idempotent
     assert info2["n_changed"] == 0
+    np.testing.assert_array_equal(perms2.values, np.broadcast_to(np.arange(3), perms2.shape))
 
 
 def test_rhat_fails_before_and_passes_after(posterior_and_pivot):
