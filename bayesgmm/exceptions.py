@@ -2,7 +2,12 @@
 
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["BayesGMMDeprecationWarning", "ConvergenceWarning", "DegenerateMixtureWarning"]
+__all__ = [
+    "BayesGMMDeprecationWarning",
+    "ConvergenceWarning",
+    "DegenerateMixtureWarning",
+    "SamplingWarning",
+]
 
 
 class DegenerateMixtureWarning(UserWarning):
@@ -16,3 +21,11 @@ class DegenerateMixtureWarning(UserWarning):
 
 class BayesGMMDeprecationWarning(DeprecationWarning):
     """A bayesgmm feature is deprecated."""
+
+
+class SamplingWarning(UserWarning):
+    """The posterior sampler's diagnostics failed (R-hat, ESS, divergences or E-BFMI).
+
+    Sampling problems never raise: the draws are kept, the failure is recorded in the
+    diagnostics (``BayesGaussianMixture.diagnostics_``) and this warning says what to do.
+    """

@@ -27,3 +27,11 @@ def rng() -> np.random.Generator:
 def separated() -> tuple[np.ndarray, np.ndarray]:
     """600 samples from three well-separated 2-D components, with their labels."""
     return make_mixture(600, **WELL_SEPARATED, random_state=7)
+
+
+@pytest.fixture(scope="session")
+def faithful_fit():
+    """A real posterior, reused by many tests: Old Faithful, 2 full components, 4 chains."""
+    from bayesgmm import BayesGaussianMixture, load_faithful
+
+    return BayesGaussianMixture(2, random_state=0, progressbar=False).fit(load_faithful())

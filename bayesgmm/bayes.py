@@ -1,0 +1,488 @@
+"""``BayesGaussianMixture``: the Bayesian mixture sampled with NUTS, beside its EM fit.
+
+``fit`` runs, in order: input validation; an :class:`~bayesgmm.em.EMGaussianMixture` fit (its
+solution, jittered per chain, starts every chain in the same labelling and is the pivot of
+the relabelling); NUTS (:func:`bayesgmm.sampling.sample_posterior`); relabelling of every
+draw to the EM labels (:func:`bayesgmm.relabel.relabel`); convergence diagnostics before and
+after relabelling (:func:`bayesgmm.diagnostics.diagnose`), with a
+:class:`~bayesgmm.exceptions.SamplingWarning` when the verdict fails. Everything lands in
+``idata_``, an :class:`xarray.DataTree` that :meth:`BayesGaussianMixture.save` writes to
+netCDF and :meth:`BayesGaussianMixture.load` reads back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+import warnings
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._numerics import COVARIANCE_TYPES
+from ._validation import (
+    check_choice,
+    check_n_components,
+    check_positive,
+    check_random_state,
+    check_X,
+)
+from ._version import __version__
+from .diagnostics import diagnose
+from .em import EMGaussianMixture
+from .exceptions import SamplingWarning
+from .model import Priors
+from .relabel import apply_permutations
+from .relabel import relabel as relabel_posterior
+from .responsibilities import MembershipSummary, summarize_responsibilities
+from .sampling import SAMPLERS, sample_posterior
+
+__all__ = ["BayesGaussianMixture", "MembershipProbabilities", "Prediction"]
+
+_log = logging.getLogger("bayesgmm")
+
+_INIT_JITTER = 0.05  # relative jitter of the EM start on the unconstrained scale
+_MEAN_JITTER = 0.5  # mean jitter, in approximate posterior standard deviations
+
+
+@dataclasses.dataclass(frozen=True)
+class MembershipProbabilities:
+    """Posterior membership probabilities of points, with equal-tailed intervals.
+
+    ``np.asarray(result)`` gives ``mean``, so the object can stand in for scikit-learn's
+    ``predict_proba`` array.
+
+    Attributes
+    ----------
+    mean, lower, upper : ndarray of shape (n_samples, n_components)
+        Posterior mean of ``p(z_i = k | x_i, theta)`` and the interval bounds over draws.
+    interval : float
+        Probability mass of the intervals.
+    """
+
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    interval: float
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.mean, dtype=dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.mean.shape
+
+
+class Prediction(NamedTuple):
+    """Most probable component of every point and the posterior probability that it is right."""
+
+    labels: np.ndarray
+    probability: np.ndarray
+
+
+class BayesGaussianMixture(DensityMixin, BaseEstimator):
+    """Bayesian Gaussian mixture: Dirichlet weights, LKJ covariances, sampled with NUTS.
+
+    The model (labels marginalised out, priors scaled to the data) is
+    :func:`bayesgmm.model.build_model`; see :class:`bayesgmm.model.Priors` for the priors.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+        Number of mixture components ``K``.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    priors : Priors, optional
+        Prior hyper-parameters; ``Priors()`` when omitted.
+    draws, tune : int, default 1000
+        Kept draws and warm-up iterations per chain.
+    chains : int, default 4
+    target_accept : float, default 0.8
+        NUTS target acceptance rate; raise it (0.9-0.99) when there are divergences.
+    sampler : {"auto", "nutpie", "pymc", "numpyro", "blackjax"}, default "auto"
+        NUTS implementation (:mod:`bayesgmm.sampling`); ``"auto"`` takes the fastest
+        installed one by our measurements (nutpie with the compiled log-density).
+    init : {"em", "prior"}, default "em"
+        ``"em"``: every chain starts from the EM solution, jittered per chain, so all chains
+        begin in the same labelling. ``"prior"``: the sampler's default start.
+    relabel : {"pivot", "stephens"} or None, default "pivot"
+        Relabelling of the draws to the EM labels (:mod:`bayesgmm.relabel`); ``None`` keeps
+        the sampler's labels.
+    n_init : int, default 5
+        EM restarts for the starting point and pivot.
+    random_state : int, RandomState or None, default None
+        Seeds EM, the jitter and the sampler (resolved once per ``fit``).
+    progressbar : bool, default True
+        Show the sampler's progress bar.
+
+    Attributes
+    ----------
+    idata_ : xarray.DataTree
+        ``posterior`` (relabelled; ``weights``, ``means``, ``covariances``,
+        ``precisions_cholesky``, ``chol``/``stds``/``corr`` or ``sigma``), ``sample_stats``,
+        ``log_likelihood`` (``obs``: chain, draw, obs_id), ``observed_data``, ``relabel``
+        (``permutation``: chain, draw, component, such that relabelled[..., k] =
+        sampled[..., permutation[..., k]]) and ``em`` (the EM solution). Root attributes hold
+        the provenance: package version, estimator parameters (JSON), seed, sampler, timings.
+    em_ : EMGaussianMixture
+        The EM fit that started and pivoted the chains.
+    diagnostics_ : DiagnosticsReport
+        R-hat, ESS, divergences, E-BFMI before and after relabelling, with a verdict.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` was a DataFrame with string column names.
+
+    Examples
+    --------
+    >>> from bayesgmm import BayesGaussianMixture, load_faithful
+    >>> bgm = BayesGaussianMixture(2, random_state=0, progressbar=False)
+    >>> bgm = bgm.fit(load_faithful())  # doctest: +SKIP
+    >>> bgm.diagnostics_.passed  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+        priors: Priors | None = None,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        target_accept: float = 0.8,
+        sampler: str = "auto",
+        init: Literal["em", "prior"] = "em",
+        relabel: Literal["pivot", "stephens"] | None = "pivot",
+        n_init: int = 5,
+        random_state: int | np.random.RandomState | None = None,
+        progressbar: bool = True,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.priors = priors
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.target_accept = target_accept
+        self.sampler = sampler
+        self.init = init
+        self.relabel = relabel
+        self.n_init = n_init
+        self.random_state = random_state
+        self.progressbar = progressbar
+
+    # ------------------------------------------------------------------ fitting
+
+    def _check_params(self, n_samples: int) -> int:
+        k = check_n_components(self.n_components, n_samples)
+        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("init", self.init, ("em", "prior"))
+        if self.relabel is not None:
+            check_choice("relabel", self.relabel, ("pivot", "stephens"))
+        for name in ("draws", "chains", "n_init"):
+            check_positive(name, getattr(self, name), integer=True)
+        check_positive("tune", self.tune, integer=True, allow_zero=True)
+        check_positive("target_accept", self.target_accept)
+        if not self.target_accept < 1.0:
+            raise ValueError(
+                f"target_accept={self.target_accept!r} is invalid; it must lie in (0, 1)."
+            )
+        if self.priors is not None and not isinstance(self.priors, Priors):
+            raise TypeError(
+                "priors must be a bayesgmm.model.Priors instance, got "
+                f"{type(self.priors).__name__}; pass Priors(...) or None."
+            )
+        return k
+
+    def fit(self, X: Any, y: Any = None) -> BayesGaussianMixture:
+        """Fit EM, sample the posterior with NUTS, relabel and diagnose.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        t0 = time.perf_counter()
+        X = check_X(X, estimator=self, reset=True, min_samples=2)
+        k = self._check_params(X.shape[0])
+        rs = check_random_state(self.random_state)
+        seed = int(rs.randint(np.iinfo(np.int32).max))
+        rng = np.random.default_rng(seed)
+        names = (
+            [str(c) for c in self.feature_names_in_]
+            if hasattr(self, "feature_names_in_")
+            else [f"x{j}" for j in range(X.shape[1])]
+        )
+        em = EMGaussianMixture(
+            k, covariance_type=self.covariance_type, n_init=self.n_init, random_state=seed
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # EM's own warnings are in em_
+            em.fit(X)
+        t_em = time.perf_counter() - t0
+        initvals = _jittered_starts(em, X.shape[0], self.chains, rng) if self.init == "em" else None
+        tree = sample_posterior(
+            X,
+            k,
+            covariance_type=self.covariance_type,
+            priors=self.priors,
+            feature_names=names,
+            initvals=initvals,
+            draws=self.draws,
+            tune=self.tune,
+            chains=self.chains,
+            sampler=self.sampler,
+            target_accept=self.target_accept,
+            random_seed=seed,
+            progressbar=self.progressbar,
+        )
+        raw = xr.DataTree.from_dict(
+            {
+                "posterior": tree["posterior"].to_dataset(),
+                "sample_stats": tree["sample_stats"].to_dataset(),
+            }
+        )
+        before = None
+        if self.relabel is not None:
+            relabelled, perms, info = relabel_posterior(
+                tree["posterior"].to_dataset(),
+                X,
+                em,
+                covariance_type=self.covariance_type,
+                method=self.relabel,
+                random_state=seed,
+            )
+            tree["posterior"] = xr.DataTree(relabelled)
+            tree["relabel"] = xr.DataTree(
+                xr.Dataset({"permutation": perms}, attrs={k_: v for k_, v in info.items()})
+            )
+            before = raw
+        tree["em"] = xr.DataTree(_em_dataset(em, names))
+        report = diagnose(tree, before=before)
+        tree.attrs.update(
+            bayesgmm_version=__version__,
+            estimator="BayesGaussianMixture",
+            params=json.dumps(self._json_params()),
+            random_seed=seed,
+            em_time=float(t_em),
+            fit_time=float(time.perf_counter() - t0),
+            diagnostics_passed=int(report.passed),
+            diagnostics_verdict=report.verdict,
+        )
+        self.idata_ = tree
+        self.em_ = em
+        self.diagnostics_ = report
+        if not report.passed:
+            warnings.warn(report.verdict, SamplingWarning, stacklevel=2)
+        _log.info("BayesGaussianMixture fit in %.1f s: %s", tree.attrs["fit_time"], report.verdict)
+        return self
+
+    def _json_params(self) -> dict[str, Any]:
+        params = self.get_params()
+        if params["priors"] is not None:
+            params["priors"] = dataclasses.asdict(params["priors"])
+        rs = params["random_state"]
+        if rs is not None and not isinstance(rs, int | np.integer):
+            params["random_state"] = None
+        return params
+
+    # ------------------------------------------------------------------ posterior summaries
+
+    def _draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        check_is_fitted(self, "idata_")
+        post = self.idata_["posterior"]
+        tail = {
+            "full": ("component", "feature", "feature_bis"),
+            "tied": ("feature", "feature_bis"),
+            "diag": ("component", "feature"),
+            "spherical": ("component",),
+        }[self.covariance_type]
+        w = post["weights"].transpose("chain", "draw", "component").values
+        mu = post["means"].transpose("chain", "draw", "component", "feature").values
+        pc = post["precisions_cholesky"].transpose("chain", "draw", *tail).values
+        return w, mu, pc
+
+    def membership(self, X: Any = None, *, interval: float = 0.89) -> MembershipSummary:
+        """Per-point membership summaries over the posterior (training data by default).
+
+        Mean responsibilities with equal-tailed intervals, the label and the probability that
+        it is right, total/aleatoric/epistemic entropy and the posterior predictive
+        log-density; see :func:`bayesgmm.responsibilities.summarize_responsibilities` (which
+        streams over chunks of points, so memory stays bounded).
+        """
+        check_is_fitted(self, "idata_")
+        if X is None:
+            X = self.idata_["observed_data"]["obs"].values
+        else:
+            X = check_X(X, estimator=self, reset=False)
+        w, mu, pc = self._draws()
+        return summarize_responsibilities(X, w, mu, pc, self.covariance_type, interval=interval)
+
+    def predict_proba(self, X: Any, *, interval: float = 0.89) -> MembershipProbabilities:
+        """Posterior mean membership probabilities with equal-tailed intervals.
+
+        Returns
+        -------
+        MembershipProbabilities
+            ``mean``, ``lower``, ``upper`` of shape (n_samples, n_components);
+            ``np.asarray`` of it is ``mean``.
+        """
+        s = self.membership(X, interval=interval)
+        return MembershipProbabilities(s.mean, s.lower, s.upper, interval)
+
+    def predict(self, X: Any) -> Prediction:
+        """Most probable component per point and the posterior probability that it is right."""
+        s = self.membership(X)
+        return Prediction(s.labels, s.label_probability)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Posterior predictive log-density ``log mean_s p(x_i | theta_s)`` of every point."""
+        return self.membership(X).log_density
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean posterior predictive log-density of ``X``."""
+        return float(np.mean(self.score_samples(X)))
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``idata_`` (posterior, statistics, EM solution, provenance) to netCDF."""
+        check_is_fitted(self, "idata_")
+        self.idata_.to_netcdf(os.fspath(path), engine="h5netcdf")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BayesGaussianMixture:
+        """Rebuild a fitted estimator from a file written by :meth:`save` (no refitting)."""
+        with xr.open_datatree(os.fspath(path), engine="h5netcdf") as opened:
+            tree = opened.load()
+        if tree.attrs.get("estimator") != "BayesGaussianMixture":
+            raise ValueError(
+                f"{os.fspath(path)!r} was not written by BayesGaussianMixture.save; load a file "
+                "that was."
+            )
+        params = json.loads(tree.attrs["params"])
+        if params.get("priors") is not None:
+            params["priors"] = Priors(**params["priors"])
+        est = cls(**params)
+        est.idata_ = tree
+        est.em_ = _em_from_dataset(tree["em"].to_dataset(), params)
+        X = tree["observed_data"]["obs"]
+        est.n_features_in_ = X.shape[1]
+        names = [str(f) for f in X["feature"].values]
+        if names != [f"x{j}" for j in range(len(names))]:
+            est.feature_names_in_ = np.asarray(names, dtype=object)
+        before = None
+        if "relabel" in tree.children:
+            # undo the stored permutations to diagnose the draws as sampled
+            perms = tree["relabel"]["permutation"].values
+            raw = apply_permutations(tree["posterior"].to_dataset(), np.argsort(perms, axis=-1))
+            before = xr.DataTree.from_dict(
+                {"posterior": raw, "sample_stats": tree["sample_stats"].to_dataset()}
+            )
+        est.diagnostics_ = diagnose(tree, before=before)
+        return est
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _cov_param(em: EMGaussianMixture) -> tuple[str, np.ndarray]:
+    if em.covariance_type in ("full", "tied"):
+        return "chol", np.linalg.cholesky(em.covariances_)
+    return "sigma", np.sqrt(em.covariances_)
+
+
+def _jittered_starts(em: EMGaussianMixture, n: int, chains: int, rng) -> list[dict[str, Any]]:
+    """The EM solution jittered per chain: small relative noise, means by ~half a posterior sd."""
+    key, cov = _cov_param(em)
+    w = em.weights_
+    k, d = em.means_.shape
+    if em.covariance_type == "full":
+        var = np.diagonal(em.covariances_, axis1=-2, axis2=-1)
+    elif em.covariance_type == "tied":
+        var = np.broadcast_to(np.diag(em.covariances_), (k, d))
+    elif em.covariance_type == "diag":
+        var = em.covariances_
+    else:
+        var = np.broadcast_to(em.covariances_[:, None], (k, d))
+    mean_sd = np.sqrt(var / np.maximum(n * w, 1.0)[:, None])
+    starts = []
+    for _ in range(chains):
+        wj = w * np.exp(rng.normal(scale=_INIT_JITTER, size=k))
+        if key == "chol":
+            c = cov.copy()
+            diag = np.diagonal(c, axis1=-2, axis2=-1) * np.exp(
+                rng.normal(scale=_INIT_JITTER, size=c.shape[:-1])
+            )
+            idx = np.arange(d)
+            c[..., idx, idx] = diag
+        else:
+            c = cov * np.exp(rng.normal(scale=_INIT_JITTER, size=cov.shape))
+        starts.append(
+            {
+                "weights": wj / wj.sum(),
+                "means": em.means_ + _MEAN_JITTER * mean_sd * rng.normal(size=(k, d)),
+                key: c,
+            }
+        )
+    return starts
+
+
+def _em_dataset(em: EMGaussianMixture, names: list[str]) -> xr.Dataset:
+    comp = ("component",)
+    cov_dims = {
+        "full": ("component", "feature", "feature_bis"),
+        "tied": ("feature", "feature_bis"),
+        "diag": ("component", "feature"),
+        "spherical": ("component",),
+    }[em.covariance_type]
+    return xr.Dataset(
+        {
+            "weights": (comp, em.weights_),
+            "means": (("component", "feature"), em.means_),
+            "covariances": (cov_dims, em.covariances_),
+            "precisions_cholesky": (cov_dims, em.precisions_cholesky_),
+            "degenerate": (comp, em.degenerate_.astype(np.int8)),
+        },
+        coords={"component": np.arange(em.n_components), "feature": names, "feature_bis": names},
+        attrs={
+            "lower_bound": float(em.lower_bound_),
+            "converged": int(em.converged_),
+            "n_iter": int(em.n_iter_),
+        },
+    )
+
+
+def _em_from_dataset(ds: xr.Dataset, params: dict[str, Any]) -> EMGaussianMixture:
+    """A fitted EMGaussianMixture with the saved parameters (for prediction and pivoting)."""
+    from ._numerics import precisions_from_precisions_cholesky
+
+    em = EMGaussianMixture(
+        int(ds.sizes["component"]),
+        covariance_type=params["covariance_type"],
+        n_init=params["n_init"],
+    )
+    em.weights_ = ds["weights"].values
+    em.means_ = ds["means"].values
+    em.covariances_ = ds["covariances"].values
+    em.precisions_cholesky_ = ds["precisions_cholesky"].values
+    em.precisions_ = precisions_from_precisions_cholesky(
+        em.precisions_cholesky_, em.covariance_type
+    )
+    em.degenerate_ = ds["degenerate"].values.astype(bool)
+    em.converged_ = bool(ds.attrs.get("converged", 1))
+    em.n_iter_ = int(ds.attrs.get("n_iter", 0))
+    em.lower_bound_ = float(ds.attrs.get("lower_bound", np.nan))
+    em.n_features_in_ = em.means_.shape[1]
+    return em

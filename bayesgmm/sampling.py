@@ -1,0 +1,566 @@
+"""NUTS sampling of the Bayesian Gaussian mixture, started from given (EM) parameters.
+
+:func:`sample_posterior` returns an :class:`xarray.DataTree` with the groups ``posterior``,
+``sample_stats``, ``log_likelihood`` (pointwise, dims ``chain, draw, obs_id``) and
+``observed_data``, whatever sampler ran. Samplers:
+
+``"nutpie"`` (what ``"auto"`` picks)
+    nutpie's NUTS (Rust, one thread per chain) calling the compiled log-posterior and analytic
+    gradient of :mod:`bayesgmm._logdensity` through a C function pointer: no Python in the
+    sampling loop and no PyTensor compilation. That log-density is the PyMC model of
+    :func:`bayesgmm.model.build_model` written out by hand (tested equal, value and gradient,
+    to 1e-10). Measured on the project's 2-core machines (``bench/nuts_speed.py``) it was the
+    fastest path both cold and warm; numbers are in ``docs/dev/nuts-backends.md``.
+``"pymc"``
+    PyMC's own NUTS on the PyMC graph (C backend, chains in worker processes with one BLAS
+    thread each). Slower; a reference and the fallback when nutpie is not installed.
+``"numpyro"``, ``"blackjax"``
+    ``pymc.sample(nuts_sampler=...)`` on the PyMC graph, when JAX and that package are
+    installed (they are not dependencies of bayesgmm).
+
+Initial values are per chain, on the constrained scale (``weights``, ``means`` and ``chol``
+or ``sigma``), typically the EM solution jittered per chain, so that every chain starts in
+the same labelling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from . import _logdensity
+
+__all__ = ["SAMPLERS", "posterior_dataset", "sample_posterior"]
+
+_log = logging.getLogger("bayesgmm")
+
+SAMPLERS = ("auto", "nutpie", "pymc", "numpyro", "blackjax")
+SamplerName = Literal["auto", "nutpie", "pymc", "numpyro", "blackjax"]
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: Draws per chunk of the pointwise log-likelihood are bounded by this many outputs.
+_LOGLIK_CHUNK_ELEMENTS = 8 * 1024 * 1024
+
+
+def available_samplers() -> list[str]:
+    """Samplers whose packages are importable here, in order of preference."""
+    from importlib.util import find_spec
+
+    out = []
+    if find_spec("nutpie") is not None:
+        out.append("nutpie")
+    out.append("pymc")
+    if find_spec("jax") is not None:
+        out += [name for name in ("numpyro", "blackjax") if find_spec(name) is not None]
+    return out
+
+
+def resolve_sampler(sampler: str) -> str:
+    """The sampler that ``sampler`` names (``"auto"``: the measured-fastest available one)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(
+            f"sampler={sampler!r} is not supported; choose one of {', '.join(map(repr, SAMPLERS))}."
+        )
+    available = available_samplers()
+    if sampler == "auto":
+        return available[0]
+    if sampler not in available:
+        raise ValueError(
+            f"sampler={sampler!r} needs a package that is not installed here "
+            f"(available: {', '.join(available)}); install it or use sampler='auto'."
+        )
+    return sampler
+
+
+def sample_posterior(
+    X: np.ndarray,
+    n_components: int,
+    *,
+    covariance_type: str = "full",
+    priors: Any = None,
+    feature_names: Sequence[str] | None = None,
+    initvals: Sequence[Mapping[str, np.ndarray]] | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    sampler: SamplerName = "auto",
+    target_accept: float = 0.8,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    cores: int | None = None,
+) -> xr.DataTree:
+    """Draw NUTS samples from the posterior of a Gaussian mixture.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Validated, finite observations.
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    priors : bayesgmm.model.Priors, optional
+        Prior hyper-parameters (data-scaled defaults when omitted).
+    feature_names : sequence of str, optional
+        ``feature`` coordinate labels (``x0, x1, ...`` by default).
+    initvals : sequence of dict, optional
+        One dict per chain with constrained starting values: ``weights`` (K,), ``means``
+        (K, D) and ``chol`` (lower Cholesky factor of the covariance: (K, D, D) for
+        ``"full"``, (D, D) for ``"tied"``) or ``sigma`` (standard deviations: (K, D) for
+        ``"diag"``, (K,) for ``"spherical"``). Without them each sampler uses its own default
+        start (nutpie and PyMC: the prior's central point, jittered).
+    draws, tune : int, default 1000
+        Kept draws and warm-up iterations per chain.
+    chains : int, default 4
+    sampler : {"auto", "nutpie", "pymc", "numpyro", "blackjax"}, default "auto"
+        See the module docstring.
+    target_accept : float, default 0.8
+        Target acceptance rate of the step-size adaptation, in (0, 1).
+    random_seed : int, optional
+    progressbar : bool, default True
+        Show the sampler's progress bar.
+    cores : int, optional
+        Chains run at once (default: the number of CPUs, at most ``chains``).
+
+    Returns
+    -------
+    xarray.DataTree
+        ``posterior`` with ``weights`` (chain, draw, component), ``means`` (..., component,
+        feature), ``covariances`` and ``precisions_cholesky`` (the layouts of
+        :func:`bayesgmm.model.build_model`), and ``chol``/``stds``/``corr`` (``"full"``,
+        ``"tied"``) or ``sigma``; ``sample_stats`` as the sampler reports them;
+        ``log_likelihood`` with ``obs`` (chain, draw, obs_id); ``observed_data``. Root
+        attributes: ``sampler`` and, in seconds, ``compile_time``, ``sampling_time``,
+        ``log_likelihood_time``, ``total_time``.
+    """
+    from .model import Priors
+
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    n, d = X.shape
+    k = int(n_components)
+    if draws < 1 or tune < 0 or chains < 1:
+        raise ValueError(
+            f"draws={draws}, tune={tune}, chains={chains}: draws and chains must be positive "
+            "and tune non-negative."
+        )
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept={target_accept} must lie strictly between 0 and 1.")
+    if initvals is not None and len(initvals) != chains:
+        raise ValueError(
+            f"Got {len(initvals)} initvals dicts for {chains} chains; pass one per chain."
+        )
+    priors = Priors() if priors is None else priors
+    names = [str(f) for f in feature_names] if feature_names is not None else None
+    names = names or [f"x{j}" for j in range(d)]
+    chosen = resolve_sampler(sampler)
+    cores = max(1, min(chains, cores or os.cpu_count() or 1))
+    _log.info("Sampling %d chains x (%d tune + %d draws) with %s.", chains, tune, draws, chosen)
+    t0 = time.perf_counter()
+    run = _sample_nutpie if chosen == "nutpie" else _sample_pymc
+    with _single_threaded_blas():
+        draws_, stats, compile_time, sampling_time = run(
+            X,
+            k,
+            covariance_type=covariance_type,
+            priors=priors,
+            feature_names=names,
+            initvals=initvals,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            sampler=chosen,
+            target_accept=target_accept,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            cores=cores,
+        )
+    t1 = time.perf_counter()
+    posterior = posterior_dataset(draws_, covariance_type, names)
+    loglik = pointwise_log_likelihood(X, posterior, covariance_type)
+    t2 = time.perf_counter()
+    observed = xr.Dataset(
+        {"obs": (("obs_id", "feature"), X)},
+        coords={"obs_id": np.arange(n), "feature": names},
+    )
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": posterior,
+            "sample_stats": stats,
+            "log_likelihood": xr.Dataset({"obs": loglik}),
+            "observed_data": observed,
+        }
+    )
+    tree.attrs.update(
+        sampler=chosen,
+        compile_time=float(compile_time),
+        sampling_time=float(sampling_time),
+        log_likelihood_time=float(t2 - t1),
+        total_time=float(t2 - t0),
+    )
+    _log.info(
+        "%s: set-up/compile %.1f s, sampling %.1f s, log-likelihood %.1f s.",
+        chosen,
+        compile_time,
+        sampling_time,
+        t2 - t1,
+    )
+    return tree
+
+
+# --------------------------------------------------------------------------- output
+
+
+def posterior_dataset(
+    draws: Mapping[str, np.ndarray], covariance_type: str, feature_names: Sequence[str]
+) -> xr.Dataset:
+    """Posterior group from constrained draws ``weights``, ``means`` and ``chol``/``sigma``.
+
+    Adds the deterministics of :func:`bayesgmm.model.build_model`: ``covariances``,
+    ``precisions_cholesky`` and, for ``"full"``/``"tied"``, ``stds`` and ``corr``.
+    Every array has leading (chain, draw) dimensions.
+    """
+    w = np.asarray(draws["weights"], dtype=np.float64)
+    mu = np.asarray(draws["means"], dtype=np.float64)
+    n_chain, n_draw, k = w.shape
+    d = mu.shape[-1]
+    eye = np.eye(d)
+    comp, feat = ("component",), ("feature",)
+    mat = ("feature", "feature_bis")
+    out: dict[str, tuple] = {
+        "weights": (("chain", "draw", *comp), w),
+        "means": (("chain", "draw", *comp, *feat), mu),
+    }
+    if covariance_type in ("full", "tied"):
+        chol = np.tril(np.asarray(draws["chol"], dtype=np.float64))
+        lead = comp if covariance_type == "full" else ()
+        cov = chol @ np.swapaxes(chol, -1, -2)
+        stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        corr = cov / (stds[..., :, None] * stds[..., None, :])
+        inv = np.linalg.inv(chol)
+        prec_chol = np.swapaxes(np.tril(inv), -1, -2)
+        for name, value, dims in (
+            ("chol", chol, (*lead, *mat)),
+            ("corr", corr, (*lead, *mat)),
+            ("stds", stds, (*lead, *feat)),
+            ("covariances", cov, (*lead, *mat)),
+            ("precisions_cholesky", prec_chol, (*lead, *mat)),
+        ):
+            out[name] = (("chain", "draw", *dims), value)
+    else:
+        sigma = np.asarray(draws["sigma"], dtype=np.float64)
+        if covariance_type == "diag":
+            cov = (sigma**2)[..., :, :, None] * eye
+            sdims = (*comp, *feat)
+        else:
+            cov = (sigma**2)[..., :, None, None] * eye
+            sdims = comp
+        out["sigma"] = (("chain", "draw", *sdims), sigma)
+        out["covariances"] = (("chain", "draw", *comp, *mat), cov)
+        out["precisions_cholesky"] = (("chain", "draw", *sdims), 1.0 / sigma)
+    coords = {
+        "chain": np.arange(n_chain),
+        "draw": np.arange(n_draw),
+        "component": np.arange(k),
+        "feature": list(feature_names),
+        "feature_bis": list(feature_names),
+    }
+    return xr.Dataset(out, coords=coords)
+
+
+def pointwise_log_likelihood(
+    X: np.ndarray, posterior: xr.Dataset, covariance_type: str
+) -> xr.DataArray:
+    """``log p(x_i | theta_s)`` for every draw and observation, dims (chain, draw, obs_id).
+
+    Evaluated by :func:`bayesgmm._logdensity.pointwise_log_density` (compiled, parallel over
+    draws; tested against :func:`bayesgmm._numerics.log_mixture_density`), in chunks of draws.
+    """
+    w = posterior["weights"].values
+    mu = posterior["means"].values
+    pc = posterior["precisions_cholesky"].values
+    n_chain, n_draw, k = w.shape
+    flat = n_chain * n_draw
+    w, mu = w.reshape(flat, k), mu.reshape(flat, *mu.shape[2:])
+    pc = pc.reshape(flat, *pc.shape[2:])
+    out = np.empty((flat, X.shape[0]))
+    chunk = max(64, _LOGLIK_CHUNK_ELEMENTS // max(1, X.shape[0]))
+    for s in range(0, flat, chunk):
+        sl = slice(s, s + chunk)
+        out[sl] = _logdensity.pointwise_log_density(X, w[sl], mu[sl], pc[sl], covariance_type)
+    return xr.DataArray(
+        out.reshape(n_chain, n_draw, X.shape[0]),
+        dims=("chain", "draw", "obs_id"),
+        coords={
+            "chain": posterior["chain"].values,
+            "draw": posterior["draw"].values,
+            "obs_id": np.arange(X.shape[0]),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _single_threaded_blas():
+    """One BLAS/OpenMP thread per process while sampling: the chains use the cores.
+
+    Environment variables reach worker processes started by PyMC; threadpoolctl limits the
+    BLAS libraries already loaded here (and inherited by forked workers).
+    """
+    saved = {name: os.environ.get(name) for name in _BLAS_ENV}
+    for name in _BLAS_ENV:
+        os.environ[name] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _unconstrained_inits(initvals, covariance_type: str) -> list[np.ndarray] | None:
+    if initvals is None:
+        return None
+    cov_key = "chol" if covariance_type in ("full", "tied") else "sigma"
+    return [
+        _logdensity.to_unconstrained(iv["weights"], iv["means"], iv[cov_key], covariance_type)
+        for iv in initvals
+    ]
+
+
+# --------------------------------------------------------------------------- nutpie
+
+
+def _nutpie_model(spec: _logdensity.LogDensitySpec, feature_names, init_points, seed):
+    """A nutpie model whose log-density and expansion are our compiled C callbacks."""
+    import pandas as pd
+    from nutpie import _lib
+    from nutpie.sample import CompiledModel
+
+    logp_c, expand_c = _logdensity.c_callbacks()
+    k, d = spec.n_components, spec.X.shape[1]
+    cov = spec.covariance_type
+    user_data = spec.user_data
+    n_dim = spec.n_dim
+    n_exp = _logdensity.n_expanded(k, d, cov)
+    names = ["weights", "means"]
+    shapes: list[tuple[int, ...]] = [(k,), (k, d)]
+    dims = {"weights": ("component",), "means": ("component", "feature")}
+    if cov in ("full", "tied"):
+        names.append("chol")
+        shapes.append((k, d, d) if cov == "full" else (d, d))
+        dims["chol"] = (("component",) if cov == "full" else ()) + ("feature", "feature_bis")
+    else:
+        names.append("sigma")
+        shapes.append((k, d) if cov == "diag" else (k,))
+        dims["sigma"] = ("component", "feature") if cov == "diag" else ("component",)
+    coords = {
+        "component": pd.Index(np.arange(k)),
+        "feature": pd.Index(list(feature_names)),
+        "feature_bis": pd.Index(list(feature_names)),
+    }
+    dim_sizes = {name: len(v) for name, v in coords.items()}
+    rng = np.random.default_rng(seed)
+    lock = threading.Lock()
+    handed_out = [0]
+
+    def initial_point(_seed=None) -> np.ndarray:
+        # One start per chain, in the order nutpie asks for them; retries get fresh jitter.
+        with lock:
+            i = handed_out[0]
+            handed_out[0] += 1
+        if init_points is not None:
+            base = init_points[i % len(init_points)]
+            return base if i < len(init_points) else base + rng.normal(scale=0.1, size=n_dim)
+        return rng.uniform(-1.0, 1.0, size=n_dim) * 0.5 + _prior_centre(spec)
+
+    class _Model(CompiledModel):
+        @property
+        def n_dim(self) -> int:
+            return n_dim
+
+        @property
+        def shapes(self):
+            return dict(zip(names, shapes, strict=True))
+
+        @property
+        def coords(self):
+            return coords
+
+        def _make_sampler(self, settings, init_mean, cores, progress_type, *rest):
+            return _lib.PySampler.from_pymc(
+                settings, cores, self._make_model(init_mean), progress_type, *rest
+            )
+
+        def _make_model(self, init_mean):
+            logp_fn = _lib.LogpFunc(logp_c.address, user_data.ctypes.data, self)
+            expand_fn = _lib.ExpandFunc(n_dim, n_exp, expand_c.address, user_data.ctypes.data, self)
+            variables = _lib.PyVariable.new_variables(
+                names, ["float64"] * len(names), shapes, dim_sizes, dims
+            )
+            return _lib.PyMcModel(
+                logp_fn, expand_fn, variables, n_dim, dim_sizes, coords, initial_point, None
+            )
+
+    model = _Model(dims=dims)
+    # keep the data alive as long as the model
+    object.__setattr__(model, "_bayesgmm_user_data", user_data)
+    return model
+
+
+def _prior_centre(spec: _logdensity.LogDensitySpec) -> np.ndarray:
+    """Unconstrained point at equal weights, prior means and prior-scale covariances."""
+    k, d = spec.n_components, spec.X.shape[1]
+    w = np.full(k, 1.0 / k)
+    mu = np.broadcast_to(spec.mean_loc, (k, d))
+    if spec.covariance_type == "full":
+        c = np.broadcast_to(np.diag(spec.sd_scale), (k, d, d))
+    elif spec.covariance_type == "tied":
+        c = np.diag(spec.sd_scale)
+    elif spec.covariance_type == "diag":
+        c = np.broadcast_to(spec.sd_scale, (k, d))
+    else:
+        c = np.full(k, spec.sd_scale[0])
+    return _logdensity.to_unconstrained(w, mu, c, spec.covariance_type)
+
+
+def _sample_nutpie(
+    X,
+    k,
+    *,
+    covariance_type,
+    priors,
+    feature_names,
+    initvals,
+    draws,
+    tune,
+    chains,
+    sampler,
+    target_accept,
+    random_seed,
+    progressbar,
+    cores,
+):
+    import nutpie
+
+    t0 = time.perf_counter()
+    spec = _logdensity.LogDensitySpec.from_data(X, k, covariance_type, priors)
+    seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
+    model = _nutpie_model(
+        spec, feature_names, _unconstrained_inits(initvals, covariance_type), seed
+    )
+    t1 = time.perf_counter()
+    idata = nutpie.sample(
+        model,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        seed=seed,
+        save_warmup=False,
+        progress_bar=progressbar,
+        target_accept=target_accept,
+    )
+    t2 = time.perf_counter()
+    post = idata["posterior"]
+    draws_ = {name: post[name].values for name in post.data_vars}
+    stats = idata["sample_stats"].to_dataset()
+    keep = [v for v in stats.data_vars if stats[v].dims[:2] == ("chain", "draw")]
+    stats = stats[keep].drop_vars([v for v in keep if stats[v].dtype == object])
+    return draws_, stats, t1 - t0, t2 - t1
+
+
+# --------------------------------------------------------------------------- PyMC graph
+
+
+def _pymc_initvals(initvals, covariance_type: str, k: int, d: int):
+    if initvals is None:
+        return None
+    rows, cols = np.tril_indices(d)
+    out = []
+    for iv in initvals:
+        point = {"weights": np.asarray(iv["weights"]), "means": np.asarray(iv["means"])}
+        if covariance_type == "full":
+            for j in range(k):
+                point[f"chol_cov_{j}"] = np.asarray(iv["chol"])[j][rows, cols]
+        elif covariance_type == "tied":
+            point["chol_cov"] = np.asarray(iv["chol"])[rows, cols]
+        else:
+            point["sigma"] = np.asarray(iv["sigma"])
+        out.append(point)
+    return out
+
+
+def _sample_pymc(
+    X,
+    k,
+    *,
+    covariance_type,
+    priors,
+    feature_names,
+    initvals,
+    draws,
+    tune,
+    chains,
+    sampler,
+    target_accept,
+    random_seed,
+    progressbar,
+    cores,
+):
+    import pandas as pd
+    import pymc as pm
+
+    from .model import build_model
+
+    t0 = time.perf_counter()
+    model = build_model(
+        pd.DataFrame(X, columns=feature_names), k, covariance_type=covariance_type, priors=priors
+    )
+    inits = _pymc_initvals(initvals, covariance_type, k, X.shape[1])
+    kwargs: dict[str, Any] = {}
+    if sampler == "pymc":
+        # The C backend compiles in seconds; PyTensor 3's default Numba backend takes minutes
+        # cold, and a plain pm.sample() would hand the model to nutpie's Numba path.
+        kwargs.update(cores=cores, nuts_sampler="pymc", target_accept=target_accept, backend="c")
+        kwargs["init"] = "adapt_diag" if inits is not None else "jitter+adapt_diag"
+    else:
+        kwargs.update(
+            nuts_sampler=sampler,
+            nuts_sampler_kwargs={"chain_method": "vectorized"},
+            target_accept=target_accept,
+        )
+    idata = pm.sample(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        model=model,
+        initvals=inits,
+        random_seed=random_seed,
+        progressbar=progressbar,
+        quiet=not progressbar,
+        compute_convergence_checks=False,
+        **kwargs,
+    )
+    total = time.perf_counter() - t0
+    post = idata["posterior"]
+    sampling = float(post.attrs.get("sampling_time", total))
+    cov_key = "chol" if covariance_type in ("full", "tied") else "sigma"
+    draws_ = {
+        "weights": post["weights"].values,
+        "means": post["means"].values,
+        cov_key: post[cov_key].values,
+    }
+    stats = idata["sample_stats"].to_dataset()
+    return draws_, stats, max(total - sampling, 0.0), sampling

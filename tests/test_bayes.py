@@ -1,0 +1,213 @@
+"""BayesGaussianMixture on real posteriors: convergence, recovery, persistence, API."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import stats
+from sklearn.base import clone
+
+from bayesgmm import BayesGaussianMixture, SamplingWarning, load_faithful, make_mixture
+from bayesgmm.relabel import apply_permutations, relabel
+
+
+def test_faithful_converges_and_agrees_with_em(faithful_fit):
+    """Issue 3, must-show 3: R-hat <= 1.01, bulk ESS >= 400, no divergences, means near EM."""
+    import arviz_stats
+
+    post = faithful_fit.idata_["posterior"].to_dataset()
+    sub = post[["weights", "means"]]
+    assert float(arviz_stats.rhat(sub).to_array().max()) <= 1.01
+    assert float(arviz_stats.ess(sub, method="bulk").to_array().min()) >= 400
+    assert int(faithful_fit.idata_["sample_stats"]["diverging"].sum()) == 0
+    mean = post["means"].mean(("chain", "draw")).values
+    sd = post["means"].std(("chain", "draw")).values
+    assert np.all(np.abs(mean - faithful_fit.em_.means_) <= 2 * sd)
+    assert faithful_fit.diagnostics_.passed
+
+
+def test_datatree_layout_and_provenance(faithful_fit):
+    tree = faithful_fit.idata_
+    assert {"posterior", "sample_stats", "log_likelihood", "observed_data", "relabel", "em"} <= set(
+        tree.children
+    )
+    post = tree["posterior"]
+    assert post["weights"].dims == ("chain", "draw", "component")
+    assert post["means"].dims == ("chain", "draw", "component", "feature")
+    assert post["covariances"].dims == ("chain", "draw", "component", "feature", "feature_bis")
+    assert list(post["feature"].values) == ["eruptions", "waiting"]
+    assert tree["log_likelihood"]["obs"].dims == ("chain", "draw", "obs_id")
+    assert tree["log_likelihood"]["obs"].shape == (4, 1000, 272)
+    np.testing.assert_allclose(post["weights"].sum("component"), 1.0, rtol=1e-12)
+    for key in ("bayesgmm_version", "params", "random_seed", "sampler", "sampling_time"):
+        assert key in tree.attrs
+    # the stored log-likelihood is the mixture density of each draw
+    from bayesgmm._numerics import log_mixture_density
+
+    c, s = 2, 17
+    ref = log_mixture_density(
+        load_faithful().to_numpy(),
+        post["weights"].values[c, s],
+        post["means"].values[c, s],
+        post["precisions_cholesky"].values[c, s],
+        "full",
+    )
+    np.testing.assert_allclose(tree["log_likelihood"]["obs"].values[c, s], ref, rtol=1e-10)
+
+
+def test_save_load_round_trips_exactly(faithful_fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    faithful_fit.save(path)
+    loaded = BayesGaussianMixture.load(path)
+    assert loaded.idata_.identical(faithful_fit.idata_)
+    assert loaded.get_params() == faithful_fit.get_params()
+    X = load_faithful().iloc[:20]
+    np.testing.assert_array_equal(
+        np.asarray(loaded.predict_proba(X)), np.asarray(faithful_fit.predict_proba(X))
+    )
+    np.testing.assert_allclose(loaded.em_.predict_proba(X), faithful_fit.em_.predict_proba(X))
+    assert loaded.diagnostics_.passed == faithful_fit.diagnostics_.passed
+
+
+def test_load_refuses_other_files(tmp_path):
+    path = tmp_path / "other.nc"
+    xr.DataTree(xr.Dataset({"a": ("x", [1.0])})).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(ValueError, match="not written by BayesGaussianMixture"):
+        BayesGaussianMixture.load(path)
+
+
+def test_predictions_for_new_points(faithful_fit):
+    X = np.array([[2.0, 54.0], [4.3, 80.0], [3.2, 67.0]])
+    proba = faithful_fit.predict_proba(X, interval=0.9)
+    np.testing.assert_allclose(np.asarray(proba).sum(axis=1), 1.0, rtol=1e-12)
+    assert np.all(proba.lower <= proba.mean + 1e-12)
+    assert np.all(proba.mean <= proba.upper + 1e-12)
+    labels, prob = faithful_fit.predict(X)
+    assert list(labels[:2]) == [0, 1]  # components sorted like EM: short eruptions first
+    assert prob[2] < prob[0] and prob[2] < prob[1]  # the midway point is the least certain
+    dens = faithful_fit.score_samples(X)
+    assert dens.shape == (3,) and dens[2] < dens[0]
+
+
+def test_relabel_recovers_permuted_real_posterior(faithful_fit):
+    """Issue 4, must-show 1, on a real posterior: scrambled labels are recovered."""
+    import arviz_stats
+
+    post = faithful_fit.idata_["posterior"].to_dataset()
+    X = load_faithful().to_numpy()
+    rng = np.random.default_rng(5)
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    # a different labelling per chain: R-hat fails before relabelling, passes after
+    per_chain = np.empty((n_chain, n_draw, 2), dtype=np.int64)
+    per_chain[0::2], per_chain[1::2] = [0, 1], [1, 0]
+    scrambled = apply_permutations(post, per_chain)
+    assert float(arviz_stats.rhat(scrambled["means"]).max()) > 1.5
+    fixed, _, _ = relabel(scrambled, X, faithful_fit.em_, covariance_type="full")
+    xr.testing.assert_allclose(fixed["means"], post["means"])
+    assert float(arviz_stats.rhat(fixed["means"]).max()) <= 1.01
+    # a random permutation for every single draw is undone too
+    per_draw = np.argsort(rng.random((n_chain, n_draw, 2)), axis=-1)
+    fixed, _found, _ = relabel(
+        apply_permutations(post, per_draw), X, faithful_fit.em_, covariance_type="full"
+    )
+    xr.testing.assert_allclose(fixed["weights"], post["weights"])
+    _again, second, _ = relabel(fixed, X, faithful_fit.em_, covariance_type="full")
+    assert np.all(second.values == np.arange(2))
+
+
+def test_parameter_recovery_interval_coverage():
+    """Issue 3, must-show 2: 90% intervals cover the truth at a rate consistent with 90%."""
+    truth = dict(
+        weights=[0.35, 0.65],
+        means=[[-2.0, 0.0], [2.0, 1.0]],
+        covariances=[[[1.0, 0.4], [0.4, 0.8]], [[0.6, -0.1], [-0.1, 1.2]]],
+    )
+    hits = total = 0
+    for seed in range(12):
+        X, _ = make_mixture(400, **truth, random_state=seed)
+        fit = BayesGaussianMixture(
+            2, draws=500, tune=500, chains=2, random_state=seed, progressbar=False
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SamplingWarning)
+            fit.fit(X)
+        post = fit.idata_["posterior"]
+        for name in ("weights", "means"):
+            draws = post[name].values.reshape(-1, *post[name].shape[2:])
+            lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+            true = np.asarray(truth[name])
+            hits += int(np.sum((lo <= true) & (true <= hi)))
+            total += true.size
+    lo_ok, hi_ok = stats.binom.ppf([0.0005, 0.9995], total, 0.9)
+    assert lo_ok <= hits <= hi_ok, f"{hits}/{total} intervals covered the truth"
+
+
+def test_pymc_sampler_agrees_with_default(faithful_fit):
+    """PyMC's own NUTS on the PyMC graph gives the same posterior (within Monte Carlo error)."""
+    fit = BayesGaussianMixture(
+        2, draws=400, tune=400, chains=2, sampler="pymc", random_state=1, progressbar=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        fit.fit(load_faithful())
+    assert fit.idata_.attrs["sampler"] == "pymc"
+    a = fit.idata_["posterior"]["means"]
+    b = faithful_fit.idata_["posterior"]["means"]
+    sd = b.std(("chain", "draw")).values
+    diff = np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values)
+    assert np.all(diff <= 0.5 * sd)
+    assert set(fit.idata_["posterior"].data_vars) == set(faithful_fit.idata_["posterior"].data_vars)
+
+
+@pytest.mark.parametrize("cov", ["tied", "diag", "spherical"])
+def test_other_covariance_types_sample(cov, separated):
+    X, _ = separated
+    fit = BayesGaussianMixture(
+        3, covariance_type=cov, draws=300, tune=300, chains=2, random_state=0, progressbar=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        fit.fit(X)
+    post = fit.idata_["posterior"]
+    means = post["means"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(means, fit.em_.means_, atol=0.3)
+    assert fit.idata_["log_likelihood"]["obs"].shape == (2, 300, X.shape[0])
+
+
+def test_failed_diagnostics_warn_and_are_recorded():
+    X, _ = make_mixture(200, [0.5, 0.5], [[0, 0], [4, 4]], [np.eye(2)] * 2, random_state=0)
+    fit = BayesGaussianMixture(2, draws=30, tune=30, chains=2, random_state=0, progressbar=False)
+    with pytest.warns(SamplingWarning, match="ESS"):
+        fit.fit(X)
+    assert not fit.diagnostics_.passed
+    assert fit.idata_.attrs["diagnostics_passed"] == 0
+
+
+def test_estimator_api():
+    est = BayesGaussianMixture(3, covariance_type="diag", draws=10, random_state=0)
+    params = est.get_params()
+    assert params["n_components"] == 3 and params["covariance_type"] == "diag"
+    assert clone(est).get_params() == params
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "X", "error", "match"),
+    [
+        ({"n_components": 5}, np.zeros((3, 2)) + np.arange(3)[:, None], ValueError, "exceeds"),
+        ({"sampler": "stan"}, None, ValueError, "sampler"),
+        ({"target_accept": 1.0}, None, ValueError, "target_accept"),
+        ({"covariance_type": "banana"}, None, ValueError, "covariance_type"),
+        ({"draws": 0}, None, ValueError, "draws"),
+        ({"relabel": "sort"}, None, ValueError, "relabel"),
+        ({}, np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]]), ValueError, "NaN"),
+        ({}, np.array([["a", "b"], ["c", "d"]]), (TypeError, ValueError), "numeric|string"),
+    ],
+)
+def test_bad_input_is_refused(kwargs, X, error, match):
+    if X is None:
+        X = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(error, match=match):
+        BayesGaussianMixture(**{"n_components": 2, **kwargs}, progressbar=False).fit(X)
