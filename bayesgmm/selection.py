@@ -1,0 +1,1135 @@
+"""Model comparison: BIC, AIC and ICL (EM) beside WAIC and PSIS-LOO (posterior) in one table.
+
+Every criterion has a direction, and the table says which in its column names:
+
+=====================  =====================================  ==================
+criterion              definition                             better when
+=====================  =====================================  ==================
+BIC                    ``-2 log L + p log n``                 lower
+AIC                    ``-2 log L + 2 p``                     lower
+ICL                    ``BIC - 2 sum_i log max_k r_ik``       lower
+elpd_waic, elpd_loo    expected log pointwise predictive      higher
+                       density (log scale)
+waic/loo deviance      ``-2 elpd`` (the scale of BIC/AIC)     lower
+=====================  =====================================  ==================
+
+BIC, AIC and ICL follow scikit-learn's sign (mclust reports ``2 log L - p log n`` and
+maximises it; the ranking is the same). ``log L`` is the maximised log-likelihood of the EM
+fit and ``p`` the number of free parameters (:func:`bayesgmm._numerics.n_parameters`).
+
+EM fits whose components collapsed (``EMGaussianMixture.degenerate_``) have a spuriously high
+likelihood. mclust reports them as missing; here their values stay in the table, marked, and
+they are excluded from every EM criterion's ranking and choice. Fits that raise are kept as
+rows with missing values and the reason.
+
+The posterior side uses :func:`waic` (written here, with ArviZ 0.x's p_waic diagnostic) and
+:func:`loo`, a thin wrapper over :func:`arviz_stats.loo`; :func:`arviz_stats.compare` adds
+elpd differences, their standard errors and stacking weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz_stats as azs
+import numpy as np
+import pandas as pd
+import xarray as xr
+from arviz_stats.utils import ELPDData
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+from scipy.special import logsumexp
+
+from ._numerics import COVARIANCE_TYPES, n_parameters
+from ._validation import check_n_components, check_positive, check_random_state, check_X
+from .em import EMGaussianMixture
+from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
+
+__all__ = [
+    "CRITERIA",
+    "HEADER",
+    "ComparisonResult",
+    "WAICResult",
+    "compare_models",
+    "loo",
+    "loo_summary",
+    "max_pareto_k",
+    "n_high_pareto_k",
+    "waic",
+]
+
+logger = logging.getLogger("bayesgmm")
+
+#: ``p_waic_i`` above this flags an observation for which WAIC may fail (ArviZ 0.x's rule).
+P_WAIC_THRESHOLD = 0.4
+#: Pareto ``k`` above this makes the PSIS-LOO estimate of an observation unreliable.
+PARETO_K_THRESHOLD = 0.7
+METHODS = ("em", "bayes")
+_MAX_LISTED = 5  # models named in one sentence of the verdict
+
+# ------------------------------------------------------------------ table columns
+COVARIANCE_TYPE = "covariance_type"
+N_COMPONENTS = "n_components"
+MODEL = "model"
+N_PARAMETERS = "n_parameters"
+EM_STATUS = "em_status"
+DEGENERATE = "degenerate"
+EM_CONVERGED = "em_converged"
+EM_NOTE = "em_note"
+LOG_LIKELIHOOD = "log_likelihood (higher better)"
+BIC = "bic (lower better)"
+AIC = "aic (lower better)"
+ICL = "icl (lower better)"
+BAYES_STATUS = "bayes_status"
+BAYES_NOTE = "bayes_note"
+ELPD_WAIC = "elpd_waic (higher better)"
+P_WAIC = "p_waic"
+SE_WAIC = "se_waic"
+N_HIGH_P_WAIC = f"n_p_waic_gt_{P_WAIC_THRESHOLD}"
+WAIC_DEVIANCE = "waic_deviance (lower better)"
+ELPD_LOO = "elpd_loo (higher better)"
+P_LOO = "p_loo"
+SE_LOO = "se_loo"
+MAX_PARETO_K = "max_pareto_k (lower better)"
+N_HIGH_PARETO_K = f"n_pareto_k_gt_{PARETO_K_THRESHOLD}"
+LOO_DEVIANCE = "loo_deviance (lower better)"
+
+#: criterion -> (table column, "lower" or "higher" is better, method that computes it)
+CRITERIA: dict[str, tuple[str, str, str]] = {
+    "bic": (BIC, "lower", "em"),
+    "aic": (AIC, "lower", "em"),
+    "icl": (ICL, "lower", "em"),
+    "waic": (ELPD_WAIC, "higher", "bayes"),
+    "loo": (ELPD_LOO, "higher", "bayes"),
+}
+_LABELS = {"bic": "BIC", "aic": "AIC", "icl": "ICL", "waic": "WAIC", "loo": "PSIS-LOO"}
+
+
+def _rank_column(criterion: str) -> str:
+    return f"{criterion}_rank (1 = best)"
+
+
+#: Every table column with its meaning and direction.
+HEADER: dict[str, str] = {
+    COVARIANCE_TYPE: "covariance structure: full, tied, diag or spherical",
+    N_COMPONENTS: "number of mixture components K",
+    MODEL: "model name '<covariance_type>-K<n_components>', as in loo_compare's index",
+    N_PARAMETERS: "free parameters p: K-1 weights, K*D means and the covariance parameters",
+    EM_STATUS: "'ok', 'degenerate' (a component collapsed; excluded from EM criteria), "
+    "'failed' (the fit raised; see em_note) or 'not run'",
+    DEGENERATE: "True when the EM fit has a collapsed component (spuriously high likelihood)",
+    EM_CONVERGED: "whether the kept EM run met tol before max_iter",
+    EM_NOTE: "why an EM fit is degenerate, unconverged or missing",
+    LOG_LIKELIHOOD: "maximised log-likelihood log L of the EM fit (higher is better, but "
+    "always grows with K)",
+    BIC: "Bayesian information criterion -2 log L + p log n (lower is better)",
+    AIC: "Akaike information criterion -2 log L + 2 p (lower is better)",
+    ICL: "integrated completed likelihood, BIC + 2 * classification entropy (lower is better)",
+    BAYES_STATUS: "'ok', 'failed' (see bayes_note) or 'not run'",
+    BAYES_NOTE: "why a posterior is missing, or its WAIC/LOO diagnostics",
+    ELPD_WAIC: "WAIC's estimate of the expected log pointwise predictive density (higher is "
+    "better)",
+    P_WAIC: "WAIC's effective number of parameters, sum of posterior variances of log p(x_i)",
+    SE_WAIC: "standard error of elpd_waic",
+    N_HIGH_P_WAIC: f"observations with p_waic_i > {P_WAIC_THRESHOLD} (WAIC may be unreliable)",
+    WAIC_DEVIANCE: "-2 elpd_waic, on the scale of BIC and AIC (lower is better)",
+    ELPD_LOO: "PSIS-LOO estimate of the expected log pointwise predictive density (higher is "
+    "better)",
+    P_LOO: "PSIS-LOO effective number of parameters",
+    SE_LOO: "standard error of elpd_loo",
+    MAX_PARETO_K: "largest Pareto k of the PSIS weights (lower is better; above 0.7 the "
+    "estimate for that observation is unreliable)",
+    N_HIGH_PARETO_K: f"observations with Pareto k > {PARETO_K_THRESHOLD}",
+    LOO_DEVIANCE: "-2 elpd_loo, on the scale of BIC and AIC (lower is better)",
+}
+for _criterion in CRITERIA:
+    HEADER[_rank_column(_criterion)] = (
+        f"rank under {_LABELS[_criterion]} among eligible fits; 1 is best, missing when the "
+        "fit is excluded (degenerate, failed or not run)"
+    )
+
+_EM_COLUMNS = (LOG_LIKELIHOOD, BIC, AIC, ICL)
+_BAYES_COLUMNS = (
+    ELPD_WAIC,
+    P_WAIC,
+    SE_WAIC,
+    N_HIGH_P_WAIC,
+    WAIC_DEVIANCE,
+    ELPD_LOO,
+    P_LOO,
+    SE_LOO,
+    MAX_PARETO_K,
+    N_HIGH_PARETO_K,
+    LOO_DEVIANCE,
+)
+
+
+def _model_name(covariance_type: str, n_components: int) -> str:
+    return f"{covariance_type}-K{n_components}"
+
+
+# ========================================================================== WAIC
+@dataclass(frozen=True)
+class WAICResult:
+    """The widely applicable information criterion of one posterior.
+
+    Attributes
+    ----------
+    elpd_waic : float
+        ``sum_i (lppd_i - p_waic_i)``; higher is better.
+    p_waic : float
+        Effective number of parameters, ``sum_i p_waic_i``.
+    se : float
+        Standard error of ``elpd_waic``, ``sqrt(n * var(elpd_waic_i))`` (``ddof=1``, as
+        :func:`arviz_stats.loo` does for ``elpd_loo``; 0 for one observation).
+    waic_deviance : float
+        ``-2 * elpd_waic``, on the scale of BIC and AIC; lower is better.
+    lppd : float
+        Log pointwise predictive density ``sum_i lppd_i``.
+    elpd_waic_i, p_waic_i, lppd_i : ndarray of shape (n_data_points,)
+        Pointwise values, observation dimensions flattened in C order.
+    n_high_p_waic : int
+        Observations with ``p_waic_i > 0.4``, where WAIC may fail (Vehtari, Gelman & Gabry
+        2017); prefer PSIS-LOO then.
+    n_samples : int
+        Posterior draws used (chains times draws).
+    n_data_points : int
+    """
+
+    elpd_waic: float
+    p_waic: float
+    se: float
+    waic_deviance: float
+    lppd: float
+    elpd_waic_i: np.ndarray
+    p_waic_i: np.ndarray
+    lppd_i: np.ndarray
+    n_high_p_waic: int
+    n_samples: int
+    n_data_points: int
+
+    @property
+    def warning(self) -> bool:
+        """Whether any observation has ``p_waic_i > 0.4``."""
+        return self.n_high_p_waic > 0
+
+
+def _log_lik_matrix(
+    log_lik: Any, obs_dims: Iterable[str] | None, var_name: str | None
+) -> np.ndarray:
+    """Pointwise log-likelihood as an ``(n_samples, n_data_points)`` float array."""
+    if isinstance(log_lik, xr.DataTree):
+        if "log_likelihood" not in log_lik.children:
+            raise ValueError(
+                "The DataTree has no 'log_likelihood' group; compute the pointwise "
+                "log-likelihood (e.g. pm.compute_log_likelihood) or pass the array directly."
+            )
+        log_lik = log_lik["log_likelihood"].to_dataset()
+    if isinstance(log_lik, xr.Dataset):
+        names = list(log_lik.data_vars)
+        if var_name is None:
+            if len(names) != 1:
+                raise ValueError(
+                    f"The log-likelihood group holds {len(names)} variables {names}; choose "
+                    "one with var_name."
+                )
+            var_name = names[0]
+        elif var_name not in names:
+            raise ValueError(
+                f"var_name={var_name!r} is not in the log-likelihood group; it holds {names}."
+            )
+        log_lik = log_lik[var_name]
+    elif var_name is not None:
+        raise ValueError("var_name applies to a DataTree or Dataset input only.")
+    if isinstance(log_lik, xr.DataArray):
+        if obs_dims is None:
+            obs = [d for d in log_lik.dims if d not in ("chain", "draw", "sample")]
+        else:
+            obs = [obs_dims] if isinstance(obs_dims, str) else list(obs_dims)
+            missing = [d for d in obs if d not in log_lik.dims]
+            if missing:
+                raise ValueError(
+                    f"obs_dims {missing} are not dimensions of the log-likelihood "
+                    f"{tuple(log_lik.dims)}."
+                )
+        sample = [d for d in log_lik.dims if d not in obs]
+        if not sample:
+            raise ValueError(
+                f"The log-likelihood {tuple(log_lik.dims)} has no sample dimension; expected "
+                "('chain', 'draw', *obs_dims)."
+            )
+        arr = log_lik.transpose(*sample, *obs).to_numpy()
+        n_samples = math.prod(log_lik.sizes[d] for d in sample)
+        arr = arr.reshape(n_samples, -1)
+    else:
+        if obs_dims is not None:
+            raise ValueError(
+                "obs_dims applies to labelled input (DataTree or DataArray); an array must be "
+                "(chain, draw, n_obs) or (n_draws, n_obs)."
+            )
+        try:
+            arr = np.asarray(log_lik, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                "log_lik must be a DataTree, a DataArray or a numeric array of shape "
+                f"(chain, draw, n_obs) or (n_draws, n_obs); got {type(log_lik).__name__}."
+            ) from exc
+        if arr.ndim == 3:
+            arr = arr.reshape(arr.shape[0] * arr.shape[1], arr.shape[2])
+        elif arr.ndim != 2:
+            raise ValueError(
+                f"log_lik has shape {arr.shape}; expected (chain, draw, n_obs) or (n_draws, n_obs)."
+            )
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.shape[0] < 2 or arr.shape[1] < 1:
+        raise ValueError(
+            f"WAIC needs at least 2 posterior draws and 1 observation; got {arr.shape[0]} "
+            f"draw(s) of {arr.shape[1]} observation(s)."
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(
+            "The log-likelihood contains NaN or inf; every draw must give every observation a "
+            "finite log-density. Check the model or drop the offending draws."
+        )
+    return arr
+
+
+def waic(
+    log_lik: xr.DataTree | xr.DataArray | ArrayLike,
+    *,
+    obs_dims: Iterable[str] | None = None,
+    var_name: str | None = None,
+) -> WAICResult:
+    """Widely applicable information criterion from a pointwise log-likelihood.
+
+    With ``S`` posterior draws and ``ll_si = log p(x_i | θ_s)``::
+
+        lppd_i      = log( (1/S) sum_s exp(ll_si) )        (computed with logsumexp)
+        p_waic_i    = var_s(ll_si)                          (ddof=1, over chains x draws)
+        elpd_waic_i = lppd_i - p_waic_i
+
+    Parameters
+    ----------
+    log_lik : DataTree, DataArray or array-like
+        A posterior ``DataTree`` (its ``log_likelihood`` group's single variable, or
+        ``var_name``); a ``DataArray`` with dims ``(chain, draw, *obs_dims)``; or an array of
+        shape ``(chain, draw, n_obs)`` or ``(n_draws, n_obs)``.
+    obs_dims : iterable of str, optional
+        Observation dimensions of labelled input; every other dimension is a sample
+        dimension. Default: all dimensions except ``chain``, ``draw`` and ``sample``.
+    var_name : str, optional
+        The log-likelihood variable when the group holds several.
+
+    Returns
+    -------
+    WAICResult
+
+    Raises
+    ------
+    ValueError
+        Fewer than two draws, non-finite values, or a missing group or variable.
+
+    Notes
+    -----
+    Observations with ``p_waic_i > 0.4`` are counted in ``n_high_p_waic`` and reported with a
+    warning-level log to the ``"bayesgmm"`` logger, as ArviZ 0.x warned.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ll = np.random.default_rng(0).normal(-1.0, 0.1, size=(2, 100, 5))
+    >>> res = waic(ll)
+    >>> res.n_data_points, res.n_high_p_waic
+    (5, 0)
+    >>> bool(np.isclose(res.waic_deviance, -2 * res.elpd_waic))
+    True
+    """
+    ll = _log_lik_matrix(log_lik, obs_dims, var_name)
+    n_samples, n_obs = ll.shape
+    lppd_i = logsumexp(ll, axis=0) - np.log(n_samples)
+    p_waic_i = ll.var(axis=0, ddof=1)
+    elpd_i = lppd_i - p_waic_i
+    elpd = float(elpd_i.sum())
+    se = float(np.sqrt(n_obs * elpd_i.var(ddof=1))) if n_obs > 1 else 0.0
+    n_high = int((p_waic_i > P_WAIC_THRESHOLD).sum())
+    if n_high:
+        logger.warning(
+            "WAIC: %d of %d observations have p_waic_i > %.1f (posterior variance of the "
+            "log predictive density); WAIC may be unreliable, prefer PSIS-LOO. See "
+            "https://arxiv.org/abs/1507.04544.",
+            n_high,
+            n_obs,
+            P_WAIC_THRESHOLD,
+        )
+    return WAICResult(
+        elpd_waic=elpd,
+        p_waic=float(p_waic_i.sum()),
+        se=se,
+        waic_deviance=-2.0 * elpd,
+        lppd=float(lppd_i.sum()),
+        elpd_waic_i=elpd_i,
+        p_waic_i=p_waic_i,
+        lppd_i=lppd_i,
+        n_high_p_waic=n_high,
+        n_samples=int(n_samples),
+        n_data_points=int(n_obs),
+    )
+
+
+# =========================================================================== LOO
+def loo(idata: xr.DataTree, *, var_name: str | None = None) -> ELPDData:
+    """PSIS-LOO of a posterior: :func:`arviz_stats.loo` with ``pointwise=True``, unchanged.
+
+    Parameters
+    ----------
+    idata : DataTree
+        A posterior with ``posterior`` and ``log_likelihood`` groups.
+    var_name : str, optional
+        The log-likelihood variable when the group holds several.
+
+    Returns
+    -------
+    arviz_stats.utils.ELPDData
+        ArviZ's result object (``elpd``, ``se``, ``p``, ``elpd_i``, ``pareto_k``, ``good_k``,
+        ...). Read it with :func:`loo_summary`, :func:`max_pareto_k` and
+        :func:`n_high_pareto_k`.
+    """
+    return azs.loo(idata, pointwise=True, var_name=var_name)
+
+
+def max_pareto_k(elpd_data: ELPDData) -> float:
+    """Largest Pareto ``k`` of a pointwise LOO result (NaN when it has none)."""
+    k = getattr(elpd_data, "pareto_k", None)
+    if k is None:
+        return math.nan
+    return float(np.nanmax(np.asarray(k, dtype=np.float64)))
+
+
+def n_high_pareto_k(elpd_data: ELPDData, threshold: float = PARETO_K_THRESHOLD) -> int:
+    """Number of observations with Pareto ``k > threshold`` (default 0.7)."""
+    k = getattr(elpd_data, "pareto_k", None)
+    if k is None:
+        return 0
+    return int((np.asarray(k, dtype=np.float64) > threshold).sum())
+
+
+def loo_summary(elpd_data: ELPDData, *, threshold: float = PARETO_K_THRESHOLD) -> dict[str, Any]:
+    """The numbers of a LOO result that the comparison table shows.
+
+    Parameters
+    ----------
+    elpd_data : ELPDData
+        From :func:`loo` (or :func:`arviz_stats.loo` with ``pointwise=True``).
+    threshold : float, default=0.7
+        Pareto ``k`` above which an observation's estimate is unreliable.
+
+    Returns
+    -------
+    dict
+        ``elpd_loo`` (higher is better), ``p_loo``, ``se_loo``, ``loo_deviance``
+        (``-2 elpd_loo``, lower is better), ``max_pareto_k`` and ``n_pareto_k_gt``.
+    """
+    elpd = float(elpd_data.elpd)
+    return {
+        "elpd_loo": elpd,
+        "p_loo": float(elpd_data.p),
+        "se_loo": float(elpd_data.se),
+        "loo_deviance": -2.0 * elpd,
+        "max_pareto_k": max_pareto_k(elpd_data),
+        "n_pareto_k_gt": n_high_pareto_k(elpd_data, threshold),
+    }
+
+
+# ================================================================ comparison result
+def _eligible(table: pd.DataFrame, criterion: str) -> pd.Series:
+    """Rows that may be chosen under a criterion: a finite value, not degenerate."""
+    column, _, method = CRITERIA[criterion]
+    if column not in table:
+        return pd.Series(False, index=table.index)
+    values = pd.to_numeric(table[column], errors="coerce").astype(float)
+    ok = pd.Series(np.isfinite(values.to_numpy()), index=table.index)
+    if method == "em":
+        if DEGENERATE in table:
+            ok &= ~table[DEGENERATE].fillna(False).astype(bool)
+        if EM_STATUS in table:
+            ok &= table[EM_STATUS].eq("ok")
+    elif BAYES_STATUS in table:
+        ok &= table[BAYES_STATUS].eq("ok")
+    return ok
+
+
+def _ordered(table: pd.DataFrame, criterion: str, rows: pd.Series) -> pd.DataFrame:
+    """Rows sorted best first; ties go to fewer parameters, then fewer components."""
+    column, direction, _ = CRITERIA[criterion]
+    sub = table.loc[rows]
+    key = sub[column].astype(float) * (1.0 if direction == "lower" else -1.0)
+    ordered = sub.assign(_key=key)
+    by = ["_key"] + [c for c in (N_PARAMETERS, N_COMPONENTS) if c in sub]
+    return ordered.sort_values(by, kind="stable")
+
+
+def _computed(table: pd.DataFrame, criterion: str) -> bool:
+    column = CRITERIA[criterion][0]
+    return column in table and table[column].notna().any()
+
+
+def _best(table: pd.DataFrame) -> dict[str, tuple[str, int] | None]:
+    best: dict[str, tuple[str, int] | None] = {}
+    for criterion in CRITERIA:
+        if not _computed(table, criterion):
+            continue
+        ordered = _ordered(table, criterion, _eligible(table, criterion))
+        if ordered.empty:
+            best[criterion] = None
+        else:
+            row = ordered.iloc[0]
+            best[criterion] = (str(row[COVARIANCE_TYPE]), int(row[N_COMPONENTS]))
+    return best
+
+
+def _add_ranks(table: pd.DataFrame) -> pd.DataFrame:
+    """Add a rank column per computed criterion (1 = best; missing when excluded)."""
+    table = table.copy()
+    for criterion, (column, direction, _) in CRITERIA.items():
+        if column not in table:
+            continue
+        rows = _eligible(table, criterion)
+        values = table.loc[rows, column].astype(float)
+        ranks = values.rank(method="min", ascending=direction == "lower")
+        out = pd.Series(pd.NA, index=table.index, dtype="Int64")
+        out.loc[rows] = ranks.astype("int64")
+        table[_rank_column(criterion)] = out
+    return table
+
+
+def _describe(model: tuple[str, int] | None) -> str:
+    if model is None:
+        return "nothing (no eligible fit)"
+    return f"{model[0]} covariance with K={model[1]} ({_model_name(*model)})"
+
+
+def _join(items: list[str]) -> str:
+    if len(items) > _MAX_LISTED:
+        items = [*items[:_MAX_LISTED], f"{len(items) - _MAX_LISTED} more"]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+@dataclass
+class ComparisonResult:
+    """Model-selection results for a grid of covariance types and component counts.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per ``(covariance_type, n_components)``; column names state each
+        criterion's direction (``"bic (lower better)"``, ``"elpd_loo (higher better)"``) and
+        :attr:`header` explains every column. Rank columns ``"<criterion>_rank (1 = best)"``
+        are missing for excluded fits.
+    loo_compare : DataFrame or None
+        :func:`arviz_stats.compare` of the posteriors (index: model names such as
+        ``"full-K3"``; ``round_to="none"``), unchanged; None without posteriors.
+    posteriors : dict of str to DataTree
+        The posterior of each model, by model name.
+    loo_results : dict of str to ELPDData
+        :func:`loo` of each posterior.
+    waic_results : dict of str to WAICResult
+    em_models : dict of str to EMGaussianMixture
+        The fitted EM estimators (failed fits are absent).
+    notes : list of str
+        Warnings raised by :func:`arviz_stats.compare`, repeated in :attr:`verdict`.
+    """
+
+    table: pd.DataFrame
+    loo_compare: pd.DataFrame | None = None
+    posteriors: dict[str, xr.DataTree] = field(default_factory=dict)
+    loo_results: dict[str, ELPDData] = field(default_factory=dict)
+    waic_results: dict[str, WAICResult] = field(default_factory=dict)
+    em_models: dict[str, EMGaussianMixture] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def header(self) -> dict[str, str]:
+        """Meaning and direction of each column of :attr:`table`."""
+        return {c: HEADER.get(c, "") for c in self.table.columns}
+
+    @property
+    def best(self) -> dict[str, tuple[str, int] | None]:
+        """The choice of each computed criterion, ``criterion -> (covariance_type, K)``.
+
+        Keys among ``"bic"``, ``"aic"``, ``"icl"`` (EM; degenerate and failed fits are never
+        chosen) and ``"waic"``, ``"loo"`` (posterior). The value is None when a criterion was
+        computed but no fit is eligible. Ties go to the model with fewer parameters.
+        """
+        return _best(self.table)
+
+    @property
+    def verdict(self) -> str:
+        """A plain-language paragraph: each criterion's choice, agreement and caveats."""
+        table, best = self.table, self.best
+        parts: list[str] = []
+        if not best:
+            return "No criterion could be computed: every fit failed or was not run."
+        picks = [f"{_LABELS[c]} picks {_describe(m)}" for c, m in best.items()]
+        parts.append(f"Over {len(table)} candidate models, " + "; ".join(picks) + ".")
+
+        em_best = [best[c] for c in ("bic", "aic", "icl") if c in best]
+        if len(em_best) == 3 and len(set(em_best)) == 1 and em_best[0] is not None:
+            parts.append("The three EM criteria agree.")
+        if "bic" in best and "loo" in best:
+            bic, loo_ = best["bic"], best["loo"]
+            if bic == loo_:
+                parts.append(f"BIC and PSIS-LOO agree on {_model_name(*bic)}.")
+            elif bic is not None and loo_ is not None:
+                parts.append(
+                    f"BIC and PSIS-LOO disagree: BIC prefers {_model_name(*bic)}, "
+                    f"PSIS-LOO {_model_name(*loo_)}."
+                )
+                parts.append(self._loo_difference(_model_name(*bic), _model_name(*loo_)))
+            parts.append(
+                "They answer different questions: BIC's log(n) penalty per parameter "
+                "approximates the log marginal likelihood and favours parsimony, so it picks "
+                "the smallest model that explains the data well; LOO and WAIC estimate "
+                "out-of-sample predictive accuracy, so they accept extra or overlapping "
+                "components that improve predictions even slightly (and are indifferent "
+                "between models that predict equally well)."
+            )
+        has_em = any(c in best for c in ("bic", "aic", "icl"))
+        has_bayes = any(c in best for c in ("waic", "loo"))
+        if has_em != has_bayes:
+            missing = "posterior criteria (WAIC, PSIS-LOO)" if has_em else "BIC, AIC and ICL"
+            parts.append(
+                f"The {missing} were not computed; run with methods=('em', 'bayes') to see "
+                "whether the marginal-likelihood view (BIC) and the predictive view (LOO) agree."
+            )
+        parts.extend(self._exclusions())
+        parts.extend(self._diagnostics())
+        parts.extend(self.notes)
+        return " ".join(p for p in parts if p)
+
+    def _loo_difference(self, bic_model: str, loo_model: str) -> str:
+        """How far the BIC choice's elpd_loo lies below the LOO choice's, with its se."""
+        cmp = self.loo_compare
+        if cmp is not None and bic_model in cmp.index and cmp.index[0] == loo_model:
+            # loo_compare's differences and their se are relative to its top model.
+            diff = -float(cmp.loc[bic_model, "elpd_diff"])
+            dse = float(cmp.loc[bic_model, "dse"])
+        elif bic_model in self.loo_results and loo_model in self.loo_results:
+            d_i = np.ravel(self.loo_results[loo_model].elpd_i) - np.ravel(
+                self.loo_results[bic_model].elpd_i
+            )
+            diff, dse = float(d_i.sum()), float(np.sqrt(d_i.size * d_i.var()))
+        else:
+            return ""
+        return (
+            f"The BIC choice's elpd_loo is {diff:.1f} below the LOO choice's (standard "
+            f"error of the difference {dse:.1f}), "
+            + (
+                f"more than two standard errors: PSIS-LOO clearly predicts better with {loo_model}."
+                if abs(diff) > 2 * dse
+                else "within two standard errors, so the predictive difference is not clear "
+                "and the simpler model is a reasonable choice."
+            )
+        )
+
+    def _exclusions(self) -> list[str]:
+        table, out = self.table, []
+        if DEGENERATE in table:
+            degenerate = table[table[DEGENERATE].fillna(False).astype(bool)]
+            if not degenerate.empty:
+                names = _join([str(m) for m in degenerate[MODEL]])
+                out.append(
+                    f"Degenerate EM fit(s) {names} (a component collapsed onto too few points "
+                    "or onto the reg_covar floor, so the likelihood is spuriously high) are "
+                    "kept in the table but excluded from BIC, AIC and ICL, as mclust reports "
+                    "them missing."
+                )
+                raw_best: dict[str, list[str]] = {}
+                for criterion in ("bic", "aic", "icl"):
+                    column = CRITERIA[criterion][0]
+                    if column not in table or table[column].notna().sum() == 0:
+                        continue
+                    raw = _ordered(table, criterion, table[column].notna())
+                    if bool(raw.iloc[0][DEGENERATE]):
+                        raw_best.setdefault(str(raw.iloc[0][MODEL]), []).append(_LABELS[criterion])
+                for model, labels in raw_best.items():
+                    verb = "belongs" if len(labels) == 1 else "belong"
+                    out.append(
+                        f"The best raw {_join(labels)} {verb} to the degenerate {model}, "
+                        "which is not chosen."
+                    )
+        for status, note, what in ((EM_STATUS, EM_NOTE, "EM"), (BAYES_STATUS, BAYES_NOTE, "Bayes")):
+            if status in table:
+                failed = table[table[status].eq("failed")]
+                by_reason: dict[str, list[str]] = {}
+                for _, r in failed.iterrows():
+                    by_reason.setdefault(str(r.get(note, "")), []).append(str(r[MODEL]))
+                reasons = [f"{_join(models)} ({reason})" for reason, models in by_reason.items()]
+                if reasons:
+                    out.append(f"{what} fit(s) failed and are missing: {'; '.join(reasons)}.")
+        return out
+
+    def _diagnostics(self) -> list[str]:
+        table, out = self.table, []
+        if N_HIGH_PARETO_K in table:
+            high = table[table[N_HIGH_PARETO_K].fillna(0).astype(int) > 0]
+            if not high.empty:
+                high = high.sort_values(MAX_PARETO_K, ascending=False)
+                items = [
+                    f"{r[MODEL]} ({int(r[N_HIGH_PARETO_K])} with k > {PARETO_K_THRESHOLD}, "
+                    f"max {float(r[MAX_PARETO_K]):.2f})"
+                    for _, r in high.head(_MAX_LISTED).iterrows()
+                ]
+                if len(high) > _MAX_LISTED:
+                    items.append(f"{len(high) - _MAX_LISTED} more model(s)")
+                out.append(
+                    f"PSIS-LOO is unreliable for {len(high)} of {len(table)} models, where "
+                    "Pareto k is high: "
+                    + "; ".join(items)
+                    + ". Remedies: moment matching (arviz_stats.loo_moment_match, or "
+                    "arviz_stats.loo(..., moment_match=True, model=...)), exact K-fold "
+                    "cross-validation (arviz_stats.loo_kfold), or more components, since an "
+                    "observation that no component covers is highly influential."
+                )
+        if N_HIGH_P_WAIC in table:
+            high = table[table[N_HIGH_P_WAIC].fillna(0).astype(int) > 0]
+            if not high.empty:
+                names = _join([str(m) for m in high[MODEL]])
+                out.append(
+                    f"WAIC may be unreliable for {names} (observations with p_waic_i > "
+                    f"{P_WAIC_THRESHOLD}); prefer PSIS-LOO there."
+                )
+        return out
+
+    def plot(self) -> Figure:
+        """Every criterion against K, one panel per covariance type, all lower-is-better.
+
+        BIC, AIC and ICL are drawn as they are; WAIC and LOO on the deviance scale
+        (``-2 elpd``) with bars of ± one standard error (``2 se_elpd``). Degenerate EM fits
+        are circled in red and failed fits are absent; each criterion's choice is starred.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        table = self.table
+        cov_types = list(dict.fromkeys(table[COVARIANCE_TYPE]))
+        fig = Figure(figsize=(4.0 * len(cov_types), 3.6), layout="constrained")
+        axes = fig.subplots(1, len(cov_types), sharey=True, squeeze=False)[0]
+        series = [
+            ("bic", BIC, None, "BIC", "o"),
+            ("aic", AIC, None, "AIC", "s"),
+            ("icl", ICL, None, "ICL", "^"),
+            ("waic", WAIC_DEVIANCE, SE_WAIC, "WAIC deviance", "D"),
+            ("loo", LOO_DEVIANCE, SE_LOO, "LOO deviance", "v"),
+        ]
+        best = self.best
+        for ax, cov in zip(axes, cov_types, strict=True):
+            sub = table[table[COVARIANCE_TYPE] == cov].sort_values(N_COMPONENTS)
+            k = sub[N_COMPONENTS].to_numpy()
+            for criterion, column, se_column, label, marker in series:
+                if column not in sub or sub[column].isna().all():
+                    continue
+                y = sub[column].to_numpy(dtype=float)
+                if se_column is not None:
+                    err = 2.0 * sub[se_column].to_numpy(dtype=float)
+                    bars = ax.errorbar(k, y, yerr=err, marker=marker, label=label, capsize=3)
+                    color = bars.lines[0].get_color()
+                else:
+                    color = ax.plot(k, y, marker=marker, label=label)[0].get_color()
+                if criterion in ("bic", "aic", "icl") and DEGENERATE in sub:
+                    bad = sub[DEGENERATE].fillna(False).to_numpy(dtype=bool)
+                    if bad.any():
+                        ax.scatter(
+                            k[bad],
+                            y[bad],
+                            s=140,
+                            facecolors="none",
+                            edgecolors="red",
+                            label="degenerate (excluded)" if criterion == "bic" else None,
+                            zorder=3,
+                        )
+                choice = best.get(criterion)
+                if choice is not None and choice[0] == cov:
+                    yk = sub.loc[sub[N_COMPONENTS] == choice[1], column].to_numpy(dtype=float)
+                    ax.scatter(
+                        [choice[1]],
+                        yk,
+                        marker="*",
+                        s=260,
+                        color=color,
+                        zorder=4,
+                        edgecolors="black",
+                    )
+            ax.set_title(f"{cov} covariance")
+            ax.set_xlabel("number of components K")
+            ax.set_xticks(k)
+        axes[0].set_ylabel("criterion (lower is better)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        for ax in axes[1:]:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        if handles:
+            fig.legend(handles, labels, loc="outside right center")
+        fig.suptitle("Model selection (★ marks each criterion's choice, in its colour)")
+        return fig
+
+
+# ================================================================= compare_models
+def _default_bayes_fit(
+    X: Any,
+    n_components: int,
+    covariance_type: str,
+    random_state: int | None,
+    **sampler_options: Any,
+) -> xr.DataTree:
+    """Fit :class:`bayesgmm.bayes.BayesGaussianMixture` and return its posterior."""
+    from .bayes import BayesGaussianMixture
+    from .exceptions import SamplingWarning
+
+    options = {"progressbar": False, "relabel": None, **sampler_options}
+    model = BayesGaussianMixture(
+        n_components,
+        covariance_type=covariance_type,
+        random_state=random_state,
+        **options,
+    )
+    with warnings.catch_warnings():
+        # Convergence trouble is in the posterior's attrs; the table carries Pareto k.
+        warnings.simplefilter("ignore", SamplingWarning)
+        return model.fit(X).idata_
+
+
+def _check_grid(
+    n_components: Iterable[int],
+    covariance_types: Iterable[str],
+    methods: Iterable[str],
+    n_samples: int,
+) -> tuple[list[int], list[str], tuple[str, ...]]:
+    if isinstance(n_components, numbers.Integral):
+        n_components = [n_components]
+    ks = [check_n_components(k, n_samples) for k in n_components]
+    if not ks:
+        raise ValueError("n_components is empty; give at least one component count, e.g. [1, 2].")
+    ks = list(dict.fromkeys(ks))
+    if isinstance(covariance_types, str):
+        covariance_types = [covariance_types]
+    cov_types = list(dict.fromkeys(covariance_types))
+    bad = [c for c in cov_types if c not in COVARIANCE_TYPES]
+    if bad or not cov_types:
+        raise ValueError(
+            f"covariance_types={tuple(covariance_types)!r} is not supported; choose among "
+            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
+        )
+    if isinstance(methods, str):
+        methods = [methods]
+    methods = tuple(dict.fromkeys(methods))
+    if not methods or any(m not in METHODS for m in methods):
+        raise ValueError(
+            f"methods={methods!r} is not supported; choose one or both of 'em' and 'bayes'."
+        )
+    return ks, cov_types, methods
+
+
+def _fit_em(
+    X: Any,
+    k: int,
+    cov: str,
+    seed: int,
+    n_samples: int,
+    n_init: int,
+    em_options: Mapping[str, Any],
+) -> tuple[dict[str, Any], EMGaussianMixture | None]:
+    row: dict[str, Any] = {EM_STATUS: "ok", DEGENERATE: False, EM_CONVERGED: pd.NA, EM_NOTE: ""}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DegenerateMixtureWarning)
+            warnings.simplefilter("always", ConvergenceWarning)
+            gm = EMGaussianMixture(
+                k, covariance_type=cov, n_init=n_init, random_state=seed, **em_options
+            ).fit(X)
+            row[LOG_LIKELIHOOD] = gm.score(X) * n_samples
+            row[BIC] = gm.bic(X)
+            row[AIC] = gm.aic(X)
+            row[ICL] = gm.icl(X)
+    except Exception as exc:  # a failed cell is reported, not fatal to the grid
+        logger.warning("EM fit %s failed: %s: %s", _model_name(cov, k), type(exc).__name__, exc)
+        row.update({EM_STATUS: "failed", EM_NOTE: f"{type(exc).__name__}: {exc}"})
+        row.update(dict.fromkeys(_EM_COLUMNS, np.nan))
+        return row, None
+    for w in caught:
+        if not issubclass(w.category, (DegenerateMixtureWarning, ConvergenceWarning)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    notes = []
+    row[EM_CONVERGED] = bool(gm.converged_)
+    if gm.degenerate_.any():
+        row[EM_STATUS], row[DEGENERATE] = "degenerate", True
+        notes.append(
+            f"component(s) {np.flatnonzero(gm.degenerate_).tolist()} collapsed in all "
+            f"{n_init} initialisation(s); excluded from EM criteria"
+        )
+    if not gm.converged_:
+        notes.append(f"EM did not converge in max_iter={gm.max_iter}")
+    row[EM_NOTE] = "; ".join(notes)
+    return row, gm
+
+
+def _fit_bayes(
+    X: Any,
+    k: int,
+    cov: str,
+    seed: int,
+    n_samples: int,
+    bayes_fit: Callable[..., xr.DataTree],
+    sampler_options: Mapping[str, Any],
+) -> tuple[dict[str, Any], xr.DataTree | None, ELPDData | None, WAICResult | None]:
+    name = _model_name(cov, k)
+    row: dict[str, Any] = {BAYES_STATUS: "ok", BAYES_NOTE: ""}
+    try:
+        idata = bayes_fit(X, k, covariance_type=cov, random_state=seed, **sampler_options)
+        if not isinstance(idata, xr.DataTree):
+            raise TypeError(
+                f"bayes_fit returned {type(idata).__name__}; it must return an xarray.DataTree "
+                "with 'posterior' and 'log_likelihood' groups."
+            )
+        w = waic(idata)
+        if w.n_data_points != n_samples:
+            raise ValueError(
+                f"the log-likelihood has {w.n_data_points} observations but X has "
+                f"{n_samples} rows; it must be pointwise over the rows of X."
+            )
+        with warnings.catch_warnings():
+            # High Pareto k is reported in the table and the verdict instead.
+            warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+            res = loo(idata)
+    except Exception as exc:  # a failed cell is reported, not fatal to the grid
+        logger.warning("Bayes fit %s failed: %s: %s", name, type(exc).__name__, exc)
+        row.update({BAYES_STATUS: "failed", BAYES_NOTE: f"{type(exc).__name__}: {exc}"})
+        row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
+        return row, None, None, None
+    summary = loo_summary(res)
+    row.update(
+        {
+            ELPD_WAIC: w.elpd_waic,
+            P_WAIC: w.p_waic,
+            SE_WAIC: w.se,
+            N_HIGH_P_WAIC: w.n_high_p_waic,
+            WAIC_DEVIANCE: w.waic_deviance,
+            ELPD_LOO: summary["elpd_loo"],
+            P_LOO: summary["p_loo"],
+            SE_LOO: summary["se_loo"],
+            MAX_PARETO_K: summary["max_pareto_k"],
+            N_HIGH_PARETO_K: summary["n_pareto_k_gt"],
+            LOO_DEVIANCE: summary["loo_deviance"],
+        }
+    )
+    notes = []
+    if summary["n_pareto_k_gt"]:
+        notes.append(
+            f"{summary['n_pareto_k_gt']} observation(s) with Pareto k > {PARETO_K_THRESHOLD}"
+        )
+        logger.warning(
+            "%s: %d observation(s) with Pareto k > %.1f (max %.2f); PSIS-LOO is unreliable "
+            "for them.",
+            name,
+            summary["n_pareto_k_gt"],
+            PARETO_K_THRESHOLD,
+            summary["max_pareto_k"],
+        )
+    if w.n_high_p_waic:
+        notes.append(f"{w.n_high_p_waic} observation(s) with p_waic_i > {P_WAIC_THRESHOLD}")
+    if idata.attrs.get("diagnostics_passed", 1) == 0:
+        notes.append("convergence checks failed: " + str(idata.attrs.get("diagnostics_verdict")))
+    row[BAYES_NOTE] = "; ".join(notes)
+    return row, idata, res, w
+
+
+def _progress_message(i: int, n_cells: int, name: str, row: dict[str, Any]) -> str:
+    msg = f"[{i}/{n_cells}] {name}:"
+    pieces = []
+    if row.get(EM_STATUS) == "failed":
+        pieces.append("EM failed")
+    elif row.get(EM_STATUS) in ("ok", "degenerate"):
+        pieces.append(
+            f"EM BIC {row[BIC]:.1f}" + (" (degenerate)" if row[EM_STATUS] == "degenerate" else "")
+        )
+    if row.get(BAYES_STATUS) == "failed":
+        pieces.append("posterior failed")
+    elif row.get(BAYES_STATUS) == "ok":
+        pieces.append(
+            f"elpd_loo {row[ELPD_LOO]:.1f} ± {row[SE_LOO]:.1f} "
+            f"(max Pareto k {row[MAX_PARETO_K]:.2f})"
+        )
+    return msg + " " + "; ".join(pieces)
+
+
+def compare_models(
+    X: ArrayLike,
+    *,
+    n_components: Iterable[int] = range(1, 7),
+    covariance_types: Iterable[str] = ("full", "tied", "diag", "spherical"),
+    methods: Iterable[str] = ("em", "bayes"),
+    random_state: int | np.random.RandomState | None = None,
+    n_init: int = 5,
+    bayes_fit: Callable[..., xr.DataTree] | None = None,
+    progress: Callable[[str], Any] | None = None,
+    em_options: Mapping[str, Any] | None = None,
+    **sampler_options: Any,
+) -> ComparisonResult:
+    """Fit a grid of mixtures and compare them by BIC, AIC, ICL, WAIC and PSIS-LOO.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The data; a DataFrame is passed on unchanged, so its column names reach the fits.
+    n_components : iterable of int, default=range(1, 7)
+        Component counts ``K`` to try.
+    covariance_types : iterable of str, default=("full", "tied", "diag", "spherical")
+    methods : iterable of {"em", "bayes"}, default=("em", "bayes")
+        ``"em"``: :class:`~bayesgmm.em.EMGaussianMixture` with BIC, AIC and ICL;
+        ``"bayes"``: a posterior per cell with WAIC and PSIS-LOO.
+    random_state : int, RandomState or None
+        Resolved once; every grid cell draws its own EM and posterior seeds from it in grid
+        order, so results are reproducible whichever ``methods`` are run.
+    n_init : int, default=5
+        EM initialisations per cell (the best non-degenerate run is kept).
+    bayes_fit : callable, optional
+        ``bayes_fit(X, n_components, covariance_type=..., random_state=..., **sampler_options)``
+        returning an :class:`xarray.DataTree` with ``posterior`` and ``log_likelihood``
+        groups (the pointwise log-likelihood over the rows of ``X``). Default:
+        ``BayesGaussianMixture(n_components, covariance_type=..., random_state=...,
+        **sampler_options).fit(X).idata_`` from :mod:`bayesgmm.bayes`.
+    progress : callable, optional
+        Called with one line of text after each grid cell (the CLI prints it). Each line is
+        also logged at INFO level to the ``"bayesgmm"`` logger.
+    em_options : mapping, optional
+        Further :class:`~bayesgmm.em.EMGaussianMixture` parameters (``tol``, ``max_iter``,
+        ``reg_covar``, ``init_params``...).
+    **sampler_options
+        Passed to ``bayes_fit``.
+
+    Returns
+    -------
+    ComparisonResult
+        ``.table`` (one row per ``(covariance_type, n_components)``), ``.best``,
+        ``.verdict``, ``.loo_compare`` and ``.plot()``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad ``X`` or grid. A fit that raises does not stop the grid: its row is marked
+        ``"failed"`` with the reason.
+
+    Notes
+    -----
+    A degenerate EM fit (a collapsed component) keeps its values in the table but is never
+    ranked or chosen by BIC, AIC or ICL. High Pareto ``k`` and ``p_waic_i > 0.4`` are
+    counted per model and discussed in the verdict; the per-model ArviZ warning about
+    Pareto ``k`` is replaced by that report.
+
+    Examples
+    --------
+    >>> from bayesgmm import load_acidity
+    >>> res = compare_models(load_acidity(), n_components=range(1, 4),
+    ...                      covariance_types=("full",), methods=("em",), random_state=0)
+    >>> res.best["bic"]
+    ('full', 2)
+    """
+    X_checked = check_X(X)
+    n_samples = X_checked.shape[0]
+    ks, cov_types, methods = _check_grid(n_components, covariance_types, methods, n_samples)
+    check_positive("n_init", n_init, integer=True)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
+    em_options = dict(em_options or {})
+    clash = {"n_components", "covariance_type", "n_init", "random_state"} & set(em_options)
+    if clash:
+        raise ValueError(
+            f"em_options may not set {sorted(clash)}; use compare_models' own arguments."
+        )
+    if "bayes" in methods:
+        if bayes_fit is None:
+            try:
+                from .bayes import BayesGaussianMixture  # noqa: F401
+            except ImportError as exc:
+                raise ImportError(
+                    "methods includes 'bayes' but bayesgmm.bayes.BayesGaussianMixture cannot "
+                    f"be imported ({exc}); pass bayes_fit=... or methods=('em',)."
+                ) from exc
+            bayes_fit = _default_bayes_fit
+        elif not callable(bayes_fit):
+            raise TypeError(f"bayes_fit must be callable, got {type(bayes_fit).__name__}.")
+    elif sampler_options:
+        raise ValueError(
+            f"Sampler options {sorted(sampler_options)} were given but methods={methods!r} "
+            "does not include 'bayes'."
+        )
+
+    rs = check_random_state(random_state)
+    n_features = X_checked.shape[1]
+    rows: list[dict[str, Any]] = []
+    result = ComparisonResult(table=pd.DataFrame())
+    n_cells = len(ks) * len(cov_types)
+    for cov in cov_types:
+        for k in ks:
+            em_seed, bayes_seed = (int(s) for s in rs.randint(np.iinfo(np.int32).max, size=2))
+            name = _model_name(cov, k)
+            row: dict[str, Any] = {
+                COVARIANCE_TYPE: cov,
+                N_COMPONENTS: k,
+                MODEL: name,
+                N_PARAMETERS: n_parameters(k, n_features, cov),
+            }
+            if "em" in methods:
+                em_row, gm = _fit_em(X, k, cov, em_seed, n_samples, n_init, em_options)
+                row.update(em_row)
+                if gm is not None:
+                    result.em_models[name] = gm
+            else:
+                row.update({EM_STATUS: "not run", DEGENERATE: False, EM_CONVERGED: pd.NA})
+                row.update({EM_NOTE: "", **dict.fromkeys(_EM_COLUMNS, np.nan)})
+            if "bayes" in methods:
+                assert bayes_fit is not None
+                b_row, idata, res, w = _fit_bayes(
+                    X, k, cov, bayes_seed, n_samples, bayes_fit, sampler_options
+                )
+                row.update(b_row)
+                if idata is not None:
+                    result.posteriors[name] = idata
+                    result.loo_results[name] = res
+                    result.waic_results[name] = w
+            else:
+                row.update({BAYES_STATUS: "not run", BAYES_NOTE: ""})
+                row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
+            rows.append(row)
+            message = _progress_message(len(rows), n_cells, name, row)
+            logger.info(message)
+            if progress is not None:
+                progress(message)
+
+    table = pd.DataFrame(rows)
+    table[DEGENERATE] = table[DEGENERATE].astype(bool)
+    table[EM_CONVERGED] = table[EM_CONVERGED].astype("boolean")
+    for column in (N_HIGH_P_WAIC, N_HIGH_PARETO_K):
+        table[column] = table[column].astype("Int64")
+    result.table = _add_ranks(table)
+
+    if result.loo_results:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result.loo_compare = azs.compare(dict(result.loo_results), round_to="none")
+        for w in caught:
+            note = f"arviz_stats.compare warns: {w.message}"
+            if note not in result.notes:
+                result.notes.append(note)
+                logger.warning(note)
+    return result

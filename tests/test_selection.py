@@ -1,0 +1,557 @@
+"""Model comparison: WAIC against a hand computation, LOO passed through unchanged, the
+criteria's choices on reference data, degenerate and failed fits, the verdict and the plot.
+
+No PyMC sampling here: posteriors are a Bayesian bootstrap of EM fits (Dirichlet frequency
+weights, Rubin 1981), or synthetic log-likelihood arrays, wrapped in a DataTree.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import warnings
+
+import arviz_stats as azs
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from conftest import WELL_SEPARATED
+from matplotlib.figure import Figure
+
+from bayesgmm import EMGaussianMixture, load_acidity, load_faithful, make_mixture
+from bayesgmm import selection as sel
+from bayesgmm.selection import ComparisonResult, compare_models, loo, loo_summary, waic
+
+EM_CRITERIA = ("bic", "aic", "icl")
+
+
+# ---------------------------------------------------------------- fake posteriors
+def _datatree(log_lik: np.ndarray, posterior: dict[str, np.ndarray]) -> xr.DataTree:
+    """``log_lik`` of shape (chain, draw, n_obs) and posterior arrays (chain, draw, ...)."""
+    post = xr.Dataset(
+        {
+            name: (("chain", "draw", *[f"{name}_dim_{i}" for i in range(v.ndim - 2)]), v)
+            for name, v in posterior.items()
+        }
+    )
+    ll = xr.Dataset({"obs": (("chain", "draw", "obs_id"), log_lik)})
+    return xr.DataTree.from_dict({"posterior": post, "log_likelihood": ll})
+
+
+class BootstrapPosterior:
+    """A cheap stand-in for ``BayesGaussianMixture(...).fit(X).idata_``.
+
+    Each draw refits EM, started from the full-data solution, with Bayesian-bootstrap
+    frequency weights ``n * Dirichlet(1, ..., 1)``; the draw's pointwise log-likelihood is
+    the refitted mixture's log-density at every row of ``X``. Every posterior is cached by
+    model name so that tests can recompute ArviZ's numbers from the very same object.
+    """
+
+    def __init__(self, n_chains: int = 2, n_draws: int = 30) -> None:
+        self.n_chains, self.n_draws = n_chains, n_draws
+        self.cache: dict[str, xr.DataTree] = {}
+        self.calls: list[tuple[int, str, int, dict]] = []
+
+    def __call__(self, X, n_components, covariance_type, random_state, **options):
+        self.calls.append((n_components, covariance_type, random_state, options))
+        X = np.asarray(X, dtype=np.float64)
+        n, s = X.shape[0], self.n_chains * self.n_draws
+        base = EMGaussianMixture(
+            n_components, covariance_type=covariance_type, n_init=3, random_state=random_state
+        ).fit(X)
+        rng = np.random.default_rng(random_state)
+        ll = np.empty((s, n))
+        weights = np.empty((s, n_components))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(s):
+                gm = EMGaussianMixture(
+                    n_components,
+                    covariance_type=covariance_type,
+                    weights_init=base.weights_,
+                    means_init=base.means_,
+                    precisions_init=base.precisions_,
+                ).fit(X, sample_weight=n * rng.dirichlet(np.ones(n)))
+                ll[i] = gm.score_samples(X)
+                weights[i] = gm.weights_
+        shape = (self.n_chains, self.n_draws)
+        dt = _datatree(ll.reshape(*shape, n), {"weights": weights.reshape(*shape, -1)})
+        self.cache[f"{covariance_type}-K{n_components}"] = dt
+        return dt
+
+
+def synthetic_posterior(X, n_components, covariance_type, random_state, **options):
+    """Synthetic pointwise log-likelihoods; more components fit better, observation 0 is an
+    outlier whose log-likelihood is heavy-tailed over draws (high Pareto k)."""
+    n = np.asarray(X).shape[0]
+    rng = np.random.default_rng(random_state)
+    ll = rng.normal(-2.0 + 0.1 * n_components, 0.05, size=(2, 100, n))
+    ll[:, :, 0] = -5.0 - rng.standard_exponential(size=(2, 100)) ** 3
+    return _datatree(ll, {"mu": rng.normal(size=(2, 100))})
+
+
+# ====================================================================== WAIC
+def hand_waic(ll: np.ndarray) -> dict[str, object]:
+    """WAIC from its definition with plain loops; ``ll`` is (n_samples, n_obs)."""
+    s, n = ll.shape
+    lppd_i, p_i = [], []
+    for i in range(n):
+        col = [float(ll[j, i]) for j in range(s)]
+        top = max(col)
+        total = 0.0
+        for v in col:
+            total += math.exp(v - top)
+        lppd_i.append(top + math.log(total / s))
+        mean = sum(col) / s
+        p_i.append(sum((v - mean) ** 2 for v in col) / (s - 1))
+    elpd_i = [a - b for a, b in zip(lppd_i, p_i, strict=True)]
+    elpd = sum(elpd_i)
+    mean_e = elpd / n
+    var_e = sum((e - mean_e) ** 2 for e in elpd_i) / (n - 1)
+    return {
+        "elpd": elpd,
+        "p": sum(p_i),
+        "se": math.sqrt(n * var_e),
+        "elpd_i": np.array(elpd_i),
+        "p_i": np.array(p_i),
+        "lppd_i": np.array(lppd_i),
+        "n_high": sum(p > 0.4 for p in p_i),
+    }
+
+
+@pytest.fixture
+def log_lik_matrix() -> np.ndarray:
+    """(chain=2, draw=60, obs=15) with three observations of large posterior variance."""
+    rng = np.random.default_rng(1234)
+    ll = rng.normal(-1.5, 0.3, size=(2, 60, 15))
+    ll[:, :, :3] = rng.normal(-4.0, 1.2, size=(2, 60, 3))
+    return ll
+
+
+def test_waic_matches_hand_computation(log_lik_matrix, caplog):
+    ref = hand_waic(log_lik_matrix.reshape(120, 15))
+    assert ref["n_high"] == 3  # the fixture really exercises the p_waic flag
+    with caplog.at_level(logging.WARNING, logger="bayesgmm"):
+        res = waic(log_lik_matrix)
+    assert res.elpd_waic == pytest.approx(ref["elpd"], abs=1e-10)
+    assert res.p_waic == pytest.approx(ref["p"], abs=1e-10)
+    assert res.se == pytest.approx(ref["se"], abs=1e-10)
+    assert res.waic_deviance == pytest.approx(-2 * ref["elpd"], abs=1e-10)
+    assert res.lppd == pytest.approx(ref["lppd_i"].sum(), abs=1e-10)
+    np.testing.assert_allclose(res.elpd_waic_i, ref["elpd_i"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res.p_waic_i, ref["p_i"], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(res.lppd_i, ref["lppd_i"], rtol=0, atol=1e-10)
+    assert res.n_high_p_waic == 3 and res.warning
+    assert (res.n_samples, res.n_data_points) == (120, 15)
+    assert any("p_waic_i > 0.4" in r.getMessage() for r in caplog.records)
+
+
+def test_waic_accepts_every_input_form(log_lik_matrix):
+    ref = waic(log_lik_matrix)
+    da = xr.DataArray(log_lik_matrix, dims=("chain", "draw", "obs_id"))
+    dt = _datatree(log_lik_matrix, {"mu": np.zeros((2, 60))})
+    both = xr.DataTree.from_dict(
+        {
+            "posterior": dt["posterior"].to_dataset(),
+            "log_likelihood": xr.Dataset(
+                {"obs": da, "other": da - 1.0},
+            ),
+        }
+    )
+    # Two observation dims, flattened in C order.
+    da2 = xr.DataArray(log_lik_matrix.reshape(2, 60, 5, 3), dims=("chain", "draw", "a", "b"))
+    for res in (
+        waic(log_lik_matrix.reshape(120, 15)),
+        waic(da),
+        waic(dt),
+        waic(both, var_name="obs"),
+        waic(da2),
+        waic(da2.transpose("a", "chain", "b", "draw"), obs_dims=("a", "b")),
+    ):
+        assert res.elpd_waic == pytest.approx(ref.elpd_waic, abs=1e-10)
+        np.testing.assert_allclose(res.p_waic_i, ref.p_waic_i, rtol=0, atol=1e-12)
+    assert waic(both, var_name="other").lppd == pytest.approx(ref.lppd - 15.0, abs=1e-10)
+
+
+def test_waic_rejects_bad_input(log_lik_matrix):
+    with pytest.raises(ValueError, match="at least 2 posterior draws"):
+        waic(log_lik_matrix[:1, :1])
+    bad = log_lik_matrix.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        waic(bad)
+    with pytest.raises(ValueError, match="expected"):
+        waic(log_lik_matrix[0, 0])
+    with pytest.raises(ValueError, match="no 'log_likelihood' group"):
+        waic(xr.DataTree.from_dict({"posterior": xr.Dataset({"mu": (("chain",), [0.0])})}))
+    two = xr.DataTree.from_dict(
+        {"log_likelihood": xr.Dataset({"a": (("chain", "draw", "o"), log_lik_matrix)} | {})}
+    )
+    two["log_likelihood"]["b"] = two["log_likelihood"]["a"]
+    with pytest.raises(ValueError, match="var_name"):
+        waic(two)
+    with pytest.raises(ValueError, match="obs_dims"):
+        waic(log_lik_matrix, obs_dims=("obs_id",))
+
+
+# ======================================================================= LOO
+@pytest.fixture(scope="module")
+def acidity_with_posteriors():
+    fake = BootstrapPosterior(n_chains=2, n_draws=30)
+    messages: list[str] = []
+    X = load_acidity()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = compare_models(
+            X,
+            n_components=(1, 2, 3),
+            covariance_types=("full", "tied"),
+            random_state=0,
+            n_init=3,
+            bayes_fit=fake,
+            progress=messages.append,
+            extra_option="passed through",
+        )
+    return fake, result, messages
+
+
+def test_loo_values_appear_unchanged_in_table(acidity_with_posteriors):
+    fake, result, _ = acidity_with_posteriors
+    table = result.table.set_index("model")
+    assert sorted(fake.cache) == sorted(table.index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        direct = {name: azs.loo(dt, pointwise=True) for name, dt in fake.cache.items()}
+        expected_compare = azs.compare(dict(fake.cache), round_to="none")
+    for name, ref in direct.items():
+        row = table.loc[name]
+        k = np.asarray(ref.pareto_k)
+        assert row[sel.ELPD_LOO] == ref.elpd
+        assert row[sel.P_LOO] == ref.p
+        assert row[sel.SE_LOO] == ref.se
+        assert row[sel.LOO_DEVIANCE] == -2 * ref.elpd
+        assert row[sel.MAX_PARETO_K] == k.max()
+        assert row[sel.N_HIGH_PARETO_K] == int((k > 0.7).sum())
+        w = waic(fake.cache[name])
+        assert row[sel.ELPD_WAIC] == w.elpd_waic and row[sel.SE_WAIC] == w.se
+        assert row[sel.WAIC_DEVIANCE] == -2 * w.elpd_waic
+        # The thin wrapper returns ArviZ's object unchanged.
+        mine = result.loo_results[name]
+        assert mine.elpd == ref.elpd
+        np.testing.assert_array_equal(mine.pareto_k, ref.pareto_k)
+        np.testing.assert_array_equal(mine.elpd_i, ref.elpd_i)
+    pd.testing.assert_frame_equal(result.loo_compare, expected_compare)
+    # Seeds are ints and sampler options reach bayes_fit.
+    assert all(isinstance(seed, int) for _, _, seed, _ in fake.calls)
+    assert all(opts == {"extra_option": "passed through"} for *_, opts in fake.calls)
+
+
+def test_loo_wrapper_and_summary_read_arviz_result():
+    dt = synthetic_posterior(np.zeros((40, 1)), 2, "full", 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = loo(dt)
+        ref = azs.loo(dt, pointwise=True)
+    assert type(res) is type(ref) and res.elpd == ref.elpd and res.pareto_k is not None
+    summary = loo_summary(res)
+    k = np.asarray(ref.pareto_k)
+    assert summary == {
+        "elpd_loo": ref.elpd,
+        "p_loo": ref.p,
+        "se_loo": ref.se,
+        "loo_deviance": -2 * ref.elpd,
+        "max_pareto_k": k.max(),
+        "n_pareto_k_gt": int((k > 0.7).sum()),
+    }
+    assert summary["n_pareto_k_gt"] >= 1  # the synthetic outlier
+
+
+def test_progress_called_once_per_cell(acidity_with_posteriors):
+    _, result, messages = acidity_with_posteriors
+    assert len(messages) == len(result.table) == 6
+    for message, name in zip(messages, result.table["model"], strict=True):
+        assert name in message and "BIC" in message and "elpd_loo" in message
+
+
+# ======================================================= EM criteria on real data
+def _check_definitions(table: pd.DataFrame, n: int) -> None:
+    ok = table[table["em_status"] != "failed"]
+    ll = ok[sel.LOG_LIKELIHOOD]
+    p = ok["n_parameters"]
+    np.testing.assert_allclose(ok[sel.BIC], -2 * ll + p * np.log(n), rtol=1e-12)
+    np.testing.assert_allclose(ok[sel.AIC], -2 * ll + 2 * p, rtol=1e-12)
+    assert (ok[sel.ICL] >= ok[sel.BIC] - 1e-9).all()
+
+
+def _assert_degenerate_never_chosen(result: ComparisonResult) -> None:
+    table = result.table
+    chosen = {(c, k) for c, k in (result.best[x] for x in EM_CRITERIA)}
+    for _, row in table[table["degenerate"]].iterrows():
+        assert (row["covariance_type"], row["n_components"]) not in chosen
+        for c in EM_CRITERIA:
+            assert pd.isna(row[f"{c}_rank (1 = best)"])
+
+
+def test_acidity_bic_picks_two_components():
+    X = load_acidity()
+    result = compare_models(X, methods=("em",), random_state=0, n_init=5)
+    assert len(result.table) == 24
+    assert result.best["bic"][1] == 2
+    assert "waic" not in result.best and "loo" not in result.best
+    assert result.loo_compare is None
+    assert "posterior criteria (WAIC, PSIS-LOO) were not computed" in result.verdict
+    _check_definitions(result.table, len(X))
+    _assert_degenerate_never_chosen(result)
+
+
+def test_faithful_bic_picks_tied_three_components():
+    X = load_faithful()
+    result = compare_models(X, methods=("em",), random_state=0, n_init=20)
+    table = result.table.set_index("model")
+    assert result.best["bic"] == ("tied", 3)
+    # mclust's fully converged EEE,3 log-likelihood is -1126.3159; EM stops at tol=1e-3.
+    assert table.loc["tied-K3", sel.LOG_LIKELIHOOD] == pytest.approx(-1126.3159, abs=1.0)
+    assert table.loc["tied-K3", "bic_rank (1 = best)"] == 1
+    assert set(table["em_status"]) <= {"ok", "degenerate"}
+    assert table["degenerate"].dtype == bool
+    _check_definitions(result.table, len(X))
+    _assert_degenerate_never_chosen(result)
+
+
+def test_separated_components_every_em_criterion_picks_three():
+    # Over several data sets: BIC and ICL always pick the true model; AIC, whose 2p penalty
+    # does not grow with n, may overfit now and then (seed 7 of 0-11 picks K=4), never under.
+    aic_hits = 0
+    for seed in range(6):
+        X, _ = make_mixture(600, **WELL_SEPARATED, random_state=seed)
+        result = compare_models(
+            X, n_components=range(1, 6), methods=("em",), random_state=seed, n_init=3
+        )
+        assert result.best["bic"] == ("full", 3), seed
+        assert result.best["icl"] == ("full", 3), seed
+        assert result.best["aic"][1] >= 3, seed
+        aic_hits += result.best["aic"] == ("full", 3)
+        if result.best["aic"] == ("full", 3):
+            assert "The three EM criteria agree" in result.verdict
+    assert aic_hits >= 5
+
+
+# ============================================================ degenerate fits
+def handmade_table() -> pd.DataFrame:
+    """Six full-covariance models, 2-D data, n = 200; K=6 collapsed and has the best raw
+    BIC, AIC and ICL; K=5 failed; LOO prefers K=4 with one high Pareto k."""
+    n, rows = 200, []
+    ll = {1: -900.0, 2: -820.0, 3: -790.0, 4: -780.0, 5: np.nan, 6: -600.0}
+    elpd = {1: -905.0, 2: -830.0, 3: -800.0, 4: -797.0, 5: np.nan, 6: -810.0}
+    for k in range(1, 7):
+        p = 6 * k - 1
+        status = {5: "failed", 6: "degenerate"}.get(k, "ok")
+        rows.append(
+            {
+                "covariance_type": "full",
+                "n_components": k,
+                "model": f"full-K{k}",
+                "n_parameters": p,
+                "em_status": status,
+                "degenerate": k == 6,
+                "em_note": "LinAlgError: boom" if k == 5 else "",
+                sel.LOG_LIKELIHOOD: ll[k],
+                sel.BIC: -2 * ll[k] + p * np.log(n),
+                sel.AIC: -2 * ll[k] + 2 * p,
+                sel.ICL: -2 * ll[k] + p * np.log(n) + 10.0,
+                "bayes_status": "failed" if k == 5 else "ok",
+                "bayes_note": "ValueError: sampler exploded" if k == 5 else "",
+                sel.ELPD_LOO: elpd[k],
+                sel.SE_LOO: 10.0,
+                sel.LOO_DEVIANCE: -2 * elpd[k],
+                sel.MAX_PARETO_K: 0.9 if k == 4 else 0.3,
+                sel.N_HIGH_PARETO_K: 1 if k == 4 else 0,
+                sel.ELPD_WAIC: elpd[k] - 1.0,
+                sel.SE_WAIC: 10.0,
+                sel.WAIC_DEVIANCE: -2 * (elpd[k] - 1.0),
+                sel.N_HIGH_P_WAIC: 0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_degenerate_fit_with_best_raw_bic_is_never_chosen():
+    table = handmade_table()
+    assert table[sel.BIC].idxmin() == 5  # the degenerate K=6 row has the best raw BIC
+    loo_compare = pd.DataFrame(
+        {"elpd_diff": [0.0, -3.0], "dse": [2.0, 2.5]}, index=["full-K4", "full-K3"]
+    )
+    result = ComparisonResult(table=table, loo_compare=loo_compare)
+    best = result.best
+    assert best["bic"] == ("full", 3)
+    assert best["aic"] == ("full", 4)
+    assert best["icl"] == ("full", 3)
+    assert best["loo"] == ("full", 4) and best["waic"] == ("full", 4)
+    verdict = result.verdict
+    assert "BIC picks full covariance with K=3" in verdict
+    assert "The best raw BIC, AIC and ICL belong to the degenerate full-K6" in verdict
+    assert "excluded from BIC, AIC and ICL" in verdict
+    assert "BIC and PSIS-LOO disagree" in verdict
+    assert "3.0 below" in verdict and "within two standard errors" in verdict
+    assert "marginal likelihood" in verdict and "out-of-sample predictive" in verdict
+    assert "full-K4 (1 with k > 0.7, max 0.90)" in verdict
+    assert "moment matching" in verdict and "K-fold" in verdict
+    assert "more components" in verdict
+    assert "full-K5 (LinAlgError: boom)" in verdict
+    assert "full-K5 (ValueError: sampler exploded)" in verdict
+    # The degenerate flag alone excludes a fit, whatever its status says.
+    flagged_only = table.assign(em_status="ok")
+    assert ComparisonResult(table=flagged_only).best["bic"] == ("full", 3)
+    # When LOO agrees with BIC the verdict says so.
+    agree = table.assign(**{sel.ELPD_LOO: table[sel.ELPD_LOO].where(table.n_components != 4)})
+    verdict = ComparisonResult(table=agree).verdict
+    assert "BIC and PSIS-LOO agree on full-K3" in verdict
+
+
+def test_all_degenerate_gives_no_choice():
+    table = handmade_table().iloc[[5]]
+    result = ComparisonResult(table=table)
+    assert result.best["bic"] is None and result.best["loo"] == ("full", 6)
+    assert "BIC picks nothing (no eligible fit)" in result.verdict
+
+
+def test_real_degenerate_fit_is_flagged_and_excluded():
+    # 30 tied values at 0 beside N(5, 1): every K >= 2 fit puts a component on the spike,
+    # whose variance collapses to the reg_covar floor and whose likelihood soars.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(5.0, 1.0, 100), np.zeros(30)])[:, None]
+    result = compare_models(
+        X, n_components=(1, 2, 3), covariance_types=("full",), methods=("em",), random_state=0
+    )
+    table = result.table.set_index("n_components")
+    assert table[sel.BIC].idxmin() == 2  # raw BIC loves the collapsed fit
+    assert table.loc[2, "degenerate"] and table.loc[2, "em_status"] == "degenerate"
+    assert "collapsed" in table.loc[2, "em_note"]
+    assert pd.isna(table.loc[2, "bic_rank (1 = best)"])
+    assert result.best["bic"] == ("full", 1)
+    assert "degenerate full-K2" in result.verdict
+
+
+def test_failed_fits_are_missing_with_reason(monkeypatch):
+    original = EMGaussianMixture.fit
+
+    def flaky_fit(self, X, y=None, sample_weight=None):
+        if self.n_components == 2:
+            raise np.linalg.LinAlgError("matrix is singular")
+        return original(self, X, y, sample_weight)
+
+    def flaky_bayes(X, n_components, covariance_type, random_state, **options):
+        if n_components == 3:
+            raise RuntimeError("sampler exploded")
+        return synthetic_posterior(X, n_components, covariance_type, random_state)
+
+    monkeypatch.setattr(EMGaussianMixture, "fit", flaky_fit)
+    X, _ = make_mixture(120, **WELL_SEPARATED, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = compare_models(
+            X,
+            n_components=(1, 2, 3),
+            covariance_types=("full",),
+            random_state=0,
+            bayes_fit=flaky_bayes,
+        )
+    table = result.table.set_index("n_components")
+    assert table.loc[2, "em_status"] == "failed"
+    assert table.loc[2, "em_note"] == "LinAlgError: matrix is singular"
+    assert table.loc[2, [sel.BIC, sel.AIC, sel.ICL]].isna().all()
+    assert table.loc[3, "bayes_status"] == "failed"
+    assert "RuntimeError: sampler exploded" in table.loc[3, "bayes_note"]
+    assert pd.isna(table.loc[3, sel.ELPD_LOO])
+    assert result.best["bic"] == ("full", 3)  # the K=2 EM fit is missing, not chosen
+    assert result.best["loo"] == ("full", 2)  # the synthetic elpd grows with K; K=3 failed
+    assert sorted(result.posteriors) == ["full-K1", "full-K2"]
+    assert list(result.loo_compare.index) == ["full-K2", "full-K1"]
+    assert "EM fit(s) failed and are missing: full-K2" in result.verdict
+    assert "Bayes fit(s) failed and are missing: full-K3" in result.verdict
+    assert "Pareto k is high" in result.verdict  # the synthetic outlier
+
+
+# ================================================================ table layout
+def test_columns_state_direction_and_header_explains_them(acidity_with_posteriors):
+    _, result, _ = acidity_with_posteriors
+    columns = set(result.table.columns)
+    for criterion, (column, direction, _) in sel.CRITERIA.items():
+        assert column in columns and f"({direction} better)" in column, criterion
+        assert f"{criterion}_rank (1 = best)" in columns
+    for column in (sel.LOO_DEVIANCE, sel.WAIC_DEVIANCE, sel.LOG_LIKELIHOOD):
+        assert "better)" in column and column in columns
+    header = result.header
+    assert set(header) == columns and all(header.values())
+    ranks = result.table.set_index("model")["loo_rank (1 = best)"]
+    loo_best = "{}-K{}".format(*result.best["loo"])
+    assert ranks[loo_best] == 1
+    assert result.loo_compare.index[0] == loo_best
+
+
+def test_bad_arguments_are_rejected():
+    X = load_acidity()
+    with pytest.raises(ValueError, match="covariance_types"):
+        compare_models(X, covariance_types=("banana",), methods=("em",))
+    with pytest.raises(ValueError, match="methods"):
+        compare_models(X, methods=("mcmc",))
+    with pytest.raises(ValueError, match="exceeds n_samples"):
+        compare_models(X[:3], n_components=(1, 4), methods=("em",))
+    with pytest.raises(ValueError, match="does not include 'bayes'"):
+        compare_models(X, methods=("em",), draws=100)
+    with pytest.raises(TypeError, match="bayes_fit must be callable"):
+        compare_models(X, bayes_fit="pymc")
+    with pytest.raises(ValueError, match="em_options"):
+        compare_models(X, methods=("em",), em_options={"n_init": 3})
+    with pytest.raises(TypeError, match="progress"):
+        compare_models(X, methods=("em",), progress="stdout")
+
+
+# ====================================================================== plot
+def test_plot_returns_a_figure(acidity_with_posteriors):
+    _, result, _ = acidity_with_posteriors
+    fig = result.plot()
+    assert isinstance(fig, Figure)
+    assert [ax.get_title() for ax in fig.axes] == ["full covariance", "tied covariance"]
+    for ax, cov in zip(fig.axes, ("full", "tied"), strict=True):
+        sub = result.table[result.table.covariance_type == cov]
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        np.testing.assert_allclose(lines["BIC"].get_ydata(), sub[sel.BIC])
+        np.testing.assert_allclose(lines["ICL"].get_ydata(), sub[sel.ICL])
+        # LOO is drawn on the deviance scale, lower is better like BIC.
+        labels = [c.get_label() for c in ax.containers]
+        assert "LOO deviance" in labels and "WAIC deviance" in labels
+        loo_line = ax.containers[labels.index("LOO deviance")].lines[0]
+        np.testing.assert_allclose(loo_line.get_ydata(), -2 * sub[sel.ELPD_LOO])
+    fig.savefig(io.BytesIO(), format="png")
+
+
+def test_real_posteriors_on_acidity():
+    """Issue 5, must-show 2 with real NUTS posteriors: the table shows what LOO/WAIC pick."""
+    from bayesgmm import load_acidity
+
+    X = load_acidity()
+    result = compare_models(
+        X,
+        n_components=range(1, 4),
+        covariance_types=("full",),
+        random_state=0,
+        draws=400,
+        tune=400,
+        chains=2,
+    )
+    table = result.table
+    assert (table["bayes_status"] == "ok").all()
+    assert result.best["bic"] == ("full", 2)
+    for criterion in ("waic", "loo"):
+        assert result.best[criterion] is not None
+    # elpd on the deviance scale reads like BIC/AIC: lower is better
+    np.testing.assert_allclose(
+        table["loo_deviance (lower better)"], -2 * table["elpd_loo (higher better)"]
+    )
+    # one component is clearly worse than two for every criterion
+    one = table.set_index("n_components")
+    assert one.loc[1, "elpd_loo (higher better)"] < one.loc[2, "elpd_loo (higher better)"]
+    assert "LOO" in result.verdict
