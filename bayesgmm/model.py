@@ -228,6 +228,39 @@ def _make_logp(covariance_type: str, n_components: int, n_features: int, formula
     return logp
 
 
+def _make_random(covariance_type: str, n_components: int, n_features: int):
+    """CustomDist draw function: pick a component by weight, then a Gaussian draw from it."""
+    k, d = n_components, n_features
+    core = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}[covariance_type]
+
+    def squeeze(x, ndim):
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim > ndim:
+            if any(n != 1 for n in x.shape[: x.ndim - ndim]):
+                raise NotImplementedError(
+                    "Drawing obs with batched mixture parameters is not supported; draw one "
+                    "parameter set at a time (as sample_prior/posterior_predictive do)."
+                )
+            x = x.reshape(x.shape[x.ndim - ndim :])
+        return x
+
+    def random(weights, means, prec_chol, rng=None, size=None):
+        w, mu, pc = squeeze(weights, 1), squeeze(means, 2), squeeze(prec_chol, core)
+        rng = np.random.default_rng(rng)
+        shape = () if size is None else tuple(int(s) for s in np.atleast_1d(size))
+        z = rng.choice(k, size=shape, p=w / w.sum())
+        eps = rng.standard_normal((*shape, d))
+        if covariance_type in ("full", "tied"):
+            # U is the precision Cholesky factor: Sigma = L L^T with L = U^{-T}.
+            chol = np.swapaxes(np.linalg.inv(pc), -1, -2)
+            chol = chol[z] if covariance_type == "full" else chol
+            return mu[z] + np.einsum("...ij,...j->...i", chol, eps)
+        scale = 1.0 / pc[z]
+        return mu[z] + eps * (scale if covariance_type == "diag" else scale[..., None])
+
+    return random
+
+
 def _build_model(
     X: Any,
     n_components: int,
@@ -336,10 +369,12 @@ def _build_model(
                 "diag": "(k),(k,d),(k,d)->(d)",
                 "spherical": "(k),(k,d),(k)->(d)",
             }[covariance_type]
+        random = None if formulation == "mvnormal" else _make_random(covariance_type, k, d)
         pm.CustomDist(
             "obs",
             *dist_params,
             logp=logp,
+            random=random,
             signature=signature,
             observed=X,
             dims=("obs_id", "feature"),

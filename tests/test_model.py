@@ -75,7 +75,6 @@ def test_model_logp_is_numerics_likelihood_plus_priors(data, covariance_type):
 
 
 def test_prior_sampling_of_parameters(data):
-    # Prior *predictive* draws of "obs" need a random method on the CustomDist (not yet).
     import pymc as pm
 
     model = build_model(data, 3, covariance_type="diag")
@@ -88,6 +87,47 @@ def test_prior_sampling_of_parameters(data):
         )
     assert prior["prior"]["weights"].shape == (1, 20, 3)
     np.testing.assert_allclose(prior["prior"]["weights"].sum("component"), 1.0)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_obs_draws_have_the_mixture_moments(covariance_type):
+    """The CustomDist's random draws: mean and covariance of the mixture (200k draws)."""
+    from bayesgmm._numerics import precisions_cholesky_from_covariances
+    from bayesgmm.model import _make_random
+
+    w = np.array([0.2, 0.5, 0.3])
+    mu = np.array([[-3.0, 0.0], [0.0, 2.0], [4.0, -1.0]])
+    covs = np.array(
+        [[[1.0, 0.5], [0.5, 2.0]], [[0.5, -0.2], [-0.2, 0.4]], [[2.0, 0.0], [0.0, 1.0]]]
+    )
+    if covariance_type == "tied":
+        covs = np.broadcast_to(covs[0], covs.shape)
+        param = covs[0]
+    elif covariance_type == "diag":
+        covs = covs * np.eye(2)
+        param = np.diagonal(covs, axis1=1, axis2=2)
+    elif covariance_type == "spherical":
+        covs = np.array([1.0, 0.5, 2.0])[:, None, None] * np.eye(2)
+        param = covs[:, 0, 0]
+    else:
+        param = covs
+    pc = precisions_cholesky_from_covariances(param, covariance_type)
+    draws = _make_random(covariance_type, 3, 2)(w, mu, pc, rng=0, size=(200_000,))
+    assert draws.shape == (200_000, 2)
+    mean = w @ mu
+    cov = np.einsum("k,kij->ij", w, covs + mu[:, :, None] * mu[:, None, :]) - np.outer(mean, mean)
+    np.testing.assert_allclose(draws.mean(axis=0), mean, atol=0.03)
+    np.testing.assert_allclose(np.cov(draws.T), cov, rtol=0.02, atol=0.02)
+
+
+def test_prior_predictive_of_obs(data):
+    import pymc as pm
+
+    model = build_model(data, 2, covariance_type="full")
+    with model:
+        prior = pm.sample_prior_predictive(draws=5, random_seed=1, compile_kwargs={"mode": MODE})
+    assert prior["prior_predictive"]["obs"].shape == (1, 5, *np.shape(data))
+    assert np.isfinite(prior["prior_predictive"]["obs"].values).all()
 
 
 def test_priors_are_validated():
