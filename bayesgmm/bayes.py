@@ -40,7 +40,11 @@ from .exceptions import SamplingWarning
 from .model import Priors
 from .relabel import apply_permutations
 from .relabel import relabel as relabel_posterior
-from .responsibilities import MembershipSummary, summarize_responsibilities
+from .responsibilities import (
+    MembershipSummary,
+    responsibility_draws,
+    summarize_responsibilities,
+)
 from .sampling import SAMPLERS, sample_posterior
 
 __all__ = ["BayesGaussianMixture", "MembershipProbabilities", "Prediction"]
@@ -230,6 +234,8 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # EM's own warnings are in em_
             em.fit(X)
+        if hasattr(self, "feature_names_in_"):
+            em.feature_names_in_ = self.feature_names_in_
         t_em = time.perf_counter() - t0
         initvals = _jittered_starts(em, X.shape[0], self.chains, rng) if self.init == "em" else None
         tree = sample_posterior(
@@ -328,6 +334,37 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             X = check_X(X, estimator=self, reset=False)
         w, mu, pc = self._draws()
         return summarize_responsibilities(X, w, mu, pc, self.covariance_type, interval=interval)
+
+    def responsibility_draws(self, X: Any = None, *, max_memory_mb: float = 1024.0) -> xr.DataArray:
+        """Every draw's responsibilities ``p(z_i = k | x_i, theta_s)`` (training data by default).
+
+        Returns
+        -------
+        xarray.DataArray of dims (chain, draw, obs_id, component)
+            Refused with a ``ValueError`` when larger than ``max_memory_mb``; use
+            :meth:`membership` (which streams) for summaries of large data.
+        """
+        check_is_fitted(self, "idata_")
+        if X is None:
+            X = self.idata_["observed_data"]["obs"].values
+        else:
+            X = check_X(X, estimator=self, reset=False)
+        w, mu, pc = self._draws()
+        values = responsibility_draws(
+            X, w, mu, pc, self.covariance_type, max_memory_mb=max_memory_mb
+        )
+        post = self.idata_["posterior"]
+        return xr.DataArray(
+            values,
+            dims=("chain", "draw", "obs_id", "component"),
+            coords={
+                "chain": post["chain"].values,
+                "draw": post["draw"].values,
+                "obs_id": np.arange(values.shape[2]),
+                "component": post["component"].values,
+            },
+            name="responsibilities",
+        )
 
     def predict_proba(self, X: Any, *, interval: float = 0.89) -> MembershipProbabilities:
         """Posterior mean membership probabilities with equal-tailed intervals.

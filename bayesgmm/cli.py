@@ -26,7 +26,7 @@ def _print_table(frame: pd.DataFrame) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Fit EM on the shipped Old Faithful data and print a summary."""
+    """Fit EM and then NUTS on the shipped Old Faithful data and print a summary."""
     from .datasets import load_faithful
     from .em import EMGaussianMixture
 
@@ -80,7 +80,80 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"({', '.join(f'{s:.2f}' for s in sd)}), correlation {corr:.2f}"
         )
     print(f"  converged in {gm.n_iter_} iterations of the best of {args.n_init} starts")
+    if args.draws > 0:
+        _demo_bayes(X, best, args)
     return 0
+
+
+def _demo_bayes(X: pd.DataFrame, k: int, args: argparse.Namespace) -> None:
+    """NUTS on the BIC-chosen K, started from EM: diagnostics, posterior vs EM, membership."""
+    from pathlib import Path
+
+    from .bayes import BayesGaussianMixture
+    from .exceptions import SamplingWarning
+
+    print()
+    print(
+        f"Bayesian mixture, K = {k}, full covariances: NUTS, {args.chains} chains x "
+        f"({args.draws} tune + {args.draws} draws), started from EM"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # the verdict is printed below
+        bgm = BayesGaussianMixture(
+            k,
+            draws=args.draws,
+            tune=args.draws,
+            chains=args.chains,
+            random_state=args.seed,
+            progressbar=not args.quiet,
+        ).fit(X)
+    tree = bgm.idata_
+    print(
+        f"  sampler {tree.attrs['sampler']}: sampling {tree.attrs['sampling_time']:.1f} s, "
+        f"whole fit {tree.attrs['fit_time']:.1f} s"
+    )
+    print(f"  diagnostics: {bgm.diagnostics_.verdict}")
+    post = tree["posterior"]
+    q = 0.055, 0.945
+    rows = []
+    for j in range(k):
+        w = post["weights"].sel(component=j)
+        rows.append(
+            {
+                "parameter": f"weight[{j}]",
+                "EM": bgm.em_.weights_[j],
+                "posterior mean": float(w.mean()),
+                "89% interval": _interval(w.values, q),
+            }
+        )
+        for f, name in enumerate(X.columns):
+            m = post["means"].sel(component=j, feature=name)
+            rows.append(
+                {
+                    "parameter": f"mean[{j}, {name}]",
+                    "EM": bgm.em_.means_[j, f],
+                    "posterior mean": float(m.mean()),
+                    "89% interval": _interval(m.values, q),
+                }
+            )
+    _print_table(pd.DataFrame(rows).set_index("parameter"))
+    member = bgm.membership()
+    unsure = int(np.sum(member.label_probability < 0.9))
+    print(
+        f"  membership: {unsure} of {len(X)} eruptions have P(label) < 0.9; the most "
+        f"uncertain has total entropy {member.entropy_total.max():.3f} nats "
+        f"(epistemic part {member.entropy_epistemic.max():.4f})"
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "posterior.nc"
+    bgm.save(path)
+    print(f"  posterior written to {path}")
+
+
+def _interval(values: np.ndarray, q: tuple[float, float]) -> str:
+    lo, hi = np.quantile(values, q)
+    return f"[{lo:.4g}, {hi:.4g}]"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--n-init", type=int, default=10, help="EM restarts (default 10)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument(
+        "--draws",
+        type=int,
+        default=1000,
+        help="NUTS tune and kept draws per chain (default 1000; 0 skips the Bayesian fit)",
+    )
+    demo.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    demo.add_argument(
+        "--out", default="results/demo", help="output directory (default results/demo)"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -211,3 +211,30 @@ def test_bad_input_is_refused(kwargs, X, error, match):
         X = np.random.default_rng(0).normal(size=(20, 2))
     with pytest.raises(error, match=match):
         BayesGaussianMixture(**{"n_components": 2, **kwargs}, progressbar=False).fit(X)
+
+
+def _separated_fit(n, seed=0):
+    from conftest import WELL_SEPARATED
+
+    spec = dict(WELL_SEPARATED, means=2.0 * np.asarray(WELL_SEPARATED["means"]))
+    X, _ = make_mixture(n, **spec, random_state=seed)
+    fit = BayesGaussianMixture(
+        3, draws=500, tune=500, chains=2, random_state=seed, progressbar=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        return fit.fit(X), X
+
+
+def test_concentrated_posterior_memberships_match_em_and_epistemic_shrinks():
+    """Issue 4, must-show 2, on real posteriors of two sizes."""
+    big, X_big = _separated_fit(3000)
+    small, _ = _separated_fit(150)
+    draws = big.responsibility_draws()
+    assert draws.dims == ("chain", "draw", "obs_id", "component")
+    np.testing.assert_allclose(draws.sum("component"), 1.0, atol=1e-12)
+    member = big.membership()
+    np.testing.assert_allclose(member.mean, big.em_.predict_proba(X_big), atol=1e-3)
+    np.testing.assert_allclose(member.mean, draws.mean(("chain", "draw")), atol=1e-12)
+    # epistemic uncertainty (label-parameter mutual information) shrinks with more data
+    assert big.membership().entropy_epistemic.mean() < small.membership().entropy_epistemic.mean()

@@ -18,11 +18,14 @@ def test_version_and_help(capsys):
         assert text in capsys.readouterr().out
 
 
-def test_demo_prints_a_summary(capsys):
-    assert main(["demo", "--max-components", "3", "--n-init", "3"]) == 0
+def test_demo_prints_a_summary(capsys, tmp_path):
+    argv = ["demo", "--max-components", "3", "--n-init", "3", "--draws", "300", "--chains", "2"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "BIC picks K = 2" in out
     assert "-1130" in out
+    assert "diagnostics:" in out and "mean[1, waiting]" in out
+    assert (tmp_path / "posterior.nc").exists()
 
 
 def test_console_script_reports_errors_in_one_line():
