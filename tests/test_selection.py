@@ -555,3 +555,21 @@ def test_real_posteriors_on_acidity():
     one = table.set_index("n_components")
     assert one.loc[1, "elpd_loo (higher better)"] < one.loc[2, "elpd_loo (higher better)"]
     assert "LOO" in result.verdict
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_real_posteriors_all_criteria_pick_three_separated_components(seed):
+    """Issue 5, must-show 3, with real NUTS posteriors for WAIC and PSIS-LOO."""
+    X, _ = make_mixture(600, **WELL_SEPARATED, random_state=seed)
+    result = compare_models(
+        X,
+        n_components=range(2, 5),
+        covariance_types=("full",),
+        random_state=seed,
+        draws=400,
+        tune=400,
+        chains=2,
+    )
+    assert set(result.best) == {"bic", "aic", "icl", "waic", "loo"}
+    for criterion, choice in result.best.items():
+        assert choice == ("full", 3), (criterion, choice)
