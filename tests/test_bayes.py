@@ -238,3 +238,15 @@ def test_concentrated_posterior_memberships_match_em_and_epistemic_shrinks():
     np.testing.assert_allclose(member.mean, draws.mean(("chain", "draw")), atol=1e-12)
     # epistemic uncertainty (label-parameter mutual information) shrinks with more data
     assert big.membership().entropy_epistemic.mean() < small.membership().entropy_epistemic.mean()
+
+
+def test_prior_start_reaches_the_same_posterior(faithful_fit):
+    fit = BayesGaussianMixture(
+        2, init="prior", draws=400, tune=600, chains=2, random_state=3, progressbar=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        fit.fit(load_faithful())
+    a = fit.idata_["posterior"]["means"].mean(("chain", "draw")).values
+    b = faithful_fit.idata_["posterior"]["means"]
+    assert np.all(np.abs(a - b.mean(("chain", "draw")).values) <= b.std(("chain", "draw")).values)
