@@ -7,11 +7,17 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -156,6 +162,266 @@ def _interval(values: np.ndarray, q: tuple[float, float]) -> str:
     return f"[{lo:.4g}, {hi:.4g}]"
 
 
+# --------------------------------------------------------------------------- fit / compare
+
+
+def _parse_k(text: str) -> list[int]:
+    """``"3"`` or an inclusive range ``"1:6"``."""
+    try:
+        if ":" in text:
+            lo, hi = (int(part) for part in text.split(":", 1))
+            ks = list(range(lo, hi + 1))
+        else:
+            ks = [int(text)]
+    except ValueError:
+        raise ValueError(f"-k {text!r} is not a number or a range like 1:6.") from None
+    if not ks or min(ks) < 1:
+        raise ValueError(f"-k {text!r}: numbers of components must be at least 1.")
+    return ks
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise ValueError(
+            f"Output {str(out)!r} already exists; choose another --out or pass --force to "
+            "replace it."
+        )
+
+
+@contextmanager
+def _staged_dir(out: Path, force: bool):
+    """Write into a hidden sibling directory, then move it into place in one rename.
+
+    A run that fails or is killed leaves ``out`` untouched (and at most a ``.tmp`` sibling),
+    never a half-written results directory that looks complete.
+    """
+    _check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _read(args: argparse.Namespace) -> pd.DataFrame:
+    from .datasets import read_data
+
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    frame, dropped = read_data(args.data, columns=columns, dropna=args.dropna)
+    if dropped.size and not args.quiet:
+        print(f"dropped {dropped.size} row(s) with missing values", file=sys.stderr)
+    return frame
+
+
+def _em_payload(gm, X: pd.DataFrame) -> dict:
+    n = len(X)
+    return {
+        "n_components": gm.n_components,
+        "covariance_type": gm.covariance_type,
+        "features": [str(c) for c in X.columns],
+        "weights": gm.weights_,
+        "means": gm.means_,
+        "covariances": gm.covariances_,
+        "precisions_cholesky": gm.precisions_cholesky_,
+        "log_likelihood": float(gm.score(X) * n),
+        "bic (lower better)": float(gm.bic(X)),
+        "aic (lower better)": float(gm.aic(X)),
+        "icl (lower better)": float(gm.icl(X)),
+        "n_parameters": int(gm.n_parameters_),
+        "degenerate": gm.degenerate_,
+        "converged": bool(gm.converged_),
+    }
+
+
+def _em_from_json(payload: dict):
+    from ._numerics import precisions_from_precisions_cholesky
+    from .em import EMGaussianMixture
+
+    gm = EMGaussianMixture(payload["n_components"], covariance_type=payload["covariance_type"])
+    gm.weights_ = np.asarray(payload["weights"])
+    gm.means_ = np.asarray(payload["means"])
+    gm.covariances_ = np.asarray(payload["covariances"])
+    gm.precisions_cholesky_ = np.asarray(payload["precisions_cholesky"])
+    gm.precisions_ = precisions_from_precisions_cholesky(
+        gm.precisions_cholesky_, gm.covariance_type
+    )
+    gm.degenerate_ = np.asarray(payload["degenerate"], dtype=bool)
+    gm.converged_ = payload["converged"]
+    gm.n_features_in_ = gm.means_.shape[1]
+    gm.feature_names_in_ = np.asarray(payload["features"], dtype=object)
+    return gm
+
+
+def _provenance(args: argparse.Namespace, command: str) -> dict:
+    return {
+        "bayesgmm_version": __version__,
+        "command": command,
+        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit EM and/or the Bayesian mixture to a data file and save the results."""
+    from .bayes import BayesGaussianMixture
+    from .em import EMGaussianMixture
+    from .exceptions import SamplingWarning
+
+    out = Path(args.out)
+    _check_out(out, args.force)
+    X = _read(args)
+    ks = _parse_k(args.k)
+    if len(ks) != 1:
+        raise ValueError("fit takes one -k; use 'bayesgmm compare' for a range.")
+    k = ks[0]
+    with _staged_dir(out, args.force) as tmp:
+        _write_json(tmp / "run.json", _provenance(args, "fit"))
+        if args.method in ("em", "both"):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                gm = EMGaussianMixture(
+                    k, covariance_type=args.covariance, n_init=args.n_init, random_state=args.seed
+                ).fit(X)
+            for w in caught:
+                print(f"EM: {w.category.__name__}: {w.message}", file=sys.stderr)
+            _write_json(tmp / "em.json", _em_payload(gm, X))
+            em_member = pd.DataFrame(gm.predict_proba(X), columns=[f"p_{j}" for j in range(k)])
+            em_member.insert(0, "label", gm.predict(X))
+            em_member.to_csv(tmp / "membership_em.csv", index_label="row")
+            if not args.quiet:
+                print(f"EM: log-likelihood {gm.score(X) * len(X):.3f}, BIC {gm.bic(X):.2f}")
+        if args.method in ("bayes", "both"):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SamplingWarning)
+                bgm = BayesGaussianMixture(
+                    k,
+                    covariance_type=args.covariance,
+                    draws=args.draws,
+                    tune=args.tune,
+                    chains=args.chains,
+                    n_init=args.n_init,
+                    random_state=args.seed,
+                    progressbar=not args.quiet,
+                ).fit(X)
+            bgm.save(tmp / "posterior.nc")
+            bgm.diagnostics_.table.to_csv(tmp / "posterior_summary.csv", index=False)
+            bgm.membership().to_frame().to_csv(tmp / "membership.csv", index_label="row")
+            if not args.quiet:
+                print(f"NUTS ({bgm.idata_.attrs['sampler']}): {bgm.diagnostics_.verdict}")
+    if not args.quiet:
+        print(f"results written to {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare numbers of components and covariance types; save the table and figure."""
+    from .selection import compare_models
+
+    out = Path(args.out)
+    _check_out(out, args.force)
+    X = _read(args)
+    covs = tuple(c.strip() for c in args.covariance.split(","))
+    methods = ("em",) if args.method == "em" else ("em", "bayes")
+    options = {}
+    if "bayes" in methods:
+        options = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
+    with _staged_dir(out, args.force) as tmp:
+        _write_json(tmp / "run.json", _provenance(args, "compare"))
+        result = compare_models(
+            X,
+            n_components=_parse_k(args.k),
+            covariance_types=covs,
+            methods=methods,
+            random_state=args.seed,
+            n_init=args.n_init,
+            progress=None if args.quiet else lambda msg: print(msg, file=sys.stderr, flush=True),
+            **options,
+        )
+        result.table.to_csv(tmp / "comparison.csv", index=False)
+        (tmp / "verdict.txt").write_text(result.verdict + "\n")
+        result.plot().savefig(tmp / "comparison.png", dpi=120)
+    if not args.quiet:
+        print(result.verdict)
+        print(f"results written to {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Labels, membership probabilities (with intervals) and anomaly scores for new data."""
+    src = Path(args.results)
+    target = Path(args.out)
+    if target.exists() and not args.force:
+        raise ValueError(f"{str(target)!r} already exists; pass --force to replace it.")
+    if (src / "posterior.nc").is_file():
+        from .bayes import BayesGaussianMixture
+
+        model = BayesGaussianMixture.load(src / "posterior.nc")
+        features = [str(f) for f in model.idata_["observed_data"]["feature"].values]
+    elif (src / "em.json").is_file():
+        payload = json.loads((src / "em.json").read_text())
+        model = _em_from_json(payload)
+        features = payload["features"]
+    else:
+        raise FileNotFoundError(
+            f"{str(src)!r} holds no posterior.nc or em.json; run 'bayesgmm fit' first."
+        )
+    args.columns = ",".join(features)
+    X = _read(args)
+    if hasattr(model, "membership"):
+        frame = model.membership(X, interval=args.interval).to_frame()
+    else:
+        frame = pd.DataFrame(
+            model.predict_proba(X), columns=[f"p_{j}" for j in range(model.n_components)]
+        )
+        frame.insert(0, "label", model.predict(X))
+        frame["log_density"] = model.score_samples(X)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    frame.to_csv(tmp, index_label="row")
+    os.replace(tmp, target)
+    if not args.quiet:
+        print(f"{len(frame)} predictions written to {target}")
+    return 0
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="data file: .csv, .tsv, .parquet or .npy")
+    p.add_argument("--columns", help="comma-separated columns to use (default: all)")
+    p.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+
+
+def _add_fit_args(p: argparse.ArgumentParser, *, k_default: str) -> None:
+    p.add_argument("-k", default=k_default, help=f"number of components (default {k_default})")
+    p.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain")
+    p.add_argument("--tune", type=int, default=1000, help="NUTS warm-up per chain")
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--n-init", type=int, default=10, help="EM restarts (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace existing results")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayesgmm",
@@ -187,6 +453,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="results/demo", help="output directory (default results/demo)"
     )
     demo.set_defaults(func=cmd_demo)
+
+    fit = sub.add_parser("fit", help="fit EM and/or the Bayesian mixture to a data file")
+    _add_data_args(fit)
+    _add_fit_args(fit, k_default="2")
+    fit.add_argument("--covariance", default="full", choices=["full", "tied", "diag", "spherical"])
+    fit.add_argument("--method", default="both", choices=["em", "bayes", "both"])
+    fit.add_argument("--out", required=True, help="results directory")
+    fit.set_defaults(func=cmd_fit)
+
+    compare = sub.add_parser("compare", help="BIC/AIC/ICL and WAIC/LOO over K and covariances")
+    _add_data_args(compare)
+    _add_fit_args(compare, k_default="1:6")
+    compare.add_argument(
+        "--covariance", default="full,tied,diag,spherical", help="comma-separated types"
+    )
+    compare.add_argument("--method", default="both", choices=["em", "both"])
+    compare.add_argument("--out", required=True, help="results directory")
+    compare.set_defaults(func=cmd_compare)
+
+    predict = sub.add_parser("predict", help="membership and anomaly scores for new data")
+    predict.add_argument("results", help="a directory written by 'bayesgmm fit'")
+    predict.add_argument("data", help="new data with the fitted columns")
+    predict.add_argument("--out", required=True, help="output CSV")
+    predict.add_argument("--interval", type=float, default=0.89)
+    predict.add_argument("--dropna", action="store_true")
+    predict.add_argument("--force", action="store_true")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 

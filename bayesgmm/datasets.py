@@ -6,7 +6,10 @@ listed in ``bayesgmm/data/README.md`` and in each loader's docstring.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +17,14 @@ from numpy.typing import ArrayLike
 
 from ._validation import check_positive, check_random_state
 
-__all__ = ["load_acidity", "load_enzyme", "load_faithful", "load_galaxy", "make_mixture"]
+__all__ = [
+    "load_acidity",
+    "load_enzyme",
+    "load_faithful",
+    "load_galaxy",
+    "make_mixture",
+    "read_data",
+]
 
 
 def _load(name: str) -> pd.DataFrame:
@@ -135,3 +145,85 @@ def make_mixture(
         idx = np.flatnonzero(labels == j)
         X[idx] = rng.multivariate_normal(mu[j], cov[j], size=idx.size)
     return X, labels
+
+
+def read_data(
+    path: str | os.PathLike,
+    *,
+    columns: Sequence[str] | None = None,
+    dropna: bool = False,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read a data table for fitting: CSV/TSV, Parquet or NumPy ``.npy``.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.csv``, ``.tsv``/``.tab``/``.txt`` (tab-separated), ``.parquet``/``.pq`` or ``.npy``
+        (a 1-D or 2-D numeric array; columns are named ``x0, x1, ...``).
+    columns : sequence of str, optional
+        Columns to keep (all by default).
+    dropna : bool, default False
+        Drop rows with missing values instead of refusing them.
+
+    Returns
+    -------
+    data : DataFrame
+        The numeric columns, rows with missing values dropped when ``dropna``.
+    dropped : ndarray of int
+        0-based positions (in the file) of the dropped rows.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing file, unknown format or column, non-numeric column, or rows with missing
+        values when ``dropna`` is False (the message names them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Data file {str(path)!r} does not exist; check the path.")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        frame = pd.read_csv(path)
+    elif suffix in (".tsv", ".tab", ".txt"):
+        frame = pd.read_csv(path, sep="\t")
+    elif suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    elif suffix == ".npy":
+        array = np.load(path, allow_pickle=False)
+        if array.ndim == 1:
+            array = array[:, None]
+        if array.ndim != 2:
+            raise ValueError(f"{path.name}: expected a 1-D or 2-D array, got shape {array.shape}.")
+        frame = pd.DataFrame(array, columns=[f"x{j}" for j in range(array.shape[1])])
+    else:
+        raise ValueError(
+            f"{path.name}: unknown data format {suffix!r}; use .csv, .tsv, .parquet or .npy."
+        )
+    if columns:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"{path.name}: no column(s) {', '.join(map(repr, missing))}; available: "
+                f"{', '.join(map(str, frame.columns))}."
+            )
+        frame = frame[list(columns)]
+    text = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if text:
+        raise ValueError(
+            f"{path.name}: column(s) {', '.join(map(repr, text))} are not numeric; select "
+            "numeric columns with --columns (or convert them)."
+        )
+    if frame.shape[1] == 0:
+        raise ValueError(f"{path.name}: no columns to fit.")
+    frame = frame.astype(np.float64)
+    bad = np.flatnonzero(frame.isna().any(axis=1).to_numpy())
+    if bad.size and not dropna:
+        shown = ", ".join(str(int(r) + 1) for r in bad[:10])
+        more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+        raise ValueError(
+            f"{path.name}: {bad.size} row(s) with missing values (data rows {shown}{more}, "
+            "1-based); drop them with --dropna or fill them in."
+        )
+    frame = frame.drop(index=frame.index[bad]).reset_index(drop=True)
+    frame.attrs["name"] = path.stem
+    return frame, bad

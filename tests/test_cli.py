@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from bayesgmm import __version__
 from bayesgmm.cli import main
 
@@ -40,3 +42,91 @@ def test_console_script_reports_errors_in_one_line():
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "--max-components=0" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_fit_compare_predict_round_trip_on_a_csv(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from bayesgmm import load_faithful
+
+    data = tmp_path / "faithful.csv"
+    load_faithful().assign(note="x").to_csv(data, index=False)
+    fit_dir = tmp_path / "fit"
+    argv = ["--quiet", "fit", str(data), "--columns", "eruptions,waiting", "-k", "2"]
+    fast = ["--draws", "200", "--tune", "200", "--chains", "2", "--n-init", "3"]
+    assert main([*argv, *fast, "--out", str(fit_dir)]) == 0
+    names = {p.name for p in fit_dir.iterdir()}
+    assert {"em.json", "posterior.nc", "posterior_summary.csv", "membership.csv"} <= names
+    em = json.loads((fit_dir / "em.json").read_text())
+    assert em["log_likelihood"] == pytest.approx(-1130.264, abs=0.01)
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"waiting": [54.0, 80.0], "eruptions": [2.0, 4.3]}).to_csv(new, index=False)
+    pred = tmp_path / "pred.csv"
+    assert main(["--quiet", "predict", str(fit_dir), str(new), "--out", str(pred)]) == 0
+    table = pd.read_csv(pred)
+    assert list(table["label"]) == [0, 1]
+    assert {"label_probability", "p_0_lower", "p_0_upper", "log_density"} <= set(table.columns)
+
+    cmp_dir = tmp_path / "cmp"
+    argv = ["--quiet", "compare", str(data), "--columns", "eruptions,waiting", "-k", "1:3"]
+    assert main([*argv, "--covariance", "full", "--method", "em", "--out", str(cmp_dir)]) == 0
+    table = pd.read_csv(cmp_dir / "comparison.csv")
+    assert len(table) == 3 and (cmp_dir / "comparison.png").stat().st_size > 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("setup", "argv_tail", "message"),
+    [
+        ("none", ["-k", "2"], "does not exist"),
+        ("csv", ["--columns", "nope", "-k", "2"], "no column"),
+        ("text", ["-k", "2"], "not numeric"),
+        ("nan", ["-k", "2"], "missing values"),
+        ("csv", ["-k", "0"], "at least 1"),
+        ("existing", ["-k", "2"], "already exists"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path, setup, argv_tail, message):
+    import pandas as pd
+
+    data = tmp_path / "data.csv"
+    out = tmp_path / "out"
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.1, 0.7, 0.2]})
+    if setup == "text":
+        frame["c"] = list("wxyz")
+    if setup == "nan":
+        frame.loc[2, "a"] = None
+    if setup != "none":
+        frame.to_csv(data, index=False)
+    if setup == "existing":
+        out.mkdir()
+        (out / "em.json").write_text("{}")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bayesgmm",
+            "fit",
+            str(data),
+            *argv_tail,
+            "--method",
+            "em",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert err.startswith("bayesgmm: error:") and len(err.splitlines()) == 1, err
+    assert message in err
+    assert "Traceback" not in err
+    if setup == "existing":
+        assert (out / "em.json").read_text() == "{}"  # nothing lost
