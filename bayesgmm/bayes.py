@@ -25,7 +25,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._numerics import COVARIANCE_TYPES
+from ._numerics import COVARIANCE_TYPES, log_weighted_prob, responsibilities
 from ._validation import (
     check_choice,
     check_n_components,
@@ -222,7 +222,6 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         k = self._check_params(X.shape[0])
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(np.iinfo(np.int32).max))
-        rng = np.random.default_rng(seed)
         names = (
             [str(c) for c in self.feature_names_in_]
             if hasattr(self, "feature_names_in_")
@@ -237,7 +236,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             em.feature_names_in_ = self.feature_names_in_
         t_em = time.perf_counter() - t0
-        initvals = _jittered_starts(em, X.shape[0], self.chains, rng) if self.init == "em" else None
+        initvals, jitter = _em_start(em, X.shape[0]) if self.init == "em" else (None, None)
         tree = sample_posterior(
             X,
             k,
@@ -245,6 +244,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             priors=self.priors,
             feature_names=names,
             initvals=initvals,
+            init_jitter=jitter,
             draws=self.draws,
             tune=self.tune,
             chains=self.chains,
@@ -261,10 +261,15 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         )
         before = None
         if self.relabel is not None:
+            pivot = responsibilities(
+                log_weighted_prob(
+                    X, em.weights_, em.means_, em.precisions_cholesky_, self.covariance_type
+                )
+            )[0]
             relabelled, perms, info = relabel_posterior(
                 tree["posterior"].to_dataset(),
                 X,
-                em,
+                pivot,
                 covariance_type=self.covariance_type,
                 method=self.relabel,
                 random_state=seed,
@@ -440,8 +445,14 @@ def _cov_param(em: EMGaussianMixture) -> tuple[str, np.ndarray]:
     return "sigma", np.sqrt(em.covariances_)
 
 
-def _jittered_starts(em: EMGaussianMixture, n: int, chains: int, rng) -> list[dict[str, Any]]:
-    """The EM solution jittered per chain: small relative noise, means by ~half a posterior sd."""
+def _em_start(em: EMGaussianMixture, n: int) -> tuple[dict[str, Any], np.ndarray]:
+    """The EM solution as a start, and per-coordinate jitter on the unconstrained scale.
+
+    Means move by about half a posterior standard deviation (``sqrt(var / (n w_k))``); the
+    weights' and covariances' unconstrained coordinates by ``_INIT_JITTER``.
+    """
+    from ._logdensity import n_unconstrained
+
     key, cov = _cov_param(em)
     w = em.weights_
     k, d = em.means_.shape
@@ -454,26 +465,9 @@ def _jittered_starts(em: EMGaussianMixture, n: int, chains: int, rng) -> list[di
     else:
         var = np.broadcast_to(em.covariances_[:, None], (k, d))
     mean_sd = np.sqrt(var / np.maximum(n * w, 1.0)[:, None])
-    starts = []
-    for _ in range(chains):
-        wj = w * np.exp(rng.normal(scale=_INIT_JITTER, size=k))
-        if key == "chol":
-            c = cov.copy()
-            diag = np.diagonal(c, axis1=-2, axis2=-1) * np.exp(
-                rng.normal(scale=_INIT_JITTER, size=c.shape[:-1])
-            )
-            idx = np.arange(d)
-            c[..., idx, idx] = diag
-        else:
-            c = cov * np.exp(rng.normal(scale=_INIT_JITTER, size=cov.shape))
-        starts.append(
-            {
-                "weights": wj / wj.sum(),
-                "means": em.means_ + _MEAN_JITTER * mean_sd * rng.normal(size=(k, d)),
-                key: c,
-            }
-        )
-    return starts
+    jitter = np.full(n_unconstrained(k, d, em.covariance_type), _INIT_JITTER)
+    jitter[k - 1 : k - 1 + k * d] = _MEAN_JITTER * mean_sd.ravel()
+    return {"weights": w, "means": em.means_, key: cov}, jitter
 
 
 def _em_dataset(em: EMGaussianMixture, names: list[str]) -> xr.Dataset:
@@ -503,7 +497,7 @@ def _em_dataset(em: EMGaussianMixture, names: list[str]) -> xr.Dataset:
 
 def _em_from_dataset(ds: xr.Dataset, params: dict[str, Any]) -> EMGaussianMixture:
     """A fitted EMGaussianMixture with the saved parameters (for prediction and pivoting)."""
-    from ._numerics import precisions_from_precisions_cholesky
+    from ._numerics import n_parameters, precisions_from_precisions_cholesky
 
     em = EMGaussianMixture(
         int(ds.sizes["component"]),
@@ -522,4 +516,5 @@ def _em_from_dataset(ds: xr.Dataset, params: dict[str, Any]) -> EMGaussianMixtur
     em.n_iter_ = int(ds.attrs.get("n_iter", 0))
     em.lower_bound_ = float(ds.attrs.get("lower_bound", np.nan))
     em.n_features_in_ = em.means_.shape[1]
+    em.n_parameters_ = n_parameters(em.n_components, em.n_features_in_, em.covariance_type)
     return em

@@ -86,7 +86,8 @@ def sample_posterior(
     covariance_type: str = "full",
     priors: Any = None,
     feature_names: Sequence[str] | None = None,
-    initvals: Sequence[Mapping[str, np.ndarray]] | None = None,
+    initvals: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]] | None = None,
+    init_jitter: float | np.ndarray | None = None,
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -108,12 +109,17 @@ def sample_posterior(
         Prior hyper-parameters (data-scaled defaults when omitted).
     feature_names : sequence of str, optional
         ``feature`` coordinate labels (``x0, x1, ...`` by default).
-    initvals : sequence of dict, optional
-        One dict per chain with constrained starting values: ``weights`` (K,), ``means``
-        (K, D) and ``chol`` (lower Cholesky factor of the covariance: (K, D, D) for
-        ``"full"``, (D, D) for ``"tied"``) or ``sigma`` (standard deviations: (K, D) for
-        ``"diag"``, (K,) for ``"spherical"``). Without them each sampler uses its own default
-        start (nutpie and PyMC: the prior's central point, jittered).
+    initvals : dict or sequence of dict, optional
+        Constrained starting values: ``weights`` (K,), ``means`` (K, D) and ``chol`` (lower
+        Cholesky factor of the covariance: (K, D, D) for ``"full"``, (D, D) for ``"tied"``)
+        or ``sigma`` (standard deviations: (K, D) for ``"diag"``, (K,) for
+        ``"spherical"``). One dict: every chain starts there, plus ``init_jitter``. A
+        sequence: one dict per chain, used as given. Without them each sampler uses its own
+        default start (the prior's central point, jittered).
+    init_jitter : float or ndarray of shape (n_unconstrained,), optional
+        Standard deviation of the Gaussian jitter added to a single ``initvals`` start on the
+        unconstrained scale (layout of :mod:`bayesgmm._logdensity`). Each chain's jitter is
+        drawn from that chain's own seed, so results do not depend on thread timing.
     draws, tune : int, default 1000
         Kept draws and warm-up iterations per chain.
     chains : int, default 4
@@ -150,9 +156,10 @@ def sample_posterior(
         )
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept={target_accept} must lie strictly between 0 and 1.")
-    if initvals is not None and len(initvals) != chains:
+    if initvals is not None and not isinstance(initvals, Mapping) and len(initvals) != chains:
         raise ValueError(
-            f"Got {len(initvals)} initvals dicts for {chains} chains; pass one per chain."
+            f"Got {len(initvals)} initvals dicts for {chains} chains; pass one per chain "
+            "or a single dict."
         )
     priors = Priors() if priors is None else priors
     names = [str(f) for f in feature_names] if feature_names is not None else None
@@ -170,6 +177,7 @@ def sample_posterior(
             priors=priors,
             feature_names=names,
             initvals=initvals,
+            init_jitter=init_jitter,
             draws=draws,
             tune=tune,
             chains=chains,
@@ -333,16 +341,19 @@ def _unconstrained_inits(initvals, covariance_type: str) -> list[np.ndarray] | N
     if initvals is None:
         return None
     cov_key = "chol" if covariance_type in ("full", "tied") else "sigma"
+    many = [initvals] if isinstance(initvals, Mapping) else list(initvals)
     return [
         _logdensity.to_unconstrained(iv["weights"], iv["means"], iv[cov_key], covariance_type)
-        for iv in initvals
+        for iv in many
     ]
 
 
 # --------------------------------------------------------------------------- nutpie
 
 
-def _nutpie_model(spec: _logdensity.LogDensitySpec, feature_names, init_points, seed):
+def _nutpie_model(
+    spec: _logdensity.LogDensitySpec, feature_names, init_points, seed, init_jitter=None
+):
     """A nutpie model whose log-density and expansion are our compiled C callbacks."""
     import pandas as pd
     from nutpie import _lib
@@ -374,12 +385,21 @@ def _nutpie_model(spec: _logdensity.LogDensitySpec, feature_names, init_points, 
     rng = np.random.default_rng(seed)
     lock = threading.Lock()
     handed_out = [0]
+    asked: dict[int, int] = {}
+    jitter = 0.0 if init_jitter is None else np.asarray(init_jitter, dtype=np.float64)
 
-    def initial_point(_seed=None) -> np.ndarray:
-        # One start per chain, in the order nutpie asks for them; retries get fresh jitter.
+    def initial_point(chain_seed=None) -> np.ndarray:
         with lock:
             i = handed_out[0]
             handed_out[0] += 1
+            attempt = asked.get(chain_seed, 0)
+            asked[chain_seed] = attempt + 1
+        if init_points is not None and len(init_points) == 1:
+            # One start for all chains; the jitter comes from the seed nutpie gives this chain,
+            # so the start does not depend on the order in which the threads ask.
+            chain_rng = np.random.default_rng([int(chain_seed or 0), attempt])
+            extra = 0.1 * attempt  # a retry after a failed start moves further away
+            return init_points[0] + (jitter + extra) * chain_rng.standard_normal(n_dim)
         if init_points is not None:
             base = init_points[i % len(init_points)]
             return base if i < len(init_points) else base + rng.normal(scale=0.1, size=n_dim)
@@ -443,6 +463,7 @@ def _sample_nutpie(
     priors,
     feature_names,
     initvals,
+    init_jitter,
     draws,
     tune,
     chains,
@@ -458,7 +479,7 @@ def _sample_nutpie(
     spec = _logdensity.LogDensitySpec.from_data(X, k, covariance_type, priors)
     seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
     model = _nutpie_model(
-        spec, feature_names, _unconstrained_inits(initvals, covariance_type), seed
+        spec, feature_names, _unconstrained_inits(initvals, covariance_type), seed, init_jitter
     )
     t1 = time.perf_counter()
     idata = nutpie.sample(
@@ -484,9 +505,26 @@ def _sample_nutpie(
 # --------------------------------------------------------------------------- PyMC graph
 
 
-def _pymc_initvals(initvals, covariance_type: str, k: int, d: int):
+def _pymc_initvals(initvals, covariance_type: str, k: int, d: int, chains, jitter, seed):
     if initvals is None:
         return None
+    if isinstance(initvals, Mapping):
+        # one start, jittered per chain on the unconstrained scale
+        theta = _logdensity.to_unconstrained(
+            initvals["weights"],
+            initvals["means"],
+            initvals["chol" if covariance_type in ("full", "tied") else "sigma"],
+            covariance_type,
+        )
+        rng = np.random.default_rng(seed)
+        scale = 0.0 if jitter is None else np.asarray(jitter)
+        flat = [
+            _logdensity.expand(
+                theta + scale * rng.standard_normal(theta.size), k, d, covariance_type
+            )
+            for _ in range(chains)
+        ]
+        initvals = [_logdensity.from_unconstrained(f, k, d, covariance_type) for f in flat]
     rows, cols = np.tril_indices(d)
     out = []
     for iv in initvals:
@@ -510,6 +548,7 @@ def _sample_pymc(
     priors,
     feature_names,
     initvals,
+    init_jitter,
     draws,
     tune,
     chains,
@@ -528,7 +567,9 @@ def _sample_pymc(
     model = build_model(
         pd.DataFrame(X, columns=feature_names), k, covariance_type=covariance_type, priors=priors
     )
-    inits = _pymc_initvals(initvals, covariance_type, k, X.shape[1])
+    inits = _pymc_initvals(
+        initvals, covariance_type, k, X.shape[1], chains, init_jitter, random_seed
+    )
     kwargs: dict[str, Any] = {}
     if sampler == "pymc":
         # The C backend compiles in seconds; PyTensor 3's default Numba backend takes minutes
