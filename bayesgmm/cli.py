@@ -150,11 +150,30 @@ def _demo_bayes(X: pd.DataFrame, k: int, args: argparse.Namespace) -> None:
         f"uncertain has total entropy {member.entropy_total.max():.3f} nats "
         f"(epistemic part {member.entropy_epistemic.max():.4f})"
     )
+    from .report import write_report
+    from .selection import compare_models
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "posterior.nc"
     bgm.save(path)
     print(f"  posterior written to {path}")
+    comparison = compare_models(
+        X,
+        n_components=range(1, args.max_components + 1),
+        covariance_types=("full",),
+        methods=("em",),
+        random_state=args.seed,
+        n_init=args.n_init,
+    )
+    report = write_report(
+        out / "report.html",
+        bgm=bgm,
+        comparison=comparison,
+        embed=True,
+        title="bayesgmm demo: Old Faithful",
+    )
+    print(f"  report written to {report}")
 
 
 def _interval(values: np.ndarray, q: tuple[float, float]) -> str:
@@ -406,6 +425,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render a report from saved results (no refitting)."""
+    from .bayes import BayesGaussianMixture
+    from .report import write_report
+
+    src = Path(args.results)
+    if not (src / "posterior.nc").is_file():
+        raise FileNotFoundError(
+            f"{str(src)!r} holds no posterior.nc; run 'bayesgmm fit --method bayes|both' first."
+        )
+    target = src / f"report.{args.format}"
+    if target.exists() and not args.force:
+        raise ValueError(f"{str(target)!r} already exists; pass --force to replace it.")
+    bgm = BayesGaussianMixture.load(src / "posterior.nc")
+    path = write_report(target, bgm=bgm, embed=args.format == "html")
+    if not args.quiet:
+        print(f"report written to {path}")
+    return 0
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="data file: .csv, .tsv, .parquet or .npy")
     p.add_argument("--columns", help="comma-separated columns to use (default: all)")
@@ -471,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--method", default="both", choices=["em", "both"])
     compare.add_argument("--out", required=True, help="results directory")
     compare.set_defaults(func=cmd_compare)
+
+    report = sub.add_parser("report", help="render a report from a 'bayesgmm fit' directory")
+    report.add_argument("results", help="a directory written by 'bayesgmm fit'")
+    report.add_argument("--format", default="html", choices=["html", "md"])
+    report.add_argument("--force", action="store_true")
+    report.set_defaults(func=cmd_report)
 
     predict = sub.add_parser("predict", help="membership and anomaly scores for new data")
     predict.add_argument("results", help="a directory written by 'bayesgmm fit'")

@@ -28,6 +28,8 @@ def test_demo_prints_a_summary(capsys, tmp_path):
     assert "-1130" in out
     assert "diagnostics:" in out and "mean[1, waiting]" in out
     assert (tmp_path / "posterior.nc").exists()
+    html = (tmp_path / "report.html").read_text()
+    assert "Old Faithful" in html and "data:image/png;base64," in html
 
 
 def test_console_script_reports_errors_in_one_line():
@@ -70,6 +72,11 @@ def test_fit_compare_predict_round_trip_on_a_csv(tmp_path, capsys):
     table = pd.read_csv(pred)
     assert list(table["label"]) == [0, 1]
     assert {"label_probability", "p_0_lower", "p_0_upper", "log_density"} <= set(table.columns)
+
+    assert main(["--quiet", "report", str(fit_dir)]) == 0
+    assert "<html" in (fit_dir / "report.html").read_text().lower()
+    assert main(["--quiet", "report", str(fit_dir), "--format", "md"]) == 0
+    assert (fit_dir / "report.md").stat().st_size > 0
 
     cmp_dir = tmp_path / "cmp"
     argv = ["--quiet", "compare", str(data), "--columns", "eruptions,waiting", "-k", "1:3"]

@@ -1,0 +1,655 @@
+"""Figures of a fitted mixture: EM beside the posterior, membership uncertainty, traces.
+
+Every function takes the fitted object first, options keyword-only, and returns a
+:class:`matplotlib.figure.Figure` built without pyplot: nothing is shown and no global state
+changes. Save one with ``fig.savefig("name.png")``, or display it in a notebook by leaving it
+as the last expression of a cell.
+
+=================================  ============================================================
+function                           figure
+=================================  ============================================================
+:func:`plot_em_vs_posterior`       data with EM ellipses (2 sd) beside ellipses of random
+                                   posterior draws (1-D: histograms with densities)
+:func:`plot_membership_uncertainty`  labels, total and epistemic entropy of every point
+:func:`plot_trace`                 per-chain marginal densities and traces of one variable
+:func:`plot_posterior_intervals`   forest plot: posterior mean and interval beside EM
+:func:`plot_comparison`            model-selection criteria against K
+                                   (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
+=================================  ============================================================
+
+:func:`posterior_vs_em` gives the numbers behind :func:`plot_posterior_intervals` as a table
+(the report shows the same table, so figure and table cannot disagree).
+
+Components keep their colour in every figure: component ``k`` is drawn in matplotlib's
+``"C{k}"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Ellipse
+from scipy import stats
+from sklearn.utils.validation import check_is_fitted
+
+if TYPE_CHECKING:
+    from .bayes import BayesGaussianMixture
+    from .responsibilities import MembershipSummary
+    from .selection import ComparisonResult
+
+__all__ = [
+    "plot_comparison",
+    "plot_em_vs_posterior",
+    "plot_membership_uncertainty",
+    "plot_posterior_intervals",
+    "plot_trace",
+    "posterior_vs_em",
+]
+
+_ELLIPSE_SD = 2.0  # ellipses enclose +-2 standard deviations (Mahalanobis radius 2)
+_MAX_TRACE_ROWS = 40
+_GRID = 200  # points of density curves
+_POINT_COLOR = "0.55"
+
+
+# ---------------------------------------------------------------------- inputs
+
+
+def _check_bgm(bgm: Any, func: str) -> None:
+    from .bayes import BayesGaussianMixture
+
+    if not isinstance(bgm, BayesGaussianMixture):
+        raise TypeError(
+            f"{func} needs a fitted BayesGaussianMixture, got {type(bgm).__name__}; fit one "
+            "with BayesGaussianMixture(n_components).fit(X) or load one with "
+            "BayesGaussianMixture.load(path)."
+        )
+    check_is_fitted(bgm, "idata_")
+
+
+def _observed(bgm: BayesGaussianMixture) -> tuple[np.ndarray, list[str]]:
+    obs = bgm.idata_["observed_data"]["obs"]
+    return np.asarray(obs.values, dtype=float), [str(f) for f in obs["feature"].values]
+
+
+def _check_interval(interval: Any) -> float:
+    try:
+        value = float(interval)
+    except (TypeError, ValueError):
+        raise TypeError(f"interval must be a number in (0, 1), got {interval!r}.") from None
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"interval={interval!r} is invalid; it must lie strictly in (0, 1).")
+    return value
+
+
+def _feature_pair(
+    names: list[str], features: Sequence[int | str] | None
+) -> tuple[list[int], str | None]:
+    """Indices of the (at most two) features to draw, and a note when others are left out."""
+    d = len(names)
+    if features is None:
+        idx = list(range(min(d, 2)))
+    else:
+        if isinstance(features, str | int) or len(features) not in (1, 2):
+            raise ValueError(
+                f"features={features!r} is invalid; pass one or two feature names or indices, "
+                f"e.g. features=({names[0]!r}, {names[-1]!r})."
+            )
+        idx = []
+        for f in features:
+            if isinstance(f, str):
+                if f not in names:
+                    raise ValueError(f"Unknown feature {f!r}; the features are {names}.")
+                idx.append(names.index(f))
+            elif isinstance(f, int | np.integer) and -d <= int(f) < d:
+                idx.append(int(f) % d)
+            else:
+                raise ValueError(f"Feature index {f!r} is out of range for {d} feature(s).")
+        if len(set(idx)) != len(idx):
+            raise ValueError(f"features={features!r} names the same feature twice.")
+    note = None
+    if len(idx) < d:
+        shown = " and ".join(names[i] for i in idx)
+        note = (
+            f"Showing {shown} of {d} features; ellipses and densities are the marginals "
+            "of the components on these features."
+        )
+    return idx, note
+
+
+def _full_covariances(cov: np.ndarray, covariance_type: str, k: int, d: int) -> np.ndarray:
+    """Covariances of any type as full matrices of shape (..., k, d, d)."""
+    cov = np.asarray(cov, dtype=float)
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return np.broadcast_to(cov[..., None, :, :], (*cov.shape[:-2], k, d, d))
+    eye = np.eye(d)
+    if covariance_type == "diag":
+        return cov[..., :, :, None] * eye
+    return cov[..., :, None, None] * eye
+
+
+def _em_params(bgm: BayesGaussianMixture) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    em = bgm.em_
+    k, d = em.means_.shape
+    return em.weights_, em.means_, _full_covariances(em.covariances_, em.covariance_type, k, d)
+
+
+def _posterior_draws(bgm: BayesGaussianMixture) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights (S, K), means (S, K, D) and full covariances (S, K, D, D) over all draws."""
+    post = bgm.idata_["posterior"]
+    w = post["weights"].transpose("chain", "draw", "component").values
+    mu = post["means"].transpose("chain", "draw", "component", "feature").values
+    cov_da = post["covariances"]
+    dims = [d for d in ("chain", "draw", "component", "feature", "feature_bis") if d in cov_da.dims]
+    cov = cov_da.transpose(*dims).values
+    k, d = mu.shape[-2:]
+    if "component" not in cov_da.dims:  # tied
+        cov = np.broadcast_to(cov[:, :, None], (*cov.shape[:2], k, d, d))
+    n = w.shape[0] * w.shape[1]
+    return w.reshape(n, k), mu.reshape(n, k, d), np.reshape(cov, (n, k, d, d))
+
+
+# ---------------------------------------------------------------------- drawing helpers
+
+
+def _ellipse(mean: np.ndarray, cov: np.ndarray, **kwargs: Any) -> Ellipse:
+    """The ``_ELLIPSE_SD`` standard-deviation ellipse of a 2-D Gaussian."""
+    vals, vecs = np.linalg.eigh(cov)
+    vals = np.clip(vals, 0.0, None)
+    angle = float(np.degrees(np.arctan2(vecs[1, -1], vecs[0, -1])))
+    width, height = 2.0 * _ELLIPSE_SD * np.sqrt(vals[::-1])
+    return Ellipse(tuple(mean), width=width, height=height, angle=angle, fill=False, **kwargs)
+
+
+def _density_grid(x: np.ndarray, pad: float = 0.1) -> np.ndarray:
+    lo, hi = float(np.min(x)), float(np.max(x))
+    span = hi - lo or 1.0
+    return np.linspace(lo - pad * span, hi + pad * span, _GRID)
+
+
+def _mixture_pdf(grid: np.ndarray, w: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Weighted component densities on ``grid``: shape (K, len(grid))."""
+    return w[:, None] * stats.norm.pdf(grid[None, :], mu[:, None], sd[:, None])
+
+
+def _kde(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A Gaussian KDE of ``values`` on a grid, or None when they are (nearly) constant."""
+    if values.size < 2 or not np.ptp(values) > 0:
+        return None
+    try:
+        kde = stats.gaussian_kde(values)
+    except np.linalg.LinAlgError:
+        return None
+    grid = _density_grid(values, pad=0.05)
+    return grid, kde(grid)
+
+
+def _component_legend(k: int) -> list[Line2D]:
+    return [Line2D([], [], color=f"C{j}", label=f"component {j}") for j in range(k)]
+
+
+# ---------------------------------------------------------------------- plots
+
+
+def plot_em_vs_posterior(
+    bgm: BayesGaussianMixture,
+    *,
+    n_draws: int = 30,
+    features: Sequence[int | str] | None = None,
+    random_state: int | None = 0,
+) -> Figure:
+    """EM fit and posterior side by side on the data.
+
+    Two panels sharing their axes. With two or more features: the data as points, the
+    EM components as ellipses of 2 standard deviations (left) and the same ellipses for
+    ``n_draws`` random posterior draws, thin and transparent, with the EM ellipses dashed
+    for reference (right). With one feature: a density histogram with the weighted EM
+    component densities and their sum (left) and those of the posterior draws (right).
+
+    Parameters
+    ----------
+    bgm : BayesGaussianMixture
+        A fitted estimator.
+    n_draws : int, default=30
+        Posterior draws drawn (chosen at random over all chains).
+    features : sequence of one or two int or str, optional
+        Features to draw (names or indices); the first two by default. With more features
+        than drawn, the ellipses are the marginal ones and the title says so.
+    random_state : int or None, default=0
+        Seed for choosing the draws.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes: EM (left) and posterior (right).
+
+    Examples
+    --------
+    >>> fig = plot_em_vs_posterior(bgm)  # doctest: +SKIP
+    >>> fig.savefig("em_vs_posterior.png")  # doctest: +SKIP
+    """
+    _check_bgm(bgm, "plot_em_vs_posterior")
+    if not isinstance(n_draws, int | np.integer) or n_draws < 1:
+        raise ValueError(f"n_draws={n_draws!r} is invalid; pass a positive integer such as 30.")
+    X, names = _observed(bgm)
+    idx, note = _feature_pair(names, features)
+    w_em, mu_em, cov_em = _em_params(bgm)
+    w_s, mu_s, cov_s = _posterior_draws(bgm)
+    rng = np.random.default_rng(random_state)
+    pick = rng.choice(w_s.shape[0], size=min(int(n_draws), w_s.shape[0]), replace=False)
+    k = w_em.shape[0]
+    sub = np.ix_(idx, idx)
+
+    fig = Figure(figsize=(10.0, 4.4), layout="constrained")
+    ax_em, ax_post = fig.subplots(1, 2, sharex=True, sharey=True)
+    if len(idx) == 1:
+        j = idx[0]
+        x = X[:, j]
+        grid = _density_grid(x)
+        for ax in (ax_em, ax_post):
+            ax.hist(x, bins="auto", density=True, color="0.85", edgecolor="0.6")
+            ax.set_xlabel(names[j])
+        ax_em.set_ylabel("density")
+        dens = _mixture_pdf(grid, w_em, mu_em[:, j], np.sqrt(cov_em[:, j, j]))
+        for c in range(k):
+            ax_em.plot(grid, dens[c], color=f"C{c}", lw=2)
+        ax_em.plot(grid, dens.sum(axis=0), color="black", lw=1.5, label="mixture")
+        for s in pick:
+            d_s = _mixture_pdf(grid, w_s[s], mu_s[s, :, j], np.sqrt(cov_s[s, :, j, j]))
+            for c in range(k):
+                ax_post.plot(grid, d_s[c], color=f"C{c}", lw=0.7, alpha=0.35)
+            ax_post.plot(grid, d_s.sum(axis=0), color="black", lw=0.7, alpha=0.35)
+        ax_post.plot(grid, dens.sum(axis=0), color="black", lw=1.2, ls="--", label="EM mixture")
+        handles = [*_component_legend(k), Line2D([], [], color="black", label="mixture")]
+        ax_em.legend(handles=handles, fontsize=8, loc="upper right")
+        ax_post.legend(
+            handles=[Line2D([], [], color="black", ls="--", label="EM mixture")],
+            fontsize=8,
+            loc="upper right",
+        )
+    else:
+        jx, jy = idx
+        for ax in (ax_em, ax_post):
+            ax.scatter(X[:, jx], X[:, jy], s=9, color=_POINT_COLOR, alpha=0.6, linewidths=0)
+            ax.set_xlabel(names[jx])
+        ax_em.set_ylabel(names[jy])
+        for c in range(k):
+            ax_em.add_patch(_ellipse(mu_em[c, idx], cov_em[c][sub], color=f"C{c}", lw=2))
+            ax_em.plot(*mu_em[c, idx], marker="x", color=f"C{c}", ms=9, mew=2)
+            ax_post.add_patch(
+                _ellipse(mu_em[c, idx], cov_em[c][sub], color="black", lw=1.2, ls="--")
+            )
+            for s in pick:
+                ax_post.add_patch(
+                    _ellipse(mu_s[s, c, idx], cov_s[s, c][sub], color=f"C{c}", lw=0.7, alpha=0.4)
+                )
+            ax_post.scatter(
+                mu_s[pick, c, jx], mu_s[pick, c, jy], s=6, color=f"C{c}", alpha=0.6, zorder=3
+            )
+        for ax in (ax_em, ax_post):
+            ax.autoscale_view()
+        ax_em.legend(handles=_component_legend(k), fontsize=8, loc="best")
+        ax_post.legend(
+            handles=[Line2D([], [], color="black", ls="--", label="EM (2 sd)")],
+            fontsize=8,
+            loc="best",
+        )
+    ax_em.set_title("EM point estimate" + (" (2 sd ellipses)" if len(idx) == 2 else ""))
+    ax_post.set_title(f"Posterior: {len(pick)} random draws")
+    title = "EM vs MCMC posterior"
+    if note:
+        title += "\n" + note
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_membership_uncertainty(
+    bgm: BayesGaussianMixture,
+    *,
+    membership: MembershipSummary | None = None,
+    features: Sequence[int | str] | None = None,
+) -> Figure:
+    """Every point's label, its total and its epistemic uncertainty, in three panels.
+
+    Left: points coloured by their most probable component, more transparent the less
+    probable that label is. Middle: coloured by the total entropy of the mean
+    responsibilities. Right: coloured by the epistemic part (the mutual information between
+    label and parameters, which more data would shrink); in these two, uncertain points are
+    also drawn larger and on top. With one feature the panels plot
+    the label probability and the entropies against the feature instead.
+
+    Parameters
+    ----------
+    bgm : BayesGaussianMixture
+        A fitted estimator.
+    membership : MembershipSummary, optional
+        ``bgm.membership()`` when already computed (it is computed otherwise).
+    features : sequence of one or two int or str, optional
+        Features to draw; the first two by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Five axes: the three panels and, with two or more features, the colour bars of the
+        two entropy panels (three axes with one feature).
+    """
+    _check_bgm(bgm, "plot_membership_uncertainty")
+    m = bgm.membership() if membership is None else membership
+    X, names = _observed(bgm)
+    if m.labels.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"membership has {m.labels.shape[0]} points but the training data has "
+            f"{X.shape[0]}; pass bgm.membership() of the training data or None."
+        )
+    idx, note = _feature_pair(names, features)
+    k = m.mean.shape[1]
+    colors = np.array([f"C{c}" for c in range(k)])[m.labels]
+    # alpha from 0.15 (label probability 1/K) to 1 (certain)
+    certainty = (m.label_probability - 1.0 / k) / (1.0 - 1.0 / k)
+    alpha = 0.15 + 0.85 * np.clip(certainty, 0.0, 1.0)
+    panels = [
+        (m.entropy_total, "total entropy (nats)", 0.0, float(np.log(k))),
+        (m.entropy_epistemic, "epistemic entropy (nats)", 0.0, None),
+    ]
+
+    fig = Figure(figsize=(14.0, 4.4), layout="constrained")
+    axes = fig.subplots(1, 3, sharex=True, sharey=len(idx) == 2)
+    if len(idx) == 1:
+        x = X[:, idx[0]]
+        axes[0].scatter(x, m.label_probability, c=colors, s=12, linewidths=0)
+        axes[0].axhline(0.9, color="0.4", lw=0.8, ls=":")
+        axes[0].set_ylabel("P(label)")
+        axes[0].set_title("label and its probability")
+        for ax, (values, label, _, _) in zip(axes[1:], panels, strict=True):
+            ax.scatter(x, values, c=colors, s=12, linewidths=0)
+            ax.set_ylabel(label)
+            ax.set_title(label.split(" (")[0])
+        for ax in axes:
+            ax.set_xlabel(names[idx[0]])
+    else:
+        jx, jy = idx
+        rgba = np.array([to_rgba(c) for c in colors])
+        rgba[:, 3] = alpha
+        axes[0].scatter(X[:, jx], X[:, jy], c=rgba, s=14, linewidths=0)
+        axes[0].set_title("label (transparent: uncertain)")
+        order = np.argsort(m.entropy_total)  # uncertain points on top
+        for ax, (values, label, vmin, vmax) in zip(axes[1:], panels, strict=True):
+            top = vmax if vmax is not None else float(np.max(values))
+            size = 10.0 + 70.0 * (values[order] / top if top > 0 else 0.0)
+            sc = ax.scatter(
+                X[order, jx],
+                X[order, jy],
+                c=values[order],
+                cmap="viridis",
+                vmin=vmin,
+                vmax=vmax,
+                s=size,
+                linewidths=0,
+            )
+            fig.colorbar(sc, ax=ax, label=label, shrink=0.9)
+            ax.set_title(label.split(" (")[0])
+        for ax in axes:
+            ax.set_xlabel(names[jx])
+        axes[0].set_ylabel(names[jy])
+    axes[0].legend(handles=_component_legend(k), fontsize=8, loc="best")
+    n_unsure = int(np.sum(m.label_probability < 0.9))
+    title = (
+        f"Membership uncertainty: {n_unsure} of {len(m.labels)} points have P(label) < 0.9 "
+        f"({m.n_draws} posterior draws)"
+    )
+    if note:
+        title += "\n" + note
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_trace(
+    bgm: BayesGaussianMixture,
+    var: str = "means",
+    *,
+    coords: Mapping[str, Any] | None = None,
+) -> Figure:
+    """Per-chain marginal densities (left) and traces (right) of one posterior variable.
+
+    The draws are those of ``bgm.idata_["posterior"]``, that is after relabelling to the
+    EM labels (when the estimator relabelled). One row per scalar element of ``var``.
+
+    Parameters
+    ----------
+    bgm : BayesGaussianMixture
+        A fitted estimator.
+    var : str, default="means"
+        A posterior variable: ``"weights"``, ``"means"``, ``"stds"``, ``"sigma"``,
+        ``"corr"``, ``"covariances"``...
+    coords : mapping, optional
+        Selection passed to :meth:`xarray.DataArray.sel`, e.g.
+        ``{"component": [0], "feature": ["waiting"]}``; needed when ``var`` has more than
+        40 elements.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes per element (density, trace), row by row.
+    """
+    _check_bgm(bgm, "plot_trace")
+    post = bgm.idata_["posterior"]
+    available = sorted(str(v) for v in post.data_vars)
+    if var not in post.data_vars:
+        raise ValueError(f"The posterior has no variable {var!r}; choose one of {available}.")
+    da = post[var]
+    if coords:
+        try:
+            da = da.sel({key: _as_list(value) for key, value in coords.items()})
+        except (KeyError, ValueError) as exc:
+            raise ValueError(
+                f"coords={dict(coords)!r} does not select from {var!r} (dims "
+                f"{dict(da.sizes)}): {exc}"
+            ) from None
+    elem_dims = [d for d in da.dims if d not in ("chain", "draw")]
+    da = da.transpose("chain", "draw", *elem_dims)
+    values = da.values.reshape(da.sizes["chain"], da.sizes["draw"], -1)
+    n_rows = values.shape[-1]
+    if n_rows == 0:
+        raise ValueError(f"coords={coords!r} selects no element of {var!r}.")
+    if n_rows > _MAX_TRACE_ROWS:
+        raise ValueError(
+            f"{var!r} has {n_rows} elements, more than {_MAX_TRACE_ROWS} rows of panels; "
+            "select some with coords=, e.g. coords={'component': [0, 1]}."
+        )
+    labels = _element_labels(da, elem_dims, var)
+    chains = da["chain"].values
+
+    fig = Figure(figsize=(10.0, 0.4 + 1.6 * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, 2, squeeze=False, gridspec_kw={"width_ratios": [1, 2.2]})
+    for r in range(n_rows):
+        ax_d, ax_t = axes[r]
+        for c in range(values.shape[0]):
+            v = values[c, :, r]
+            color = f"C{c % 10}"
+            curve = _kde(v)
+            if curve is None:
+                ax_d.axvline(v[0], color=color, lw=1)
+            else:
+                ax_d.plot(*curve, color=color, lw=1)
+            ax_t.plot(da["draw"].values, v, color=color, lw=0.5, alpha=0.7)
+        ax_d.set_yticks([])
+        ax_d.set_ylabel(labels[r], rotation=0, ha="right", va="center", fontsize=9)
+        ax_t.margins(x=0)
+    axes[-1, 0].set_xlabel("value")
+    axes[-1, 1].set_xlabel("draw")
+    axes[0, 0].set_title("marginal density per chain", fontsize=10)
+    axes[0, 1].set_title("trace per chain", fontsize=10)
+    chain_handles = [
+        Line2D([], [], color=f"C{c % 10}", label=f"chain {ch}") for c, ch in enumerate(chains)
+    ]
+    axes[0, 1].legend(handles=chain_handles, fontsize=7, loc="upper right", ncols=len(chains))
+    state = "relabelled" if "relabel" in bgm.idata_.children else "sampled"
+    fig.suptitle(f"Trace of {var} ({state} posterior)", fontsize=11)
+    return fig
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        return [value]
+    return list(value)
+
+
+def _element_labels(da: Any, dims: list[Hashable], var: str) -> list[str]:
+    if not dims:
+        return [var]
+    grids = np.meshgrid(*[da[d].values for d in dims], indexing="ij")
+    flat = [g.ravel() for g in grids]
+    return [f"{var}[{', '.join(str(f[i]) for f in flat)}]" for i in range(flat[0].size)]
+
+
+def posterior_vs_em(bgm: BayesGaussianMixture, *, interval: float = 0.89) -> pd.DataFrame:
+    """Posterior means and equal-tailed intervals of weights, means and sds, beside EM.
+
+    Parameters
+    ----------
+    bgm : BayesGaussianMixture
+        A fitted estimator.
+    interval : float, default=0.89
+        Probability mass of the interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per element, columns ``parameter`` (``"means[1, waiting]"``), ``variable``
+        (``weights``, ``means`` or ``stds``; standard deviations are the square roots of the
+        covariance diagonals, whatever the covariance type), ``component``, ``feature`` (empty
+        for weights), ``posterior_mean``, ``lower``, ``upper`` and ``em``. ``attrs["interval"]``
+        holds ``interval``.
+    """
+    _check_bgm(bgm, "posterior_vs_em")
+    interval = _check_interval(interval)
+    _, names = _observed(bgm)
+    w_em, mu_em, cov_em = _em_params(bgm)
+    w_s, mu_s, cov_s = _posterior_draws(bgm)
+    sd_s = np.sqrt(np.diagonal(cov_s, axis1=-2, axis2=-1))
+    sd_em = np.sqrt(np.diagonal(cov_em, axis1=-2, axis2=-1))
+    q = [(1.0 - interval) / 2.0, (1.0 + interval) / 2.0]
+    rows: list[dict[str, Any]] = []
+    k = w_em.shape[0]
+    for c in range(k):
+        lo, hi = np.quantile(w_s[:, c], q)
+        rows.append(
+            {
+                "parameter": f"weights[{c}]",
+                "variable": "weights",
+                "component": c,
+                "feature": "",
+                "posterior_mean": float(w_s[:, c].mean()),
+                "lower": float(lo),
+                "upper": float(hi),
+                "em": float(w_em[c]),
+            }
+        )
+    for var, draws, em in (("means", mu_s, mu_em), ("stds", sd_s, sd_em)):
+        for c in range(k):
+            for j, name in enumerate(names):
+                lo, hi = np.quantile(draws[:, c, j], q)
+                rows.append(
+                    {
+                        "parameter": f"{var}[{c}, {name}]",
+                        "variable": var,
+                        "component": c,
+                        "feature": name,
+                        "posterior_mean": float(draws[:, c, j].mean()),
+                        "lower": float(lo),
+                        "upper": float(hi),
+                        "em": float(em[c, j]),
+                    }
+                )
+    table = pd.DataFrame(rows)
+    table.attrs["interval"] = interval
+    return table
+
+
+def plot_posterior_intervals(bgm: BayesGaussianMixture, *, interval: float = 0.89) -> Figure:
+    """Forest plot of the weights and means: posterior mean and interval beside the EM estimate.
+
+    A grid of small panels, one row per component (in its colour) and one column for the
+    weights and one per feature for the means. Every panel has its own horizontal scale,
+    so an interval is readable even when the components lie far apart. The numbers are
+    those of :func:`posterior_vs_em`.
+
+    Parameters
+    ----------
+    bgm : BayesGaussianMixture
+        A fitted estimator.
+    interval : float, default=0.89
+        Probability mass of the equal-tailed intervals.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``n_components * (1 + n_features)`` axes, row by row.
+    """
+    table = posterior_vs_em(bgm, interval=interval)
+    _, names = _observed(bgm)
+    columns = [("weights", "weights", "")] + [("means", f"means: {n}", n) for n in names]
+    k = int(table["component"].max()) + 1
+    fig = Figure(figsize=(2.9 * len(columns) + 0.8, 0.9 + 0.75 * k), layout="constrained")
+    axes = fig.subplots(k, len(columns), squeeze=False)
+    for c in range(k):
+        for col, (var, title, feature) in enumerate(columns):
+            ax = axes[c, col]
+            row = table[
+                (table["variable"] == var)
+                & (table["component"] == c)
+                & (table["feature"] == feature)
+            ].iloc[0]
+            color = f"C{c}"
+            ax.hlines(0.0, row["lower"], row["upper"], color=color, lw=3)
+            ax.plot(row["posterior_mean"], 0.0, "o", color=color, ms=7)
+            ax.plot(row["em"], 0.45, marker="v", color="black", ms=7, ls="none")
+            ax.set_ylim(-0.6, 1.0)
+            ax.set_yticks([])
+            ax.grid(axis="x", alpha=0.3)
+            ax.tick_params(axis="x", labelsize=8)
+            lo, hi = min(row["lower"], row["em"]), max(row["upper"], row["em"])
+            pad = 0.15 * (hi - lo or abs(hi) or 1.0)
+            ax.set_xlim(lo - pad, hi + pad)
+            if c == 0:
+                ax.set_title(title, fontsize=10)
+            if col == 0:
+                ax.set_ylabel(f"component {c}", rotation=0, ha="right", va="center", fontsize=9)
+    handles = [
+        Line2D([], [], color="0.3", lw=3, marker="o", label=f"posterior mean, {interval:.0%}"),
+        Line2D([], [], color="black", marker="v", ls="none", label="EM estimate"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    fig.suptitle(f"Posterior means with {interval:.0%} intervals beside EM", fontsize=11)
+    return fig
+
+
+def plot_comparison(result: ComparisonResult) -> Figure:
+    """Model-selection criteria against K: :meth:`ComparisonResult.plot` of ``result``.
+
+    Parameters
+    ----------
+    result : ComparisonResult
+        From :func:`bayesgmm.selection.compare_models`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per covariance type.
+    """
+    from .selection import ComparisonResult
+
+    if not isinstance(result, ComparisonResult):
+        raise TypeError(
+            "plot_comparison needs a ComparisonResult from bayesgmm.selection.compare_models, "
+            f"got {type(result).__name__}."
+        )
+    return result.plot()

@@ -1,0 +1,845 @@
+"""Render fitted results to an HTML or Markdown report; nothing is fitted or sampled here.
+
+:func:`render_report` takes a fitted :class:`~bayesgmm.bayes.BayesGaussianMixture` and/or a
+:class:`~bayesgmm.selection.ComparisonResult` and lays out what they already hold:
+
+1. the data (``idata_["observed_data"]``);
+2. the EM fit: weights, means, BIC/AIC/ICL and collapsed (degenerate) components;
+3. the Bayesian fit: sampler, settings, timings (``idata_.attrs``), the diagnostics verdict
+   and table, and the trace of the means;
+4. the posterior beside EM: posterior means with equal-tailed intervals next to the EM
+   estimates (:func:`bayesgmm.plots.posterior_vs_em`), with figures;
+5. membership uncertainty: how many points have ``P(label) < 0.9`` and the least certain
+   points (:meth:`BayesGaussianMixture.membership`);
+6. model comparison: the verdict, each criterion's choice and the table;
+7. provenance: package versions, estimator parameters and the seed.
+
+Figures are PNG files in ``figures_dir``, referenced by relative path, or embedded as base64
+with ``embed=True`` so that an HTML report is one self-contained file. Every piece of text is
+escaped (:func:`html.escape`), so feature names or notes cannot inject markup.
+
+:func:`write_report` writes the report to a file, with the figures in a folder beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import html
+import io
+import json
+import logging
+import os
+import platform
+import urllib.parse
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ._numerics import n_parameters
+from ._validation import check_choice
+from ._version import __version__
+from .plots import (
+    plot_comparison,
+    plot_em_vs_posterior,
+    plot_membership_uncertainty,
+    plot_posterior_intervals,
+    plot_trace,
+    posterior_vs_em,
+)
+
+if TYPE_CHECKING:
+    from .bayes import BayesGaussianMixture
+    from .responsibilities import MembershipSummary
+    from .selection import ComparisonResult
+
+__all__ = ["render_report", "write_report"]
+
+_log = logging.getLogger("bayesgmm")
+
+FORMATS = ("html", "md")
+_MISSING = "NA"
+_DIAGNOSTIC_ROWS = 30  # largest R-hat rows shown when there are more parameters
+_TIMINGS = {
+    "em_time": "EM fit (start and pivot)",
+    "compile_time": "compilation",
+    "sampling_time": "NUTS sampling",
+    "log_likelihood_time": "pointwise log-likelihood",
+    "total_time": "sampling step in total",
+    "fit_time": "whole fit",
+}
+_VERSIONS = ("numpy", "scipy", "pandas", "xarray", "matplotlib", "pymc", "arviz", "nutpie")
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1150px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
+h2 { border-bottom: 1px solid #bbb; padding-bottom: .1em; margin-top: 2em; }
+table.data { border-collapse: collapse; font-size: .85em; margin: .6em 0 1.2em; }
+table.data th, table.data td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+table.data th { background: #f0f0f0; }
+table.data tr:nth-child(even) td { background: #fafafa; }
+p.pass { border-left: 5px solid #2a7d2a; background: #eef7ee; padding: .5em .8em; }
+p.fail { border-left: 5px solid #b22; background: #fbeeee; padding: .5em .8em; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: .9em; color: #555; }
+table.data td:first-child, table.data th:first-child { text-align: left; }
+p.caption { font-size: .9em; color: #555; margin-bottom: .2em; }
+"""
+
+
+# ---------------------------------------------------------------------- document model
+# A report is a list of blocks, rendered to HTML or Markdown by the two renderers below.
+
+
+@dataclasses.dataclass
+class _Heading:
+    text: str
+    level: int = 2
+
+
+@dataclasses.dataclass
+class _Para:
+    text: str
+    kind: str = ""  # "pass" / "fail" highlight a verdict
+
+
+@dataclasses.dataclass
+class _Table:
+    frame: pd.DataFrame  # all cells already formatted as str
+    caption: str = ""
+
+
+@dataclasses.dataclass
+class _Image:
+    src: str
+    caption: str
+
+
+@dataclasses.dataclass
+class _List:
+    items: list[str]
+
+
+_Block = _Heading | _Para | _Table | _Image | _List
+
+
+def _fmt(value: Any) -> str:
+    """One cell or value as text: 4 significant digits (kept: ``1.000``), one decimal from 1000."""
+    if value is None or value is pd.NA:
+        return _MISSING
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if not np.isfinite(v):
+            return _MISSING if np.isnan(v) else str(v)
+        return f"{v:.1f}" if abs(v) >= 1000 else f"{v:#.4g}"
+    return str(value)
+
+
+def _frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` with every cell and column name formatted as text."""
+    out = pd.DataFrame({str(c): [_fmt(v) for v in df[c].tolist()] for c in df.columns})
+    return out
+
+
+def _kv(pairs: Iterable[tuple[str, Any]], columns: tuple[str, str] = ("", "")) -> pd.DataFrame:
+    rows = [(str(k), _fmt(v)) for k, v in pairs]
+    return pd.DataFrame(rows, columns=list(columns) if any(columns) else ["item", "value"])
+
+
+# ---------------------------------------------------------------------- renderers
+
+
+def _esc(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _render_html(title: str, blocks: list[_Block]) -> str:
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{_esc(title)}</h1>",
+    ]
+    for block in blocks:
+        if isinstance(block, _Heading):
+            out.append(f"<h{block.level}>{_esc(block.text)}</h{block.level}>")
+        elif isinstance(block, _Para):
+            cls = f' class="{block.kind}"' if block.kind else ""
+            out.append(f"<p{cls}>{_esc(block.text)}</p>")
+        elif isinstance(block, _List):
+            out.append("<ul>" + "".join(f"<li>{_esc(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, _Table):
+            if block.caption:
+                out.append(f'<p class="caption">{_esc(block.caption)}</p>')
+            out.append(
+                block.frame.to_html(
+                    index=False, escape=True, border=0, classes="data", na_rep=_MISSING
+                )
+            )
+        elif isinstance(block, _Image):
+            out.append(
+                f'<figure><img src="{_esc(block.src)}" alt="{_esc(block.caption)}">'
+                f"<figcaption>{_esc(block.caption)}</figcaption></figure>"
+            )
+    out += ["</body>", "</html>", ""]
+    return "\n".join(out)
+
+
+def _md_text(text: str) -> str:
+    """Text for Markdown: HTML metacharacters as entities (renderers show them as typed)."""
+    return html.escape(str(text), quote=False)
+
+
+def _md_cell(text: str) -> str:
+    return _md_text(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    header = [_md_cell(c) for c in frame.columns]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(" --- " for _ in header) + "|",
+    ]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _render_md(title: str, blocks: list[_Block]) -> str:
+    out = [f"# {_md_text(title)}", ""]
+    for block in blocks:
+        if isinstance(block, _Heading):
+            out += ["#" * block.level + " " + _md_text(block.text), ""]
+        elif isinstance(block, _Para):
+            text = _md_text(block.text)
+            out += [f"> **{text}**" if block.kind else text, ""]
+        elif isinstance(block, _List):
+            out += [f"- {_md_text(i)}" for i in block.items] + [""]
+        elif isinstance(block, _Table):
+            if block.caption:
+                out += [_md_text(block.caption), ""]
+            out += [_md_table(block.frame), ""]
+        elif isinstance(block, _Image):
+            alt = _md_cell(block.caption).replace("[", "\\[").replace("]", "\\]")
+            out += [f"![{alt}](<{block.src}>)", "", f"*{_md_text(block.caption)}*", ""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- figures
+
+
+class _Figures:
+    """Saves figures as PNG (``figures_dir``) and/or embeds them; returns image blocks."""
+
+    def __init__(
+        self,
+        figures_dir: Path | None,
+        relative_to: Path,
+        embed: bool,
+        dpi: float,
+    ) -> None:
+        self.figures_dir = figures_dir
+        self.relative_to = relative_to
+        self.embed = embed
+        self.dpi = dpi
+        self.paths: list[Path] = []
+
+    def add(self, make: Callable[[], Figure], name: str, caption: str) -> _Image:
+        fig = make()
+        path = None
+        if self.figures_dir is not None:
+            self.figures_dir.mkdir(parents=True, exist_ok=True)
+            path = self.figures_dir / f"{name}.png"
+            fig.savefig(path, dpi=self.dpi, format="png")
+            self.paths.append(path)
+        if self.embed:
+            buf = io.BytesIO()
+            fig.savefig(buf, dpi=self.dpi, format="png")
+            src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        else:
+            assert path is not None
+            rel = Path(os.path.relpath(path.resolve(), self.relative_to.resolve()))
+            src = urllib.parse.quote(rel.as_posix())
+        return _Image(src, caption)
+
+
+# ---------------------------------------------------------------------- sections
+
+
+def _observed(bgm: BayesGaussianMixture) -> pd.DataFrame:
+    obs = bgm.idata_["observed_data"]["obs"]
+    return pd.DataFrame(obs.values, columns=[str(f) for f in obs["feature"].values])
+
+
+def _summary_section(
+    bgm: BayesGaussianMixture | None,
+    membership: MembershipSummary | None,
+    comparison: ComparisonResult | None,
+    threshold: float,
+) -> list[_Block]:
+    items = []
+    if bgm is not None and membership is not None:
+        n, d = bgm.idata_["observed_data"]["obs"].shape
+        k = int(bgm.em_.n_components)
+        items.append(
+            f"{k} component(s), {bgm.covariance_type} covariances, fitted to {n} points with "
+            f"{d} feature(s)."
+        )
+        degenerate = np.flatnonzero(np.asarray(bgm.em_.degenerate_, dtype=bool)).tolist()
+        items.append(
+            f"EM fit: degenerate components {degenerate}."
+            if degenerate
+            else "EM fit: no collapsed component."
+        )
+        items.append(
+            "Convergence of the posterior: "
+            + ("PASSED." if bgm.diagnostics_.passed else "FAILED (see the diagnostics).")
+        )
+        unsure = int(np.sum(membership.label_probability < threshold))
+        items.append(f"{unsure} of {n} points have P(label) < {threshold:g}.")
+    if comparison is not None:
+        picks = [
+            f"{criterion.upper()}: " + ("none" if m is None else f"{m[0]}, K={m[1]}")
+            for criterion, m in comparison.best.items()
+        ]
+        items.append("Model choice by " + "; ".join(picks) + "." if picks else "No model chosen.")
+    return [_Heading("Summary"), _List(items)]
+
+
+def _data_section(bgm: BayesGaussianMixture) -> list[_Block]:
+    X = _observed(bgm)
+    desc = X.describe().T.reset_index(names="feature")
+    desc = desc[["feature", "mean", "std", "min", "50%", "max"]].rename(
+        columns={"std": "sd", "50%": "median"}
+    )
+    return [
+        _Heading("Data"),
+        _Para(
+            f"{X.shape[0]} observations of {X.shape[1]} feature(s): " + ", ".join(X.columns) + "."
+        ),
+        _Table(_frame(desc)),
+    ]
+
+
+def _em_section(bgm: BayesGaussianMixture) -> list[_Block]:
+    em = bgm.em_
+    if not hasattr(em, "n_parameters_"):
+        # An estimator from BayesGaussianMixture.load lacks n_parameters_, which bic/aic/icl
+        # read; give a copy the count (the formula lives in _numerics) rather than refit.
+        em = copy.copy(em)
+        em.n_parameters_ = n_parameters(em.n_components, em.means_.shape[1], em.covariance_type)
+    X = _observed(bgm)
+    data: Any = X if hasattr(em, "feature_names_in_") else X.to_numpy()
+    n = X.shape[0]
+    degenerate = np.asarray(em.degenerate_, dtype=bool)
+    params = pd.DataFrame({"component": np.arange(em.n_components), "weight": em.weights_})
+    for j, name in enumerate(X.columns):
+        params[f"mean[{name}]"] = em.means_[:, j]
+    params["degenerate"] = degenerate
+    criteria = [
+        ("log-likelihood (higher better)", em.score(data) * n),
+        ("BIC (lower better)", em.bic(data)),
+        ("AIC (lower better)", em.aic(data)),
+        ("ICL (lower better)", em.icl(data)),
+    ]
+    blocks: list[_Block] = [
+        _Heading("EM fit"),
+        _Para(
+            f"{em.n_components} component(s), {em.covariance_type} covariances, best of "
+            f"{em.n_init} initialisation(s); "
+            + (
+                f"converged after {em.n_iter_} iteration(s)."
+                if em.converged_
+                else f"did NOT converge in {em.n_iter_} iteration(s)."
+            )
+        ),
+        _Table(_frame(params)),
+        _Table(_kv(criteria, ("criterion", "value"))),
+    ]
+    if degenerate.any():
+        blocks.append(
+            _Para(
+                f"Degenerate fit: component(s) {np.flatnonzero(degenerate).tolist()} collapsed "
+                "onto too few points or onto the covariance floor, so the likelihood and the "
+                "criteria above are spuriously good; the posterior started from this fit "
+                "should not be trusted. Use fewer components or a larger reg_covar.",
+                "fail",
+            )
+        )
+    else:
+        blocks.append(_Para("No component collapsed (the EM fit is not degenerate)."))
+    return blocks
+
+
+def _params(bgm: BayesGaussianMixture) -> dict[str, Any]:
+    raw = bgm.idata_.attrs.get("params")
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return {}
+    return bgm.get_params()
+
+
+def _bayes_section(bgm: BayesGaussianMixture, figures: _Figures | None) -> list[_Block]:
+    tree = bgm.idata_
+    attrs = tree.attrs
+    params = _params(bgm)
+    post = tree["posterior"]
+    sampler = str(attrs.get("sampler", "unknown"))
+    stats_attrs = tree["sample_stats"].attrs if "sample_stats" in tree.children else {}
+    version = stats_attrs.get("inference_library_version")
+    settings = [
+        ("sampler", sampler + (f" {version}" if version else "")),
+        ("chains", post.sizes["chain"]),
+        ("draws per chain", post.sizes["draw"]),
+        ("tuning iterations per chain", params.get("tune")),
+        ("target_accept", params.get("target_accept")),
+        ("initialisation", params.get("init")),
+    ]
+    if "relabel" in tree.children:
+        rel = tree["relabel"].attrs
+        settings.append(
+            (
+                "relabelling",
+                f"{rel.get('method', params.get('relabel'))} "
+                f"({rel.get('n_changed', '?')} draw(s) permuted)",
+            )
+        )
+    else:
+        settings.append(("relabelling", "none (sampler's labels)"))
+    timings = [(label, attrs[key]) for key, label in _TIMINGS.items() if key in attrs]
+
+    report = bgm.diagnostics_
+    diag = report.table.drop(columns=["variable"], errors="ignore")
+    caption = "Convergence statistics per parameter element."
+    if len(diag) > _DIAGNOSTIC_ROWS:
+        diag = diag.sort_values("rhat", ascending=False, na_position="first")
+        diag = diag.head(_DIAGNOSTIC_ROWS)
+        caption = (
+            f"The {_DIAGNOSTIC_ROWS} of {len(report.table)} parameters with the largest R-hat."
+        )
+    summary = report.summary()
+    summary.pop("passed", None)
+
+    blocks: list[_Block] = [
+        _Heading("Bayesian fit"),
+        _Para(f"Posterior sampled with {sampler} (NUTS), every chain started from the EM fit."),
+        _Table(_kv(settings, ("setting", "value"))),
+    ]
+    if timings:
+        blocks.append(_Table(_kv(timings, ("step", "seconds")), "Timings (seconds)."))
+    blocks += [
+        _Heading("Convergence diagnostics", 3),
+        _Para(
+            ("PASSED: " if report.passed else "FAILED: ") + report.verdict,
+            "pass" if report.passed else "fail",
+        ),
+        _Table(_kv(summary.items(), ("statistic", "value"))),
+        _Table(_frame(diag), caption),
+    ]
+    if figures is not None:
+        blocks.append(
+            figures.add(
+                lambda: plot_trace(bgm, "weights"),
+                "trace_weights",
+                "Trace and per-chain densities of the weights.",
+            )
+        )
+        d = post.sizes["feature"]
+        k = post.sizes["component"]
+        coords = None if k * d <= 12 else {"component": list(range(min(k, max(1, 12 // d))))}
+        blocks.append(
+            figures.add(
+                lambda: plot_trace(bgm, "means", coords=coords),
+                "trace_means",
+                "Trace and per-chain densities of the component means"
+                + (" (first components only)." if coords else "."),
+            )
+        )
+    return blocks
+
+
+def _posterior_section(
+    bgm: BayesGaussianMixture, interval: float, figures: _Figures | None
+) -> list[_Block]:
+    table = posterior_vs_em(bgm, interval=interval)
+    pct = f"{interval:.0%}"
+    inside = (table["em"] >= table["lower"]) & (table["em"] <= table["upper"])
+    shown = pd.DataFrame(
+        {
+            "parameter": table["parameter"],
+            "posterior mean": table["posterior_mean"],
+            f"{pct} lower": table["lower"],
+            f"{pct} upper": table["upper"],
+            "EM": table["em"],
+            f"EM inside {pct}": inside,
+        }
+    )
+    blocks: list[_Block] = [
+        _Heading("Posterior vs EM"),
+        _Para(
+            f"Posterior means with equal-tailed {pct} intervals beside the EM estimates; "
+            "stds are the square roots of the covariance diagonals. "
+            f"{int(inside.sum())} of {len(table)} EM estimates lie inside their interval."
+        ),
+        _Table(_frame(shown)),
+    ]
+    if figures is not None:
+        blocks.append(
+            figures.add(
+                lambda: plot_posterior_intervals(bgm, interval=interval),
+                "posterior_intervals",
+                f"Posterior means with {pct} intervals (dots and bars) and EM estimates "
+                "(triangles).",
+            )
+        )
+        blocks.append(
+            figures.add(
+                lambda: plot_em_vs_posterior(bgm),
+                "em_vs_posterior",
+                "EM components (2 sd ellipses or densities) beside 30 random posterior draws.",
+            )
+        )
+    return blocks
+
+
+def _membership_section(
+    bgm: BayesGaussianMixture,
+    m: MembershipSummary,
+    interval: float,
+    threshold: float,
+    n_uncertain: int,
+    figures: _Figures | None,
+) -> list[_Block]:
+    X = _observed(bgm)
+    n, k = m.mean.shape
+    unsure = m.label_probability < threshold
+    counts = pd.DataFrame(
+        {
+            "component": [*range(k), "all"],
+            "points labelled": [*np.bincount(m.labels, minlength=k).tolist(), n],
+            f"P(label) < {threshold:g}": [
+                *np.bincount(m.labels[unsure], minlength=k).tolist(),
+                int(unsure.sum()),
+            ],
+        }
+    )
+    order = np.lexsort((-m.entropy_total, m.label_probability))[: max(0, int(n_uncertain))]
+    rows = np.arange(n)
+    top = pd.DataFrame({"obs_id": order})
+    for name in X.columns:
+        top[name] = X[name].to_numpy()[order]
+    top["label"] = m.labels[order]
+    top["P(label)"] = m.label_probability[order]
+    top[f"{interval:.0%} lower"] = m.lower[rows[order], m.labels[order]]
+    top[f"{interval:.0%} upper"] = m.upper[rows[order], m.labels[order]]
+    top["total entropy"] = m.entropy_total[order]
+    top["epistemic entropy"] = m.entropy_epistemic[order]
+    blocks: list[_Block] = [
+        _Heading("Membership uncertainty"),
+        _Para(
+            f"{int(unsure.sum())} of {n} points have a posterior probability below "
+            f"{threshold:g} of belonging to their most probable component "
+            f"(over {m.n_draws} posterior draws). Mean total entropy "
+            f"{_fmt(float(m.entropy_total.mean()))} nats, of which epistemic (would shrink "
+            f"with more data) {_fmt(float(m.entropy_epistemic.mean()))}."
+        ),
+        _Table(_frame(counts)),
+        _Table(
+            _frame(top),
+            f"The {len(order)} least certain points; the interval is that of P(label) over "
+            "the posterior draws.",
+        ),
+    ]
+    if figures is not None:
+        blocks.append(
+            figures.add(
+                lambda: plot_membership_uncertainty(bgm, membership=m),
+                "membership_uncertainty",
+                "Labels, total entropy and epistemic entropy of every point.",
+            )
+        )
+    return blocks
+
+
+def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> list[_Block]:
+    table = result.table
+    keep = [c for c in table.columns if not table[c].isna().all()]
+    shown = table[keep]
+    model_col = "model" if "model" in table else None
+    best_rows = []
+    for criterion, choice in result.best.items():
+        if choice is None:
+            name = "no eligible model"
+        elif model_col is not None:
+            hit = table[
+                (table["covariance_type"] == choice[0]) & (table["n_components"] == choice[1])
+            ]
+            name = str(hit[model_col].iloc[0]) if len(hit) else f"{choice[0]}, K={choice[1]}"
+        else:
+            name = f"{choice[0]}, K={choice[1]}"
+        best_rows.append((criterion.upper() if criterion != "loo" else "PSIS-LOO", name))
+    header = result.header
+    blocks: list[_Block] = [
+        _Heading("Model comparison"),
+        _Para(result.verdict),
+    ]
+    if best_rows:
+        blocks.append(_Table(_kv(best_rows, ("criterion", "chosen model"))))
+    blocks.append(_Table(_frame(shown), "Every candidate model (columns state their direction)."))
+    blocks.append(
+        _Table(
+            _kv([(c, header.get(c, "")) for c in keep], ("column", "meaning")),
+            "What the columns mean.",
+        )
+    )
+    if figures is not None and len(table):
+        blocks.append(
+            figures.add(
+                lambda: plot_comparison(result),
+                "model_comparison",
+                "Every criterion against K (lower is better); stars mark each criterion's choice.",
+            )
+        )
+    return blocks
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _provenance_section(bgm: BayesGaussianMixture | None) -> list[_Block]:
+    blocks: list[_Block] = [_Heading("Provenance")]
+    if bgm is not None:
+        attrs = bgm.idata_.attrs
+        fit = [
+            ("fitted with bayesgmm", attrs.get("bayesgmm_version", "unknown")),
+            ("estimator", attrs.get("estimator", type(bgm).__name__)),
+            ("random seed (resolved)", attrs.get("random_seed")),
+        ]
+        stats_attrs = (
+            bgm.idata_["sample_stats"].attrs if "sample_stats" in bgm.idata_.children else {}
+        )
+        if "created_at" in stats_attrs:
+            fit.append(("posterior created at", stats_attrs["created_at"]))
+        params = _params(bgm)
+        blocks += [
+            _Table(_kv(fit, ("item", "value")), "The fit."),
+            _Table(
+                _kv(
+                    (
+                        (key, json.dumps(v) if isinstance(v, dict | list) else v)
+                        for key, v in params.items()
+                    ),
+                    ("parameter", "value"),
+                ),
+                "Estimator parameters.",
+            ),
+        ]
+    env = [("bayesgmm", __version__), ("python", platform.python_version())]
+    env += [(name, _version(name)) for name in _VERSIONS]
+    blocks.append(_Table(_kv(env, ("package", "version")), "Software that rendered this report."))
+    return blocks
+
+
+# ---------------------------------------------------------------------- public API
+
+
+def render_report(
+    *,
+    bgm: BayesGaussianMixture | None = None,
+    comparison: ComparisonResult | None = None,
+    title: str = "bayesgmm report",
+    figures_dir: str | os.PathLike | None = None,
+    fmt: Literal["html", "md"] = "html",
+    embed: bool = False,
+    figures: bool = True,
+    relative_to: str | os.PathLike | None = None,
+    interval: float = 0.89,
+    threshold: float = 0.9,
+    n_uncertain: int = 10,
+    dpi: float = 100,
+) -> str:
+    """Render a fitted mixture and/or a model comparison as an HTML or Markdown document.
+
+    Nothing is fitted: the sections show what ``bgm`` and ``comparison`` hold (and what
+    their methods return, such as ``bgm.membership()`` and ``bgm.em_.bic``).
+
+    Parameters
+    ----------
+    bgm : BayesGaussianMixture, optional
+        A fitted estimator: data, EM fit, Bayesian fit and diagnostics, posterior vs EM,
+        membership uncertainty and provenance sections.
+    comparison : ComparisonResult, optional
+        From :func:`bayesgmm.selection.compare_models`: the model comparison section.
+    title : str, default="bayesgmm report"
+    figures_dir : str or path-like, optional
+        Folder for the figures as PNG files (created if missing). Needed for figures unless
+        ``embed=True``; with ``embed=True`` the files are written too when it is given.
+    fmt : {"html", "md"}, default="html"
+    embed : bool, default=False
+        Embed the figures as base64 ``data:`` URIs instead of referring to files, so the
+        document is self-contained (many Markdown viewers do not show ``data:`` images).
+    figures : bool, default=True
+        Draw figures at all.
+    relative_to : str or path-like, optional
+        Folder the report will be saved in; figure paths are written relative to it. By
+        default the parent of ``figures_dir`` (the report sits beside the figures folder).
+    interval : float, default=0.89
+        Probability mass of the posterior intervals.
+    threshold : float, default=0.9
+        Points whose label probability is below it are counted as uncertain.
+    n_uncertain : int, default=10
+        Least certain points listed.
+    dpi : float, default=100
+        Resolution of the PNG figures.
+
+    Returns
+    -------
+    str
+        The document.
+
+    Raises
+    ------
+    ValueError
+        Neither ``bgm`` nor ``comparison`` given, an unknown ``fmt``, or figures requested
+        with neither ``figures_dir`` nor ``embed=True``.
+    TypeError
+        ``bgm`` or ``comparison`` of the wrong type.
+
+    Examples
+    --------
+    >>> text = render_report(bgm=bgm, figures_dir="report_figures")  # doctest: +SKIP
+    >>> text = render_report(bgm=bgm, embed=True)  # one self-contained HTML  # doctest: +SKIP
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    from .bayes import BayesGaussianMixture
+    from .selection import ComparisonResult
+
+    check_choice("fmt", fmt, FORMATS)
+    if bgm is None and comparison is None:
+        raise ValueError(
+            "Nothing to report: pass bgm= (a fitted BayesGaussianMixture) and/or "
+            "comparison= (a ComparisonResult from compare_models)."
+        )
+    if bgm is not None:
+        if not isinstance(bgm, BayesGaussianMixture):
+            raise TypeError(f"bgm must be a fitted BayesGaussianMixture, got {type(bgm).__name__}.")
+        check_is_fitted(bgm, "idata_")
+    if comparison is not None and not isinstance(comparison, ComparisonResult):
+        raise TypeError(
+            "comparison must be a ComparisonResult from bayesgmm.selection.compare_models, "
+            f"got {type(comparison).__name__}."
+        )
+    if not 0.0 < float(threshold) <= 1.0:
+        raise ValueError(f"threshold={threshold!r} is invalid; it must lie in (0, 1].")
+    fig_store = None
+    if figures:
+        if figures_dir is None and not embed:
+            raise ValueError(
+                "Figures need somewhere to go: pass figures_dir= (a folder for the PNG "
+                "files), embed=True (figures inside the document) or figures=False."
+            )
+        folder = None if figures_dir is None else Path(figures_dir)
+        base = Path(relative_to) if relative_to is not None else None
+        if base is None:
+            base = folder.parent if folder is not None else Path.cwd()
+        fig_store = _Figures(folder, base, embed, dpi)
+
+    membership = None if bgm is None else bgm.membership(interval=interval)
+    blocks = _summary_section(bgm, membership, comparison, threshold)
+    if bgm is not None:
+        assert membership is not None
+        blocks += _data_section(bgm)
+        blocks += _em_section(bgm)
+        blocks += _bayes_section(bgm, fig_store)
+        blocks += _posterior_section(bgm, interval, fig_store)
+        blocks += _membership_section(bgm, membership, interval, threshold, n_uncertain, fig_store)
+    if comparison is not None:
+        blocks += _comparison_section(comparison, fig_store)
+    blocks += _provenance_section(bgm)
+    text = _render_html(title, blocks) if fmt == "html" else _render_md(title, blocks)
+    _log.info(
+        "Rendered a %s report with %d figure(s).",
+        fmt,
+        sum(isinstance(b, _Image) for b in blocks),
+    )
+    return text
+
+
+def write_report(
+    path: str | os.PathLike,
+    *,
+    fmt: Literal["html", "md"] | None = None,
+    figures_dir: str | os.PathLike | None = None,
+    embed: bool = False,
+    **options: Any,
+) -> Path:
+    """Render a report (:func:`render_report`) and write it to ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The report file; its folder is created if missing.
+    fmt : {"html", "md"}, optional
+        By default from the suffix of ``path``: ``.md``/``.markdown`` give Markdown,
+        ``.html``/``.htm`` HTML.
+    figures_dir : str or path-like, optional
+        Folder for the PNG figures; by default ``<stem>_figures`` beside ``path`` (unless
+        ``embed=True``). Figures are referenced relative to the folder of ``path``.
+    embed : bool, default=False
+        Embed the figures in the document (self-contained HTML).
+    **options
+        ``bgm``, ``comparison``, ``title`` and the other options of :func:`render_report`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    if fmt is None:
+        suffix = path.suffix.lower()
+        if suffix in (".md", ".markdown"):
+            fmt = "md"
+        elif suffix in (".html", ".htm"):
+            fmt = "html"
+        else:
+            raise ValueError(
+                f"Cannot tell the format of {str(path)!r} from its suffix; name it .html or "
+                ".md, or pass fmt='html' or fmt='md'."
+            )
+    if "relative_to" in options:
+        raise ValueError("write_report sets relative_to itself (the folder of path).")
+    if figures_dir is None and not embed and options.get("figures", True):
+        figures_dir = path.with_name(f"{path.stem}_figures")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = render_report(
+        fmt=fmt, figures_dir=figures_dir, embed=embed, relative_to=path.parent, **options
+    )
+    path.write_text(text, encoding="utf-8")
+    _log.info("Report written to %s", path)
+    return path

@@ -1,0 +1,197 @@
+"""Figures of a fitted mixture: types, panel counts, contents checked against the posterior."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.patches import Ellipse
+from sklearn.exceptions import NotFittedError
+
+from bayesgmm import BayesGaussianMixture, load_faithful
+from bayesgmm.plots import (
+    plot_comparison,
+    plot_em_vs_posterior,
+    plot_membership_uncertainty,
+    plot_posterior_intervals,
+    plot_trace,
+    posterior_vs_em,
+)
+from bayesgmm.selection import compare_models
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _saved_png(fig: Figure, path) -> bytes:
+    fig.savefig(path, dpi=50)
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC)
+    return data
+
+
+def _ellipses(ax) -> list[Ellipse]:
+    return [p for p in ax.patches if isinstance(p, Ellipse)]
+
+
+def test_em_vs_posterior_2d(faithful_fit, tmp_path):
+    fig = plot_em_vs_posterior(faithful_fit, n_draws=12)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2
+    ax_em, ax_post = fig.axes
+    k = faithful_fit.n_components
+    assert len(_ellipses(ax_em)) == k
+    assert len(_ellipses(ax_post)) == k * (12 + 1)  # draws plus the dashed EM reference
+    # an EM ellipse is centred on the EM mean and its half-axes are 2 sd along the eigenvectors
+    cov = faithful_fit.em_.covariances_[0]
+    e = _ellipses(ax_em)[0]
+    np.testing.assert_allclose(e.center, faithful_fit.em_.means_[0])
+    np.testing.assert_allclose(
+        sorted([e.width, e.height]), sorted(4.0 * np.sqrt(np.linalg.eigvalsh(cov))), rtol=1e-12
+    )
+    assert ax_em.get_xlabel() == "eruptions" and ax_em.get_ylabel() == "waiting"
+    _saved_png(fig, tmp_path / "em_vs_posterior.png")
+
+
+def test_em_vs_posterior_one_feature_is_a_histogram_with_a_note(faithful_fit):
+    fig = plot_em_vs_posterior(faithful_fit, features=["waiting"], n_draws=5)
+    assert len(fig.axes) == 2
+    ax_em, ax_post = fig.axes
+    k = faithful_fit.n_components
+    assert len(ax_em.patches) > 3  # histogram bars
+    assert len(ax_em.lines) == k + 1  # components and mixture
+    assert len(ax_post.lines) == 5 * (k + 1) + 1  # per draw, plus the EM mixture
+    # the EM component curves integrate to their weights (up to the tails beyond the data)
+    grid = ax_em.lines[0].get_xdata()
+    area = np.trapezoid(ax_em.lines[0].get_ydata(), grid)
+    assert area == pytest.approx(faithful_fit.em_.weights_[0], rel=5e-3)
+    assert "Showing waiting of 2 features" in fig.get_suptitle()
+
+
+@pytest.mark.parametrize("features", [("nope",), (0, 0), (0, 5), "waiting", (0, 1, 0)], ids=repr)
+def test_bad_features_raise(faithful_fit, features):
+    with pytest.raises(ValueError, match="feature"):
+        plot_em_vs_posterior(faithful_fit, features=features)
+
+
+def test_membership_uncertainty(faithful_fit, tmp_path):
+    m = faithful_fit.membership()
+    fig = plot_membership_uncertainty(faithful_fit, membership=m)
+    assert len(fig.axes) == 5  # three panels and two colour bars
+    panels = fig.axes[:3]
+    n = len(m.labels)
+    for ax in panels:
+        assert ax.collections[0].get_offsets().shape == (n, 2)
+    # the entropy panels are coloured by the entropies (sorted so uncertain points are on top)
+    np.testing.assert_allclose(
+        np.sort(panels[1].collections[0].get_array()), np.sort(m.entropy_total)
+    )
+    np.testing.assert_allclose(
+        np.sort(panels[2].collections[0].get_array()), np.sort(m.entropy_epistemic)
+    )
+    assert f"{int(np.sum(m.label_probability < 0.9))} of {n} points" in fig.get_suptitle()
+    _saved_png(fig, tmp_path / "membership.png")
+
+
+def test_membership_uncertainty_one_feature(faithful_fit):
+    fig = plot_membership_uncertainty(faithful_fit, features=[1])
+    assert len(fig.axes) == 3
+    assert fig.axes[0].get_ylabel() == "P(label)"
+
+
+def test_membership_of_other_points_is_refused(faithful_fit):
+    m = faithful_fit.membership(load_faithful().iloc[:10])
+    with pytest.raises(ValueError, match="10 points"):
+        plot_membership_uncertainty(faithful_fit, membership=m)
+
+
+def test_trace(faithful_fit, tmp_path):
+    post = faithful_fit.idata_["posterior"]
+    n_chains = post.sizes["chain"]
+    fig = plot_trace(faithful_fit)  # means: K * D rows of (density, trace)
+    k, d = post.sizes["component"], post.sizes["feature"]
+    assert len(fig.axes) == 2 * k * d
+    density, trace = fig.axes[0], fig.axes[1]
+    assert len(density.lines) == n_chains and len(trace.lines) == n_chains
+    np.testing.assert_array_equal(
+        trace.lines[1].get_ydata(), post["means"].isel(chain=1, component=0, feature=0).values
+    )
+    assert "relabelled" in fig.get_suptitle()
+    _saved_png(fig, tmp_path / "trace.png")
+
+    assert len(plot_trace(faithful_fit, "weights").axes) == 2 * k
+    sel = plot_trace(faithful_fit, "means", coords={"feature": "waiting"})
+    assert len(sel.axes) == 2 * k
+    assert sel.axes[0].get_ylabel() == "means[0, waiting]"
+
+
+def test_trace_errors(faithful_fit):
+    with pytest.raises(ValueError, match="no variable 'nope'"):
+        plot_trace(faithful_fit, "nope")
+    with pytest.raises(ValueError, match="coords"):
+        plot_trace(faithful_fit, "means", coords={"feature": "nope"})
+    with pytest.raises(ValueError, match="selects no element"):
+        plot_trace(faithful_fit, "means", coords={"component": []})
+
+
+def test_posterior_vs_em_against_the_draws(faithful_fit):
+    table = posterior_vs_em(faithful_fit, interval=0.8)
+    post = faithful_fit.idata_["posterior"]
+    k, d = post.sizes["component"], post.sizes["feature"]
+    assert len(table) == k + 2 * k * d
+    assert table.attrs["interval"] == 0.8
+    row = table.set_index("parameter").loc["means[1, waiting]"]
+    draws = post["means"].sel(component=1, feature="waiting").values.ravel()
+    assert row["posterior_mean"] == pytest.approx(draws.mean(), rel=1e-12)
+    assert row["lower"] == pytest.approx(np.quantile(draws, 0.1), rel=1e-12)
+    assert row["upper"] == pytest.approx(np.quantile(draws, 0.9), rel=1e-12)
+    assert row["em"] == faithful_fit.em_.means_[1, 1]
+    sd = table.set_index("parameter").loc["stds[0, eruptions]"]
+    assert sd["em"] == pytest.approx(np.sqrt(faithful_fit.em_.covariances_[0, 0, 0]))
+    assert sd["posterior_mean"] == pytest.approx(
+        post["stds"].sel(component=0, feature="eruptions").mean().item(), rel=1e-10
+    )
+    assert (table["lower"] <= table["posterior_mean"]).all()
+    assert (table["posterior_mean"] <= table["upper"]).all()
+    with pytest.raises(ValueError, match="interval"):
+        posterior_vs_em(faithful_fit, interval=1.5)
+
+
+def test_posterior_intervals(faithful_fit, tmp_path):
+    fig = plot_posterior_intervals(faithful_fit)
+    k, d = faithful_fit.em_.means_.shape
+    assert len(fig.axes) == k * (1 + d)
+    ax = fig.axes[1]  # component 0, means of eruptions
+    em_marker = next(ln for ln in ax.lines if ln.get_marker() == "v")
+    assert em_marker.get_xdata()[0] == faithful_fit.em_.means_[0, 0]
+    _saved_png(fig, tmp_path / "intervals.png")
+
+
+def test_plot_comparison_delegates():
+    res = compare_models(
+        load_faithful(),
+        n_components=range(1, 3),
+        covariance_types=("full", "diag"),
+        methods=("em",),
+        random_state=0,
+    )
+    fig = plot_comparison(res)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2  # one panel per covariance type
+    with pytest.raises(TypeError, match="ComparisonResult"):
+        plot_comparison(res.table)
+
+
+def test_wrong_or_unfitted_estimator():
+    with pytest.raises(TypeError, match="BayesGaussianMixture"):
+        plot_em_vs_posterior(object())
+    with pytest.raises(NotFittedError):
+        plot_trace(BayesGaussianMixture(2))
+
+
+def test_no_pyplot_state(faithful_fit):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    plot_posterior_intervals(faithful_fit)
+    plot_em_vs_posterior(faithful_fit, n_draws=2)
+    assert plt.get_fignums() == before

@@ -1,0 +1,243 @@
+"""HTML and Markdown reports: sections, tables, figures on disk or embedded, escaping."""
+
+from __future__ import annotations
+
+import copy
+import html
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayesgmm import BayesGaussianMixture, load_faithful
+from bayesgmm.report import render_report, write_report
+from bayesgmm.selection import compare_models
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EVIL = "<script>alert('x')</script>"
+FIGURES = {
+    "trace_weights",
+    "trace_means",
+    "posterior_intervals",
+    "em_vs_posterior",
+    "membership_uncertainty",
+    "model_comparison",
+}
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    return compare_models(
+        load_faithful(),
+        n_components=range(1, 3),
+        covariance_types=("full",),
+        methods=("em",),
+        random_state=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def html_report(faithful_fit, comparison, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("report") / "faithful.html"
+    return write_report(path, bgm=faithful_fit, comparison=comparison, dpi=50)
+
+
+class _Tags(HTMLParser):
+    """Collects start tags with their attributes and checks that tags are balanced."""
+
+    VOID = frozenset({"meta", "img", "br", "hr", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}>"
+        self.stack.pop()
+
+
+def _parse(text: str) -> _Tags:
+    parser = _Tags()
+    parser.feed(text)
+    parser.close()
+    assert parser.stack == [], f"unclosed tags {parser.stack}"
+    return parser
+
+
+def test_html_report_sections_and_verdict(faithful_fit, comparison, html_report):
+    text = html_report.read_text(encoding="utf-8")
+    _parse(text)
+    for heading in (
+        "Summary",
+        "Data",
+        "EM fit",
+        "Bayesian fit",
+        "Convergence diagnostics",
+        "Posterior vs EM",
+        "Membership uncertainty",
+        "Model comparison",
+        "Provenance",
+    ):
+        assert re.search(rf"<h[23]>{heading}</h[23]>", text), heading
+    assert html.escape(faithful_fit.diagnostics_.verdict) in text
+    assert html.escape(comparison.verdict) in text
+    assert faithful_fit.idata_.attrs["sampler"] in text
+    assert str(faithful_fit.idata_.attrs["random_seed"]) in text
+    assert f"{faithful_fit.em_.bic(load_faithful()):.1f}" in text
+
+
+def test_html_report_posterior_mean_table(faithful_fit, html_report):
+    text = html_report.read_text(encoding="utf-8")
+    section = text.split("<h2>Posterior vs EM</h2>")[1]
+    text = section[: section.index("</table>")]
+    assert "<th>posterior mean</th>" in text and "<th>89% lower</th>" in text
+    post = faithful_fit.idata_["posterior"]
+    for c in range(faithful_fit.n_components):
+        for feature in post["feature"].values:
+            label = f"means[{c}, {feature}]"
+            mean = post["means"].sel(component=c, feature=feature).mean().item()
+            row = re.search(rf"<td>{re.escape(label)}</td>\s*<td>([^<]*)</td>", text)
+            assert row is not None, label
+            assert float(row.group(1)) == pytest.approx(mean, rel=1e-3)
+
+
+def test_html_report_images_exist(html_report):
+    text = html_report.read_text(encoding="utf-8")
+    imgs = [attrs for tag, attrs in _parse(text).tags if tag == "img"]
+    assert {Path(a["src"]).stem for a in imgs} == FIGURES
+    for attrs in imgs:
+        src = attrs["src"]
+        assert not Path(src).is_absolute()
+        file = html_report.parent / src
+        assert file.is_file(), src
+        assert file.read_bytes().startswith(PNG_MAGIC)
+        assert attrs["alt"]
+
+
+def test_markdown_report(faithful_fit, comparison, tmp_path):
+    path = write_report(
+        tmp_path / "out" / "faithful.md", bgm=faithful_fit, comparison=comparison, dpi=40
+    )
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# bayesgmm report\n")
+    assert "## Bayesian fit" in text and "### Convergence diagnostics" in text
+    assert "| parameter | posterior mean |" in text
+    assert faithful_fit.idata_.attrs["sampler"] in text
+    assert html.escape(faithful_fit.diagnostics_.verdict, quote=False) in text
+    links = re.findall(r"!\[[^\]]*\]\(<([^>]+)>\)", text)
+    assert {Path(link).stem for link in links} == FIGURES
+    for link in links:
+        assert (path.parent / link).read_bytes().startswith(PNG_MAGIC)
+    assert "<" not in text.replace("](<", "")  # no raw HTML
+    # every table row has as many cells as its header
+    for block in re.findall(r"(?:^\|.*\|\n)+", text, flags=re.M):
+        widths = {len(re.split(r"(?<!\\)\|", row)) for row in block.strip().splitlines()}
+        assert len(widths) == 1, block
+
+
+def _with_feature_names(bgm: BayesGaussianMixture, names: list[str]) -> BayesGaussianMixture:
+    """The same fit with its features renamed (no refit)."""
+    groups = {}
+    for name, node in bgm.idata_.children.items():
+        ds = node.to_dataset()
+        for dim in ("feature", "feature_bis"):
+            if dim in ds.coords:
+                ds = ds.assign_coords({dim: names})
+        groups[name] = ds
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs = dict(bgm.idata_.attrs)
+    out = copy.copy(bgm)
+    out.idata_ = tree
+    out.feature_names_in_ = np.asarray(names, dtype=object)
+    out.em_ = copy.copy(bgm.em_)
+    out.em_.feature_names_in_ = out.feature_names_in_
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["html", "md"])
+def test_text_is_escaped(faithful_fit, fmt, tmp_path):
+    evil = _with_feature_names(faithful_fit, [EVIL, "a & b | c"])
+    text = render_report(bgm=evil, title=f"report {EVIL}", fmt=fmt, figures=False)
+    assert "<script" not in text.lower()
+    assert "&lt;script&gt;" in text
+    if fmt == "html":
+        _parse(text)
+        assert "a &amp; b | c" in text
+    else:
+        assert "a &amp; b \\| c" in text  # a pipe would split a Markdown table cell
+
+
+def test_embedded_html_is_self_contained(faithful_fit, comparison, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_report(
+        tmp_path / "embedded.html", bgm=faithful_fit, comparison=comparison, embed=True, dpi=30
+    )
+    text = path.read_text(encoding="utf-8")
+    tags = _parse(text).tags
+    refs = [v for _, attrs in tags for k, v in attrs.items() if k in ("src", "href")]
+    assert len(refs) == len(FIGURES)
+    assert all(ref.startswith("data:image/png;base64,") for ref in refs)
+    assert not any(tag in ("link", "script", "iframe") for tag, _ in tags)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embedded.html"]  # no figure files
+
+
+def test_comparison_only_report(comparison, tmp_path):
+    text = render_report(comparison=comparison, figures_dir=tmp_path / "figs", dpi=30)
+    assert "<h2>Model comparison</h2>" in text and "Bayesian fit" not in text
+    assert html.escape(comparison.verdict) in text
+    assert 'src="figs/model_comparison.png"' in text
+    assert (tmp_path / "figs" / "model_comparison.png").is_file()
+
+
+def test_figures_relative_to_the_report(comparison, tmp_path):
+    text = render_report(
+        comparison=comparison,
+        figures_dir=tmp_path / "a" / "figures",
+        relative_to=tmp_path / "b",
+        fmt="md",
+        dpi=30,
+    )
+    assert "](<../a/figures/model_comparison.png>)" in text
+
+
+def test_errors(faithful_fit, comparison, tmp_path):
+    with pytest.raises(ValueError, match="Nothing to report"):
+        render_report()
+    with pytest.raises(ValueError, match="figures_dir"):
+        render_report(comparison=comparison)
+    with pytest.raises(ValueError, match="fmt"):
+        render_report(comparison=comparison, fmt="pdf", figures=False)
+    with pytest.raises(TypeError, match="BayesGaussianMixture"):
+        render_report(bgm=faithful_fit.em_, figures=False)
+    with pytest.raises(TypeError, match="ComparisonResult"):
+        render_report(comparison=comparison.table, figures=False)
+    with pytest.raises(ValueError, match="suffix"):
+        write_report(tmp_path / "report.txt", comparison=comparison, figures=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_degenerate_em_fit_is_flagged(faithful_fit):
+    bad = copy.copy(faithful_fit)
+    bad.em_ = copy.copy(faithful_fit.em_)
+    bad.em_.degenerate_ = np.array([True, False])
+    text = render_report(bgm=bad, figures=False)
+    assert '<p class="fail">Degenerate fit: component(s) [0] collapsed' in text
+    assert "EM fit: degenerate components [0]." in text
+    assert "No component collapsed" in render_report(bgm=faithful_fit, figures=False, fmt="md")
+
+
+def test_report_of_a_loaded_fit(faithful_fit, tmp_path):
+    faithful_fit.save(tmp_path / "fit.nc")
+    loaded = BayesGaussianMixture.load(tmp_path / "fit.nc")
+    text = render_report(bgm=loaded, figures=False, fmt="md")
+    assert f"| BIC (lower better) | {faithful_fit.em_.bic(load_faithful()):.1f} |" in text
+    assert html.escape(faithful_fit.diagnostics_.verdict, quote=False) in text
