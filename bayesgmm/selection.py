@@ -13,6 +13,13 @@ elpd_waic, elpd_loo    expected log pointwise predictive      higher
 waic/loo deviance      ``-2 elpd`` (the scale of BIC/AIC)     lower
 =====================  =====================================  ==================
 
+The choice under WAIC and PSIS-LOO (:attr:`ComparisonResult.best`) is the simplest model
+(fewest parameters, then fewest components) whose elpd lies within one standard error of the
+highest elpd, the standard error being that of the paired pointwise difference: an extra
+component whose predictive gain is below its own noise is not chosen. The highest-elpd model
+itself is :attr:`ComparisonResult.best_elpd`; the rank columns and ``loo_compare`` order by
+elpd alone.
+
 BIC, AIC and ICL follow scikit-learn's sign (mclust reports ``2 log L - p log n`` and
 maximises it; the ranking is the same). ``log L`` is the maximised log-likelihood of the EM
 fit and ``p`` the number of free parameters (:func:`bayesgmm._numerics.n_parameters`).
@@ -447,6 +454,12 @@ def loo_summary(elpd_data: ELPDData, *, threshold: float = PARETO_K_THRESHOLD) -
 
 
 # ================================================================ comparison result
+#: WAIC/LOO pick the simplest model whose elpd is within this many standard errors (of the
+#: paired pointwise difference) of the highest elpd: differences smaller than their noise do
+#: not justify extra components (the one-standard-error rule of cross-validation).
+ELPD_SE_RULE = 1.0
+
+
 def _eligible(table: pd.DataFrame, criterion: str) -> pd.Series:
     """Rows that may be chosen under a criterion: a finite value, not degenerate."""
     column, _, method = CRITERIA[criterion]
@@ -568,7 +581,49 @@ class ComparisonResult:
         chosen) and ``"waic"``, ``"loo"`` (posterior). The value is None when a criterion was
         computed but no fit is eligible. Ties go to the model with fewer parameters.
         """
-        return _best(self.table)
+        best = _best(self.table)
+        for criterion in ("waic", "loo"):
+            if best.get(criterion) is not None:
+                best[criterion] = self._one_se_pick(criterion)[0]
+        return best
+
+    @property
+    def best_elpd(self) -> dict[str, tuple[str, int] | None]:
+        """The model with the highest elpd under ``"waic"`` and ``"loo"`` (before the
+        one-standard-error rule of :attr:`best`)."""
+        return {c: m for c, m in _best(self.table).items() if c in ("waic", "loo")}
+
+    def _pointwise(self, criterion: str) -> dict[str, np.ndarray]:
+        if criterion == "loo":
+            return {name: np.ravel(r.elpd_i) for name, r in self.loo_results.items()}
+        return {name: np.ravel(r.elpd_waic_i) for name, r in self.waic_results.items()}
+
+    def _one_se_pick(self, criterion: str) -> tuple[tuple[str, int] | None, float, float]:
+        """The simplest model within ``ELPD_SE_RULE`` standard errors of the highest elpd.
+
+        Returns the pick and its elpd difference to the highest-elpd model with the standard
+        error of that difference (from the pointwise values, paired over observations).
+        """
+        ordered = _ordered(self.table, criterion, _eligible(self.table, criterion))
+        if ordered.empty:
+            return None, 0.0, 0.0
+        top = ordered.iloc[0]
+        pointwise = self._pointwise(criterion)
+        if top[MODEL] not in pointwise:
+            return (str(top[COVARIANCE_TYPE]), int(top[N_COMPONENTS])), 0.0, 0.0
+        ref = pointwise[top[MODEL]]
+        candidates = []
+        for position, (_, row) in enumerate(ordered.iterrows()):
+            values = pointwise.get(row[MODEL])
+            if values is None or values.shape != ref.shape:
+                continue
+            d = ref - values
+            se = float(np.sqrt(d.size * d.var(ddof=1))) if d.size > 1 else 0.0
+            if d.sum() <= ELPD_SE_RULE * se:
+                key = (row.get(N_PARAMETERS, 0), row[N_COMPONENTS], position)
+                candidates.append((key, row, float(d.sum()), se))
+        _, row, diff, se = min(candidates, key=lambda item: item[0])
+        return (str(row[COVARIANCE_TYPE]), int(row[N_COMPONENTS])), diff, se
 
     @property
     def verdict(self) -> str:
@@ -579,6 +634,15 @@ class ComparisonResult:
             return "No criterion could be computed: every fit failed or was not run."
         picks = [f"{_LABELS[c]} picks {_describe(m)}" for c, m in best.items()]
         parts.append(f"Over {len(table)} candidate models, " + "; ".join(picks) + ".")
+        for criterion, top in self.best_elpd.items():
+            if top is not None and top != best.get(criterion):
+                _, diff, se = self._one_se_pick(criterion)
+                parts.append(
+                    f"{_LABELS[criterion]}'s highest elpd is {_model_name(*top)}, but "
+                    f"{_model_name(*best[criterion])} is only {diff:.1f} below it (standard "
+                    f"error {se:.1f}); the simplest model within {ELPD_SE_RULE:g} standard "
+                    "error of the highest elpd is the pick (the one-standard-error rule)."
+                )
 
         em_best = [best[c] for c in ("bic", "aic", "icl") if c in best]
         if len(em_best) == 3 and len(set(em_best)) == 1 and em_best[0] is not None:

@@ -486,9 +486,15 @@ def test_columns_state_direction_and_header_explains_them(acidity_with_posterior
     header = result.header
     assert set(header) == columns and all(header.values())
     ranks = result.table.set_index("model")["loo_rank (1 = best)"]
-    loo_best = "{}-K{}".format(*result.best["loo"])
-    assert ranks[loo_best] == 1
-    assert result.loo_compare.index[0] == loo_best
+    loo_top = "{}-K{}".format(*result.best_elpd["loo"])
+    assert ranks[loo_top] == 1
+    assert result.loo_compare.index[0] == loo_top
+    # the pick is the simplest model within one standard error of the highest elpd
+    pick = "{}-K{}".format(*result.best["loo"])
+    d = np.ravel(result.loo_results[loo_top].elpd_i) - np.ravel(result.loo_results[pick].elpd_i)
+    assert d.sum() <= np.sqrt(d.size * d.var(ddof=1)) + 1e-12
+    table = result.table.set_index("model")
+    assert table.loc[pick, "n_parameters"] <= table.loc[loo_top, "n_parameters"]
 
 
 def test_bad_arguments_are_rejected():
@@ -558,14 +564,12 @@ def test_real_posteriors_on_acidity():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_real_posteriors_on_three_separated_components(seed):
+def test_real_posteriors_all_criteria_pick_three_separated_components(seed):
     """Issue 5, must-show 3, with real NUTS posteriors for WAIC and PSIS-LOO.
 
-    BIC, AIC and ICL pick K=3. An extra component barely changes the predictive density, so
-    elpd of K=3 and K=4 differ by about one unit and the elpd criteria can go either way
-    (measured: WAIC picked K=3 in 4 of 5 runs); what must hold is that K=3 is never
-    significantly worse than their pick (within two standard errors of the pointwise
-    difference).
+    An extra component barely changes the predictive density (elpd of K=3 and K=4 differ by
+    about one unit, within its standard error), so the highest elpd alone can land on K=4;
+    the one-standard-error rule of ``best`` picks K=3.
     """
     X, _ = make_mixture(600, **WELL_SEPARATED, random_state=seed)
     result = compare_models(
@@ -578,16 +582,5 @@ def test_real_posteriors_on_three_separated_components(seed):
         chains=2,
     )
     assert set(result.best) == {"bic", "aic", "icl", "waic", "loo"}
-    for criterion in ("bic", "aic", "icl"):
-        assert result.best[criterion] == ("full", 3), criterion
-    for criterion in ("waic", "loo"):
-        cov, k = result.best[criterion]
-        assert k >= 3, criterion  # never too few components
-        if criterion == "waic":
-            picked = result.waic_results[f"{cov}-K{k}"].elpd_waic_i
-            three = result.waic_results["full-K3"].elpd_waic_i
-        else:
-            picked = result.loo_results[f"{cov}-K{k}"].elpd_i.values.ravel()
-            three = result.loo_results["full-K3"].elpd_i.values.ravel()
-        diff = picked - three
-        assert diff.sum() <= 2 * np.sqrt(diff.size * diff.var(ddof=1)), criterion
+    for criterion, choice in result.best.items():
+        assert choice == ("full", 3), (criterion, choice)
