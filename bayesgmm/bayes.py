@@ -51,6 +51,13 @@ __all__ = ["BayesGaussianMixture", "MembershipProbabilities", "Prediction"]
 
 _log = logging.getLogger("bayesgmm")
 
+#: Dims of the covariance parameters (sklearn layout: covariances_, precisions_cholesky_).
+_PARAM_DIMS = {
+    "full": ("component", "feature", "feature_bis"),
+    "tied": ("feature", "feature_bis"),
+    "diag": ("component", "feature"),
+    "spherical": ("component",),
+}
 _INIT_JITTER = 0.05  # relative jitter of the EM start on the unconstrained scale
 _MEAN_JITTER = 0.5  # mean jitter, in approximate posterior standard deviations
 
@@ -313,12 +320,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
     def _draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         check_is_fitted(self, "idata_")
         post = self.idata_["posterior"]
-        tail = {
-            "full": ("component", "feature", "feature_bis"),
-            "tied": ("feature", "feature_bis"),
-            "diag": ("component", "feature"),
-            "spherical": ("component",),
-        }[self.covariance_type]
+        tail = _PARAM_DIMS[self.covariance_type]
         w = post["weights"].transpose("chain", "draw", "component").values
         mu = post["means"].transpose("chain", "draw", "component", "feature").values
         pc = post["precisions_cholesky"].transpose("chain", "draw", *tail).values
@@ -472,12 +474,7 @@ def _em_start(em: EMGaussianMixture, n: int) -> tuple[dict[str, Any], np.ndarray
 
 def _em_dataset(em: EMGaussianMixture, names: list[str]) -> xr.Dataset:
     comp = ("component",)
-    cov_dims = {
-        "full": ("component", "feature", "feature_bis"),
-        "tied": ("feature", "feature_bis"),
-        "diag": ("component", "feature"),
-        "spherical": ("component",),
-    }[em.covariance_type]
+    cov_dims = _PARAM_DIMS[em.covariance_type]
     return xr.Dataset(
         {
             "weights": (comp, em.weights_),
