@@ -43,6 +43,7 @@ from ._numerics import COVARIANCE_TYPES
 
 __all__ = [
     "LogDensitySpec",
+    "allocation_probabilities",
     "c_callbacks",
     "expand",
     "from_unconstrained",
@@ -471,64 +472,52 @@ def c_callbacks():
     return logp, expand_
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def _pointwise_full(X, log_const, means, prec_chol, out):  # pragma: no cover - compiled
-    """``out[s, i] = log sum_k exp(log_const[s, k] - |(x_i - mu_sk) U_sk|^2 / 2)``."""
-    n, d = X.shape
-    n_draws, k = log_const.shape
-    for s in numba.prange(n_draws):
-        lp = np.empty((k, _BLOCK))
-        y = np.empty(_BLOCK)
-        diff = np.empty((d, _BLOCK))
-        for start in range(0, n, _BLOCK):
-            m = min(_BLOCK, n - start)
-            for j in range(k):
-                for a in range(d):
-                    mu = means[s, j, a]
-                    for t in range(m):
-                        diff[a, t] = X[start + t, a] - mu
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _block_full(X, start, m, log_const, means, prec_chol, lp, diff, y):  # pragma: no cover
+    """``lp[k, t] = log_const[k] - |(x_{start+t} - mu_k) U_k|^2 / 2`` for one block of rows."""
+    k, d = means.shape
+    for j in range(k):
+        for a in range(d):
+            mu = means[j, a]
+            for t in range(m):
+                diff[a, t] = X[start + t, a] - mu
+        for t in range(m):
+            lp[j, t] = 0.0
+        for b in range(d):
+            for t in range(m):
+                y[t] = 0.0
+            for a in range(b + 1):
+                u = prec_chol[j, a, b]
                 for t in range(m):
-                    lp[j, t] = 0.0
-                for b in range(d):
-                    for t in range(m):
-                        y[t] = 0.0
-                    for a in range(b + 1):
-                        u = prec_chol[s, j, a, b]
-                        for t in range(m):
-                            y[t] += diff[a, t] * u
-                    for t in range(m):
-                        lp[j, t] += y[t] * y[t]
-                c = log_const[s, j]
-                for t in range(m):
-                    lp[j, t] = c - 0.5 * lp[j, t]
-            _logsumexp_block(lp, m, out[s], start)
-
-
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def _pointwise_diag(X, log_const, means, inv_sig, out):  # pragma: no cover - compiled
-    n, d = X.shape
-    n_draws, k = log_const.shape
-    for s in numba.prange(n_draws):
-        lp = np.empty((k, _BLOCK))
-        for start in range(0, n, _BLOCK):
-            m = min(_BLOCK, n - start)
-            for j in range(k):
-                for t in range(m):
-                    lp[j, t] = 0.0
-                for a in range(d):
-                    mu = means[s, j, a]
-                    u = inv_sig[s, j, a]
-                    for t in range(m):
-                        v = (X[start + t, a] - mu) * u
-                        lp[j, t] += v * v
-                c = log_const[s, j]
-                for t in range(m):
-                    lp[j, t] = c - 0.5 * lp[j, t]
-            _logsumexp_block(lp, m, out[s], start)
+                    y[t] += diff[a, t] * u
+            for t in range(m):
+                lp[j, t] += y[t] * y[t]
+        c = log_const[j]
+        for t in range(m):
+            lp[j, t] = c - 0.5 * lp[j, t]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _logsumexp_block(lp, m, out, start):  # pragma: no cover - compiled
+def _block_diag(X, start, m, log_const, means, inv_sig, lp):  # pragma: no cover
+    k, d = means.shape
+    for j in range(k):
+        for t in range(m):
+            lp[j, t] = 0.0
+        for a in range(d):
+            mu = means[j, a]
+            u = inv_sig[j, a]
+            for t in range(m):
+                v = (X[start + t, a] - mu) * u
+                lp[j, t] += v * v
+        c = log_const[j]
+        for t in range(m):
+            lp[j, t] = c - 0.5 * lp[j, t]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _finish_block(lp, m, start, out_s, responsibilities):  # pragma: no cover
+    """Per row: log-sum-exp over components into ``out_s[row]``, or, with
+    ``responsibilities``, the normalised probabilities into ``out_s[row, :]``."""
     k = lp.shape[0]
     for t in range(m):
         mx = lp[0, t]
@@ -536,8 +525,57 @@ def _logsumexp_block(lp, m, out, start):  # pragma: no cover - compiled
             mx = max(mx, lp[j, t])
         tot = 0.0
         for j in range(k):
-            tot += math.exp(max(lp[j, t] - mx, _EXP_FLOOR))
-        out[start + t] = mx + math.log(tot)
+            e = math.exp(max(lp[j, t] - mx, _EXP_FLOOR))
+            lp[j, t] = e
+            tot += e
+        if responsibilities:
+            for j in range(k):
+                out_s.flat[(start + t) * k + j] = lp[j, t] / tot
+        else:
+            out_s.flat[start + t] = mx + math.log(tot)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+def _over_draws(X, log_const, means, params, full, responsibilities, out):  # pragma: no cover
+    """Per draw (in parallel), blocks of rows: log-density or responsibilities into ``out``."""
+    n, d = X.shape
+    n_draws, k = log_const.shape
+    for s in numba.prange(n_draws):
+        lp = np.empty((k, _BLOCK))
+        diff = np.empty((d, _BLOCK))
+        y = np.empty(_BLOCK)
+        for start in range(0, n, _BLOCK):
+            m = min(_BLOCK, n - start)
+            if full:
+                _block_full(X, start, m, log_const[s], means[s], params[s], lp, diff, y)
+            else:
+                _block_diag(X, start, m, log_const[s], means[s], params[s, :, :, 0], lp)
+            _finish_block(lp, m, start, out[s], responsibilities)
+
+
+def _per_draw_inputs(X, weights, means, precisions_cholesky, covariance_type):
+    """Common layout for the compiled per-draw kernels (tied/spherical broadcast)."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    mu = np.ascontiguousarray(means, dtype=np.float64)
+    pc = np.asarray(precisions_cholesky, dtype=np.float64)
+    n_draws, k = w.shape
+    d = X.shape[1]
+    with np.errstate(divide="ignore"):
+        log_w = np.log(w)
+    full = covariance_type in ("full", "tied")
+    if covariance_type == "tied":
+        pc = np.broadcast_to(pc[:, None], (n_draws, k, d, d))
+    elif covariance_type == "spherical":
+        pc = np.broadcast_to(pc[:, :, None], (n_draws, k, d))
+    if full:
+        log_det = np.log(np.diagonal(pc, axis1=-2, axis2=-1)).sum(-1)
+        params = np.ascontiguousarray(pc)
+    else:
+        log_det = np.log(pc).sum(-1)
+        params = np.ascontiguousarray(pc[..., None])  # (S, K, D, 1): one array type for both
+    log_const = np.ascontiguousarray(log_w + log_det - 0.5 * d * _LOG_2PI)
+    return X, log_const, mu, params, full
 
 
 def pointwise_log_density(
@@ -553,27 +591,31 @@ def pointwise_log_density(
     returns ``(n_draws, n_samples)``. Used for the ``log_likelihood`` group, where NumPy's
     temporaries made it the slowest step after sampling.
     """
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    mu = np.ascontiguousarray(means, dtype=np.float64)
-    pc = np.asarray(precisions_cholesky, dtype=np.float64)
-    n_draws, k = w.shape
-    d = X.shape[1]
-    with np.errstate(divide="ignore"):
-        log_w = np.log(w)
-    out = np.empty((n_draws, X.shape[0]))
-    if covariance_type in ("full", "tied"):
-        if covariance_type == "tied":
-            pc = np.broadcast_to(pc[:, None], (n_draws, k, d, d))
-        pc = np.ascontiguousarray(pc)
-        log_det = np.log(np.diagonal(pc, axis1=-2, axis2=-1)).sum(-1)
-        _pointwise_full(X, np.ascontiguousarray(log_w + log_det - 0.5 * d * _LOG_2PI), mu, pc, out)
-    else:
-        if covariance_type == "spherical":
-            pc = np.broadcast_to(pc[:, :, None], (n_draws, k, d))
-        pc = np.ascontiguousarray(pc)
-        log_det = np.log(pc).sum(-1)
-        _pointwise_diag(X, np.ascontiguousarray(log_w + log_det - 0.5 * d * _LOG_2PI), mu, pc, out)
+    X, log_const, mu, params, full = _per_draw_inputs(
+        X, weights, means, precisions_cholesky, covariance_type
+    )
+    out = np.empty((log_const.shape[0], X.shape[0]))
+    _over_draws(X, log_const, mu, params, full, False, out)
+    return out
+
+
+def allocation_probabilities(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+) -> np.ndarray:
+    """Per-draw responsibilities ``(n_draws, n_samples, n_components)``, compiled.
+
+    The twin of :func:`bayesgmm._numerics.responsibilities` applied to
+    :func:`bayesgmm._numerics.log_weighted_prob`, parallel over draws.
+    """
+    X, log_const, mu, params, full = _per_draw_inputs(
+        X, weights, means, precisions_cholesky, covariance_type
+    )
+    out = np.empty((log_const.shape[0], X.shape[0], log_const.shape[1]))
+    _over_draws(X, log_const, mu, params, full, True, out)
     return out
 
 

@@ -143,3 +143,24 @@ def test_c_callbacks_agree_with_python_entry(rng):
     assert code == 0
     assert out[0] == pytest.approx(value, rel=1e-14)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-14)
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+def test_allocation_probabilities_equal_numerics(cov, rng):
+    X = rng.normal(size=(300, 2))
+    s, k, d = 5, 3, 2
+    w = rng.dirichlet(np.ones(k), size=s)
+    mu = rng.normal(size=(s, k, d))
+    a = rng.normal(size=(s, k, d, d))
+    covs = a @ np.swapaxes(a, -1, -2) + 0.5 * np.eye(d)
+    c = {
+        "full": covs,
+        "tied": covs[:, 0],
+        "diag": np.diagonal(covs, axis1=-2, axis2=-1),
+        "spherical": covs[:, :, 0, 0],
+    }[cov]
+    pc = nm.precisions_cholesky_from_covariances(c, cov)
+    ours = ld.allocation_probabilities(X, w, mu, pc, cov)
+    ref = nm.responsibilities(nm.log_weighted_prob(X, w, mu, pc, cov))[0]
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(ours.sum(-1), 1.0, rtol=1e-12)
