@@ -50,6 +50,7 @@ from .plots import (
     plot_em_vs_posterior,
     plot_membership_uncertainty,
     plot_posterior_intervals,
+    plot_predictive_check,
     plot_trace,
     posterior_vs_em,
 )
@@ -517,6 +518,14 @@ def _posterior_section(
                 lambda: plot_em_vs_posterior(bgm),
                 "em_vs_posterior",
                 "EM components (2 sd ellipses or densities) beside 30 random posterior draws.",
+            )
+        )
+        blocks.append(
+            figures.add(
+                lambda: plot_predictive_check(bgm, interval=interval),
+                "predictive_check",
+                f"Posterior predictive check: the data's histogram against the posterior "
+                f"predictive marginal density (mean and {pct} band) and the EM density.",
             )
         )
     return blocks

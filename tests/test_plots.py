@@ -195,3 +195,20 @@ def test_no_pyplot_state(faithful_fit):
     plot_posterior_intervals(faithful_fit)
     plot_em_vs_posterior(faithful_fit, n_draws=2)
     assert plt.get_fignums() == before
+
+
+def test_predictive_check_band_contains_em_density(faithful_fit, tmp_path):
+    from bayesgmm.plots import plot_predictive_check
+
+    fig = plot_predictive_check(faithful_fit, n_draws=100)
+    axes = fig.axes
+    assert len(axes) == 2
+    for ax in axes:
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        mean = lines["posterior predictive"].get_ydata()
+        em = lines["EM"].get_ydata()
+        # a concentrated posterior: the predictive density is close to EM's, and positive
+        assert np.all(mean > 0)
+        np.testing.assert_allclose(mean, em, atol=0.1 * em.max())
+    fig.savefig(tmp_path / "ppc.png")
+    assert (tmp_path / "ppc.png").stat().st_size > 0

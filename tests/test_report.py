@@ -23,6 +23,7 @@ FIGURES = {
     "trace_means",
     "posterior_intervals",
     "em_vs_posterior",
+    "predictive_check",
     "membership_uncertainty",
     "model_comparison",
 }
