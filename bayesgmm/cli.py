@@ -347,6 +347,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
             bgm.save(tmp / "posterior.nc")
             bgm.diagnostics_.table.to_csv(tmp / "posterior_summary.csv", index=False)
             bgm.membership().to_frame().to_csv(tmp / "membership.csv", index_label="row")
+            from .report import write_report
+
+            # report.html with its figures as PNG files in report_figures/
+            write_report(
+                tmp / "report.html", bgm=bgm, title=f"bayesgmm fit: {Path(args.data).name}"
+            )
             if not args.quiet:
                 print(f"NUTS ({bgm.idata_.attrs['sampler']}): {bgm.diagnostics_.verdict}")
     if not args.quiet:

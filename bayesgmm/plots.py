@@ -14,6 +14,7 @@ function                           figure
 :func:`plot_trace`                 per-chain marginal densities and traces of one variable
 :func:`plot_posterior_intervals`   forest plot: posterior mean and interval beside EM
 :func:`plot_predictive_check`      data density against the posterior predictive density
+:func:`plot_rank`, :func:`plot_forest`  rank and forest plots from arviz-plots
 :func:`plot_comparison`            model-selection criteria against K
                                    (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
 =================================  ============================================================
@@ -47,9 +48,11 @@ if TYPE_CHECKING:
 __all__ = [
     "plot_comparison",
     "plot_em_vs_posterior",
+    "plot_forest",
     "plot_membership_uncertainty",
     "plot_posterior_intervals",
     "plot_predictive_check",
+    "plot_rank",
     "plot_trace",
     "posterior_vs_em",
 ]
@@ -680,6 +683,47 @@ def plot_predictive_check(
         title += f": first {n_panels} of {X.shape[1]} features"
     fig.suptitle(title)
     return fig
+
+
+def _from_arviz_plots(collection: Any) -> Figure:
+    """The Figure of an arviz-plots PlotCollection, detached from pyplot's registry."""
+    import matplotlib.pyplot as plt
+
+    fig = collection.get_viz("figure")
+    plt.close(fig)  # arviz-plots draws through pyplot; keep no global state behind
+    return fig
+
+
+def plot_rank(
+    bgm: BayesGaussianMixture, *, var_names: Sequence[str] = ("weights", "means")
+) -> Figure:
+    """Rank plots (:func:`arviz_plots.plot_rank`) of the relabelled posterior.
+
+    Per parameter, the ECDF of each chain's ranks against the uniform band: chains that
+    explore the same distribution stay inside it (a label switch between chains would not).
+    """
+    import arviz_plots as azp
+
+    _check_bgm(bgm, "plot_rank")
+    pc = azp.plot_rank(bgm.idata_, var_names=list(var_names), backend="matplotlib")
+    return _from_arviz_plots(pc)
+
+
+def plot_forest(
+    bgm: BayesGaussianMixture,
+    *,
+    var_names: Sequence[str] = ("weights", "means"),
+    interval: float = 0.89,
+) -> Figure:
+    """Forest plot (:func:`arviz_plots.plot_forest`) of the relabelled posterior, per chain."""
+    import arviz_plots as azp
+
+    _check_bgm(bgm, "plot_forest")
+    interval = _check_interval(interval)
+    pc = azp.plot_forest(
+        bgm.idata_, var_names=list(var_names), ci_probs=[0.5, interval], backend="matplotlib"
+    )
+    return _from_arviz_plots(pc)
 
 
 def plot_comparison(result: ComparisonResult) -> Figure:

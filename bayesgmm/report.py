@@ -51,6 +51,7 @@ from .plots import (
     plot_membership_uncertainty,
     plot_posterior_intervals,
     plot_predictive_check,
+    plot_rank,
     plot_trace,
     posterior_vs_em,
 )
@@ -474,6 +475,14 @@ def _bayes_section(bgm: BayesGaussianMixture, figures: _Figures | None) -> list[
                 "trace_means",
                 "Trace and per-chain densities of the component means"
                 + (" (first components only)." if coords else "."),
+            )
+        )
+        blocks.append(
+            figures.add(
+                lambda: plot_rank(bgm),
+                "rank",
+                "Rank plots (arviz-plots): each chain's rank ECDF against the uniform band; "
+                "chains exploring the same distribution stay inside it.",
             )
         )
     return blocks

@@ -61,6 +61,8 @@ def test_fit_compare_predict_round_trip_on_a_csv(tmp_path, capsys):
     assert main([*argv, *fast, "--out", str(fit_dir)]) == 0
     names = {p.name for p in fit_dir.iterdir()}
     assert {"em.json", "posterior.nc", "posterior_summary.csv", "membership.csv"} <= names
+    assert {"report.html", "report_figures"} <= names
+    assert len(list((fit_dir / "report_figures").glob("*.png"))) >= 5
     em = json.loads((fit_dir / "em.json").read_text())
     assert em["log_likelihood"] == pytest.approx(-1130.264, abs=0.01)
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
@@ -73,7 +75,7 @@ def test_fit_compare_predict_round_trip_on_a_csv(tmp_path, capsys):
     assert list(table["label"]) == [0, 1]
     assert {"label_probability", "p_0_lower", "p_0_upper", "log_density"} <= set(table.columns)
 
-    assert main(["--quiet", "report", str(fit_dir)]) == 0
+    assert main(["--quiet", "report", str(fit_dir), "--force"]) == 0
     assert "<html" in (fit_dir / "report.html").read_text().lower()
     assert main(["--quiet", "report", str(fit_dir), "--format", "md"]) == 0
     assert (fit_dir / "report.md").stat().st_size > 0

@@ -212,3 +212,17 @@ def test_predictive_check_band_contains_em_density(faithful_fit, tmp_path):
         np.testing.assert_allclose(mean, em, atol=0.1 * em.max())
     fig.savefig(tmp_path / "ppc.png")
     assert (tmp_path / "ppc.png").stat().st_size > 0
+
+
+def test_arviz_plots_rank_and_forest_leave_no_pyplot_state(faithful_fit, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from bayesgmm.plots import plot_forest, plot_rank
+
+    before = len(plt.get_fignums())
+    for func in (plot_rank, plot_forest):
+        fig = func(faithful_fit)
+        assert isinstance(fig, Figure) and len(fig.axes) >= 1
+        fig.savefig(tmp_path / f"{func.__name__}.png")
+        assert (tmp_path / f"{func.__name__}.png").stat().st_size > 0
+    assert len(plt.get_fignums()) == before

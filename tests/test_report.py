@@ -24,6 +24,7 @@ FIGURES = {
     "posterior_intervals",
     "em_vs_posterior",
     "predictive_check",
+    "rank",
     "membership_uncertainty",
     "model_comparison",
 }
@@ -242,3 +243,17 @@ def test_report_of_a_loaded_fit(faithful_fit, tmp_path):
     text = render_report(bgm=loaded, figures=False, fmt="md")
     assert f"| BIC (lower better) | {faithful_fit.em_.bic(load_faithful()):.1f} |" in text
     assert html.escape(faithful_fit.diagnostics_.verdict, quote=False) in text
+
+
+def test_report_from_saved_results_has_the_same_tables(faithful_fit, tmp_path):
+    """Issue 6, must-show 2: the report regenerated from saved results, without refitting."""
+    faithful_fit.save(tmp_path / "fit.nc")
+    loaded = BayesGaussianMixture.load(tmp_path / "fit.nc")
+    original = render_report(bgm=faithful_fit, figures=False, fmt="md")
+    again = render_report(bgm=loaded, figures=False, fmt="md")
+
+    def tables(text):
+        return [line for line in text.splitlines() if line.startswith("|")]
+
+    assert len(tables(original)) > 20
+    assert tables(again) == tables(original)
