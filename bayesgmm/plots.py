@@ -14,6 +14,7 @@ function                           figure
 :func:`plot_trace`                 per-chain marginal densities and traces of one variable
 :func:`plot_posterior_intervals`   forest plot: posterior mean and interval beside EM
 :func:`plot_predictive_check`      data density against the posterior predictive density
+:func:`plot_pairs`                 every feature pair (for D > 2): EM and posterior ellipses
 :func:`plot_rank`, :func:`plot_forest`  rank and forest plots from arviz-plots
 :func:`plot_comparison`            model-selection criteria against K
                                    (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
@@ -50,6 +51,7 @@ __all__ = [
     "plot_em_vs_posterior",
     "plot_forest",
     "plot_membership_uncertainty",
+    "plot_pairs",
     "plot_posterior_intervals",
     "plot_predictive_check",
     "plot_rank",
@@ -681,6 +683,68 @@ def plot_predictive_check(
     title = "Posterior predictive check (marginal densities)"
     if X.shape[1] > n_panels:
         title += f": first {n_panels} of {X.shape[1]} features"
+    fig.suptitle(title)
+    return fig
+
+
+def plot_pairs(
+    bgm: BayesGaussianMixture,
+    *,
+    n_draws: int = 20,
+    max_features: int = 5,
+    random_state: int = 0,
+) -> Figure:
+    """Pair plot for any number of features: EM beside the posterior on every feature pair.
+
+    Below the diagonal: the data with EM ellipses (2 sd, thick) and the ellipses of
+    ``n_draws`` random posterior draws (thin), for each pair of features; on the diagonal:
+    a histogram with the EM marginal component densities. At most ``max_features``
+    features (the first ones) are shown.
+    """
+    _check_bgm(bgm, "plot_pairs")
+    X, names = _observed(bgm)
+    d = min(X.shape[1], int(max_features))
+    w, mu, cov = _posterior_draws(bgm)
+    em_w, em_mu, em_cov = _em_params(bgm)
+    rng = np.random.default_rng(random_state)
+    pick = rng.choice(w.shape[0], size=min(int(n_draws), w.shape[0]), replace=False)
+    k = em_mu.shape[0]
+    fig = Figure(figsize=(2.6 * d, 2.6 * d), layout="constrained")
+    axes = fig.subplots(d, d, squeeze=False)
+    for r in range(d):
+        for c in range(d):
+            ax = axes[r, c]
+            if c > r:
+                ax.set_axis_off()
+                continue
+            if r == c:
+                grid = _density_grid(X[:, r])
+                ax.hist(X[:, r], bins="auto", density=True, color=_POINT_COLOR, alpha=0.5)
+                dens = _mixture_pdf(grid, em_w, em_mu[:, r], np.sqrt(em_cov[:, r, r]))
+                for j in range(k):
+                    ax.plot(grid, dens[j], color=f"C{j}", lw=1.2)
+            else:
+                ax.scatter(X[:, c], X[:, r], s=3, color=_POINT_COLOR, alpha=0.6)
+                idx = np.ix_([c, r], [c, r])
+                for j in range(k):
+                    for s_ in pick:
+                        ax.add_patch(
+                            _ellipse(
+                                mu[s_, j, [c, r]],
+                                cov[s_, j][idx],
+                                color=f"C{j}",
+                                lw=0.5,
+                                alpha=0.35,
+                            )
+                        )
+                    ax.add_patch(_ellipse(em_mu[j, [c, r]], em_cov[j][idx], color=f"C{j}", lw=1.8))
+            if r == d - 1:
+                ax.set_xlabel(names[c])
+            if c == 0 and r > 0:
+                ax.set_ylabel(names[r])
+    title = "EM (thick) and posterior draws (thin) on every pair of features"
+    if X.shape[1] > d:
+        title += f"; first {d} of {X.shape[1]} features"
     fig.suptitle(title)
     return fig
 

@@ -49,6 +49,7 @@ from .plots import (
     plot_comparison,
     plot_em_vs_posterior,
     plot_membership_uncertainty,
+    plot_pairs,
     plot_posterior_intervals,
     plot_predictive_check,
     plot_rank,
@@ -529,6 +530,14 @@ def _posterior_section(
                 "EM components (2 sd ellipses or densities) beside 30 random posterior draws.",
             )
         )
+        if bgm.idata_["posterior"].sizes["feature"] > 2:
+            blocks.append(
+                figures.add(
+                    lambda: plot_pairs(bgm),
+                    "pairs",
+                    "Every pair of features: EM ellipses (thick) and 20 posterior draws (thin).",
+                )
+            )
         blocks.append(
             figures.add(
                 lambda: plot_predictive_check(bgm, interval=interval),

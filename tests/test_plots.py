@@ -226,3 +226,24 @@ def test_arviz_plots_rank_and_forest_leave_no_pyplot_state(faithful_fit, tmp_pat
         fig.savefig(tmp_path / f"{func.__name__}.png")
         assert (tmp_path / f"{func.__name__}.png").stat().st_size > 0
     assert len(plt.get_fignums()) == before
+
+
+def test_pair_plot_for_three_features(tmp_path):
+    import warnings
+
+    from bayesgmm import make_mixture
+    from bayesgmm.plots import plot_pairs
+
+    X, _ = make_mixture(
+        300, [0.5, 0.5], [[0, 0, 0], [5, 5, 5]], [np.eye(3), 0.5 * np.eye(3)], random_state=0
+    )
+    fit = BayesGaussianMixture(2, draws=100, tune=200, chains=2, random_state=0, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 x 100 draws may not pass the ESS threshold
+        fit.fit(X)
+    fig = plot_pairs(fit, n_draws=5)
+    axes = np.array(fig.axes).reshape(3, 3)
+    # lower triangle: 2 EM ellipses + 2 x 5 posterior ellipses per panel
+    assert sum(isinstance(p, Ellipse) for p in axes[2, 0].patches) == 2 + 2 * 5
+    assert not axes[0, 2].axison  # upper triangle empty
+    fig.savefig(tmp_path / "pairs.png")
