@@ -153,27 +153,37 @@ def _demo_bayes(X: pd.DataFrame, k: int, args: argparse.Namespace) -> None:
     from .report import write_report
     from .selection import compare_models
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "posterior.nc"
-    bgm.save(path)
-    print(f"  posterior written to {path}")
+    print()
+    print(
+        f"Model comparison, full covariances, K = 1..{args.max_components}: BIC/AIC/ICL "
+        "from EM beside WAIC and PSIS-LOO from NUTS posteriors"
+    )
     comparison = compare_models(
         X,
         n_components=range(1, args.max_components + 1),
         covariance_types=("full",),
-        methods=("em",),
+        methods=("em", "bayes"),
         random_state=args.seed,
         n_init=args.n_init,
+        progress=None if args.quiet else lambda msg: print(f"  {msg}", flush=True),
+        draws=args.draws,
+        tune=args.draws,
+        chains=args.chains,
     )
-    report = write_report(
-        out / "report.html",
-        bgm=bgm,
-        comparison=comparison,
-        embed=True,
-        title="bayesgmm demo: Old Faithful",
-    )
-    print(f"  report written to {report}")
+    print(f"  {comparison.verdict}")
+    out = Path(args.out)
+    # The demo replaces its own earlier results, atomically: a killed run leaves them intact.
+    with _staged_dir(out, force=True) as tmp:
+        bgm.save(tmp / "posterior.nc")
+        comparison.table.to_csv(tmp / "comparison.csv", index=False)
+        write_report(
+            tmp / "report.html",
+            bgm=bgm,
+            comparison=comparison,
+            embed=True,
+            title="bayesgmm demo: Old Faithful",
+        )
+    print(f"  posterior, comparison table and report.html written to {out}")
 
 
 def _interval(values: np.ndarray, q: tuple[float, float]) -> str:

@@ -27,7 +27,9 @@ def test_demo_prints_a_summary(capsys, tmp_path):
     assert "BIC picks K = 2" in out
     assert "-1130" in out
     assert "diagnostics:" in out and "mean[1, waiting]" in out
+    assert "PSIS-LOO picks" in out  # the comparison includes the posterior criteria
     assert (tmp_path / "posterior.nc").exists()
+    assert (tmp_path / "comparison.csv").exists()
     html = (tmp_path / "report.html").read_text()
     assert "Old Faithful" in html and "data:image/png;base64," in html
 
