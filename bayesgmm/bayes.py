@@ -260,14 +260,15 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             random_seed=seed,
             progressbar=self.progressbar,
         )
-        raw = xr.DataTree.from_dict(
-            {
-                "posterior": tree["posterior"].to_dataset(),
-                "sample_stats": tree["sample_stats"].to_dataset(),
-            }
-        )
         before = None
         if self.relabel is not None:
+            # the draws as sampled, for the before/after diagnostics
+            before = xr.DataTree.from_dict(
+                {
+                    "posterior": tree["posterior"].to_dataset(),
+                    "sample_stats": tree["sample_stats"].to_dataset(),
+                }
+            )
             pivot = responsibilities(
                 log_weighted_prob(
                     X, em.weights_, em.means_, em.precisions_cholesky_, self.covariance_type
@@ -282,10 +283,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
                 random_state=seed,
             )
             tree["posterior"] = xr.DataTree(relabelled)
-            tree["relabel"] = xr.DataTree(
-                xr.Dataset({"permutation": perms}, attrs={k_: v for k_, v in info.items()})
-            )
-            before = raw
+            tree["relabel"] = xr.DataTree(xr.Dataset({"permutation": perms}, attrs=dict(info)))
         tree["em"] = xr.DataTree(_em_dataset(em, names))
         report = diagnose(tree, before=before)
         tree.attrs.update(

@@ -433,10 +433,8 @@ def _nutpie_model(
                 logp_fn, expand_fn, variables, n_dim, dim_sizes, coords, initial_point, None
             )
 
-    model = _Model(dims=dims)
-    # keep the data alive as long as the model
-    object.__setattr__(model, "_bayesgmm_user_data", user_data)
-    return model
+    # The methods close over user_data, so the data live as long as the model does.
+    return _Model(dims=dims)
 
 
 def _prior_centre(spec: _logdensity.LogDensitySpec) -> np.ndarray:
