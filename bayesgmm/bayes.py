@@ -35,7 +35,7 @@ from ._validation import (
 )
 from ._version import __version__
 from .diagnostics import diagnose
-from .em import EMGaussianMixture
+from .em import EMGaussianMixture, fitted_from_parameters
 from .exceptions import SamplingWarning
 from .model import Priors
 from .relabel import apply_permutations
@@ -492,24 +492,15 @@ def _em_dataset(em: EMGaussianMixture, names: list[str]) -> xr.Dataset:
 
 def _em_from_dataset(ds: xr.Dataset, params: dict[str, Any]) -> EMGaussianMixture:
     """A fitted EMGaussianMixture with the saved parameters (for prediction and pivoting)."""
-    from ._numerics import n_parameters, precisions_from_precisions_cholesky
-
-    em = EMGaussianMixture(
-        int(ds.sizes["component"]),
+    return fitted_from_parameters(
+        ds["weights"].values,
+        ds["means"].values,
+        ds["covariances"].values,
+        ds["precisions_cholesky"].values,
         covariance_type=params["covariance_type"],
+        degenerate=ds["degenerate"].values.astype(bool),
+        converged=bool(ds.attrs.get("converged", 1)),
+        n_iter=int(ds.attrs.get("n_iter", 0)),
+        lower_bound=float(ds.attrs.get("lower_bound", np.nan)),
         n_init=params["n_init"],
     )
-    em.weights_ = ds["weights"].values
-    em.means_ = ds["means"].values
-    em.covariances_ = ds["covariances"].values
-    em.precisions_cholesky_ = ds["precisions_cholesky"].values
-    em.precisions_ = precisions_from_precisions_cholesky(
-        em.precisions_cholesky_, em.covariance_type
-    )
-    em.degenerate_ = ds["degenerate"].values.astype(bool)
-    em.converged_ = bool(ds.attrs.get("converged", 1))
-    em.n_iter_ = int(ds.attrs.get("n_iter", 0))
-    em.lower_bound_ = float(ds.attrs.get("lower_bound", np.nan))
-    em.n_features_in_ = em.means_.shape[1]
-    em.n_parameters_ = n_parameters(em.n_components, em.n_features_in_, em.covariance_type)
-    return em

@@ -285,22 +285,18 @@ def _em_payload(gm, X: pd.DataFrame) -> dict:
 
 
 def _em_from_json(payload: dict):
-    from ._numerics import precisions_from_precisions_cholesky
-    from .em import EMGaussianMixture
+    from .em import fitted_from_parameters
 
-    gm = EMGaussianMixture(payload["n_components"], covariance_type=payload["covariance_type"])
-    gm.weights_ = np.asarray(payload["weights"])
-    gm.means_ = np.asarray(payload["means"])
-    gm.covariances_ = np.asarray(payload["covariances"])
-    gm.precisions_cholesky_ = np.asarray(payload["precisions_cholesky"])
-    gm.precisions_ = precisions_from_precisions_cholesky(
-        gm.precisions_cholesky_, gm.covariance_type
+    return fitted_from_parameters(
+        payload["weights"],
+        payload["means"],
+        payload["covariances"],
+        payload["precisions_cholesky"],
+        covariance_type=payload["covariance_type"],
+        degenerate=payload["degenerate"],
+        converged=payload["converged"],
+        feature_names=payload["features"],
     )
-    gm.degenerate_ = np.asarray(payload["degenerate"], dtype=bool)
-    gm.converged_ = payload["converged"]
-    gm.n_features_in_ = gm.means_.shape[1]
-    gm.feature_names_in_ = np.asarray(payload["features"], dtype=object)
-    return gm
 
 
 def _provenance(args: argparse.Namespace, command: str) -> dict:

@@ -654,3 +654,41 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def fitted_from_parameters(
+    weights: ArrayLike,
+    means: ArrayLike,
+    covariances: ArrayLike,
+    precisions_cholesky: ArrayLike,
+    *,
+    covariance_type: str,
+    degenerate: ArrayLike | None = None,
+    converged: bool = True,
+    n_iter: int = 0,
+    lower_bound: float = np.nan,
+    feature_names: ArrayLike | None = None,
+    **params: Any,
+) -> EMGaussianMixture:
+    """A fitted :class:`EMGaussianMixture` rebuilt from saved parameters (no refitting).
+
+    Used to restore the EM solution stored beside a posterior or in ``em.json``; the result
+    predicts, scores and reports BIC/AIC/ICL like the original fit. ``params`` are passed to
+    the constructor (e.g. ``n_init``).
+    """
+    em = EMGaussianMixture(len(np.asarray(weights)), covariance_type=covariance_type, **params)
+    em.weights_ = np.asarray(weights, dtype=np.float64)
+    em.means_ = np.asarray(means, dtype=np.float64)
+    em.covariances_ = np.asarray(covariances, dtype=np.float64)
+    em.precisions_cholesky_ = np.asarray(precisions_cholesky, dtype=np.float64)
+    em.precisions_ = precisions_from_precisions_cholesky(em.precisions_cholesky_, covariance_type)
+    k = em.weights_.size
+    em.degenerate_ = np.zeros(k, bool) if degenerate is None else np.asarray(degenerate, bool)
+    em.converged_ = bool(converged)
+    em.n_iter_ = int(n_iter)
+    em.lower_bound_ = float(lower_bound)
+    em.n_features_in_ = em.means_.shape[1]
+    em.n_parameters_ = n_parameters(k, em.n_features_in_, covariance_type)
+    if feature_names is not None:
+        em.feature_names_in_ = np.asarray(feature_names, dtype=object)
+    return em

@@ -82,6 +82,13 @@ def test_fit_compare_predict_round_trip_on_a_csv(tmp_path, capsys):
     assert main(["--quiet", "report", str(fit_dir), "--format", "md"]) == 0
     assert (fit_dir / "report.md").stat().st_size > 0
 
+    em_dir = tmp_path / "em_only"
+    argv = ["--quiet", "fit", str(data), "--columns", "eruptions,waiting", "-k", "2"]
+    assert main([*argv, "--method", "em", "--n-init", "3", "--out", str(em_dir)]) == 0
+    em_pred = tmp_path / "em_pred.csv"
+    assert main(["--quiet", "predict", str(em_dir), str(new), "--out", str(em_pred)]) == 0
+    assert list(pd.read_csv(em_pred)["label"]) == [0, 1]
+
     cmp_dir = tmp_path / "cmp"
     argv = ["--quiet", "compare", str(data), "--columns", "eruptions,waiting", "-k", "1:3"]
     assert main([*argv, "--covariance", "full", "--method", "em", "--out", str(cmp_dir)]) == 0

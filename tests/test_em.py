@@ -368,3 +368,23 @@ def test_convergence_warning_at_max_iter():
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         gm = EMGaussianMixture(3, max_iter=2, tol=1e-12, random_state=0).fit(X)
     assert not gm.converged_ and gm.n_iter_ == 2
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_fitted_from_parameters_reproduces_the_fit(covariance_type):
+    from bayesgmm.em import fitted_from_parameters
+
+    X = load_faithful()
+    gm = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    again = fitted_from_parameters(
+        gm.weights_,
+        gm.means_,
+        gm.covariances_,
+        gm.precisions_cholesky_,
+        covariance_type=covariance_type,
+        degenerate=gm.degenerate_,
+        feature_names=gm.feature_names_in_,
+    )
+    np.testing.assert_allclose(again.predict_proba(X), gm.predict_proba(X), rtol=1e-12)
+    assert again.bic(X) == pytest.approx(gm.bic(X), rel=1e-12)
+    assert again.icl(X) == pytest.approx(gm.icl(X), rel=1e-12)
