@@ -324,6 +324,13 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         pc = post["precisions_cholesky"].transpose("chain", "draw", *tail).values
         return w, mu, pc
 
+    def _data(self, X: Any) -> np.ndarray:
+        """``X`` validated against the fit, or the training data when ``X`` is None."""
+        check_is_fitted(self, "idata_")
+        if X is None:
+            return self.idata_["observed_data"]["obs"].values
+        return check_X(X, estimator=self, reset=False)
+
     def membership(self, X: Any = None, *, interval: float = 0.89) -> MembershipSummary:
         """Per-point membership summaries over the posterior (training data by default).
 
@@ -332,11 +339,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         log-density; see :func:`bayesgmm.responsibilities.summarize_responsibilities` (which
         streams over chunks of points, so memory stays bounded).
         """
-        check_is_fitted(self, "idata_")
-        if X is None:
-            X = self.idata_["observed_data"]["obs"].values
-        else:
-            X = check_X(X, estimator=self, reset=False)
+        X = self._data(X)
         w, mu, pc = self._draws()
         return summarize_responsibilities(X, w, mu, pc, self.covariance_type, interval=interval)
 
@@ -349,11 +352,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             Refused with a ``ValueError`` when larger than ``max_memory_mb``; use
             :meth:`membership` (which streams) for summaries of large data.
         """
-        check_is_fitted(self, "idata_")
-        if X is None:
-            X = self.idata_["observed_data"]["obs"].values
-        else:
-            X = check_X(X, estimator=self, reset=False)
+        X = self._data(X)
         w, mu, pc = self._draws()
         values = responsibility_draws(
             X, w, mu, pc, self.covariance_type, max_memory_mb=max_memory_mb
