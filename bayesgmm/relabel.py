@@ -28,6 +28,8 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
+# Per-draw allocation probabilities: compiled, parallel over draws, tested against _numerics.
+from ._logdensity import allocation_probabilities
 from ._validation import check_choice
 
 __all__ = [
@@ -41,24 +43,6 @@ _LOG_FLOOR = 1e-300
 # Allocation probabilities of every draw on every point can be large; the cost matrices only
 # need enough points to tell the components apart.
 MAX_RELABEL_POINTS = 2000
-
-
-def allocation_probabilities(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    precisions_cholesky: np.ndarray,
-    covariance_type: str,
-) -> np.ndarray:
-    """Per-draw allocation probabilities, ``(n_draws, n_samples, n_components)``.
-
-    Parameter arrays carry one leading draw axis. Compiled and parallel over draws
-    (:func:`bayesgmm._logdensity.allocation_probabilities`, tested against
-    :mod:`bayesgmm._numerics`).
-    """
-    from ._logdensity import allocation_probabilities as compiled
-
-    return compiled(X, weights, means, precisions_cholesky, covariance_type)
 
 
 def _assign(cost: np.ndarray) -> np.ndarray:

@@ -12,6 +12,21 @@ from bayesgmm.model import Priors, build_model
 COV_TYPES = ("full", "tied", "diag", "spherical")
 
 
+def _random_draws(rng, cov, *, s, k, d):
+    """A stack of ``s`` random parameter draws in the layout of :mod:`bayesgmm._numerics`."""
+    w = rng.dirichlet(np.ones(k), size=s)
+    mu = rng.normal(size=(s, k, d))
+    a = rng.normal(size=(s, k, d, d))
+    covs = a @ np.swapaxes(a, -1, -2) + 0.5 * np.eye(d)
+    c = {
+        "full": covs,
+        "tied": covs[:, 0],
+        "diag": np.diagonal(covs, axis1=-2, axis2=-1),
+        "spherical": covs[:, :, 0, 0],
+    }[cov]
+    return w, mu, nm.precisions_cholesky_from_covariances(c, cov)
+
+
 def _pymc_point(theta, model, k, d, cov):
     """Split our unconstrained vector into PyMC's value variables."""
     p = d * (d + 1) // 2
@@ -102,20 +117,9 @@ def test_unconstrained_round_trip(cov, rng):
 @pytest.mark.parametrize("cov", COV_TYPES)
 def test_pointwise_log_density_equals_numerics(cov, rng):
     X = rng.normal(size=(700, 3))  # more than one block of rows
-    s, k, d = 7, 3, 3
-    w = rng.dirichlet(np.ones(k), size=s)
+    w, mu, pc = _random_draws(rng, cov, s=7, k=3, d=3)
     w[0, 1] = 0.0  # an empty component gives -inf log-weight, not NaN
     w[0] /= w[0].sum()
-    mu = rng.normal(size=(s, k, d))
-    a = rng.normal(size=(s, k, d, d))
-    covs = a @ np.swapaxes(a, -1, -2) + 0.5 * np.eye(d)
-    c = {
-        "full": covs,
-        "tied": covs[:, 0],
-        "diag": np.diagonal(covs, axis1=-2, axis2=-1),
-        "spherical": covs[:, :, 0, 0],
-    }[cov]
-    pc = nm.precisions_cholesky_from_covariances(c, cov)
     ours = ld.pointwise_log_density(X, w, mu, pc, cov)
     ref = nm.log_mixture_density(X, w, mu, pc, cov)
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
@@ -148,18 +152,7 @@ def test_c_callbacks_agree_with_python_entry(rng):
 @pytest.mark.parametrize("cov", COV_TYPES)
 def test_allocation_probabilities_equal_numerics(cov, rng):
     X = rng.normal(size=(300, 2))
-    s, k, d = 5, 3, 2
-    w = rng.dirichlet(np.ones(k), size=s)
-    mu = rng.normal(size=(s, k, d))
-    a = rng.normal(size=(s, k, d, d))
-    covs = a @ np.swapaxes(a, -1, -2) + 0.5 * np.eye(d)
-    c = {
-        "full": covs,
-        "tied": covs[:, 0],
-        "diag": np.diagonal(covs, axis1=-2, axis2=-1),
-        "spherical": covs[:, :, 0, 0],
-    }[cov]
-    pc = nm.precisions_cholesky_from_covariances(c, cov)
+    w, mu, pc = _random_draws(rng, cov, s=5, k=3, d=2)
     ours = ld.allocation_probabilities(X, w, mu, pc, cov)
     ref = nm.responsibilities(nm.log_weighted_prob(X, w, mu, pc, cov))[0]
     np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-14)
