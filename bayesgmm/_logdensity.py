@@ -51,6 +51,7 @@ __all__ = [
     "n_unconstrained",
     "pack_user_data",
     "pointwise_log_density",
+    "summarize_points",
     "to_unconstrained",
 ]
 
@@ -617,6 +618,124 @@ def allocation_probabilities(
     out = np.empty((log_const.shape[0], X.shape[0], log_const.shape[1]))
     _over_draws(X, log_const, mu, params, full, True, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _sorted_quantile(v, q):  # pragma: no cover - compiled
+    """NumPy's default ("linear") quantile of the already sorted vector ``v``."""
+    h = (v.size - 1) * q
+    lo = int(h)  # h >= 0, so truncation is the floor
+    hi = min(lo + 1, v.size - 1)
+    return v[lo] + (h - lo) * (v[hi] - v[lo])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+def _summarize_points(
+    X, log_const, means, params, full, q_lo, q_hi, mean, lower, upper, stats
+):  # pragma: no cover - compiled
+    """Per point (in parallel over blocks of points), loop over every draw and summarise.
+
+    ``mean/lower/upper[i, j]``: mean and quantiles over draws of ``p(z_i = j | x_i, theta_s)``;
+    ``stats[i]``: mean per-draw entropy, ``log mean_s p(x_i | theta_s)``, and the ``q_lo``/
+    ``q_hi`` quantiles of ``log p(x_i | theta_s)``. Only ``draws x components`` floats per
+    thread are held, so memory does not grow with the number of points.
+    """
+    n, d = X.shape
+    n_draws, k = log_const.shape
+    n_blocks = (n + _BLOCK - 1) // _BLOCK
+    for blk in numba.prange(n_blocks):
+        resp = np.empty((k, n_draws))
+        lnorm = np.empty(n_draws)
+        col = np.empty(n_draws)
+        diff = np.empty(d)
+        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
+            entropy_sum = 0.0
+            for s in range(n_draws):
+                mx = -np.inf
+                for j in range(k):
+                    for a in range(d):
+                        diff[a] = X[i, a] - means[s, j, a]
+                    quad = 0.0
+                    if full:
+                        for b in range(d):
+                            y = 0.0
+                            for a in range(b + 1):
+                                y += diff[a] * params[s, j, a, b]
+                            quad += y * y
+                    else:
+                        for a in range(d):
+                            v = diff[a] * params[s, j, a, 0]
+                            quad += v * v
+                    lp = log_const[s, j] - 0.5 * quad
+                    resp[j, s] = lp
+                    mx = max(mx, lp)
+                tot = 0.0
+                for j in range(k):
+                    e = math.exp(max(resp[j, s] - mx, _EXP_FLOOR))
+                    resp[j, s] = e
+                    tot += e
+                for j in range(k):
+                    p = resp[j, s] / tot
+                    resp[j, s] = p
+                    if p > 0.0:
+                        entropy_sum -= p * math.log(p)
+                lnorm[s] = mx + math.log(tot)
+            for j in range(k):
+                acc = 0.0
+                for s in range(n_draws):
+                    acc += resp[j, s]
+                    col[s] = resp[j, s]
+                mean[i, j] = acc / n_draws
+                col.sort()
+                lower[i, j] = _sorted_quantile(col, q_lo)
+                upper[i, j] = _sorted_quantile(col, q_hi)
+            mx = lnorm.max()
+            acc = 0.0
+            for s in range(n_draws):
+                acc += math.exp(lnorm[s] - mx)
+            stats[i, 0] = entropy_sum / n_draws
+            stats[i, 1] = mx + math.log(acc / n_draws)
+            lnorm.sort()
+            stats[i, 2] = _sorted_quantile(lnorm, q_lo)
+            stats[i, 3] = _sorted_quantile(lnorm, q_hi)
+
+
+def summarize_points(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+    quantiles: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Streaming per-point summaries of the per-draw responsibilities, compiled.
+
+    Parameters carry one leading draw axis. Returns ``mean, lower, upper`` of shape
+    ``(n_samples, n_components)`` and ``stats`` of shape ``(n_samples, 4)``: mean per-draw
+    entropy, posterior predictive log-density and the two quantiles of the per-draw
+    log-densities. Memory is ``O(n_samples * n_components)`` for the outputs only; the
+    ``draws x points x components`` array is never formed.
+    """
+    X, log_const, mu, params, full = _per_draw_inputs(
+        X, weights, means, precisions_cholesky, covariance_type
+    )
+    n, k = X.shape[0], log_const.shape[1]
+    mean, lower, upper = (np.empty((n, k)) for _ in range(3))
+    stats = np.empty((n, 4))
+    _summarize_points(
+        X,
+        log_const,
+        mu,
+        params,
+        full,
+        float(quantiles[0]),
+        float(quantiles[1]),
+        mean,
+        lower,
+        upper,
+        stats,
+    )
+    return mean, lower, upper, stats
 
 
 # --------------------------------------------------------------------------- Python side

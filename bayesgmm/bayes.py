@@ -331,16 +331,32 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             return self.idata_["observed_data"]["obs"].values
         return check_X(X, estimator=self, reset=False)
 
-    def membership(self, X: Any = None, *, interval: float = 0.89) -> MembershipSummary:
+    def membership(
+        self, X: Any = None, *, interval: float = 0.89, max_draws: int | None = None
+    ) -> MembershipSummary:
         """Per-point membership summaries over the posterior (training data by default).
 
         Mean responsibilities with equal-tailed intervals, the label and the probability that
         it is right, total/aleatoric/epistemic entropy and the posterior predictive
         log-density; see :func:`bayesgmm.responsibilities.summarize_responsibilities` (which
-        streams over chunks of points, so memory stays bounded).
+        streams over points, so memory stays bounded).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), optional
+            Points to summarise; the training data when omitted.
+        interval : float, default=0.89
+            Probability mass of the equal-tailed intervals.
+        max_draws : int, optional
+            Use at most this many posterior draws, evenly spaced over the pooled chains
+            (thinning, for very many points); all draws when omitted. The summary's
+            ``n_draws`` says how many were used.
         """
         X = self._data(X)
         w, mu, pc = self._draws()
+        if max_draws is not None:
+            check_positive("max_draws", max_draws, integer=True)
+            w, mu, pc = _thin(max_draws, w, mu, pc)
         return summarize_responsibilities(X, w, mu, pc, self.covariance_type, interval=interval)
 
     def responsibility_draws(self, X: Any = None, *, max_memory_mb: float = 1024.0) -> xr.DataArray:
@@ -436,6 +452,16 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _thin(max_draws: int, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Pool (chain, draw) and keep ``max_draws`` evenly spaced draws (all if fewer)."""
+    pooled = [a.reshape(-1, *a.shape[2:]) for a in arrays]
+    n = pooled[0].shape[0]
+    if max_draws >= n:
+        return tuple(pooled)
+    keep = np.unique(np.linspace(0, n - 1, max_draws).round().astype(int))
+    return tuple(a[keep] for a in pooled)
 
 
 def _cov_param(em: EMGaussianMixture) -> tuple[str, np.ndarray]:

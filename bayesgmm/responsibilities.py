@@ -12,10 +12,10 @@ draws say how sure the model is about each point's component:
 - the posterior predictive log-density ``log mean_s p(x_i | theta_s)`` with an interval of
   the per-draw log-densities, an anomaly score.
 
-Memory is bounded: points are processed in chunks sized so that the per-chunk arrays
-(draws x points x components x features floats) stay under ``max_memory_mb``; the full
+Memory is bounded: :func:`summarize_responsibilities` is compiled and streams over points,
+holding one point's draws x components responsibilities at a time per thread; the full
 draws x points x components array is only built by :func:`responsibility_draws`, which
-refuses when it would exceed that budget.
+refuses when it would exceed ``max_memory_mb``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.special import logsumexp
 
-from ._numerics import log_weighted_prob, responsibilities
+from ._logdensity import allocation_probabilities, summarize_points
 from ._validation import check_X
 
 __all__ = ["MembershipSummary", "responsibility_draws", "summarize_responsibilities"]
@@ -54,13 +53,6 @@ def _flatten_draws(
     pc = np.asarray(precisions_cholesky, dtype=np.float64)
     tail = pc.shape[len(lead) :]
     return weights.reshape(n_draws, k), means, pc.reshape(n_draws, *tail)
-
-
-def _chunk_size(n_draws: int, k: int, d: int, max_memory_mb: float) -> int:
-    # log_gaussian_prob holds a (draws, K, chunk, D) residual plus a few (draws, chunk, K)
-    # arrays; budget for both.
-    per_point = n_draws * k * (d + 4) * _BYTES
-    return max(1, int(max_memory_mb * 2**20 // per_point))
 
 
 @dataclass
@@ -134,9 +126,12 @@ def summarize_responsibilities(
     covariance_type: str,
     *,
     interval: float = 0.89,
-    max_memory_mb: float = 256.0,
 ) -> MembershipSummary:
-    """Summarise per-draw responsibilities of every point, streaming over chunks of points.
+    """Summarise per-draw responsibilities of every point, streaming over points.
+
+    Compiled and parallel over points: each point's ``draws x components`` responsibilities
+    are formed, summarised and discarded, so memory is that of the outputs
+    (``n_samples x n_components``), whatever the number of draws.
 
     Parameters
     ----------
@@ -148,10 +143,7 @@ def summarize_responsibilities(
         Per-draw precision Cholesky factors in the layout of :mod:`bayesgmm._numerics`.
     covariance_type : {"full", "tied", "diag", "spherical"}
     interval : float, default=0.89
-        Probability mass of the equal-tailed intervals.
-    max_memory_mb : float, default=256
-        Budget for the per-chunk working arrays; points are processed in chunks of
-        ``max_memory_mb / (draws * K * (D + 4) * 8 bytes)`` points.
+        Probability mass of the equal-tailed intervals (NumPy's default quantile rule).
 
     Returns
     -------
@@ -161,48 +153,26 @@ def summarize_responsibilities(
         raise ValueError(f"interval={interval!r} is invalid; it must lie strictly in (0, 1).")
     X = check_X(X)
     w, mu, pc = _flatten_draws(weights, means, precisions_cholesky, covariance_type)
-    n_draws, k = w.shape
+    n_draws = w.shape[0]
     n, d = X.shape
     if mu.shape[2] != d:
         raise ValueError(f"X has {d} features but the posterior means have {mu.shape[2]}.")
-    q = [(1.0 - interval) / 2.0, (1.0 + interval) / 2.0]
-    out = {name: np.empty((n, k)) for name in ("mean", "lower", "upper")}
-    vec = {
-        name: np.empty(n)
-        for name in (
-            "entropy_aleatoric",
-            "log_density",
-            "log_density_lower",
-            "log_density_upper",
-        )
-    }
-    step = _chunk_size(n_draws, k, d, max_memory_mb)
-    for lo in range(0, n, step):
-        sl = slice(lo, min(n, lo + step))
-        resp, log_norm = responsibilities(
-            log_weighted_prob(X[sl], w, mu, pc, covariance_type)
-        )  # (S, chunk, K), (S, chunk)
-        out["mean"][sl] = resp.mean(axis=0)
-        bounds = np.quantile(resp, q, axis=0)
-        out["lower"][sl], out["upper"][sl] = bounds[0], bounds[1]
-        vec["entropy_aleatoric"][sl] = _entropy(resp).mean(axis=0)
-        vec["log_density"][sl] = logsumexp(log_norm, axis=0) - np.log(n_draws)
-        ld = np.quantile(log_norm, q, axis=0)
-        vec["log_density_lower"][sl], vec["log_density_upper"][sl] = ld[0], ld[1]
-    labels = out["mean"].argmax(axis=1)
-    total = _entropy(out["mean"])
+    q = ((1.0 - interval) / 2.0, (1.0 + interval) / 2.0)
+    mean, lower, upper, stats = summarize_points(X, w, mu, pc, covariance_type, q)
+    labels = mean.argmax(axis=1)
+    total = _entropy(mean)
     return MembershipSummary(
-        mean=out["mean"],
-        lower=out["lower"],
-        upper=out["upper"],
+        mean=mean,
+        lower=lower,
+        upper=upper,
         labels=labels,
-        label_probability=out["mean"][np.arange(n), labels],
+        label_probability=mean[np.arange(n), labels],
         entropy_total=total,
-        entropy_aleatoric=vec["entropy_aleatoric"],
-        entropy_epistemic=np.maximum(total - vec["entropy_aleatoric"], 0.0),
-        log_density=vec["log_density"],
-        log_density_lower=vec["log_density_lower"],
-        log_density_upper=vec["log_density_upper"],
+        entropy_aleatoric=stats[:, 0],
+        entropy_epistemic=np.maximum(total - stats[:, 0], 0.0),
+        log_density=stats[:, 1],
+        log_density_lower=stats[:, 2],
+        log_density_upper=stats[:, 3],
         interval=interval,
         n_draws=n_draws,
     )
@@ -228,7 +198,7 @@ def responsibility_draws(
     lead = weights.shape[:-1]
     w, mu, pc = _flatten_draws(weights, means, precisions_cholesky, covariance_type)
     n_draws, k = w.shape
-    n, d = X.shape
+    n = X.shape[0]
     size_mb = n_draws * n * k * _BYTES / 2**20
     if size_mb > max_memory_mb:
         raise ValueError(
@@ -237,9 +207,5 @@ def responsibility_draws(
             "summarize_responsibilities (streams over chunks), thin the draws, or raise "
             "max_memory_mb."
         )
-    result = np.empty((n_draws, n, k))
-    step = _chunk_size(n_draws, k, d, max_memory_mb=256.0)
-    for lo in range(0, n, step):
-        sl = slice(lo, min(n, lo + step))
-        result[:, sl] = responsibilities(log_weighted_prob(X[sl], w, mu, pc, covariance_type))[0]
+    result = allocation_probabilities(X, w, mu, pc, covariance_type)  # compiled
     return result.reshape(*lead, n, k)

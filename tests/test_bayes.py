@@ -11,6 +11,7 @@ from scipy import stats
 from sklearn.base import clone
 
 from bayesgmm import BayesGaussianMixture, SamplingWarning, load_faithful, make_mixture
+from bayesgmm.bayes import _PARAM_DIMS
 from bayesgmm.relabel import apply_permutations, relabel
 
 
@@ -252,3 +253,29 @@ def test_prior_start_reaches_the_same_posterior(faithful_fit):
     a = fit.idata_["posterior"]["means"].mean(("chain", "draw")).values
     b = faithful_fit.idata_["posterior"]["means"]
     assert np.all(np.abs(a - b.mean(("chain", "draw")).values) <= b.std(("chain", "draw")).values)
+
+
+def test_membership_thins_draws_evenly(faithful_fit):
+    from bayesgmm.responsibilities import summarize_responsibilities
+
+    thin = faithful_fit.membership(max_draws=100)
+    assert thin.n_draws == 100
+    assert faithful_fit.membership().n_draws == 4000
+    post = faithful_fit.idata_["posterior"]
+    keep = np.linspace(0, 3999, 100).round().astype(int)
+
+    def pooled(name, *dims):
+        values = post[name].transpose("chain", "draw", *dims).values
+        return values.reshape(-1, *values.shape[2:])[keep]
+
+    ref = summarize_responsibilities(
+        faithful_fit.idata_["observed_data"]["obs"].values,
+        pooled("weights", "component"),
+        pooled("means", "component", "feature"),
+        pooled("precisions_cholesky", *_PARAM_DIMS["full"]),
+        "full",
+    )
+    np.testing.assert_allclose(thin.mean, ref.mean, atol=1e-14)
+    np.testing.assert_allclose(thin.upper, ref.upper, atol=1e-14)
+    with pytest.raises(ValueError, match="max_draws"):
+        faithful_fit.membership(max_draws=0)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
 from bayesgmm import EMGaussianMixture
+from bayesgmm._numerics import log_weighted_prob, responsibilities
 from bayesgmm.responsibilities import responsibility_draws, summarize_responsibilities
 
 
@@ -56,13 +58,36 @@ def test_summaries_are_consistent(em_fit, rng):
     assert s.to_frame().shape == (X.shape[0], 8 + 3 * 3)
 
 
-def test_streaming_equals_one_chunk(em_fit, rng):
-    X, gm = em_fit
-    w, mu, pc = jittered_draws(gm, 40, 0.3, rng)
-    big = summarize_responsibilities(X, w, mu, pc, "full")
-    small = summarize_responsibilities(X, w, mu, pc, "full", max_memory_mb=0.01)
-    for name in ("mean", "lower", "upper", "entropy_aleatoric", "log_density"):
-        np.testing.assert_allclose(getattr(small, name), getattr(big, name), rtol=1e-12)
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_compiled_summary_equals_numpy_reference(cov, rng):
+    """The streaming kernel against summaries of the dense per-draw array, in NumPy."""
+    X = rng.normal(size=(300, 3))
+    n_draws, k = 37, 3  # odd count: the quantiles interpolate between order statistics
+    w = rng.dirichlet(np.ones(k), size=n_draws)
+    mu = rng.normal(size=(n_draws, k, 3))
+    a = rng.normal(size=(n_draws, k, 3, 3)) * 0.3 + 2 * np.eye(3)
+    pc = {
+        "full": np.triu(a),
+        "tied": np.triu(a[:, 0]),
+        "diag": np.abs(a[..., 0, :]) + 0.5,
+        "spherical": np.abs(a[..., 0, 0]) + 0.5,
+    }[cov]
+    s = summarize_responsibilities(X, w, mu, pc, cov, interval=0.8)
+    lw = log_weighted_prob(X, w, mu, pc, cov)
+    resp, log_norm = responsibilities(lw)  # (S, N, K), (S, N)
+    np.testing.assert_allclose(s.mean, resp.mean(axis=0), atol=1e-12)
+    lo, hi = np.quantile(resp, [0.1, 0.9], axis=0)
+    np.testing.assert_allclose(s.lower, lo, atol=1e-12)
+    np.testing.assert_allclose(s.upper, hi, atol=1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(resp > 0, resp * np.log(resp), 0.0).sum(-1).mean(0)
+    np.testing.assert_allclose(s.entropy_aleatoric, ent, atol=1e-10)
+    np.testing.assert_allclose(
+        s.log_density, logsumexp(log_norm, axis=0) - np.log(n_draws), rtol=1e-10
+    )
+    ld_lo, ld_hi = np.quantile(log_norm, [0.1, 0.9], axis=0)
+    np.testing.assert_allclose(s.log_density_lower, ld_lo, rtol=1e-10)
+    np.testing.assert_allclose(s.log_density_upper, ld_hi, rtol=1e-10)
 
 
 def test_midway_points_are_more_uncertain_than_centres(em_fit, rng):
