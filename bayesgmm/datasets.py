@@ -22,7 +22,9 @@ __all__ = [
     "load_enzyme",
     "load_faithful",
     "load_galaxy",
+    "load_sample_photo",
     "make_mixture",
+    "make_regions_image",
     "read_data",
 ]
 
@@ -145,6 +147,94 @@ def make_mixture(
         idx = np.flatnonzero(labels == j)
         X[idx] = rng.multivariate_normal(mu[j], cov[j], size=idx.size)
     return X, labels
+
+
+def make_regions_image(
+    shape: tuple[int, int] = (96, 96),
+    *,
+    levels: Sequence[float] = (0.2, 0.5, 0.8),
+    noise: float = 0.06,
+    blur: float = 0.8,
+    color: bool = False,
+    random_state: int | np.random.RandomState | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic image of three regions with known labels, for segmentation.
+
+    A background (label 0), a disc (label 1) and a rectangle (label 2) get the intensities
+    ``levels``; the picture is blurred with a Gaussian of ``blur`` pixels (edges spread over
+    a few pixels, as a camera's do) and Gaussian noise of standard deviation ``noise`` is added,
+    so the intensity distributions of the regions overlap and pixels on boundaries take
+    in-between values.
+
+    Parameters
+    ----------
+    shape : (height, width), default (96, 96)
+    levels : three floats, default (0.2, 0.5, 0.8)
+        Intensity of background, disc and rectangle.
+    noise : float, default 0.06
+    blur : float, default 0.8
+        Standard deviation of the blur in pixels (0 for sharp edges).
+    color : bool, default False
+        If True, return an RGB image whose three regions differ in hue as well as in
+        brightness (the intensity of each region is still ``levels``).
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    image : ndarray of shape (height, width) or (height, width, 3), float
+    labels : ndarray of int of shape (height, width)
+        The true region of every pixel.
+
+    Examples
+    --------
+    >>> image, labels = make_regions_image((32, 40), random_state=0)
+    >>> image.shape, np.bincount(labels.ravel()).size
+    ((32, 40), 3)
+    """
+    from scipy.ndimage import gaussian_filter
+
+    h, w = (int(v) for v in shape)
+    if h < 8 or w < 8:
+        raise ValueError(f"shape={shape!r} is too small; use at least 8 x 8 pixels.")
+    levels = np.asarray(levels, dtype=np.float64)
+    if levels.shape != (3,):
+        raise ValueError(f"levels must hold three intensities, got {levels.shape[0]}.")
+    check_positive("noise", noise, allow_zero=True)
+    check_positive("blur", blur, allow_zero=True)
+    rng = check_random_state(random_state)
+    rr, cc = np.indices((h, w), dtype=np.float64)
+    labels = np.zeros((h, w), dtype=np.int64)
+    disc = (rr - 0.6 * h) ** 2 + (cc - 0.33 * w) ** 2 <= (0.25 * min(h, w)) ** 2
+    rect = (rr >= 0.15 * h) & (rr < 0.5 * h) & (cc >= 0.5 * w) & (cc < 0.85 * w)
+    labels[disc] = 1
+    labels[rect] = 2
+    if not color:
+        clean = levels[labels]
+        image = gaussian_filter(clean, blur) if blur > 0 else clean
+        return image + noise * rng.standard_normal((h, w)), labels
+    # Hues: each region's RGB has Rec. 601 luma equal to its level.
+    tints = np.array([[0.9, 1.0, 1.3], [1.3, 0.9, 0.8], [0.8, 1.05, 1.2]])
+    tints /= (tints @ np.array([0.299, 0.587, 0.114]))[:, None]
+    clean = levels[labels][..., None] * tints[labels]
+    if blur > 0:
+        clean = gaussian_filter(clean, (blur, blur, 0))
+    return clean + noise * rng.standard_normal((h, w, 3)), labels
+
+
+def load_sample_photo(name: str = "flower") -> np.ndarray:
+    """A real photograph for segmentation examples, as uint8 RGB of shape (427, 640, 3).
+
+    ``"flower"`` (a flower close-up) and ``"china"`` (a Chinese temple) are the two JPEG
+    sample images that ship inside scikit-learn (``sklearn/datasets/images``; both CC BY 2.0,
+    photographs by danielbuechele and vultilion on Flickr, as its README records). They load
+    offline from the installed package.
+    """
+    from sklearn.datasets import load_sample_image
+
+    names = ("flower", "china")
+    if name not in names:
+        raise ValueError(f"name={name!r} is not a sample photo; choose one of {names}.")
+    return np.asarray(load_sample_image(f"{name}.jpg"), dtype=np.uint8)
 
 
 def read_data(

@@ -18,6 +18,7 @@ function                           figure
 :func:`plot_rank`, :func:`plot_forest`  rank and forest plots from arviz-plots
 :func:`plot_comparison`            model-selection criteria against K
                                    (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
+:func:`plot_segmentation`          image, label map and uncertainty maps side by side
 =================================  ============================================================
 
 :func:`posterior_vs_em` gives the numbers behind :func:`plot_posterior_intervals` as a table
@@ -44,6 +45,7 @@ from sklearn.utils.validation import check_is_fitted
 if TYPE_CHECKING:
     from .bayes import BayesGaussianMixture
     from .responsibilities import MembershipSummary
+    from .segmentation import SegmentationResult
     from .selection import ComparisonResult
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "plot_posterior_intervals",
     "plot_predictive_check",
     "plot_rank",
+    "plot_segmentation",
     "plot_trace",
     "posterior_vs_em",
 ]
@@ -811,3 +814,65 @@ def plot_comparison(result: ComparisonResult) -> Figure:
             f"got {type(result).__name__}."
         )
     return result.plot()
+
+
+def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figure:
+    """The image, its label map and uncertainty maps side by side.
+
+    EM: image, labels, total uncertainty (entropy). Bayesian: a second row with aleatoric and
+    epistemic uncertainty and the width of the assigned label's posterior interval. Segment
+    ``k`` is painted in ``"C{k}"``; entropy colour bars run from 0 to ``log K`` nats.
+
+    Parameters
+    ----------
+    result : SegmentationResult
+        From :func:`bayesgmm.segmentation.segment_image`.
+    width : float, default=4.0
+        Width of one panel in inches (height follows the image's aspect ratio).
+    """
+    from matplotlib.colors import ListedColormap
+
+    if not hasattr(result, "labels") or not hasattr(result, "uncertainty_total"):
+        raise TypeError(
+            f"plot_segmentation needs a SegmentationResult, got {type(result).__name__}."
+        )
+    h, w = result.labels.shape
+    k = result.n_components
+    bayes = result.interval_width is not None
+    rows = 2 if bayes else 1
+    fig = Figure(figsize=(3 * width, rows * width * h / w + 0.6 * rows), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, 3))
+    image = np.clip(result.image, 0.0, 1.0) if result.image.ndim == 3 else result.image
+    axes[0, 0].imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
+    axes[0, 0].set_title("image")
+    cmap = ListedColormap([f"C{j}" for j in range(k)])
+    im = axes[0, 1].imshow(
+        result.labels, cmap=cmap, vmin=-0.5, vmax=k - 0.5, interpolation="nearest"
+    )
+    fig.colorbar(im, ax=axes[0, 1], ticks=range(k), shrink=0.8, label="segment")
+    axes[0, 1].set_title(f"labels (K = {k}, {result.method.upper()})")
+    top = float(np.log(k)) if k > 1 else 1.0
+    panels = [(axes[0, 2], result.uncertainty_total, "total uncertainty (nats)", top)]
+    if bayes:
+        panels += [
+            (axes[1, 0], result.uncertainty_aleatoric, "aleatoric (nats)", top),
+            (axes[1, 1], result.uncertainty_epistemic, "epistemic (nats)", None),
+            (
+                axes[1, 2],
+                result.interval_width,
+                f"{result.interval:.0%} interval width of P(label)",
+                1.0,
+            ),
+        ]
+    for ax, values, title, vmax in panels:
+        im = ax.imshow(values, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set_title(title)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    note = f"fitted on {result.fit_pixels.size} of {h * w} pixels"
+    if bayes:
+        note += f"; maps from {result.n_map_draws} posterior draws"
+    fig.suptitle(note, fontsize="small")
+    return fig

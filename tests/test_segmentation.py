@@ -1,0 +1,213 @@
+"""Image segmentation: accuracy against known regions, uncertainty where it belongs, the CLI."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+from scipy.ndimage import binary_dilation, binary_erosion
+from sklearn.metrics import adjusted_rand_score
+
+from bayesgmm.cli import main
+from bayesgmm.datasets import load_sample_photo, make_regions_image
+from bayesgmm.exceptions import SamplingWarning
+from bayesgmm.plots import plot_segmentation
+from bayesgmm.segmentation import image_features, segment_image
+
+NUTS = dict(draws=300, tune=300, chains=2, progressbar=False)
+
+
+def boundary_and_interior(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels within 2 px of a region edge, and pixels more than 4 px from any edge."""
+    edge = np.zeros(truth.shape, dtype=bool)
+    for k in np.unique(truth):
+        region = truth == k
+        edge |= region & ~binary_erosion(region, iterations=2)
+    return edge, ~binary_dilation(edge, iterations=2)
+
+
+@pytest.fixture(scope="module")
+def regions():
+    return make_regions_image((96, 96), random_state=3)
+
+
+@pytest.fixture(scope="module")
+def bayes_result(regions):
+    image, _ = regions
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # short chains; checked elsewhere
+        return segment_image(image, 3, method="bayes", n_map_draws=150, random_state=0, **NUTS)
+
+
+def test_regions_image_overlaps_in_intensity(regions):
+    image, truth = regions
+    # Neighbouring levels 0.3 apart with noise 0.06 and blur: the regions' intensity ranges
+    # overlap, so a threshold cannot be perfect.
+    lo = [np.quantile(image[truth == k], 0.001) for k in range(3)]
+    hi = [np.quantile(image[truth == k], 0.999) for k in range(3)]
+    assert hi[0] > lo[1] and hi[1] > lo[2]
+
+
+@pytest.mark.parametrize("method", ["em", "bayes"])
+def test_recovers_known_regions_and_boundaries_are_uncertain(method, regions, bayes_result):
+    image, truth = regions
+    result = bayes_result if method == "bayes" else segment_image(image, 3, random_state=0)
+    ari = adjusted_rand_score(truth.ravel(), result.labels.ravel())
+    assert ari >= 0.9, ari
+    edge, interior = boundary_and_interior(truth)
+    total = result.uncertainty_total
+    assert total[edge].mean() > 2 * total[interior].mean()
+    if method == "bayes":
+        assert (
+            result.uncertainty_epistemic[edge].mean()
+            > result.uncertainty_epistemic[interior].mean()
+        )
+        assert result.interval_width[edge].mean() > result.interval_width[interior].mean()
+
+
+def test_bayes_maps_are_consistent(bayes_result):
+    r = bayes_result
+    assert r.n_map_draws == 150
+    np.testing.assert_allclose(r.probabilities.sum(axis=-1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(
+        r.uncertainty_total, r.uncertainty_aleatoric + r.uncertainty_epistemic, atol=1e-12
+    )
+    assert (r.uncertainty_epistemic >= 0).all()
+    assert ((r.interval_width >= 0) & (r.interval_width <= 1)).all()
+    np.testing.assert_array_equal(r.labels, r.probabilities.argmax(axis=-1))
+    # The maps are the estimator's membership on every pixel with thinned draws.
+    X, _ = image_features(r.image)
+    check = r.estimator.membership(X[:500], max_draws=150)
+    np.testing.assert_allclose(check.mean, r.probabilities.reshape(-1, 3)[:500], atol=1e-12)
+    assert r.fit_pixels.size == 5000 and np.unique(r.fit_pixels).size == 5000
+    fig = plot_segmentation(r)
+    assert isinstance(fig, Figure) and len(fig.axes) == 6 + 5  # panels + colour bars
+
+
+def test_em_maps_are_chunked_predict_proba():
+    image, _ = make_regions_image((300, 260), color=True, random_state=1)  # > one chunk
+    r = segment_image(image, 3, features=("color",), n_fit_pixels=4000, random_state=2)
+    X, _ = image_features(image, ("color",))
+    expected = r.estimator.predict_proba(X)
+    np.testing.assert_allclose(r.probabilities.reshape(-1, 3), expected, atol=1e-12)
+    assert (r.uncertainty_epistemic == 0).all() and r.interval_width is None
+    again = segment_image(image, 3, features=("color",), n_fit_pixels=4000, random_state=2)
+    np.testing.assert_array_equal(r.labels, again.labels)
+    summary = r.summary()
+    assert summary["pixel_share"].sum() == pytest.approx(1.0)
+    means = r.component_means()
+    assert list(means.columns) == ["weight", "red", "green", "blue"]
+    assert len(plot_segmentation(r).axes) == 3 + 2
+
+
+def test_feature_scaling():
+    image, _ = make_regions_image((40, 80), color=True, random_state=0)
+    X, f = image_features(image, ("color", "position"), position_weight=0.5)
+    assert f.names == ["red", "green", "blue", "row", "col"]
+    np.testing.assert_allclose(X.mean(axis=0), 0.0, atol=1e-12)
+    # One pooled scale per group: colour channels keep their relative spread ...
+    assert np.sqrt((X[:, :3] ** 2).mean()) == pytest.approx(1.0)
+    assert f.scale[0] == f.scale[1] == f.scale[2]
+    # ... and position keeps the aspect ratio, at position_weight times colour's spread.
+    assert f.scale[3] == f.scale[4]
+    assert np.sqrt((X[:, 3:] ** 2).mean()) == pytest.approx(0.5)
+    raw = f.to_raw(X[:3])
+    np.testing.assert_allclose(raw[:, 3:], [[0, 0], [0, 1], [0, 2]], atol=1e-9)
+    np.testing.assert_allclose(raw[:, :3], image[0, :3], atol=1e-12)
+    # uint8 input is read on [0, 1]; grayscale 'color' is its intensity.
+    u8 = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    X8, _ = image_features(u8, ("color",))
+    Xf, _ = image_features(u8 / 255.0, ("color",))
+    np.testing.assert_allclose(X8, Xf)
+    gray, _ = image_features(image[..., 0], ("color",))
+    assert gray.shape == (40 * 80, 1)
+
+
+def test_sample_photo_loads_offline_and_segments():
+    photo = load_sample_photo("flower")
+    assert photo.shape == (427, 640, 3) and photo.dtype == np.uint8
+    r = segment_image(photo, 4, features=("color",), n_fit_pixels=20_000, random_state=0)
+    # The flower is orange-red; the background green-blue: one segment is the reddest.
+    means = r.component_means()
+    reddest = int((means["red"] - means["blue"]).idxmax())
+    assert means.loc[reddest, "red"] > 0.6
+    assert 0.1 < (r.labels == reddest).mean() < 0.5
+    with pytest.raises(ValueError, match="sample photo"):
+        load_sample_photo("moon")
+
+
+@pytest.mark.parametrize(
+    "image, kwargs, exc, message",
+    [
+        (np.zeros((8, 8, 4)), {}, ValueError, "RGBA"),
+        (np.zeros((8, 8, 5)), {}, ValueError, "shape"),
+        (np.ones((8, 8), dtype=bool), {}, TypeError, "dtype"),
+        (np.full((8, 8), np.nan), {}, ValueError, "NaN"),
+        (np.full((8, 8), 0.3), {}, ValueError, "constant"),
+        (np.eye(8), {"features": ("texture",)}, ValueError, "features"),
+        (np.eye(8), {"features": ("position",)}, ValueError, "position alone"),
+        (np.eye(8), {"method": "kmeans"}, ValueError, "method"),
+        (np.eye(8), {"n_fit_pixels": 1}, ValueError, "n_fit_pixels"),
+        (
+            np.eye(8),
+            {"position_weight": -1.0, "features": ("intensity", "position")},
+            ValueError,
+            "position_weight",
+        ),
+    ],
+)
+def test_bad_input_is_refused_clearly(image, kwargs, exc, message):
+    with pytest.raises(exc, match=message):
+        segment_image(image, 2, **kwargs)
+
+
+def test_cli_segments_the_photo_and_a_png(tmp_path, capsys):
+    photo = tmp_path / "flower.jpg"
+    Image.fromarray(load_sample_photo("flower")).save(photo, quality=95)
+    out = tmp_path / "seg"
+    argv = ["segment", str(photo), "-k", "4", "--out", str(out), "--n-fit-pixels", "20000"]
+    assert main(argv) == 0
+    assert "results written" in capsys.readouterr().out
+    for name in ("labels.png", "uncertainty.png", "segmentation.png", "maps.npz", "segments.csv"):
+        assert (out / name).is_file(), name
+    labels = np.asarray(Image.open(out / "labels.png"))
+    assert labels.shape == (427, 640) and set(np.unique(labels)) <= {0, 1, 2, 3}
+    meta = json.loads((out / "segmentation.json").read_text())
+    assert meta["n_fit_pixels"] == 20000 and meta["features"] == ["red", "green", "blue"]
+    with np.load(out / "maps.npz") as maps:
+        np.testing.assert_array_equal(maps["labels"], labels)
+
+    # A grayscale PNG through the Bayesian path.
+    image, truth = make_regions_image((48, 48), random_state=5)
+    png = tmp_path / "regions.png"
+    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(png)
+    out2 = tmp_path / "seg_bayes"
+    argv = ["--quiet", "segment", str(png), "-k", "3", "--out", str(out2), "--method", "bayes"]
+    argv += ["--features", "intensity", "--draws", "200", "--tune", "200", "--chains", "2"]
+    assert main([*argv, "--map-draws", "40"]) == 0
+    meta = json.loads((out2 / "segmentation.json").read_text())
+    assert meta["n_map_draws"] == 40 and meta["diagnostics"]
+    with np.load(out2 / "maps.npz") as maps:
+        assert adjusted_rand_score(truth.ravel(), maps["labels"].ravel()) > 0.85
+        assert "interval_width" in maps
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_text("not an image"), "not an image"),
+    ],
+)
+def test_cli_segment_errors_are_one_line(tmp_path, capsys, setup, message):
+    path = tmp_path / "in.png"
+    setup(path)
+    out = tmp_path / "out"
+    assert main(["segment", str(path), "-k", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bayesgmm: error:") and message in err and len(err.splitlines()) == 1
+    assert not out.exists()
