@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from _env import worker_env
+
 
 def worker(quick: bool) -> None:
     import pandas as pd
@@ -58,14 +60,7 @@ def worker(quick: bool) -> None:
 
 
 def run(quick: bool, cache: str) -> float:
-    env = dict(os.environ)
-    env.update(
-        OPENBLAS_NUM_THREADS="1",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        PYTENSOR_FLAGS=f"base_compiledir={cache}/pytensor",
-        NUMBA_CACHE_DIR=f"{cache}/numba",
-    )
+    env = worker_env(cache)
     cmd = [sys.executable, __file__, "--worker"] + (["--quick"] if quick else [])
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -32,6 +32,8 @@ import tempfile
 import time
 from importlib.util import find_spec
 
+from _env import worker_env
+
 CASES = [(1000, 2, 3), (10_000, 4, 4)]
 QUICK_CASES = [(500, 2, 3), (2000, 4, 4)]
 CHAINS = 4
@@ -216,16 +218,7 @@ def worker(kind: str, n: int, d: int, k: int, draws: int) -> None:
 
 
 def run_process(kind: str, case, draws: int, cache: str) -> dict:
-    env = dict(os.environ)
-    env.update(
-        OPENBLAS_NUM_THREADS="1",
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        PYTENSOR_FLAGS=f"base_compiledir={cache}/pytensor",
-        NUMBA_CACHE_DIR=f"{cache}/numba",
-        JAX_COMPILATION_CACHE_DIR=f"{cache}/jax",
-        XDG_CACHE_HOME=f"{cache}/xdg",
-    )
+    env = worker_env(cache)
     cmd = [sys.executable, __file__, "--worker", kind, *map(str, case), str(draws)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)

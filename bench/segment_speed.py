@@ -1,0 +1,179 @@
+"""Wall time and peak memory of segmenting a 1024 x 1024 RGB photograph.
+
+The image is scikit-learn's shipped flower photograph resized to 1024 x 1024 (1 048 576
+pixels), segmented on colour into K = 4 segments. Each row is a separate process, so its peak
+RSS is its own; "cold" runs with empty compile caches, "warm" is a second run reusing them.
+
+- ``em``: bayesgmm's EM on a 50 000-pixel sample, then membership probabilities, labels and
+  the entropy map of all pixels (``segment_image(method="em")``). Target: under 10 s.
+- ``sklearn``: the peer, scikit-learn's GaussianMixture (same K and defaults: full
+  covariances, k-means start, n_init 1, tol 1e-3) on the same sample, then
+  ``predict_proba`` of all pixels and the entropy map.
+- ``bayes``: NUTS (4 chains x (1000 + 1000)) on a 5 000-pixel sample, then the posterior
+  maps (mean probabilities, total/aleatoric/epistemic entropy, interval width) of all pixels
+  from 200 thinned draws (``segment_image(method="bayes")``). Target: under 5 minutes warm.
+
+    python bench/segment_speed.py            # all rows
+    python bench/segment_speed.py --only em --only sklearn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from _env import worker_env
+
+SIZE = 1024
+K = 4
+
+
+def photo():
+    import numpy as np
+    from PIL import Image
+
+    from bayesgmm.datasets import load_sample_photo
+
+    im = Image.fromarray(load_sample_photo("flower")).resize((SIZE, SIZE), Image.BICUBIC)
+    return np.asarray(im)
+
+
+def run_em(image) -> dict:
+    from bayesgmm.segmentation import image_features, segment_image
+
+    t0 = time.perf_counter()
+    r = segment_image(image, K, features=("color",), n_fit_pixels=50_000, random_state=0)
+    wall = time.perf_counter() - t0
+    X, _ = image_features(image, ("color",))
+    return {
+        "seconds": wall,
+        "fit_s": r.timings["fit"],
+        "maps_s": r.timings["maps"],
+        "loglik": float(r.estimator.score(X[r.fit_pixels])),
+    }
+
+
+def run_sklearn(image) -> dict:
+    import numpy as np
+    from sklearn.mixture import GaussianMixture
+
+    from bayesgmm.segmentation import image_features
+
+    t0 = time.perf_counter()
+    X, _ = image_features(image, ("color",))
+    rng = np.random.RandomState(0)
+    idx = np.sort(rng.choice(X.shape[0], size=50_000, replace=False))
+    t1 = time.perf_counter()
+    gm = GaussianMixture(K, random_state=0).fit(X[idx])  # defaults, as bayesgmm's
+    t2 = time.perf_counter()
+    prob = gm.predict_proba(X)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(prob > 0, prob * np.log(prob), 0.0).sum(axis=1)
+    labels = prob.argmax(axis=1).reshape(image.shape[:2])
+    assert entropy.shape[0] == labels.size
+    t3 = time.perf_counter()
+    loglik = float(gm.score(X[idx]))
+    return {"seconds": t3 - t0, "fit_s": t2 - t1, "maps_s": t3 - t2, "loglik": loglik}
+
+
+def run_bayes(image) -> dict:
+    import warnings
+
+    from bayesgmm.exceptions import SamplingWarning
+    from bayesgmm.segmentation import segment_image
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        r = segment_image(
+            image,
+            K,
+            features=("color",),
+            method="bayes",
+            n_fit_pixels=5_000,
+            n_map_draws=200,
+            random_state=0,
+            progressbar=False,
+        )
+    wall = time.perf_counter() - t0
+    return {
+        "seconds": wall,
+        "fit_s": r.timings["fit"],
+        "maps_s": r.timings["maps"],
+        "n_map_draws": r.n_map_draws,
+        "verdict_passed": bool(r.estimator.diagnostics_.passed),
+    }
+
+
+RUNNERS = {"em": run_em, "sklearn": run_sklearn, "bayes": run_bayes}
+
+
+def worker(kind: str) -> None:
+    image = photo()
+    result = RUNNERS[kind](image)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps(result))
+
+
+def run_process(kind: str, cache: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=worker_env(cache), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"{kind} worker failed:\n{proc.stderr[-3000:]}")
+    return {"process_s": wall, **json.loads(lines[-1])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(RUNNERS), action="append")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
+    kinds = args.only or ["em", "sklearn", "bayes"]
+    print(
+        f"{SIZE} x {SIZE} RGB photograph, K = {K}, colour features; {os.cpu_count()} CPUs; "
+        "seconds = segmentation call, process = whole process incl. imports"
+    )
+    header = (
+        f"{'row':>8} {'start':>5} {'seconds':>8} {'fit s':>7} {'maps s':>7} "
+        f"{'process s':>9} {'peak RSS MB':>11}"
+    )
+    print(header)
+    print("-" * len(header), flush=True)
+    rows = {}
+    for kind in kinds:
+        with tempfile.TemporaryDirectory(prefix="bayesgmm_segment_") as cache:
+            for start in ("cold", "warm"):
+                r = run_process(kind, cache)
+                rows[kind, start] = r
+                extra = f"  (mean log-lik {r['loglik']:.4f})" if "loglik" in r else ""
+                if kind == "bayes":
+                    extra = f"  ({r['n_map_draws']} map draws, checks passed: "
+                    extra += f"{r['verdict_passed']})"
+                print(
+                    f"{kind:>8} {start:>5} {r['seconds']:8.2f} {r['fit_s']:7.2f} "
+                    f"{r['maps_s']:7.2f} {r['process_s']:9.1f} {r['peak_rss_mb']:11.0f}{extra}",
+                    flush=True,
+                )
+    if ("em", "warm") in rows and ("sklearn", "warm") in rows:
+        ratio = rows["sklearn", "warm"]["seconds"] / rows["em", "warm"]["seconds"]
+        print(f"warm EM segmentation: scikit-learn time / bayesgmm time = {ratio:.2f}")
+    if ("em", "warm") in rows:
+        print(f"EM target < 10 s: {rows['em', 'warm']['seconds']:.2f} s")
+    if ("bayes", "warm") in rows:
+        print(f"NUTS target < 300 s warm: {rows['bayes', 'warm']['seconds']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
