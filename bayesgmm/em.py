@@ -136,7 +136,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         Iterations of the kept run.
     lower_bound_ : float
         Mean log-likelihood per sample (weighted) at the kept run's last iteration.
-    lower_bounds_ : ndarray of shape (n_iter_,)
+    lower_bounds_ : ndarray of shape (n_iterations,)
         The same per iteration; EM never decreases it.
     degenerate_ : ndarray of bool, shape (n_components,)
         Components that collapsed: fewer than ``n_features + 1`` effective points or a

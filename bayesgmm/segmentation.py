@@ -43,7 +43,13 @@ from numpy.typing import ArrayLike
 
 from ._validation import check_n_components, check_positive, check_random_state
 
-__all__ = ["PixelFeatures", "SegmentationResult", "image_features", "segment_image"]
+__all__ = [
+    "PixelFeatures",
+    "SegmentationResult",
+    "as_image",
+    "image_features",
+    "segment_image",
+]
 
 FEATURE_GROUPS = ("intensity", "color", "position")
 #: Rec. 601 luma weights: intensity of an RGB pixel.

@@ -1,0 +1,87 @@
+"""Sphinx configuration of the bayesgmm documentation.
+
+Build with ``./dev docs`` (HTML in ``docs/_build/html``); the test suite builds it with
+warnings as errors (``tests/test_docs.py``).
+
+Choices: pydata-sphinx-theme, numpydoc and myst-nb are what PyMC, ArviZ and scikit-learn use,
+so the pages look and read like the libraries our users know. numpydoc renders our NumPy-style
+docstrings; autosummary writes one page per public name; myst-nb renders the notebooks with
+their committed outputs (they are executed by the test suite, not again by the docs build).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import bayesgmm  # noqa: E402
+
+project = "bayesgmm"
+author = "the bayesgmm developers"
+copyright = "2026, the bayesgmm developers"
+version = release = bayesgmm.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "myst_nb",
+]
+
+# --- sources
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = ["_build", "dev", "**.ipynb_checkpoints", "jupyter_execute"]
+myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# The notebooks live in notebooks/ at the top of the repository (run there by the test
+# suite); they are copied next to the docs sources at build time, outputs included.
+_NB_SRC, _NB_DST = ROOT / "notebooks", HERE / "notebooks"
+_NB_DST.mkdir(exist_ok=True)
+for _nb in sorted(_NB_SRC.glob("*.ipynb")):
+    _target = _NB_DST / _nb.name
+    if not _target.exists() or _target.read_bytes() != _nb.read_bytes():
+        shutil.copyfile(_nb, _target)
+nb_execution_mode = "off"
+nb_merge_streams = True
+
+# --- API reference
+autosummary_generate = True
+autosummary_imported_members = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_typehints = "none"  # numpydoc's Parameters sections carry the types
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+numpydoc_validation_checks: set[str] = set()
+
+intersphinx_mapping: dict[str, tuple[str, str | None]] = {}  # no network at build time
+
+# --- HTML
+html_theme = "pydata_sphinx_theme"
+html_title = f"bayesgmm {release}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+html_static_path: list[str] = []
+
+
+def _skip_metadata_requests(app, what, name, obj, skip, options):
+    """Hide scikit-learn's generated ``set_*_request`` methods (metadata routing)."""
+    if name.startswith("set_") and name.endswith("_request"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_metadata_requests)
