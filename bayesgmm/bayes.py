@@ -433,12 +433,15 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             params["priors"] = Priors(**params["priors"])
         est = cls(**params)
         est.idata_ = tree
-        est.em_ = _em_from_dataset(tree["em"].to_dataset(), params)
         X = tree["observed_data"]["obs"]
         est.n_features_in_ = X.shape[1]
         names = [str(f) for f in X["feature"].values]
-        if names != [f"x{j}" for j in range(len(names))]:
+        named = names != [f"x{j}" for j in range(len(names))]
+        if named:
             est.feature_names_in_ = np.asarray(names, dtype=object)
+        est.em_ = _em_from_dataset(
+            tree["em"].to_dataset(), params, feature_names=names if named else None
+        )
         before = None
         if "relabel" in tree.children:
             # undo the stored permutations to diagnose the draws as sampled
@@ -515,7 +518,9 @@ def _em_dataset(em: EMGaussianMixture, names: list[str]) -> xr.Dataset:
     )
 
 
-def _em_from_dataset(ds: xr.Dataset, params: dict[str, Any]) -> EMGaussianMixture:
+def _em_from_dataset(
+    ds: xr.Dataset, params: dict[str, Any], feature_names: list[str] | None = None
+) -> EMGaussianMixture:
     """A fitted EMGaussianMixture with the saved parameters (for prediction and pivoting)."""
     return fitted_from_parameters(
         ds["weights"].values,
@@ -528,4 +533,5 @@ def _em_from_dataset(ds: xr.Dataset, params: dict[str, Any]) -> EMGaussianMixtur
         n_iter=int(ds.attrs.get("n_iter", 0)),
         lower_bound=float(ds.attrs.get("lower_bound", np.nan)),
         n_init=params["n_init"],
+        feature_names=feature_names,
     )

@@ -69,7 +69,10 @@ def test_save_load_round_trips_exactly(faithful_fit, tmp_path):
     np.testing.assert_array_equal(
         np.asarray(loaded.predict_proba(X)), np.asarray(faithful_fit.predict_proba(X))
     )
-    np.testing.assert_allclose(loaded.em_.predict_proba(X), faithful_fit.em_.predict_proba(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "X has feature names, but ... fitted without"
+        np.testing.assert_allclose(loaded.em_.predict_proba(X), faithful_fit.em_.predict_proba(X))
+    assert list(loaded.em_.feature_names_in_) == ["eruptions", "waiting"]
     assert loaded.diagnostics_.passed == faithful_fit.diagnostics_.passed
 
 
