@@ -227,6 +227,9 @@ def _staged_dir(out: Path, force: bool):
     _check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); results are ordinary files
     try:
         yield tmp
     except BaseException:
@@ -261,6 +264,8 @@ def _read(args: argparse.Namespace) -> pd.DataFrame:
     frame, dropped = read_data(args.data, columns=columns, dropna=args.dropna)
     if dropped.size and not args.quiet:
         print(f"dropped {dropped.size} row(s) with missing values", file=sys.stderr)
+    # Index = 0-based row in the file, so output rows match input rows after --dropna.
+    frame.index = np.delete(np.arange(len(frame) + dropped.size), dropped)
     return frame
 
 
@@ -332,7 +337,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
             for w in caught:
                 print(f"EM: {w.category.__name__}: {w.message}", file=sys.stderr)
             _write_json(tmp / "em.json", _em_payload(gm, X))
-            em_member = pd.DataFrame(gm.predict_proba(X), columns=[f"p_{j}" for j in range(k)])
+            em_member = pd.DataFrame(
+                gm.predict_proba(X), columns=[f"p_{j}" for j in range(k)], index=X.index
+            )
             em_member.insert(0, "label", gm.predict(X))
             em_member.to_csv(tmp / "membership_em.csv", index_label="row")
             if not args.quiet:
@@ -350,9 +357,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     random_state=args.seed,
                     progressbar=not args.quiet,
                 ).fit(X)
+            for w in caught:
+                # Failed convergence checks reach stderr even with --quiet; without it the
+                # verdict printed below says the same.
+                if args.quiet or not issubclass(w.category, SamplingWarning):
+                    print(f"NUTS: {w.category.__name__}: {w.message}", file=sys.stderr)
             bgm.save(tmp / "posterior.nc")
             bgm.diagnostics_.table.to_csv(tmp / "posterior_summary.csv", index=False)
-            bgm.membership().to_frame().to_csv(tmp / "membership.csv", index_label="row")
+            bgm.membership().to_frame().set_axis(X.index).to_csv(
+                tmp / "membership.csv", index_label="row"
+            )
             from .report import write_report
 
             # report.html with its figures as PNG files in report_figures/
@@ -421,10 +435,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     args.columns = ",".join(features)
     X = _read(args)
     if hasattr(model, "membership"):
-        frame = model.membership(X, interval=args.interval).to_frame()
+        frame = model.membership(X, interval=args.interval).to_frame().set_axis(X.index)
     else:
         frame = pd.DataFrame(
-            model.predict_proba(X), columns=[f"p_{j}" for j in range(model.n_components)]
+            model.predict_proba(X),
+            columns=[f"p_{j}" for j in range(model.n_components)],
+            index=X.index,
         )
         frame.insert(0, "label", model.predict(X))
         frame["log_density"] = model.score_samples(X)

@@ -867,6 +867,9 @@ def write_report(
     text = render_report(
         fmt=fmt, figures_dir=figures_dir, embed=embed, relative_to=path.parent, **options
     )
-    path.write_text(text, encoding="utf-8")
-    _log.info("Report written to %s", path)
+    # Write beside the target and rename: a reader never sees a half-written report.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    _log.debug("Report written to %s", path)
     return path

@@ -577,8 +577,7 @@ def _sample_pymc(
     else:
         kwargs.update(
             nuts_sampler=sampler,
-            nuts_sampler_kwargs={"chain_method": "vectorized"},
-            target_accept=target_accept,
+            nuts={"chain_method": "vectorized", "target_accept": target_accept},
         )
     idata = pm.sample(
         draws=draws,

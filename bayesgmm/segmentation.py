@@ -403,10 +403,10 @@ def segment_image(
     timings = {"features": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
-    if method == "em":
-        est = EMGaussianMixture(k, random_state=seed, **estimator_options).fit(X[fit_idx])
-    else:
-        est = BayesGaussianMixture(k, random_state=seed, **estimator_options).fit(X[fit_idx])
+    # Named columns: the estimators, their diagnostics and posteriors say "red", "row", ...
+    frame = pd.DataFrame(X, columns=scaler.names, copy=False)
+    cls = EMGaussianMixture if method == "em" else BayesGaussianMixture
+    est = cls(k, random_state=seed, **estimator_options).fit(frame.iloc[fit_idx])
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -415,13 +415,13 @@ def segment_image(
     if method == "em":
         prob = np.empty((n_pixels, k))
         for lo in range(0, n_pixels, _CHUNK):
-            prob[lo : lo + _CHUNK] = est.predict_proba(X[lo : lo + _CHUNK])
+            prob[lo : lo + _CHUNK] = est.predict_proba(frame.iloc[lo : lo + _CHUNK])
         labels = prob.argmax(axis=1)
         label_p = prob[np.arange(n_pixels), labels]
         total = _entropy(prob)
         aleatoric, epistemic = total, np.zeros(n_pixels)
     else:
-        s = est.membership(X, interval=interval, max_draws=n_map_draws)
+        s = est.membership(frame, interval=interval, max_draws=n_map_draws)
         prob, labels, label_p = s.mean, s.labels, s.label_probability
         total, aleatoric, epistemic = s.entropy_total, s.entropy_aleatoric, s.entropy_epistemic
         rows = np.arange(n_pixels)

@@ -670,7 +670,8 @@ class ComparisonResult:
         if has_em != has_bayes:
             missing = "posterior criteria (WAIC, PSIS-LOO)" if has_em else "BIC, AIC and ICL"
             parts.append(
-                f"The {missing} were not computed; run with methods=('em', 'bayes') to see "
+                f"The {missing} were not computed; run with methods=('em', 'bayes') (on the "
+                "command line: --method both) to see "
                 "whether the marginal-likelihood view (BIC) and the predictive view (LOO) agree."
             )
         parts.extend(self._exclusions())
@@ -689,7 +690,7 @@ class ComparisonResult:
             d_i = np.ravel(self.loo_results[loo_model].elpd_i) - np.ravel(
                 self.loo_results[bic_model].elpd_i
             )
-            diff, dse = float(d_i.sum()), float(np.sqrt(d_i.size * d_i.var()))
+            diff, dse = float(d_i.sum()), float(np.sqrt(d_i.size * d_i.var(ddof=1)))
         else:
             return ""
         return (
@@ -860,7 +861,9 @@ def _default_bayes_fit(
     from .bayes import BayesGaussianMixture
     from .exceptions import SamplingWarning
 
-    options = {"progressbar": False, "relabel": None, **sampler_options}
+    # Relabelled so that the convergence checks in bayes_note are not tripped by label
+    # switching alone (WAIC and LOO themselves do not depend on the labels).
+    options = {"progressbar": False, "relabel": "pivot", **sampler_options}
     model = BayesGaussianMixture(
         n_components,
         covariance_type=covariance_type,
@@ -1073,8 +1076,8 @@ def compare_models(
         ``BayesGaussianMixture(n_components, covariance_type=..., random_state=...,
         **sampler_options).fit(X).idata_`` from :mod:`bayesgmm.bayes`.
     progress : callable, optional
-        Called with one line of text after each grid cell (the CLI prints it). Each line is
-        also logged at INFO level to the ``"bayesgmm"`` logger.
+        Called with one line of text after each grid cell (the CLI prints it). Without it,
+        each line is logged at INFO level to the ``"bayesgmm"`` logger instead.
     em_options : mapping, optional
         Further :class:`~bayesgmm.em.EMGaussianMixture` parameters (``tol``, ``max_iter``,
         ``reg_covar``, ``init_params``...).
@@ -1176,9 +1179,10 @@ def compare_models(
                 row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
             rows.append(row)
             message = _progress_message(len(rows), n_cells, name, row)
-            logger.info(message)
             if progress is not None:
                 progress(message)
+            else:
+                logger.info(message)
 
     table = pd.DataFrame(rows)
     table[DEGENERATE] = table[DEGENERATE].astype(bool)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -76,6 +78,17 @@ def test_fit_compare_predict_round_trip_on_a_csv(tmp_path, capsys):
     table = pd.read_csv(pred)
     assert list(table["label"]) == [0, 1]
     assert {"label_probability", "p_0_lower", "p_0_upper", "log_density"} <= set(table.columns)
+    # Output rows keep the input file's row numbers when --dropna drops some.
+    gappy = tmp_path / "gappy.csv"
+    gappy.write_text("waiting,eruptions\n54,2.0\n,3.0\n80,4.3\n")
+    argv = ["--quiet", "predict", str(fit_dir), str(gappy), "--dropna", "--out"]
+    assert main([*argv, str(tmp_path / "gappy_pred.csv")]) == 0
+    table = pd.read_csv(tmp_path / "gappy_pred.csv")
+    assert list(table["row"]) == [0, 2] and list(table["label"]) == [0, 1]
+    # Results directories get ordinary permissions (not mkdtemp's private 0700).
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fit_dir.stat().st_mode) == 0o777 & ~umask
 
     assert main(["--quiet", "report", str(fit_dir), "--force"]) == 0
     assert "<html" in (fit_dir / "report.html").read_text().lower()

@@ -6,6 +6,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from PIL import Image
@@ -80,10 +81,11 @@ def test_bayes_maps_are_consistent(bayes_result):
     assert ((r.interval_width >= 0) & (r.interval_width <= 1)).all()
     np.testing.assert_array_equal(r.labels, r.probabilities.argmax(axis=-1))
     # The maps are the estimator's membership on every pixel with thinned draws.
-    X, _ = image_features(r.image)
-    check = r.estimator.membership(X[:500], max_draws=150)
+    X, f = image_features(r.image)
+    check = r.estimator.membership(pd.DataFrame(X[:500], columns=f.names), max_draws=150)
     np.testing.assert_allclose(check.mean, r.probabilities.reshape(-1, 3)[:500], atol=1e-12)
     assert r.fit_pixels.size == 5000 and np.unique(r.fit_pixels).size == 5000
+    assert list(r.estimator.idata_["posterior"]["feature"].values) == ["intensity"]
     fig = plot_segmentation(r)
     assert isinstance(fig, Figure) and len(fig.axes) == 6 + 5  # panels + colour bars
 
@@ -91,8 +93,8 @@ def test_bayes_maps_are_consistent(bayes_result):
 def test_em_maps_are_chunked_predict_proba():
     image, _ = make_regions_image((300, 260), color=True, random_state=1)  # > one chunk
     r = segment_image(image, 3, features=("color",), n_fit_pixels=4000, random_state=2)
-    X, _ = image_features(image, ("color",))
-    expected = r.estimator.predict_proba(X)
+    X, f = image_features(image, ("color",))
+    expected = r.estimator.predict_proba(pd.DataFrame(X, columns=f.names))
     np.testing.assert_allclose(r.probabilities.reshape(-1, 3), expected, atol=1e-12)
     assert (r.uncertainty_epistemic == 0).all() and r.interval_width is None
     again = segment_image(image, 3, features=("color",), n_fit_pixels=4000, random_state=2)
