@@ -129,8 +129,22 @@ def test_feature_scaling():
     assert gray.shape == (40 * 80, 1)
 
 
-def test_sample_photo_loads_offline_and_segments():
+def test_sample_photo_loads_offline_and_segments(monkeypatch):
+    import socket
+    from pathlib import Path
+
+    import sklearn
+
+    # The JPEG is a file inside the installed scikit-learn package ...
+    assert (Path(sklearn.__file__).parent / "datasets" / "images" / "flower.jpg").is_file()
+
+    # ... and loading it opens no network connection.
+    def no_network(*args, **kwargs):
+        raise AssertionError("load_sample_photo tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     photo = load_sample_photo("flower")
+    monkeypatch.undo()
     assert photo.shape == (427, 640, 3) and photo.dtype == np.uint8
     r = segment_image(photo, 4, features=("color",), n_fit_pixels=20_000, random_state=0)
     # The flower is orange-red; the background green-blue: one segment is the reddest.
