@@ -1,7 +1,7 @@
 """Compiled log-posterior of the mixture on the unconstrained scale, with its exact gradient.
 
 This is the log-density that NUTS explores by default. It is *the same function* as the PyMC
-graph of :func:`bayesgmm.model.build_model` (priors, PyMC's default transforms and their
+graph of :func:`bayesgmm.build_model` (priors, PyMC's default transforms and their
 log-Jacobians, normalising constants included), written out by hand with an analytic gradient
 and compiled with Numba; ``tests/test_logdensity.py`` checks value and gradient against the
 compiled PyMC graph for all four covariance types. One pass over the data computes the
@@ -100,7 +100,7 @@ class LogDensitySpec:
     def from_data(
         cls, X: np.ndarray, n_components: int, covariance_type: str, priors
     ) -> LogDensitySpec:
-        """Hyper-parameters scaled to ``X`` as in :func:`bayesgmm.model.build_model`."""
+        """Hyper-parameters scaled to ``X`` as in :func:`bayesgmm.build_model`."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         n, d = X.shape
         k = int(n_components)

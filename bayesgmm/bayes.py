@@ -4,10 +4,10 @@
 solution, jittered per chain, starts every chain in the same labelling and is the pivot of
 the relabelling); NUTS (:func:`bayesgmm.sampling.sample_posterior`); relabelling of every
 draw to the EM labels (:func:`bayesgmm.relabel.relabel`); convergence diagnostics before and
-after relabelling (:func:`bayesgmm.diagnostics.diagnose`), with a
+after relabelling (:func:`bayesgmm.diagnose`), with a
 :class:`~bayesgmm.exceptions.SamplingWarning` when the verdict fails. Everything lands in
-``idata_``, an :class:`xarray.DataTree` that :meth:`BayesGaussianMixture.save` writes to
-netCDF and :meth:`BayesGaussianMixture.load` reads back.
+``idata_``, an :class:`xarray.DataTree` that :meth:`~bayesgmm.BayesGaussianMixture.save` writes to
+netCDF and :meth:`~bayesgmm.BayesGaussianMixture.load` reads back.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
     """Bayesian Gaussian mixture: Dirichlet weights, LKJ covariances, sampled with NUTS.
 
     The model (labels marginalised out, priors scaled to the data) is
-    :func:`bayesgmm.model.build_model`; see :class:`bayesgmm.model.Priors` for the priors.
+    :func:`bayesgmm.build_model`; see :class:`bayesgmm.model.Priors` for the priors.
 
     Parameters
     ----------

@@ -1,10 +1,11 @@
 """Convergence diagnostics of a mixture posterior, before and after relabelling, with a verdict.
 
-:func:`diagnose` checks the component parameters of a posterior (``weights``, ``means``, the
-scales ``stds`` / ``sigma`` and the correlations ``corr``) with the rank-normalised split
-R-hat, bulk and tail effective sample sizes and the Monte Carlo standard error of the mean
-(all from :mod:`arviz_stats`), and the sampler's own statistics: divergent transitions,
-tree-depth saturation and the energy Bayesian fraction of missing information (E-BFMI).
+:func:`~bayesgmm.diagnose` checks the component parameters of a posterior (``weights``,
+``means``, the scales ``stds`` / ``sigma`` and the correlations ``corr``) with the
+rank-normalised split R-hat, bulk and tail effective sample sizes and the Monte Carlo
+standard error of the mean (all from :mod:`arviz_stats`), and the sampler's own statistics:
+divergent transitions, tree-depth saturation and the energy Bayesian fraction of missing
+information (E-BFMI).
 
 Component parameters of a mixture are only identified up to a permutation of the labels, so
 R-hat computed on a posterior whose chains use different labellings is large even when every
@@ -160,7 +161,7 @@ class DiagnosticsReport:
         return out
 
     def to_frame(self) -> pd.DataFrame:
-        """A copy of :attr:`table`, indexed by parameter element.
+        """A copy of ``table``, indexed by parameter element.
 
         Returns
         -------
@@ -203,7 +204,7 @@ def diagnose(
     before : xarray.DataTree, optional
         The same posterior before relabelling. Its R-hat and ESS are reported beside those of
         ``idata`` (columns ``rhat_before``, ``ess_bulk_before``, ``ess_tail_before`` and
-        :attr:`DiagnosticsReport.before_table`); it does not affect ``passed``.
+        ``before_table``); it does not affect ``passed``.
     var_names : str or sequence of str, optional
         Posterior variables to check. By default whichever of ``weights``, ``means``,
         ``stds``, ``sigma`` and ``corr`` exist. Only the strictly lower triangle of ``corr``

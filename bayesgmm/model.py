@@ -15,7 +15,7 @@ For ``"full"`` and ``"tied"`` covariances the prior is placed on the covariance 
 element-wise graph operations (one small vector operation per entry) instead of calling a
 (batched) triangular solve: that keeps the per-evaluation cost dominated by one ``N x D`` by
 ``D x KD`` matrix product and the ``N x K`` exponentials, for every PyTensor backend (Numba, C,
-JAX). For ``D`` above :data:`_UNROLL_MAX_FEATURES` a batched ``solve_triangular`` is used instead.
+JAX). For ``D`` above ``_UNROLL_MAX_FEATURES`` a batched ``solve_triangular`` is used instead.
 
 The observed variable ``"obs"`` is a :class:`pymc.CustomDist` whose log-density is the pointwise
 mixture log-density (one value per observation, features summed), so

@@ -5,21 +5,21 @@ Every function takes the fitted object first, options keyword-only, and returns 
 changes. Save one with ``fig.savefig("name.png")``, or display it in a notebook by leaving it
 as the last expression of a cell.
 
-=================================  ============================================================
-function                           figure
-=================================  ============================================================
-:func:`plot_em_vs_posterior`       data with EM ellipses (2 sd) beside ellipses of random
-                                   posterior draws (1-D: histograms with densities)
-:func:`plot_membership_uncertainty`  labels, total and epistemic entropy of every point
-:func:`plot_trace`                 per-chain marginal densities and traces of one variable
-:func:`plot_posterior_intervals`   forest plot: posterior mean and interval beside EM
-:func:`plot_predictive_check`      data density against the posterior predictive density
-:func:`plot_pairs`                 every feature pair (for D > 2): EM and posterior ellipses
+======================================  =========================================================
+function                                figure
+======================================  =========================================================
+:func:`plot_em_vs_posterior`            data with EM ellipses (2 sd) beside ellipses of random
+                                        posterior draws (1-D: histograms with densities)
+:func:`plot_membership_uncertainty`     labels, total and epistemic entropy of every point
+:func:`plot_trace`                      per-chain marginal densities and traces of one variable
+:func:`plot_posterior_intervals`        forest plot: posterior mean and interval beside EM
+:func:`plot_predictive_check`           data density against the posterior predictive density
+:func:`plot_pairs`                      every feature pair (for D > 2): EM and posterior ellipses
 :func:`plot_rank`, :func:`plot_forest`  rank and forest plots from arviz-plots
-:func:`plot_comparison`            model-selection criteria against K
-                                   (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
-:func:`plot_segmentation`          image, label map and uncertainty maps side by side
-=================================  ============================================================
+:func:`plot_comparison`                 model-selection criteria against K
+                                        (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
+:func:`plot_segmentation`               image, label map and uncertainty maps side by side
+======================================  =========================================================
 
 :func:`posterior_vs_em` gives the numbers behind :func:`plot_posterior_intervals` as a table
 (the report shows the same table, so figure and table cannot disagree).
@@ -794,12 +794,14 @@ def plot_forest(
 
 
 def plot_comparison(result: ComparisonResult) -> Figure:
-    """Model-selection criteria against K: :meth:`ComparisonResult.plot` of ``result``.
+    """Model-selection criteria against K (the figure of ``result.plot()``).
+
+    Same as :meth:`~bayesgmm.selection.ComparisonResult.plot`.
 
     Parameters
     ----------
     result : ComparisonResult
-        From :func:`bayesgmm.selection.compare_models`.
+        From :func:`bayesgmm.compare_models`.
 
     Returns
     -------
@@ -826,7 +828,7 @@ def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figu
     Parameters
     ----------
     result : SegmentationResult
-        From :func:`bayesgmm.segmentation.segment_image`.
+        From :func:`bayesgmm.segment_image`.
     width : float, default=4.0
         Width of one panel in inches (height follows the image's aspect ratio).
     """

@@ -10,7 +10,7 @@
 4. the posterior beside EM: posterior means with equal-tailed intervals next to the EM
    estimates (:func:`bayesgmm.plots.posterior_vs_em`), with figures;
 5. membership uncertainty: how many points have ``P(label) < 0.9`` and the least certain
-   points (:meth:`BayesGaussianMixture.membership`);
+   points (:meth:`~bayesgmm.BayesGaussianMixture.membership`);
 6. model comparison: the verdict, each criterion's choice and the table;
 7. provenance: package versions, estimator parameters and the seed.
 
@@ -720,7 +720,7 @@ def render_report(
         A fitted estimator: data, EM fit, Bayesian fit and diagnostics, posterior vs EM,
         membership uncertainty and provenance sections.
     comparison : ComparisonResult, optional
-        From :func:`bayesgmm.selection.compare_models`: the model comparison section.
+        From :func:`bayesgmm.compare_models`: the model comparison section.
     title : str, default="bayesgmm report"
     figures_dir : str or path-like, optional
         Folder for the figures as PNG files (created if missing). Needed for figures unless

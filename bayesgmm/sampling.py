@@ -8,7 +8,7 @@
     nutpie's NUTS (Rust, one thread per chain) calling the compiled log-posterior and analytic
     gradient of :mod:`bayesgmm._logdensity` through a C function pointer: no Python in the
     sampling loop and no PyTensor compilation. That log-density is the PyMC model of
-    :func:`bayesgmm.model.build_model` written out by hand (tested equal, value and gradient,
+    :func:`bayesgmm.build_model` written out by hand (tested equal, value and gradient,
     to 1e-10). Measured on the project's 2-core machines (``bench/nuts_speed.py``) it was the
     fastest path both cold and warm; numbers are in ``docs/dev/nuts-backends.md``.
 ``"pymc"``
@@ -138,7 +138,7 @@ def sample_posterior(
     xarray.DataTree
         ``posterior`` with ``weights`` (chain, draw, component), ``means`` (..., component,
         feature), ``covariances`` and ``precisions_cholesky`` (the layouts of
-        :func:`bayesgmm.model.build_model`), and ``chol``/``stds``/``corr`` (``"full"``,
+        :func:`bayesgmm.build_model`), and ``chol``/``stds``/``corr`` (``"full"``,
         ``"tied"``) or ``sigma``; ``sample_stats`` as the sampler reports them;
         ``log_likelihood`` with ``obs`` (chain, draw, obs_id); ``observed_data``. Root
         attributes: ``sampler`` and, in seconds, ``compile_time``, ``sampling_time``,
@@ -228,7 +228,7 @@ def posterior_dataset(
 ) -> xr.Dataset:
     """Posterior group from constrained draws ``weights``, ``means`` and ``chol``/``sigma``.
 
-    Adds the deterministics of :func:`bayesgmm.model.build_model`: ``covariances``,
+    Adds the deterministics of :func:`bayesgmm.build_model`: ``covariances``,
     ``precisions_cholesky`` and, for ``"full"``/``"tied"``, ``stds`` and ``corr``.
     Every array has leading (chain, draw) dimensions.
     """

@@ -214,7 +214,7 @@ class SegmentationResult:
     Attributes
     ----------
     image : ndarray
-        The input image as float (see :func:`as_image`).
+        The input image as float (see :func:`~bayesgmm.segmentation.as_image`).
     labels : ndarray of int, shape (H, W)
         Most probable component of every pixel.
     probabilities : ndarray of shape (H, W, K)
@@ -259,6 +259,7 @@ class SegmentationResult:
 
     @property
     def n_components(self) -> int:
+        """Number of segments (mixture components)."""
         return self.probabilities.shape[-1]
 
     def component_means(self) -> pd.DataFrame:

@@ -570,7 +570,7 @@ class ComparisonResult:
 
     @property
     def header(self) -> dict[str, str]:
-        """Meaning and direction of each column of :attr:`table`."""
+        """Meaning and direction of each column of ``table``."""
         return {c: HEADER.get(c, "") for c in self.table.columns}
 
     @property

@@ -62,7 +62,16 @@ numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 numpydoc_validation_checks: set[str] = set()
 
+templates_path = ["_templates"]  # classes: attributes come from numpydoc's sections
+
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}  # no network at build time
+# Every cross-reference must resolve (with -W, a broken one fails the build), except those to
+# other projects and the standard library (no intersphinx without network) and to private modules.
+nitpicky = True
+nitpick_ignore_regex = [
+    (r"py:.*", r"(numpy|scipy|pandas|sklearn|matplotlib|xarray|arviz\w*|pymc|pytensor|html)\b.*"),
+    (r"py:.*", r"bayesgmm\._\w+.*"),
+]
 
 # --- HTML
 html_theme = "pydata_sphinx_theme"
