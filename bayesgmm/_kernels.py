@@ -22,11 +22,14 @@ The log-density here is the compiled twin of :func:`bayesgmm._numerics.log_gauss
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["em_pass"]
 
@@ -34,9 +37,9 @@ _BLOCK = 256
 _EXP_FLOOR = -500.0
 _FASTMATH = {"contract", "reassoc", "nsz", "arcp", "afn"}
 
-# Below this many (sample x component) pairs one thread is faster: Numba's OpenMP workers
-# busy-wait between parallel regions and then fight BLAS/k-means threads for the cores, which
-# made a 272-sample fit 30x slower in a measurement on 2 cores.
+# Below this many (sample x component) pairs one thread is faster: handing slices to worker
+# threads costs more than it saves. (With Numba's OpenMP prange, whose workers busy-wait and
+# fight BLAS/k-means threads for the cores, a 272-sample fit was 30x slower on 2 cores.)
 PARALLEL_MIN_WORK = 200_000
 
 
@@ -171,87 +174,50 @@ def _chunk_diag(
     return ll
 
 
-@njit(cache=True)
-def _allocate(n_chunks, k_comp, d, s2_tail):  # pragma: no cover
-    return (
-        np.zeros(n_chunks),
-        np.zeros((n_chunks, k_comp)),
-        np.zeros((n_chunks, k_comp, d)),
-        np.zeros((n_chunks, k_comp) + s2_tail),  # noqa: RUF005 (Numba has no star-unpacking here)
-    )
+def _executor(threads: int, pid: int) -> ThreadPoolExecutor:
+    """A persistent pool per process (keyed by pid: a forked child must not reuse the
+    parent's pool, whose threads it does not have)."""
+    key = (threads, pid)
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="bayesgmm")
+    return pool
 
 
-# The four whole-data passes below differ only in the chunk kernel and in prange vs range.
-# They are written out rather than built by a factory because Numba's on-disk cache cannot
-# key closures across processes (a factory recompiled them in every new process).
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _pass_full_parallel(
-    X, sample_weight, log_const, means, prec_chol, n_chunks
-):  # pragma: no cover
-    n, d = X.shape
-    ll, nk, s1, s2 = _allocate(n_chunks, means.shape[0], d, (d, d))
-    for c in prange(n_chunks):
-        ll[c] = _chunk_full(
-            X,
-            sample_weight,
-            log_const,
-            means,
-            prec_chol,
-            c * n // n_chunks,
-            (c + 1) * n // n_chunks,
-            nk[c],
-            s1[c],
-            s2[c],
-        )
-    return ll.sum(), nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0)
+def run_on_threads(kernel, n: int, parts: int, *args) -> list:
+    """``kernel(args[0], lo, hi, *args[1:], part)`` for ``parts`` slices ``lo:hi`` of
+    ``range(n)``, on that many threads; returns the results in slice order.
+
+    The kernels are serial, GIL-free Numba functions: Python threads run them in parallel.
+    (A ``prange`` kernel would do the same but takes seconds longer to compile on first use,
+    and its OpenMP workers busy-wait between calls.)
+    """
+    bounds = [i * n // parts for i in range(parts + 1)]
+    calls = [(args[0], bounds[p], bounds[p + 1], *args[1:], p) for p in range(parts)]
+    if parts == 1:
+        return [kernel(*calls[0])]
+    pool = _executor(parts, os.getpid())
+    return [job.result() for job in [pool.submit(kernel, *c) for c in calls]]
 
 
-@njit(cache=True, nogil=True)
-def _pass_full_serial(X, sample_weight, log_const, means, prec_chol, n_chunks):  # pragma: no cover
-    n, d = X.shape
-    ll, nk, s1, s2 = _allocate(1, means.shape[0], d, (d, d))
-    ll[0] = _chunk_full(X, sample_weight, log_const, means, prec_chol, 0, n, nk[0], s1[0], s2[0])
-    return ll[0], nk[0], s1[0], s2[0]
+def parallel_parts(work: int, n: int, min_per_part: int = 4 * _BLOCK) -> int:
+    """Slices of ``n`` items worth running in parallel: one per thread when ``work`` (about
+    the number of sample x component evaluations) is large enough, with at least
+    ``min_per_part`` items per slice."""
+    threads = numba.get_num_threads()
+    if work < PARALLEL_MIN_WORK or threads < 2:
+        return 1
+    return max(1, min(threads, n // min_per_part))
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _pass_diag_parallel(
-    X, sample_weight, log_const, means, prec_chol, n_chunks
-):  # pragma: no cover
-    n, d = X.shape
-    ll, nk, s1, s2 = _allocate(n_chunks, means.shape[0], d, (d,))
-    for c in prange(n_chunks):
-        ll[c] = _chunk_diag(
-            X,
-            sample_weight,
-            log_const,
-            means,
-            prec_chol,
-            c * n // n_chunks,
-            (c + 1) * n // n_chunks,
-            nk[c],
-            s1[c],
-            s2[c],
-        )
-    return ll.sum(), nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0)
+def _chunk_call(kernel, X, lo, hi, sample_weight, log_const, means, prec_chol, nk, s1, s2, p):
+    return kernel(X, sample_weight, log_const, means, prec_chol, lo, hi, nk[p], s1[p], s2[p])
 
 
-@njit(cache=True, nogil=True)
-def _pass_diag_serial(X, sample_weight, log_const, means, prec_chol, n_chunks):  # pragma: no cover
-    n, d = X.shape
-    ll, nk, s1, s2 = _allocate(1, means.shape[0], d, (d,))
-    ll[0] = _chunk_diag(X, sample_weight, log_const, means, prec_chol, 0, n, nk[0], s1[0], s2[0])
-    return ll[0], nk[0], s1[0], s2[0]
-
-
-_KERNELS = {
-    ("full", True): _pass_full_parallel,
-    ("full", False): _pass_full_serial,
-    ("diag", True): _pass_diag_parallel,
-    ("diag", False): _pass_diag_serial,
-}
+_CHUNK_KERNELS = {"full": _chunk_full, "diag": _chunk_diag}
 
 
 def em_pass(kind: str, X, sample_weight, log_const, means, prec_chol):
@@ -282,14 +248,28 @@ def em_pass(kind: str, X, sample_weight, log_const, means, prec_chol):
     s2 : ndarray of shape (K, D, D) or (K, D)
         ``sum_i w_i r_ik (x_i - mu_k)(x_i - mu_k)^T`` (symmetric), or its diagonal.
     """
-    n = X.shape[0]
-    threads = numba.get_num_threads()
-    parallel = n * means.shape[0] >= PARALLEL_MIN_WORK and threads > 1
-    n_chunks = max(1, min(2 * threads, n // (4 * _BLOCK))) if parallel else 1
-    ll, nk, s1, s2 = _KERNELS[kind, parallel](
-        X, sample_weight, log_const, means, prec_chol, n_chunks
+    n, d = X.shape
+    k = means.shape[0]
+    parts = parallel_parts(n * k, n)
+    nk = np.zeros((parts, k))
+    s1 = np.zeros((parts, k, d))
+    s2 = np.zeros((parts, k, d, d) if kind == "full" else (parts, k, d))
+    kernel = _CHUNK_KERNELS[kind]
+    ll = run_on_threads(
+        functools.partial(_chunk_call, kernel),
+        n,
+        parts,
+        X,
+        sample_weight,
+        log_const,
+        means,
+        prec_chol,
+        nk,
+        s1,
+        s2,
     )
+    ll, nk, s1, s2 = float(sum(ll)), nk.sum(axis=0), s1.sum(axis=0), s2.sum(axis=0)
     if kind == "full":
-        lower = np.tril_indices(X.shape[1], -1)
+        lower = np.tril_indices(d, -1)
         s2[:, lower[1], lower[0]] = s2[:, lower[0], lower[1]]
     return ll, nk, s1, s2

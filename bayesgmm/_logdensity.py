@@ -38,7 +38,15 @@ import numpy as np
 from numba import types
 from scipy.special import gammaln
 
-from ._kernels import _BLOCK, _EXP_FLOOR, _FASTMATH, _chunk_diag, _chunk_full
+from ._kernels import (
+    _BLOCK,
+    _EXP_FLOOR,
+    _FASTMATH,
+    _chunk_diag,
+    _chunk_full,
+    parallel_parts,
+    run_on_threads,
+)
 from ._numerics import COVARIANCE_TYPES
 
 __all__ = [
@@ -48,6 +56,7 @@ __all__ = [
     "expand",
     "from_unconstrained",
     "log_density_and_grad",
+    "mixture_responsibilities",
     "n_unconstrained",
     "pack_user_data",
     "pointwise_log_density",
@@ -536,15 +545,21 @@ def _finish_block(lp, m, start, out_s, responsibilities):  # pragma: no cover
             out_s.flat[start + t] = mx + math.log(tot)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
-def _over_draws(X, log_const, means, params, full, responsibilities, out):  # pragma: no cover
-    """Per draw (in parallel), blocks of rows: log-density or responsibilities into ``out``."""
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _over_draws(
+    X, lo, hi, log_const, means, params, full, responsibilities, out, part
+):  # pragma: no cover
+    """Draws ``lo:hi``, blocks of rows: log-density or responsibilities into ``out``.
+
+    Serial and GIL-free; :func:`bayesgmm._kernels.run_on_threads` runs slices of the draws on
+    threads.
+    """
     n, d = X.shape
-    n_draws, k = log_const.shape
-    for s in numba.prange(n_draws):
-        lp = np.empty((k, _BLOCK))
-        diff = np.empty((d, _BLOCK))
-        y = np.empty(_BLOCK)
+    k = log_const.shape[1]
+    lp = np.empty((k, _BLOCK))
+    diff = np.empty((d, _BLOCK))
+    y = np.empty(_BLOCK)
+    for s in range(lo, hi):
         for start in range(0, n, _BLOCK):
             m = min(_BLOCK, n - start)
             if full:
@@ -552,6 +567,44 @@ def _over_draws(X, log_const, means, params, full, responsibilities, out):  # pr
             else:
                 _block_diag(X, start, m, log_const[s], means[s], params[s, :, :, 0], lp)
             _finish_block(lp, m, start, out[s], responsibilities)
+
+
+def _draw_parts(n_draws: int, n: int, k: int) -> int:
+    """Slices of the draws to run in parallel (one per thread for enough work)."""
+    return parallel_parts(n_draws * n * k, n_draws, min_per_part=1)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _rows_one_draw(
+    X, lo, hi, log_const, means, params, full, resp, log_norm, part
+):  # pragma: no cover
+    """One parameter set, rows ``lo:hi`` in blocks: responsibilities and log-density.
+
+    Serial and GIL-free; :func:`bayesgmm._kernels.run_on_threads` runs slices on threads.
+    """
+    d = X.shape[1]
+    k = log_const.shape[0]
+    lp = np.empty((k, _BLOCK))
+    diff = np.empty((d, _BLOCK))
+    y = np.empty(_BLOCK)
+    for start in range(lo, hi, _BLOCK):
+        m = min(_BLOCK, hi - start)
+        if full:
+            _block_full(X, start, m, log_const, means, params, lp, diff, y)
+        else:
+            _block_diag(X, start, m, log_const, means, params[:, :, 0], lp)
+        for t in range(m):
+            mx = lp[0, t]
+            for j in range(1, k):
+                mx = max(mx, lp[j, t])
+            tot = 0.0
+            for j in range(k):
+                e = math.exp(max(lp[j, t] - mx, _EXP_FLOOR))
+                lp[j, t] = e
+                tot += e
+            log_norm[start + t] = mx + math.log(tot)
+            for j in range(k):
+                resp[start + t, j] = lp[j, t] / tot
 
 
 def _per_draw_inputs(X, weights, means, precisions_cholesky, covariance_type):
@@ -596,8 +649,47 @@ def pointwise_log_density(
         X, weights, means, precisions_cholesky, covariance_type
     )
     out = np.empty((log_const.shape[0], X.shape[0]))
-    _over_draws(X, log_const, mu, params, full, False, out)
+    n_draws = log_const.shape[0]
+    parts = _draw_parts(n_draws, X.shape[0], log_const.shape[1])
+    run_on_threads(_over_draws, n_draws, parts, X, log_const, mu, params, full, False, out)
     return out
+
+
+def mixture_responsibilities(
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Responsibilities ``(n_samples, n_components)`` and log-density ``(n_samples,)`` of one
+    parameter set (shapes of :mod:`bayesgmm._numerics`), compiled and parallel over rows.
+
+    The twin of :func:`bayesgmm._numerics.responsibilities` of
+    :func:`bayesgmm._numerics.log_weighted_prob`; memory is that of the outputs.
+    """
+    X, log_const, mu, params, full = _per_draw_inputs(
+        X,
+        np.asarray(weights)[None],
+        np.asarray(means)[None],
+        np.asarray(precisions_cholesky)[None],
+        covariance_type,
+    )
+    n, k = X.shape[0], log_const.shape[1]
+    resp, log_norm = np.empty((n, k)), np.empty(n)
+    run_on_threads(
+        _rows_one_draw,
+        n,
+        parallel_parts(n * k, n),
+        X,
+        log_const[0],
+        mu[0],
+        params[0],
+        full,
+        resp,
+        log_norm,
+    )
+    return resp, log_norm
 
 
 def allocation_probabilities(
@@ -616,7 +708,9 @@ def allocation_probabilities(
         X, weights, means, precisions_cholesky, covariance_type
     )
     out = np.empty((log_const.shape[0], X.shape[0], log_const.shape[1]))
-    _over_draws(X, log_const, mu, params, full, True, out)
+    n_draws = log_const.shape[0]
+    parts = _draw_parts(n_draws, X.shape[0], log_const.shape[1])
+    run_on_threads(_over_draws, n_draws, parts, X, log_const, mu, params, full, True, out)
     return out
 
 
@@ -629,75 +723,74 @@ def _sorted_quantile(v, q):  # pragma: no cover - compiled
     return v[lo] + (h - lo) * (v[hi] - v[lo])
 
 
-@numba.njit(parallel=True, cache=True, nogil=True, fastmath=_FASTMATH)
+@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _summarize_points(
-    X, log_const, means, params, full, q_lo, q_hi, mean, lower, upper, stats
+    X, lo, hi, log_const, means, params, full, q_lo, q_hi, mean, lower, upper, stats, part
 ):  # pragma: no cover - compiled
-    """Per point (in parallel over blocks of points), loop over every draw and summarise.
+    """Per point ``lo:hi``, loop over every draw and summarise.
 
     ``mean/lower/upper[i, j]``: mean and quantiles over draws of ``p(z_i = j | x_i, theta_s)``;
     ``stats[i]``: mean per-draw entropy, ``log mean_s p(x_i | theta_s)``, and the ``q_lo``/
-    ``q_hi`` quantiles of ``log p(x_i | theta_s)``. Only ``draws x components`` floats per
-    thread are held, so memory does not grow with the number of points.
+    ``q_hi`` quantiles of ``log p(x_i | theta_s)``. Only ``draws x components`` floats are
+    held, so memory does not grow with the number of points. Serial and GIL-free;
+    :func:`bayesgmm._kernels.run_on_threads` runs slices of the points on threads.
     """
-    n, d = X.shape
+    d = X.shape[1]
     n_draws, k = log_const.shape
-    n_blocks = (n + _BLOCK - 1) // _BLOCK
-    for blk in numba.prange(n_blocks):
-        resp = np.empty((k, n_draws))
-        lnorm = np.empty(n_draws)
-        col = np.empty(n_draws)
-        diff = np.empty(d)
-        for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
-            entropy_sum = 0.0
-            for s in range(n_draws):
-                mx = -np.inf
-                for j in range(k):
-                    for a in range(d):
-                        diff[a] = X[i, a] - means[s, j, a]
-                    quad = 0.0
-                    if full:
-                        for b in range(d):
-                            y = 0.0
-                            for a in range(b + 1):
-                                y += diff[a] * params[s, j, a, b]
-                            quad += y * y
-                    else:
-                        for a in range(d):
-                            v = diff[a] * params[s, j, a, 0]
-                            quad += v * v
-                    lp = log_const[s, j] - 0.5 * quad
-                    resp[j, s] = lp
-                    mx = max(mx, lp)
-                tot = 0.0
-                for j in range(k):
-                    e = math.exp(max(resp[j, s] - mx, _EXP_FLOOR))
-                    resp[j, s] = e
-                    tot += e
-                for j in range(k):
-                    p = resp[j, s] / tot
-                    resp[j, s] = p
-                    if p > 0.0:
-                        entropy_sum -= p * math.log(p)
-                lnorm[s] = mx + math.log(tot)
+    resp = np.empty((k, n_draws))
+    lnorm = np.empty(n_draws)
+    col = np.empty(n_draws)
+    diff = np.empty(d)
+    for i in range(lo, hi):
+        entropy_sum = 0.0
+        for s in range(n_draws):
+            mx = -np.inf
             for j in range(k):
-                acc = 0.0
-                for s in range(n_draws):
-                    acc += resp[j, s]
-                    col[s] = resp[j, s]
-                mean[i, j] = acc / n_draws
-                col.sort()
-                lower[i, j] = _sorted_quantile(col, q_lo)
-                upper[i, j] = _sorted_quantile(col, q_hi)
-            mx = lnorm.max()
+                for a in range(d):
+                    diff[a] = X[i, a] - means[s, j, a]
+                quad = 0.0
+                if full:
+                    for b in range(d):
+                        y = 0.0
+                        for a in range(b + 1):
+                            y += diff[a] * params[s, j, a, b]
+                        quad += y * y
+                else:
+                    for a in range(d):
+                        v = diff[a] * params[s, j, a, 0]
+                        quad += v * v
+                lp = log_const[s, j] - 0.5 * quad
+                resp[j, s] = lp
+                mx = max(mx, lp)
+            tot = 0.0
+            for j in range(k):
+                e = math.exp(max(resp[j, s] - mx, _EXP_FLOOR))
+                resp[j, s] = e
+                tot += e
+            for j in range(k):
+                p = resp[j, s] / tot
+                resp[j, s] = p
+                if p > 0.0:
+                    entropy_sum -= p * math.log(p)
+            lnorm[s] = mx + math.log(tot)
+        for j in range(k):
             acc = 0.0
             for s in range(n_draws):
-                acc += math.exp(lnorm[s] - mx)
-            stats[i, 0] = entropy_sum / n_draws
-            stats[i, 1] = mx + math.log(acc / n_draws)
-            lnorm.sort()
-            stats[i, 2] = _sorted_quantile(lnorm, q_lo)
-            stats[i, 3] = _sorted_quantile(lnorm, q_hi)
+                acc += resp[j, s]
+                col[s] = resp[j, s]
+            mean[i, j] = acc / n_draws
+            col.sort()
+            lower[i, j] = _sorted_quantile(col, q_lo)
+            upper[i, j] = _sorted_quantile(col, q_hi)
+        mx = lnorm.max()
+        acc = 0.0
+        for s in range(n_draws):
+            acc += math.exp(lnorm[s] - mx)
+        stats[i, 0] = entropy_sum / n_draws
+        stats[i, 1] = mx + math.log(acc / n_draws)
+        lnorm.sort()
+        stats[i, 2] = _sorted_quantile(lnorm, q_lo)
+        stats[i, 3] = _sorted_quantile(lnorm, q_hi)
 
 
 def summarize_points(
@@ -722,7 +815,10 @@ def summarize_points(
     n, k = X.shape[0], log_const.shape[1]
     mean, lower, upper = (np.empty((n, k)) for _ in range(3))
     stats = np.empty((n, 4))
-    _summarize_points(
+    run_on_threads(
+        _summarize_points,
+        n,
+        parallel_parts(n * log_const.shape[0] * k, n, min_per_part=8),
         X,
         log_const,
         mu,

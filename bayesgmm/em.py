@@ -16,12 +16,12 @@ from typing import Any, Self
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils.validation import check_is_fitted
 
 from . import _kernels
+from ._logdensity import mixture_responsibilities
 from ._numerics import (
     COVARIANCE_TYPES,
     covariances_from_precisions_cholesky,
@@ -557,8 +557,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         -------
         log_density : ndarray of shape (n_samples,)
         """
-        X = self._check_X_predict(X)
-        return logsumexp(self._weighted_log_prob(X), axis=1)
+        return self._responsibilities(X)[1]
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
         """Mean log-likelihood per sample of ``X`` under the fitted mixture."""
@@ -572,8 +571,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         resp : ndarray of shape (n_samples, n_components)
             Rows sum to one.
         """
-        X = self._check_X_predict(X)
-        return responsibilities(self._weighted_log_prob(X))[0]
+        return self._responsibilities(X)[0]
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Most probable component of each sample.
@@ -582,8 +580,14 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
+        return self._responsibilities(X)[0].argmax(axis=1)
+
+    def _responsibilities(self, X: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Validated ``X`` -> (responsibilities, log-density), compiled and parallel over rows."""
         X = self._check_X_predict(X)
-        return self._weighted_log_prob(X).argmax(axis=1)
+        return mixture_responsibilities(
+            X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+        )
 
     def _total_log_likelihood(
         self, X: ArrayLike, sample_weight: ArrayLike | None

@@ -24,10 +24,10 @@ compact, blob-like segments, smaller ones segments driven by colour. Integer ima
 their full range (uint8 / 255, uint16 / 65535); float images are taken as they are.
 
 **Large images.** The mixture is fitted to a random subsample of ``n_fit_pixels`` pixels, then
-every pixel is predicted. EM's membership probabilities are computed in chunks of pixels; the
-Bayesian maps use ``n_map_draws`` posterior draws (thinned evenly over the pooled chains) and a
-compiled kernel that streams over pixels, so memory is that of the output maps whatever the
-number of draws.
+every pixel is predicted by compiled kernels that run in parallel over pixels: EM's membership
+probabilities directly, the Bayesian maps from ``n_map_draws`` posterior draws (thinned evenly
+over the pooled chains), streaming, so memory is that of the output maps whatever the number
+of draws.
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ FEATURE_GROUPS = ("intensity", "color", "position")
 #: Rec. 601 luma weights: intensity of an RGB pixel.
 LUMA = np.array([0.299, 0.587, 0.114])
 _DEFAULT_FIT_PIXELS = {"em": 50_000, "bayes": 5_000}
-_CHUNK = 1 << 16
 
 
 def as_image(image: ArrayLike) -> np.ndarray:
@@ -414,9 +413,7 @@ def segment_image(
     width = None
     used_draws = None
     if method == "em":
-        prob = np.empty((n_pixels, k))
-        for lo in range(0, n_pixels, _CHUNK):
-            prob[lo : lo + _CHUNK] = est.predict_proba(frame.iloc[lo : lo + _CHUNK])
+        prob = est.predict_proba(frame)  # compiled, parallel over pixels
         labels = prob.argmax(axis=1)
         label_p = prob[np.arange(n_pixels), labels]
         total = _entropy(prob)

@@ -388,3 +388,46 @@ def test_fitted_from_parameters_reproduces_the_fit(covariance_type):
     np.testing.assert_allclose(again.predict_proba(X), gm.predict_proba(X), rtol=1e-12)
     assert again.bic(X) == pytest.approx(gm.bic(X), rel=1e-12)
     assert again.icl(X) == pytest.approx(gm.icl(X), rel=1e-12)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_compiled_prediction_equals_numpy_reference(cov, separated):
+    """predict_proba/score_samples/predict (compiled, parallel over rows) against _numerics."""
+    from bayesgmm._numerics import log_weighted_prob, responsibilities
+
+    X, _ = separated
+    gm = EMGaussianMixture(3, covariance_type=cov, random_state=0).fit(X)
+    # 600 rows = 2 full blocks of 256 and a partial one; far points test the tails.
+    Xt = np.vstack([X, [[40.0, -40.0], [1e3, 1e3]]])
+    lw = log_weighted_prob(Xt, gm.weights_, gm.means_, gm.precisions_cholesky_, cov)
+    resp, log_norm = responsibilities(lw)
+    np.testing.assert_allclose(gm.predict_proba(Xt), resp, atol=1e-12)
+    np.testing.assert_allclose(gm.score_samples(Xt), log_norm, rtol=1e-12)
+    np.testing.assert_array_equal(gm.predict(Xt), lw.argmax(axis=1))
+
+
+def _fit_in_child(X):
+    # "random_from_data": no k-means, whose OpenMP runtime is not fork-safe by itself
+    gm = EMGaussianMixture(
+        2, init_params="random_from_data", random_state=0, max_iter=3, tol=0.0
+    ).fit(X)
+    return float(gm.predict_proba(X).sum())
+
+
+def test_threaded_kernels_work_in_a_forked_child():
+    """The kernels' thread pool is per process: a forked child (as PyMC's chain workers or
+    multiprocessing pools are) must start its own rather than wait on the parent's threads."""
+    import multiprocessing
+    import warnings
+
+    from bayesgmm._kernels import parallel_parts
+
+    X = np.random.default_rng(0).normal(size=(120_000, 2))
+    if parallel_parts(X.shape[0] * 2, X.shape[0]) < 2:
+        pytest.skip("one CPU thread: the kernels run serially and no pool exists")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_iter=3 does not converge, on purpose
+        _fit_in_child(X)  # the parent's pool now exists
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            total = pool.apply_async(_fit_in_child, (X,)).get(timeout=60)
+    assert total == pytest.approx(X.shape[0])

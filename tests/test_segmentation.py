@@ -90,8 +90,8 @@ def test_bayes_maps_are_consistent(bayes_result):
     assert isinstance(fig, Figure) and len(fig.axes) == 6 + 5  # panels + colour bars
 
 
-def test_em_maps_are_chunked_predict_proba():
-    image, _ = make_regions_image((300, 260), color=True, random_state=1)  # > one chunk
+def test_em_maps_are_predict_proba_of_every_pixel():
+    image, _ = make_regions_image((300, 260), color=True, random_state=1)
     r = segment_image(image, 3, features=("color",), n_fit_pixels=4000, random_state=2)
     X, f = image_features(image, ("color",))
     expected = r.estimator.predict_proba(pd.DataFrame(X, columns=f.names))
