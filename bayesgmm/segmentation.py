@@ -32,6 +32,7 @@ of draws.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ FEATURE_GROUPS = ("intensity", "color", "position")
 #: Rec. 601 luma weights: intensity of an RGB pixel.
 LUMA = np.array([0.299, 0.587, 0.114])
 _DEFAULT_FIT_PIXELS = {"em": 50_000, "bayes": 5_000}
+_log = logging.getLogger("bayesgmm")
 
 
 def as_image(image: ArrayLike) -> np.ndarray:
@@ -406,10 +408,23 @@ def segment_image(
     # Named columns: the estimators, their diagnostics and posteriors say "red", "row", ...
     frame = pd.DataFrame(X, columns=scaler.names, copy=False)
     cls = EMGaussianMixture if method == "em" else BayesGaussianMixture
+    _log.info(
+        "fitting %s with %d components to %d of %d pixels (%s)",
+        cls.__name__,
+        k,
+        fit_idx.size,
+        n_pixels,
+        ", ".join(scaler.names),
+    )
     est = cls(k, random_state=seed, **estimator_options).fit(frame.iloc[fit_idx])
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    _log.info(
+        "computing the maps of %d pixels%s",
+        n_pixels,
+        f" from up to {n_map_draws} posterior draws" if method == "bayes" else "",
+    )
     width = None
     used_draws = None
     if method == "em":
