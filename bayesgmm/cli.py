@@ -554,6 +554,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
         gray = np.clip(result.uncertainty_total / top, 0.0, 1.0)
         Image.fromarray((gray * 255).round().astype(np.uint8)).save(tmp / "uncertainty.png")
         plot_segmentation(result).savefig(tmp / "segmentation.png", dpi=100)
+        from .report import write_report
+
+        # One self-contained HTML file (the figure embedded).
+        write_report(
+            tmp / "report.html",
+            segmentation=result,
+            embed=True,
+            title=f"bayesgmm segment: {Path(args.image).name}",
+        )
     if not args.quiet:
         _print_table(summary)
         print(

@@ -1,7 +1,8 @@
 """Render fitted results to an HTML or Markdown report; nothing is fitted or sampled here.
 
-:func:`render_report` takes a fitted :class:`~bayesgmm.bayes.BayesGaussianMixture` and/or a
-:class:`~bayesgmm.selection.ComparisonResult` and lays out what they already hold:
+:func:`render_report` takes a fitted :class:`~bayesgmm.BayesGaussianMixture`, a
+:class:`~bayesgmm.selection.ComparisonResult` and/or a segmentation, and lays out what they
+already hold:
 
 1. the data (``idata_["observed_data"]``);
 2. the EM fit: weights, means, BIC/AIC/ICL and collapsed (degenerate) components;
@@ -12,7 +13,9 @@
 5. membership uncertainty: how many points have ``P(label) < 0.9`` and the least certain
    points (:meth:`~bayesgmm.BayesGaussianMixture.membership`);
 6. model comparison: the verdict, each criterion's choice and the table;
-7. provenance: package versions, estimator parameters and the seed.
+7. image segmentation (a :class:`~bayesgmm.SegmentationResult`): settings, the sampler's
+   verdict for a Bayesian fit, a per-segment table and the image, label and uncertainty maps;
+8. provenance: package versions, estimator parameters and the seed.
 
 Figures are PNG files in ``figures_dir``, referenced by relative path, or embedded as base64
 with ``embed=True`` so that an HTML report is one self-contained file. Every piece of text is
@@ -53,6 +56,7 @@ from .plots import (
     plot_posterior_intervals,
     plot_predictive_check,
     plot_rank,
+    plot_segmentation,
     plot_trace,
     posterior_vs_em,
 )
@@ -60,6 +64,7 @@ from .plots import (
 if TYPE_CHECKING:
     from .bayes import BayesGaussianMixture
     from .responsibilities import MembershipSummary
+    from .segmentation import SegmentationResult
     from .selection import ComparisonResult
 
 __all__ = ["render_report", "write_report"]
@@ -297,6 +302,7 @@ def _summary_section(
     membership: MembershipSummary | None,
     comparison: ComparisonResult | None,
     threshold: float,
+    segmentation: SegmentationResult | None = None,
 ) -> list[_Block]:
     items = []
     if bgm is not None and membership is not None:
@@ -324,6 +330,20 @@ def _summary_section(
             for criterion, m in comparison.best.items()
         ]
         items.append("Model choice by " + "; ".join(picks) + "." if picks else "No model chosen.")
+    if segmentation is not None:
+        seg = segmentation
+        h, w = seg.labels.shape
+        items.append(
+            f"Image of {w} x {h} pixels segmented into {seg.n_components} segments by "
+            f"{'EM' if seg.method == 'em' else 'NUTS'}; "
+            f"{np.mean(seg.label_probability < threshold):.1%} of the pixels have "
+            f"P(label) < {threshold:g}."
+        )
+        if seg.method == "bayes":
+            items.append(
+                "Convergence of the posterior: "
+                + ("PASSED." if seg.estimator.diagnostics_.passed else "FAILED (see below).")
+            )
     return [_Heading("Summary"), _List(items)]
 
 
@@ -650,6 +670,62 @@ def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> l
     return blocks
 
 
+def _segmentation_section(
+    result: SegmentationResult, threshold: float, figures: _Figures | None
+) -> list[_Block]:
+    h, w = result.labels.shape
+    n_pixels = h * w
+    how = "EM" if result.method == "em" else "the Bayesian mixture (NUTS, started from EM)"
+    settings = [
+        ("image", f"{w} x {h} pixels, {'RGB' if result.image.ndim == 3 else 'grayscale'}"),
+        ("segments (components)", result.n_components),
+        ("method", how),
+        ("features", ", ".join(result.features.names)),
+        ("position weight", result.features.position_weight),
+        (
+            "pixels fitted",
+            f"all {n_pixels}"
+            if result.fit_pixels.size == n_pixels
+            else f"{result.fit_pixels.size} of {n_pixels} (uniform random sample)",
+        ),
+    ]
+    if result.n_map_draws is not None:
+        settings.append(("posterior draws behind the maps", result.n_map_draws))
+    settings += [(f"seconds: {k}", round(v, 2)) for k, v in result.timings.items()]
+    unsure = float(np.mean(result.label_probability < threshold))
+    blocks: list[_Block] = [
+        _Heading("Image segmentation"),
+        _Table(_kv(settings, ("setting", "value"))),
+        _Para(
+            f"{unsure:.1%} of the pixels have a label probability below {threshold:g}. "
+            "Total uncertainty is the entropy of a pixel's membership probabilities (nats, at "
+            f"most log K = {np.log(max(result.n_components, 2)):.2f}); aleatoric is the "
+            "expected entropy under the posterior (overlapping components), epistemic the "
+            "rest (uncertainty about the components, zero for EM)."
+        ),
+    ]
+    if result.method == "bayes":
+        diag = result.estimator.diagnostics_
+        blocks.append(_Para(diag.verdict, "pass" if diag.passed else "fail"))
+    table = result.summary().join(result.component_means())
+    blocks.append(
+        _Table(
+            _frame(table.reset_index()),
+            "Per segment: share of pixels, mean label probability and uncertainties, and "
+            "the fitted mean in image units (colour in [0, 1], position in pixels).",
+        )
+    )
+    if figures is not None:
+        blocks.append(
+            figures.add(
+                lambda: plot_segmentation(result),
+                "segmentation",
+                "The image, its label map and the uncertainty maps.",
+            )
+        )
+    return blocks
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -698,6 +774,7 @@ def render_report(
     *,
     bgm: BayesGaussianMixture | None = None,
     comparison: ComparisonResult | None = None,
+    segmentation: SegmentationResult | None = None,
     title: str = "bayesgmm report",
     figures_dir: str | os.PathLike | None = None,
     fmt: Literal["html", "md"] = "html",
@@ -721,6 +798,9 @@ def render_report(
         membership uncertainty and provenance sections.
     comparison : ComparisonResult, optional
         From :func:`bayesgmm.compare_models`: the model comparison section.
+    segmentation : SegmentationResult, optional
+        From :func:`bayesgmm.segment_image`: the image segmentation section (and, for a
+        Bayesian segmentation without ``bgm``, provenance from its estimator).
     title : str, default="bayesgmm report"
     figures_dir : str or path-like, optional
         Folder for the figures as PNG files (created if missing). Needed for figures unless
@@ -751,10 +831,10 @@ def render_report(
     Raises
     ------
     ValueError
-        Neither ``bgm`` nor ``comparison`` given, an unknown ``fmt``, or figures requested
-        with neither ``figures_dir`` nor ``embed=True``.
+        None of ``bgm``, ``comparison`` and ``segmentation`` given, an unknown ``fmt``, or
+        figures requested with neither ``figures_dir`` nor ``embed=True``.
     TypeError
-        ``bgm`` or ``comparison`` of the wrong type.
+        ``bgm``, ``comparison`` or ``segmentation`` of the wrong type.
 
     Examples
     --------
@@ -767,10 +847,18 @@ def render_report(
     from .selection import ComparisonResult
 
     check_choice("fmt", fmt, FORMATS)
-    if bgm is None and comparison is None:
+    from .segmentation import SegmentationResult
+
+    if bgm is None and comparison is None and segmentation is None:
         raise ValueError(
-            "Nothing to report: pass bgm= (a fitted BayesGaussianMixture) and/or "
-            "comparison= (a ComparisonResult from compare_models)."
+            "Nothing to report: pass bgm= (a fitted BayesGaussianMixture), comparison= (a "
+            "ComparisonResult from compare_models) and/or segmentation= (a "
+            "SegmentationResult from segment_image)."
+        )
+    if segmentation is not None and not isinstance(segmentation, SegmentationResult):
+        raise TypeError(
+            "segmentation must be a SegmentationResult from bayesgmm.segment_image, got "
+            f"{type(segmentation).__name__}."
         )
     if bgm is not None:
         if not isinstance(bgm, BayesGaussianMixture):
@@ -797,7 +885,7 @@ def render_report(
         fig_store = _Figures(folder, base, embed, dpi)
 
     membership = None if bgm is None else bgm.membership(interval=interval)
-    blocks = _summary_section(bgm, membership, comparison, threshold)
+    blocks = _summary_section(bgm, membership, comparison, threshold, segmentation)
     if bgm is not None:
         assert membership is not None
         blocks += _data_section(bgm)
@@ -807,7 +895,12 @@ def render_report(
         blocks += _membership_section(bgm, membership, interval, threshold, n_uncertain, fig_store)
     if comparison is not None:
         blocks += _comparison_section(comparison, fig_store)
-    blocks += _provenance_section(bgm)
+    if segmentation is not None:
+        blocks += _segmentation_section(segmentation, threshold, fig_store)
+    source = bgm
+    if source is None and segmentation is not None and segmentation.method == "bayes":
+        source = segmentation.estimator
+    blocks += _provenance_section(source)
     text = _render_html(title, blocks) if fmt == "html" else _render_md(title, blocks)
     _log.info(
         "Rendered a %s report with %d figure(s).",

@@ -257,3 +257,21 @@ def test_report_from_saved_results_has_the_same_tables(faithful_fit, tmp_path):
 
     assert len(tables(original)) > 20
     assert tables(again) == tables(original)
+
+
+def test_segmentation_report(tmp_path):
+    from bayesgmm import make_regions_image, segment_image
+
+    image, _ = make_regions_image((40, 48), random_state=0)
+    result = segment_image(image, 3, random_state=0)
+    text = render_report(segmentation=result, fmt="md", figures=False)
+    assert "## Image segmentation" in text and "48 x 40 pixels" in text
+    assert "mean_label_probability" in text and "| pixels fitted | all 1920 |" in text
+    share = f"{np.mean(result.label_probability < 0.9):.1%}"
+    assert f"{share} of the pixels have a label probability below 0.9" in text
+    path = write_report(tmp_path / "seg.html", segmentation=result, embed=True, dpi=30)
+    page = path.read_text(encoding="utf-8")
+    assert "<h2>Image segmentation</h2>" in page and "data:image/png;base64," in page
+    assert "Bayesian fit" not in page  # EM: no posterior sections
+    with pytest.raises(TypeError, match="SegmentationResult"):
+        render_report(segmentation=image, figures=False)

@@ -188,7 +188,8 @@ def test_cli_segments_the_photo_and_a_png(tmp_path, capsys):
     argv = ["segment", str(photo), "-k", "4", "--out", str(out), "--n-fit-pixels", "20000"]
     assert main(argv) == 0
     assert "results written" in capsys.readouterr().out
-    for name in ("labels.png", "uncertainty.png", "segmentation.png", "maps.npz", "segments.csv"):
+    names = ("labels.png", "uncertainty.png", "segmentation.png", "maps.npz", "segments.csv")
+    for name in (*names, "report.html"):
         assert (out / name).is_file(), name
     labels = np.asarray(Image.open(out / "labels.png"))
     assert labels.shape == (427, 640) and set(np.unique(labels)) <= {0, 1, 2, 3}
