@@ -525,9 +525,9 @@ def _block_diag(X, start, m, log_const, means, inv_sig, lp):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _finish_block(lp, m, start, out_s, responsibilities):  # pragma: no cover
-    """Per row: log-sum-exp over components into ``out_s[row]``, or, with
-    ``responsibilities``, the normalised probabilities into ``out_s[row, :]``."""
+def _softmax_block(lp, m, lse):  # pragma: no cover
+    """Per row ``t < m``, in place: ``lp[:, t]`` becomes the normalised probabilities and
+    ``lse[t]`` the log-sum-exp over components."""
     k = lp.shape[0]
     for t in range(m):
         mx = lp[0, t]
@@ -538,11 +538,9 @@ def _finish_block(lp, m, start, out_s, responsibilities):  # pragma: no cover
             e = math.exp(max(lp[j, t] - mx, _EXP_FLOOR))
             lp[j, t] = e
             tot += e
-        if responsibilities:
-            for j in range(k):
-                out_s.flat[(start + t) * k + j] = lp[j, t] / tot
-        else:
-            out_s.flat[start + t] = mx + math.log(tot)
+        for j in range(k):
+            lp[j, t] /= tot
+        lse[t] = mx + math.log(tot)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
@@ -559,14 +557,22 @@ def _over_draws(
     lp = np.empty((k, _BLOCK))
     diff = np.empty((d, _BLOCK))
     y = np.empty(_BLOCK)
+    lse = np.empty(_BLOCK)
     for s in range(lo, hi):
+        out_s = out[s]
         for start in range(0, n, _BLOCK):
             m = min(_BLOCK, n - start)
             if full:
                 _block_full(X, start, m, log_const[s], means[s], params[s], lp, diff, y)
             else:
                 _block_diag(X, start, m, log_const[s], means[s], params[s, :, :, 0], lp)
-            _finish_block(lp, m, start, out[s], responsibilities)
+            _softmax_block(lp, m, lse)
+            for t in range(m):
+                if responsibilities:
+                    for j in range(k):
+                        out_s.flat[(start + t) * k + j] = lp[j, t]
+                else:
+                    out_s.flat[start + t] = lse[t]
 
 
 def _draw_parts(n_draws: int, n: int, k: int) -> int:
@@ -593,18 +599,10 @@ def _rows_one_draw(
             _block_full(X, start, m, log_const, means, params, lp, diff, y)
         else:
             _block_diag(X, start, m, log_const, means, params[:, :, 0], lp)
+        _softmax_block(lp, m, log_norm[start : start + m])
         for t in range(m):
-            mx = lp[0, t]
-            for j in range(1, k):
-                mx = max(mx, lp[j, t])
-            tot = 0.0
             for j in range(k):
-                e = math.exp(max(lp[j, t] - mx, _EXP_FLOOR))
-                lp[j, t] = e
-                tot += e
-            log_norm[start + t] = mx + math.log(tot)
-            for j in range(k):
-                resp[start + t, j] = lp[j, t] / tot
+                resp[start + t, j] = lp[j, t]
 
 
 def _per_draw_inputs(X, weights, means, precisions_cholesky, covariance_type):
