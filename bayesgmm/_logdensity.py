@@ -723,9 +723,26 @@ def _sorted_quantile(v, q):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _summarize_points(
-    X, lo, hi, log_const, means, params, full, q_lo, q_hi, mean, lower, upper, stats, part
+    X,
+    lo,
+    hi,
+    log_const,
+    means,
+    params,
+    full,
+    q_lo,
+    q_hi,
+    label_only,
+    mean,
+    lower,
+    upper,
+    stats,
+    part,
 ):  # pragma: no cover - compiled
     """Per point ``lo:hi``, loop over every draw and summarise.
+
+    With ``label_only``, quantiles are computed for the most probable component only (the
+    others and the log-density's are NaN): one sort per point instead of ``K + 1``.
 
     ``mean/lower/upper[i, j]``: mean and quantiles over draws of ``p(z_i = j | x_i, theta_s)``;
     ``stats[i]``: mean per-draw entropy, ``log mean_s p(x_i | theta_s)``, and the ``q_lo``/
@@ -771,12 +788,21 @@ def _summarize_points(
                 if p > 0.0:
                     entropy_sum -= p * math.log(p)
             lnorm[s] = mx + math.log(tot)
+        best = 0
         for j in range(k):
             acc = 0.0
             for s in range(n_draws):
                 acc += resp[j, s]
-                col[s] = resp[j, s]
             mean[i, j] = acc / n_draws
+            if mean[i, j] > mean[i, best]:
+                best = j
+        for j in range(k):
+            if label_only and j != best:
+                lower[i, j] = np.nan
+                upper[i, j] = np.nan
+                continue
+            for s in range(n_draws):
+                col[s] = resp[j, s]
             col.sort()
             lower[i, j] = _sorted_quantile(col, q_lo)
             upper[i, j] = _sorted_quantile(col, q_hi)
@@ -786,9 +812,13 @@ def _summarize_points(
             acc += math.exp(lnorm[s] - mx)
         stats[i, 0] = entropy_sum / n_draws
         stats[i, 1] = mx + math.log(acc / n_draws)
-        lnorm.sort()
-        stats[i, 2] = _sorted_quantile(lnorm, q_lo)
-        stats[i, 3] = _sorted_quantile(lnorm, q_hi)
+        if label_only:
+            stats[i, 2] = np.nan
+            stats[i, 3] = np.nan
+        else:
+            lnorm.sort()
+            stats[i, 2] = _sorted_quantile(lnorm, q_lo)
+            stats[i, 3] = _sorted_quantile(lnorm, q_hi)
 
 
 def summarize_points(
@@ -798,6 +828,7 @@ def summarize_points(
     precisions_cholesky: np.ndarray,
     covariance_type: str,
     quantiles: tuple[float, float],
+    label_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Streaming per-point summaries of the per-draw responsibilities, compiled.
 
@@ -824,6 +855,7 @@ def summarize_points(
         full,
         float(quantiles[0]),
         float(quantiles[1]),
+        bool(label_only),
         mean,
         lower,
         upper,

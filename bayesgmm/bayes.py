@@ -332,7 +332,12 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         return check_X(X, estimator=self, reset=False)
 
     def membership(
-        self, X: Any = None, *, interval: float = 0.89, max_draws: int | None = None
+        self,
+        X: Any = None,
+        *,
+        interval: float = 0.89,
+        max_draws: int | None = None,
+        intervals: str = "all",
     ) -> MembershipSummary:
         """Per-point membership summaries over the posterior (training data by default).
 
@@ -351,13 +356,19 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             Use at most this many posterior draws, evenly spaced over the pooled chains
             (thinning, for very many points); all draws when omitted. The summary's
             ``n_draws`` says how many were used.
+        intervals : {"all", "label"}, default="all"
+            ``"label"``: intervals of each point's most probable component only, faster for
+            very many points (see
+            :func:`~bayesgmm.responsibilities.summarize_responsibilities`).
         """
         X = self._data(X)
         w, mu, pc = self._draws()
         if max_draws is not None:
             check_positive("max_draws", max_draws, integer=True)
             w, mu, pc = _thin(max_draws, w, mu, pc)
-        return summarize_responsibilities(X, w, mu, pc, self.covariance_type, interval=interval)
+        return summarize_responsibilities(
+            X, w, mu, pc, self.covariance_type, interval=interval, intervals=intervals
+        )
 
     def responsibility_draws(self, X: Any = None, *, max_memory_mb: float = 1024.0) -> xr.DataArray:
         """Every draw's responsibilities ``p(z_i = k | x_i, theta_s)`` (training data by default).

@@ -27,7 +27,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ._logdensity import allocation_probabilities, summarize_points
-from ._validation import check_X
+from ._validation import check_choice, check_X
 
 __all__ = ["MembershipSummary", "responsibility_draws", "summarize_responsibilities"]
 
@@ -126,6 +126,7 @@ def summarize_responsibilities(
     covariance_type: str,
     *,
     interval: float = 0.89,
+    intervals: str = "all",
 ) -> MembershipSummary:
     """Summarise per-draw responsibilities of every point, streaming over points.
 
@@ -144,6 +145,10 @@ def summarize_responsibilities(
     covariance_type : {"full", "tied", "diag", "spherical"}
     interval : float, default=0.89
         Probability mass of the equal-tailed intervals (NumPy's default quantile rule).
+    intervals : {"all", "label"}, default="all"
+        ``"label"`` computes the interval of each point's most probable component only
+        (``lower``/``upper`` are NaN elsewhere, and so are the log-density's bounds): one sort
+        of the draws per point instead of ``K + 1``, for very many points (image maps).
 
     Returns
     -------
@@ -157,8 +162,11 @@ def summarize_responsibilities(
     n, d = X.shape
     if mu.shape[2] != d:
         raise ValueError(f"X has {d} features but the posterior means have {mu.shape[2]}.")
+    check_choice("intervals", intervals, ("all", "label"))
     q = ((1.0 - interval) / 2.0, (1.0 + interval) / 2.0)
-    mean, lower, upper, stats = summarize_points(X, w, mu, pc, covariance_type, q)
+    mean, lower, upper, stats = summarize_points(
+        X, w, mu, pc, covariance_type, q, label_only=intervals == "label"
+    )
     labels = mean.argmax(axis=1)
     total = _entropy(mean)
     return MembershipSummary(

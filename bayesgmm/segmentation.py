@@ -434,7 +434,7 @@ def segment_image(
         total = _entropy(prob)
         aleatoric, epistemic = total, np.zeros(n_pixels)
     else:
-        s = est.membership(frame, interval=interval, max_draws=n_map_draws)
+        s = est.membership(frame, interval=interval, max_draws=n_map_draws, intervals="label")
         prob, labels, label_p = s.mean, s.labels, s.label_probability
         total, aleatoric, epistemic = s.entropy_total, s.entropy_aleatoric, s.entropy_epistemic
         rows = np.arange(n_pixels)

@@ -114,3 +114,21 @@ def test_bad_interval_and_feature_mismatch(em_fit, rng):
         summarize_responsibilities(X, w, mu, pc, "full", interval=1.5)
     with pytest.raises(ValueError, match="features"):
         summarize_responsibilities(np.zeros((3, 5)), w, mu, pc, "full")
+
+
+def test_label_only_intervals_match_the_full_summary(em_fit, rng):
+    X, gm = em_fit
+    w, mu, pc = jittered_draws(gm, 60, 0.3, rng)
+    full = summarize_responsibilities(X, w, mu, pc, "full")
+    lean = summarize_responsibilities(X, w, mu, pc, "full", intervals="label")
+    rows = np.arange(X.shape[0])
+    np.testing.assert_array_equal(lean.labels, full.labels)
+    np.testing.assert_array_equal(lean.mean, full.mean)
+    np.testing.assert_array_equal(lean.entropy_aleatoric, full.entropy_aleatoric)
+    np.testing.assert_array_equal(lean.lower[rows, lean.labels], full.lower[rows, full.labels])
+    np.testing.assert_array_equal(lean.upper[rows, lean.labels], full.upper[rows, full.labels])
+    other = np.ones_like(lean.lower, dtype=bool)
+    other[rows, lean.labels] = False
+    assert np.isnan(lean.lower[other]).all() and np.isnan(lean.log_density_lower).all()
+    with pytest.raises(ValueError, match="intervals"):
+        summarize_responsibilities(X, w, mu, pc, "full", intervals="some")
