@@ -1,22 +1,54 @@
-"""bayesgmm: Gaussian mixtures, the EM point estimate and the Bayesian posterior side by side."""
+"""bayesgmm: Gaussian mixtures, the EM point estimate and the Bayesian posterior side by side.
+
+The public names below are imported on first use (PEP 562), so ``import bayesgmm`` and the
+EM-only paths do not pay for PyMC, xarray and ArviZ until a Bayesian name is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .bayes import BayesGaussianMixture
-from .datasets import (
-    load_acidity,
-    load_enzyme,
-    load_faithful,
-    load_galaxy,
-    load_sample_photo,
-    make_mixture,
-    make_regions_image,
-)
-from .diagnostics import diagnose
-from .em import EMGaussianMixture
-from .exceptions import ConvergenceWarning, DegenerateMixtureWarning, SamplingWarning
-from .model import Priors, build_model
-from .segmentation import SegmentationResult, segment_image
-from .selection import compare_models
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from .bayes import BayesGaussianMixture
+    from .datasets import (
+        load_acidity,
+        load_enzyme,
+        load_faithful,
+        load_galaxy,
+        load_sample_photo,
+        make_mixture,
+        make_regions_image,
+    )
+    from .diagnostics import diagnose
+    from .em import EMGaussianMixture
+    from .exceptions import ConvergenceWarning, DegenerateMixtureWarning, SamplingWarning
+    from .model import Priors, build_model
+    from .segmentation import SegmentationResult, segment_image
+    from .selection import compare_models
+
+_LAZY = {
+    "BayesGaussianMixture": "bayes",
+    "ConvergenceWarning": "exceptions",
+    "DegenerateMixtureWarning": "exceptions",
+    "EMGaussianMixture": "em",
+    "Priors": "model",
+    "SamplingWarning": "exceptions",
+    "SegmentationResult": "segmentation",
+    "build_model": "model",
+    "compare_models": "selection",
+    "diagnose": "diagnostics",
+    "load_acidity": "datasets",
+    "load_enzyme": "datasets",
+    "load_faithful": "datasets",
+    "load_galaxy": "datasets",
+    "load_sample_photo": "datasets",
+    "make_mixture": "datasets",
+    "make_regions_image": "datasets",
+    "segment_image": "segmentation",
+}
 
 __all__ = [
     "BayesGaussianMixture",
@@ -39,3 +71,16 @@ __all__ = [
     "make_regions_image",
     "segment_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -55,3 +55,21 @@ def test_make_mixture_rejects_bad_parameters(kwargs, match):
     base.update(kwargs)
     with pytest.raises(ValueError, match=match):
         make_mixture(10, **base)
+
+
+def test_public_names_load_lazily_and_all_is_complete():
+    import subprocess
+    import sys
+
+    import bayesgmm
+
+    assert set(bayesgmm.__all__) == set(bayesgmm._LAZY) | {"__version__"}
+    for name in bayesgmm.__all__:
+        assert getattr(bayesgmm, name) is not None
+    assert set(bayesgmm.__all__) <= set(dir(bayesgmm))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        bayesgmm.nope
+    # EM alone does not import PyMC (a fresh interpreter: this one has loaded it already).
+    code = "import sys, bayesgmm; bayesgmm.EMGaussianMixture; print('pymc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
