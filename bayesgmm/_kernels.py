@@ -189,28 +189,35 @@ _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 def run_on_threads(kernel, n: int, parts: int, *args) -> list:
     """``kernel(args[0], lo, hi, *args[1:], part)`` for ``parts`` slices ``lo:hi`` of
-    ``range(n)``, on that many threads; returns the results in slice order.
+    ``range(n)``, on up to Numba's thread count of threads; returns the results in slice order.
 
     The kernels are serial, GIL-free Numba functions: Python threads run them in parallel.
     (A ``prange`` kernel would do the same but takes seconds longer to compile on first use,
-    and its OpenMP workers busy-wait between calls.)
+    and its OpenMP workers busy-wait between calls.) The slices do not depend on the number
+    of threads, so neither do sums over them: results are the same on any machine's core
+    count.
     """
     bounds = [i * n // parts for i in range(parts + 1)]
     calls = [(args[0], bounds[p], bounds[p + 1], *args[1:], p) for p in range(parts)]
-    if parts == 1:
-        return [kernel(*calls[0])]
-    pool = _executor(parts, os.getpid())
+    threads = min(parts, numba.get_num_threads())
+    if threads == 1:
+        return [kernel(*c) for c in calls]
+    pool = _executor(threads, os.getpid())
     return [job.result() for job in [pool.submit(kernel, *c) for c in calls]]
 
 
+#: Most slices a parallel job is cut into. Fixed, not the thread count, so that sums over
+#: slices (EM's moments) come out the same whatever the number of cores.
+MAX_PARTS = 8
+
+
 def parallel_parts(work: int, n: int, min_per_part: int = 4 * _BLOCK) -> int:
-    """Slices of ``n`` items worth running in parallel: one per thread when ``work`` (about
-    the number of sample x component evaluations) is large enough, with at least
-    ``min_per_part`` items per slice."""
-    threads = numba.get_num_threads()
-    if work < PARALLEL_MIN_WORK or threads < 2:
+    """Slices of ``n`` items worth running in parallel: up to :data:`MAX_PARTS` when ``work``
+    (about the number of sample x component evaluations) is large enough, with at least
+    ``min_per_part`` items per slice. Independent of the thread count."""
+    if work < PARALLEL_MIN_WORK:
         return 1
-    return max(1, min(threads, n // min_per_part))
+    return max(1, min(MAX_PARTS, n // min_per_part))
 
 
 def _chunk_call(kernel, X, lo, hi, sample_weight, log_const, means, prec_chol, nk, s1, s2, p):

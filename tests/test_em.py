@@ -420,10 +420,10 @@ def test_threaded_kernels_work_in_a_forked_child():
     import multiprocessing
     import warnings
 
-    from bayesgmm._kernels import parallel_parts
+    import numba
 
     X = np.random.default_rng(0).normal(size=(120_000, 2))
-    if parallel_parts(X.shape[0] * 2, X.shape[0]) < 2:
+    if numba.get_num_threads() < 2:
         pytest.skip("one CPU thread: the kernels run serially and no pool exists")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # max_iter=3 does not converge, on purpose
@@ -431,3 +431,21 @@ def test_threaded_kernels_work_in_a_forked_child():
         with multiprocessing.get_context("fork").Pool(1) as pool:
             total = pool.apply_async(_fit_in_child, (X,)).get(timeout=60)
     assert total == pytest.approx(X.shape[0])
+
+
+def test_em_does_not_depend_on_the_number_of_threads():
+    """Work is cut into the same slices whatever the core count, so sums agree bit for bit."""
+    import numba
+
+    X = np.random.default_rng(1).normal(size=(100_000, 2))  # above PARALLEL_MIN_WORK
+    before = numba.get_num_threads()
+    fits = []
+    try:
+        for threads in sorted({1, before}):
+            numba.set_num_threads(threads)
+            gm = EMGaussianMixture(3, init_params="random_from_data", random_state=0).fit(X)
+            fits.append((gm.means_, gm.covariances_, gm.predict_proba(X[:1000])))
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(fits[0], fits[-1], strict=True):
+        np.testing.assert_array_equal(a, b)
