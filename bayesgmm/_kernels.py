@@ -44,10 +44,13 @@ PARALLEL_MIN_WORK = 200_000
 
 
 @njit(fastmath=_FASTMATH, cache=True, nogil=True)
-def _normalise_block(lp, m, sample_weight, start, mx, tot):  # pragma: no cover
-    """Turn ``lp[k, :m]`` log-probabilities into weighted responsibilities in place.
+def softmax_block(lp, m, weight, start, mx, lse):  # pragma: no cover
+    """Normalise the columns ``t < m`` of ``lp`` (components x columns) in place.
 
-    Returns the block's ``sum_j w_j log p(x_j)``.
+    ``lp[:, t]`` becomes ``softmax(lp[:, t])``, times ``weight[start + t]`` unless ``weight``
+    is None, and ``lse[t]`` the log-sum-exp ``log sum_k exp(lp[k, t])``. ``mx`` is scratch
+    of the same length as ``lse``. The one normalisation of EM's E-step, of predictions and
+    of the per-draw posterior summaries.
     """
     k_comp = lp.shape[0]
     for j in range(m):
@@ -56,22 +59,78 @@ def _normalise_block(lp, m, sample_weight, start, mx, tot):  # pragma: no cover
         for j in range(m):
             mx[j] = max(mx[j], lp[k, j])
     for j in range(m):
-        tot[j] = 0.0
+        lse[j] = 0.0
     for k in range(k_comp):
         for j in range(m):
             # Floor the exponent: below -500 a term is < 1e-217 of the largest, invisible in
             # float64, but exp() of it would produce subnormals that are ~100x slower.
             e = math.exp(max(lp[k, j] - mx[j], _EXP_FLOOR))
             lp[k, j] = e
-            tot[j] += e
-    ll = 0.0
+            lse[j] += e
     for j in range(m):
-        w = sample_weight[start + j]
-        ll += w * (mx[j] + math.log(tot[j]))
-        tot[j] = w / tot[j]
+        tot = lse[j]
+        lse[j] = mx[j] + math.log(tot)
+        mx[j] = (1.0 if weight is None else weight[start + j]) / tot  # the column's scale
     for k in range(k_comp):
         for j in range(m):
-            lp[k, j] *= tot[j]
+            lp[k, j] *= mx[j]
+
+
+@njit(fastmath=_FASTMATH, cache=True, nogil=True)
+def block_log_probs_full(X, start, m, log_const, means, prec_chol, diff, y, lp):  # pragma: no cover
+    """``lp[k, t] = log_const[k] - |(x_{start+t} - mu_k) U_k|^2 / 2`` for rows ``t < m``.
+
+    ``U_k = prec_chol[k]`` is upper triangular; the residuals ``x - mu_k`` are left in
+    ``diff[k, :, t]`` (EM's moments need them); ``y`` is scratch of length ``m``.
+    """
+    d = X.shape[1]
+    for k in range(means.shape[0]):
+        for a in range(d):
+            mu = means[k, a]
+            for j in range(m):
+                diff[k, a, j] = X[start + j, a] - mu
+        for j in range(m):
+            lp[k, j] = 0.0
+        # y_b = sum_{a <= b} diff_a U_ab: the whitened residual, one coordinate at a time.
+        for b in range(d):
+            for j in range(m):
+                y[j] = 0.0
+            for a in range(b + 1):
+                u = prec_chol[k, a, b]
+                for j in range(m):
+                    y[j] += diff[k, a, j] * u
+            for j in range(m):
+                lp[k, j] += y[j] * y[j]
+        c = log_const[k]
+        for j in range(m):
+            lp[k, j] = c - 0.5 * lp[k, j]
+
+
+@njit(fastmath=_FASTMATH, cache=True, nogil=True)
+def block_log_probs_diag(X, start, m, log_const, means, inv_sd, diff, lp):  # pragma: no cover
+    """As :func:`block_log_probs_full` for diagonal precisions ``inv_sd`` (K, D)."""
+    d = X.shape[1]
+    for k in range(means.shape[0]):
+        for j in range(m):
+            lp[k, j] = 0.0
+        for a in range(d):
+            mu = means[k, a]
+            u = inv_sd[k, a]
+            for j in range(m):
+                t = X[start + j, a] - mu
+                diff[k, a, j] = t
+                t *= u
+                lp[k, j] += t * t
+        c = log_const[k]
+        for j in range(m):
+            lp[k, j] = c - 0.5 * lp[k, j]
+
+
+@njit(fastmath=_FASTMATH, cache=True, nogil=True)
+def _weighted_ll(sample_weight, start, m, lse):  # pragma: no cover
+    ll = 0.0
+    for j in range(m):
+        ll += sample_weight[start + j] * lse[j]
     return ll
 
 
@@ -85,31 +144,13 @@ def _chunk_full(
     lp = np.empty((k_comp, _BLOCK))
     y = np.empty(_BLOCK)
     mx = np.empty(_BLOCK)
-    tot = np.empty(_BLOCK)
+    lse = np.empty(_BLOCK)
     ll = 0.0
     for start in range(lo, hi, _BLOCK):
         m = min(_BLOCK, hi - start)
-        for k in range(k_comp):
-            for a in range(d):
-                mu = means[k, a]
-                for j in range(m):
-                    diff[k, a, j] = X[start + j, a] - mu
-            for j in range(m):
-                lp[k, j] = 0.0
-            # y_b = sum_{a <= b} diff_a U_ab: the whitened residual, one coordinate at a time.
-            for b in range(d):
-                for j in range(m):
-                    y[j] = 0.0
-                for a in range(b + 1):
-                    u = prec_chol[k, a, b]
-                    for j in range(m):
-                        y[j] += diff[k, a, j] * u
-                for j in range(m):
-                    lp[k, j] += y[j] * y[j]
-            c = log_const[k]
-            for j in range(m):
-                lp[k, j] = c - 0.5 * lp[k, j]
-        ll += _normalise_block(lp, m, sample_weight, start, mx, tot)
+        block_log_probs_full(X, start, m, log_const, means, prec_chol, diff, y, lp)
+        softmax_block(lp, m, sample_weight, start, mx, lse)
+        ll += _weighted_ll(sample_weight, start, m, lse)
         for k in range(k_comp):
             acc = 0.0
             for j in range(m):
@@ -138,25 +179,13 @@ def _chunk_diag(
     diff = np.empty((k_comp, d, _BLOCK))
     lp = np.empty((k_comp, _BLOCK))
     mx = np.empty(_BLOCK)
-    tot = np.empty(_BLOCK)
+    lse = np.empty(_BLOCK)
     ll = 0.0
     for start in range(lo, hi, _BLOCK):
         m = min(_BLOCK, hi - start)
-        for k in range(k_comp):
-            for j in range(m):
-                lp[k, j] = 0.0
-            for a in range(d):
-                mu = means[k, a]
-                u = prec_chol[k, a]
-                for j in range(m):
-                    t = X[start + j, a] - mu
-                    diff[k, a, j] = t
-                    t *= u
-                    lp[k, j] += t * t
-            c = log_const[k]
-            for j in range(m):
-                lp[k, j] = c - 0.5 * lp[k, j]
-        ll += _normalise_block(lp, m, sample_weight, start, mx, tot)
+        block_log_probs_diag(X, start, m, log_const, means, prec_chol, diff, lp)
+        softmax_block(lp, m, sample_weight, start, mx, lse)
+        ll += _weighted_ll(sample_weight, start, m, lse)
         for k in range(k_comp):
             acc = 0.0
             for j in range(m):
