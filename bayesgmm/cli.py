@@ -496,7 +496,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .exceptions import SamplingWarning
-    from .plots import plot_segmentation
     from .segmentation import segment_image
 
     out = Path(args.out)
@@ -553,14 +552,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
         top = np.log(result.n_components) if result.n_components > 1 else 1.0
         gray = np.clip(result.uncertainty_total / top, 0.0, 1.0)
         Image.fromarray((gray * 255).round().astype(np.uint8)).save(tmp / "uncertainty.png")
-        plot_segmentation(result).savefig(tmp / "segmentation.png", dpi=100)
         from .report import write_report
 
-        # One self-contained HTML file (the figure embedded).
+        # One figure, drawn once: saved as segmentation.png and embedded in report.html
+        # (a self-contained file).
         write_report(
             tmp / "report.html",
             segmentation=result,
             embed=True,
+            figures_dir=tmp,
             title=f"bayesgmm segment: {Path(args.image).name}",
         )
     if not args.quiet:

@@ -187,7 +187,13 @@ def image_features(
         One row per pixel, row-major.
     scaler : PixelFeatures
     """
-    img = as_image(image)
+    return _features(as_image(image), features, position_weight)
+
+
+def _features(
+    img: np.ndarray, features: str | Sequence[str], position_weight: float
+) -> tuple[np.ndarray, PixelFeatures]:
+    """:func:`image_features` of an image already validated by :func:`as_image`."""
     groups = _check_groups(features)
     check_positive("position_weight", position_weight)
     cols, names = _raw_columns(img, groups)
@@ -385,7 +391,7 @@ def segment_image(
     t0 = time.perf_counter()
     img = as_image(image)
     h, w = img.shape[:2]
-    X, scaler = image_features(img, features, position_weight=position_weight)
+    X, scaler = _features(img, features, position_weight)
     n_pixels = X.shape[0]
     k = check_n_components(n_components, n_pixels)
     if n_fit_pixels is None:
