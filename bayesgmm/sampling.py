@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -77,6 +78,27 @@ def resolve_sampler(sampler: str) -> str:
             f"(available: {', '.join(available)}); install it or use sampler='auto'."
         )
     return sampler
+
+
+@dataclass(frozen=True)
+class _SamplingJob:
+    """Everything a sampler backend needs, validated by :func:`sample_posterior`."""
+
+    X: np.ndarray
+    k: int
+    covariance_type: str
+    priors: Any
+    feature_names: list[str]
+    initvals: Any
+    init_jitter: Any
+    draws: int
+    tune: int
+    chains: int
+    sampler: str
+    target_accept: float
+    random_seed: Any
+    progressbar: bool
+    cores: int
 
 
 def sample_posterior(
@@ -171,21 +193,23 @@ def sample_posterior(
     run = _sample_nutpie if chosen == "nutpie" else _sample_pymc
     with _single_threaded_blas():
         draws_, stats, compile_time, sampling_time = run(
-            X,
-            k,
-            covariance_type=covariance_type,
-            priors=priors,
-            feature_names=names,
-            initvals=initvals,
-            init_jitter=init_jitter,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            sampler=chosen,
-            target_accept=target_accept,
-            random_seed=random_seed,
-            progressbar=progressbar,
-            cores=cores,
+            _SamplingJob(
+                X=X,
+                k=k,
+                covariance_type=covariance_type,
+                priors=priors,
+                feature_names=names,
+                initvals=initvals,
+                init_jitter=init_jitter,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                sampler=chosen,
+                target_accept=target_accept,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                cores=cores,
+            )
         )
     t1 = time.perf_counter()
     posterior = posterior_dataset(draws_, covariance_type, names)
@@ -453,43 +477,25 @@ def _prior_centre(spec: _logdensity.LogDensitySpec) -> np.ndarray:
     return _logdensity.to_unconstrained(w, mu, c, spec.covariance_type)
 
 
-def _sample_nutpie(
-    X,
-    k,
-    *,
-    covariance_type,
-    priors,
-    feature_names,
-    initvals,
-    init_jitter,
-    draws,
-    tune,
-    chains,
-    sampler,
-    target_accept,
-    random_seed,
-    progressbar,
-    cores,
-):
+def _sample_nutpie(job: _SamplingJob):
     import nutpie
 
     t0 = time.perf_counter()
-    spec = _logdensity.LogDensitySpec.from_data(X, k, covariance_type, priors)
-    seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
-    model = _nutpie_model(
-        spec, feature_names, _unconstrained_inits(initvals, covariance_type), seed, init_jitter
-    )
+    spec = _logdensity.LogDensitySpec.from_data(job.X, job.k, job.covariance_type, job.priors)
+    seed = int(np.random.SeedSequence(job.random_seed).generate_state(1)[0])
+    inits = _unconstrained_inits(job.initvals, job.covariance_type)
+    model = _nutpie_model(spec, job.feature_names, inits, seed, job.init_jitter)
     t1 = time.perf_counter()
     idata = nutpie.sample(
         model,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=cores,
+        draws=job.draws,
+        tune=job.tune,
+        chains=job.chains,
+        cores=job.cores,
         seed=seed,
         save_warmup=False,
-        progress_bar=progressbar,
-        target_accept=target_accept,
+        progress_bar=job.progressbar,
+        target_accept=job.target_accept,
     )
     t2 = time.perf_counter()
     post = idata["posterior"]
@@ -538,63 +544,52 @@ def _pymc_initvals(initvals, covariance_type: str, k: int, d: int, chains, jitte
     return out
 
 
-def _sample_pymc(
-    X,
-    k,
-    *,
-    covariance_type,
-    priors,
-    feature_names,
-    initvals,
-    init_jitter,
-    draws,
-    tune,
-    chains,
-    sampler,
-    target_accept,
-    random_seed,
-    progressbar,
-    cores,
-):
+def _sample_pymc(job: _SamplingJob):
     import pandas as pd
     import pymc as pm
 
     from .model import build_model
 
     t0 = time.perf_counter()
+    cov = job.covariance_type
     model = build_model(
-        pd.DataFrame(X, columns=feature_names), k, covariance_type=covariance_type, priors=priors
+        pd.DataFrame(job.X, columns=job.feature_names),
+        job.k,
+        covariance_type=cov,
+        priors=job.priors,
     )
     inits = _pymc_initvals(
-        initvals, covariance_type, k, X.shape[1], chains, init_jitter, random_seed
+        job.initvals, cov, job.k, job.X.shape[1], job.chains, job.init_jitter, job.random_seed
     )
     kwargs: dict[str, Any] = {}
-    if sampler == "pymc":
+    if job.sampler == "pymc":
         # The C backend compiles in seconds; PyTensor 3's default Numba backend takes minutes
         # cold, and a plain pm.sample() would hand the model to nutpie's Numba path.
-        kwargs.update(cores=cores, nuts_sampler="pymc", target_accept=target_accept, backend="c")
+        kwargs.update(
+            cores=job.cores, nuts_sampler="pymc", target_accept=job.target_accept, backend="c"
+        )
         kwargs["init"] = "adapt_diag" if inits is not None else "jitter+adapt_diag"
     else:
         kwargs.update(
-            nuts_sampler=sampler,
-            nuts={"chain_method": "vectorized", "target_accept": target_accept},
+            nuts_sampler=job.sampler,
+            nuts={"chain_method": "vectorized", "target_accept": job.target_accept},
         )
     idata = pm.sample(
-        draws=draws,
-        tune=tune,
-        chains=chains,
+        draws=job.draws,
+        tune=job.tune,
+        chains=job.chains,
         model=model,
         initvals=inits,
-        random_seed=random_seed,
-        progressbar=progressbar,
-        quiet=not progressbar,
+        random_seed=job.random_seed,
+        progressbar=job.progressbar,
+        quiet=not job.progressbar,
         compute_convergence_checks=False,
         **kwargs,
     )
     total = time.perf_counter() - t0
     post = idata["posterior"]
     sampling = float(post.attrs.get("sampling_time", total))
-    cov_key = "chol" if covariance_type in ("full", "tied") else "sigma"
+    cov_key = "chol" if cov in ("full", "tied") else "sigma"
     draws_ = {
         "weights": post["weights"].values,
         "means": post["means"].values,
