@@ -43,6 +43,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ._validation import check_n_components, check_positive, check_random_state
+from .responsibilities import _entropy
 
 __all__ = [
     "PixelFeatures",
@@ -319,11 +320,6 @@ class SegmentationResult:
         if self.interval_width is not None:
             arrays["interval_width"] = self.interval_width
         np.savez_compressed(path, **arrays)
-
-
-def _entropy(p: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=-1)
 
 
 def segment_image(
