@@ -33,6 +33,7 @@ of draws.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,15 +58,20 @@ FEATURE_GROUPS = ("intensity", "color", "position")
 #: Rec. 601 luma weights: intensity of an RGB pixel.
 LUMA = np.array([0.299, 0.587, 0.114])
 _DEFAULT_FIT_PIXELS = {"em": 50_000, "bayes": 5_000}
+#: Pixels per chunk when features and maps are computed: the float64 work arrays of one chunk
+#: (features, probabilities, entropies; about 100 MB) are all the memory beyond the maps.
+CHUNK_PIXELS = 1 << 20
+#: :meth:`SegmentationResult.to_npz` logs a warning before writing more bytes of maps.
+LARGE_OUTPUT_BYTES = 1 << 30
+#: A feature group of a float image is "constant" when its standard deviation is at most
+#: this many machine epsilons of the image's dtype times the group's largest absolute value.
+CONSTANT_ULPS = 64
 _log = logging.getLogger("bayesgmm")
 
 
-def as_image(image: ArrayLike) -> np.ndarray:
-    """Validate an image and return it as float64 of shape (H, W) or (H, W, 3).
-
-    uint8 and uint16 images are divided by their maximum code value; floats are kept. An alpha
-    channel is refused rather than silently dropped.
-    """
+def _check_image(image: ArrayLike) -> tuple[np.ndarray, float | None]:
+    """Validate an image without converting it: C-contiguous (H, W) or (H, W, 3) in its own
+    dtype, and the divisor that maps integer codes to [0, 1] (None for float images)."""
     arr = np.asarray(image)
     if arr.dtype == bool or not (
         np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
@@ -87,17 +93,27 @@ def as_image(image: ArrayLike) -> np.ndarray:
         )
     if min(arr.shape[:2]) < 2:
         raise ValueError(f"image of shape {arr.shape} is too small to segment.")
+    arr = np.ascontiguousarray(arr)  # flat pixel rows are then views, never copies
     if np.issubdtype(arr.dtype, np.integer):
         top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(arr.dtype)
         if top is None:
             top = float(max(arr.max(), 1))
-        return arr.astype(np.float64) / top
-    out = arr.astype(np.float64)
-    bad = ~np.isfinite(out)
-    if bad.any():
-        n_bad = int(bad.any(axis=-1).sum() if out.ndim == 3 else bad.sum())
+        return arr, top
+    if not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr)
+        n_bad = int(bad.any(axis=-1).sum() if arr.ndim == 3 else bad.sum())
         raise ValueError(f"image has {n_bad} pixel(s) with NaN or infinite values.")
-    return out
+    return arr, None
+
+
+def as_image(image: ArrayLike) -> np.ndarray:
+    """Validate an image and return it as float64 of shape (H, W) or (H, W, 3).
+
+    uint8 and uint16 images are divided by their maximum code value; floats are kept. An alpha
+    channel is refused rather than silently dropped.
+    """
+    arr, top = _check_image(image)
+    return arr.astype(np.float64) if top is None else arr.astype(np.float64) / top
 
 
 @dataclass
@@ -143,24 +159,125 @@ def _check_groups(features: str | Sequence[str]) -> tuple[str, ...]:
     return groups
 
 
-def _raw_columns(img: np.ndarray, groups: tuple[str, ...]) -> tuple[list[np.ndarray], list[str]]:
-    """Raw feature columns (flattened, row-major) per group, before scaling."""
-    h, w = img.shape[:2]
-    cols: list[np.ndarray] = []
-    names: list[str] = []
-    for g in groups:
-        if g == "intensity" or (g == "color" and img.ndim == 2):
-            lum = img if img.ndim == 2 else img @ LUMA
-            cols.append(lum.reshape(-1, 1))
-            names.append("intensity")
-        elif g == "color":
-            cols.append(img.reshape(-1, 3))
-            names.extend(["red", "green", "blue"])
-        else:
-            rr, cc = np.indices((h, w), dtype=np.float64)
-            cols.append(np.column_stack([rr.ravel(), cc.ravel()]))
-            names.extend(["row", "col"])
-    return cols, names
+class _Pixels:
+    """Feature rows of any set of pixels, computed on demand from the checked image.
+
+    Nothing of size ``n_pixels x n_features`` is held: features are built per chunk of
+    pixels (or for a sample of them) from the image in its own dtype, so a uint8 photo costs
+    its 3 bytes per pixel and not 8 per feature.
+    """
+
+    def __init__(self, arr: np.ndarray, top: float | None, groups: tuple[str, ...]) -> None:
+        self.arr, self.top, self.groups = arr, top, groups
+        h, w = arr.shape[:2]
+        self.width, self.n = w, h * w
+        self.flat = arr.reshape(self.n, -1)  # a view: _check_image made arr contiguous
+        self.names: list[str] = []
+        self.widths: list[int] = []  # feature columns per group
+        for g in groups:
+            if g == "position":
+                group_names = ["row", "col"]
+            elif g == "intensity" or self.flat.shape[1] == 1:
+                group_names = ["intensity"]
+            else:
+                group_names = ["red", "green", "blue"]
+            self.names += group_names
+            self.widths.append(len(group_names))
+        self.offset = np.zeros(len(self.names))
+        self.scale = np.ones(len(self.names))
+
+    def chunks(self) -> list[slice]:
+        """Consecutive slices of at most :data:`CHUNK_PIXELS` flat pixel indices."""
+        step = max(1, int(CHUNK_PIXELS))
+        return [slice(lo, min(lo + step, self.n)) for lo in range(0, self.n, step)]
+
+    def raw(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Unscaled feature rows, float64, of the flat (row-major) pixel indices ``rows``."""
+        pix = self.flat[rows].astype(np.float64)
+        if self.top is not None:
+            pix /= self.top
+        cols = []
+        for g in self.groups:
+            if g == "position":
+                idx = np.arange(*rows.indices(self.n)) if isinstance(rows, slice) else rows
+                r, c = np.divmod(np.asarray(idx, dtype=np.int64), self.width)
+                cols.append(np.column_stack([r, c]).astype(np.float64))
+            elif pix.shape[1] == 3 and g == "intensity":
+                cols.append((pix @ LUMA)[:, None])
+            else:
+                cols.append(pix)
+        return cols[0] if len(cols) == 1 else np.hstack(cols)
+
+    def features(self, rows: slice | np.ndarray) -> np.ndarray:
+        """Scaled feature rows (``(raw - offset) / scale``) of the pixels ``rows``."""
+        X = self.raw(rows)
+        X -= self.offset
+        X /= self.scale
+        return X
+
+    def fit_scaler(self, position_weight: float) -> PixelFeatures:
+        """Centre and pooled scale of every feature group over all pixels, in two streaming
+        passes; refuses a constant (or, for float images, constant up to rounding) group."""
+        chunks = self.chunks()
+        # Sums of differences from the first pixel: an exactly constant image gives exactly
+        # zero, not the rounding error of a mean.
+        ref = self.raw(slice(0, 1))[0]
+        shifted = np.zeros(ref.size)
+        largest = np.zeros(ref.size)
+        for rows in chunks:
+            block = self.raw(rows)
+            largest = np.maximum(largest, np.abs(block).max(axis=0))
+            block -= ref
+            shifted += block.sum(axis=0)
+        centre = ref + shifted / self.n
+        squares = np.zeros(ref.size)
+        for rows in chunks:
+            block = self.raw(rows)
+            block -= centre
+            squares += np.einsum("ij,ij->j", block, block)
+        variance = squares / self.n
+        eps = 0.0 if self.top is not None else float(np.finfo(self.arr.dtype).eps)
+        scales, col = [], 0
+        for g, width in zip(self.groups, self.widths, strict=True):
+            cols = slice(col, col + width)
+            col += width
+            spread = float(np.sqrt(variance[cols].mean()))
+            if g != "position":
+                _check_not_constant(g, spread, float(largest[cols].max()), eps, self.arr.dtype)
+            else:
+                spread /= position_weight
+            scales.append(np.full(width, spread))
+        self.offset, self.scale = centre, np.concatenate(scales)
+        return PixelFeatures(
+            self.groups, list(self.names), self.offset, self.scale, float(position_weight)
+        )
+
+
+def _check_not_constant(group: str, spread: float, largest: float, eps: float, dtype) -> None:
+    """Refuse a feature group with nothing to segment (see :data:`CONSTANT_ULPS`)."""
+    tol = CONSTANT_ULPS * eps * largest
+    if spread > tol:
+        return
+    why = ""
+    if spread > 0.0:
+        why = (
+            f" to within {dtype} rounding (standard deviation {spread:.3g}, at most "
+            f"{CONSTANT_ULPS} x eps({dtype}) x its largest value {largest:.3g} = {tol:.3g})"
+        )
+    raise ValueError(
+        f"the image's {group} is constant{why}; there is nothing to segment. Check that the "
+        "intended image was read (not a blank, uniform or saturated frame)."
+    )
+
+
+def _pixels(
+    image: ArrayLike, features: str | Sequence[str], position_weight: float
+) -> tuple[_Pixels, PixelFeatures]:
+    groups = _check_groups(features)
+    check_positive("position_weight", position_weight)
+    arr, top = _check_image(image)
+    pixels = _Pixels(arr, top, groups)
+    return pixels, pixels.fit_scaler(position_weight)
 
 
 def image_features(
@@ -185,47 +302,32 @@ def image_features(
     Returns
     -------
     X : ndarray of shape (H * W, n_features)
-        One row per pixel, row-major.
+        One row per pixel, row-major (float64, 8 bytes per pixel and feature:
+        :func:`segment_image` never builds this whole array).
     scaler : PixelFeatures
     """
-    return _features(as_image(image), features, position_weight)
-
-
-def _features(
-    img: np.ndarray, features: str | Sequence[str], position_weight: float
-) -> tuple[np.ndarray, PixelFeatures]:
-    """:func:`image_features` of an image already validated by :func:`as_image`."""
-    groups = _check_groups(features)
-    check_positive("position_weight", position_weight)
-    cols, names = _raw_columns(img, groups)
-    offsets, scales = [], []
-    for g, col in zip(groups, cols, strict=True):
-        centre = col.mean(axis=0)
-        spread = float(np.sqrt(((col - centre) ** 2).mean(axis=0).mean()))
-        if spread == 0.0:
-            raise ValueError(f"the image's {g} is constant; there is nothing to segment.")
-        if g == "position":
-            spread /= position_weight
-        offsets.append(centre)
-        scales.append(np.full(col.shape[1], spread))
-    offset, scale = np.concatenate(offsets), np.concatenate(scales)
-    X = (np.hstack(cols) - offset) / scale
-    return X, PixelFeatures(groups, names, offset, scale, float(position_weight))
+    pixels, scaler = _pixels(image, features, position_weight)
+    return pixels.features(slice(None)), scaler
 
 
 @dataclass
 class SegmentationResult:
     """Label map, membership probabilities and uncertainty maps of one segmented image.
 
-    Maps have the image's height and width. Entropies are in nats (at most ``log K``).
+    Maps have the image's height and width. Entropies are in nats (at most ``log K``). Maps
+    use compact dtypes, so that they cost about ``4 K + 13`` bytes per pixel (EM; the image
+    included): labels the smallest unsigned integer that holds ``K - 1`` (uint8 up to 256
+    segments), every other map float32 (computed in float64, rounded once when stored:
+    relative error below 6e-8).
 
     Attributes
     ----------
-    image : ndarray
-        The input image as float (see :func:`~bayesgmm.segmentation.as_image`).
-    labels : ndarray of int, shape (H, W)
-        Most probable component of every pixel.
-    probabilities : ndarray of shape (H, W, K)
+    image : ndarray of float32
+        The input image on the scale of :func:`~bayesgmm.segmentation.as_image` (integer
+        images divided by their largest code), rounded to float32.
+    labels : ndarray of unsigned int, shape (H, W)
+        Most probable component of every pixel (decided in float64).
+    probabilities : ndarray of float32, shape (H, W, K)
         Membership probabilities (posterior means for ``method="bayes"``).
     label_probability : ndarray of shape (H, W)
         Probability of the assigned label.
@@ -306,8 +408,19 @@ class SegmentationResult:
         frame.index.name = "component"
         return frame
 
-    def to_npz(self, path) -> None:
-        """Save every map (and the fitted pixel indices) to a compressed ``.npz`` file."""
+    def to_npz(self, path: str | os.PathLike, *, warn_bytes: int = LARGE_OUTPUT_BYTES) -> None:
+        """Save every map (and the fitted pixel indices) to a compressed ``.npz`` file.
+
+        The maps keep their compact dtypes (see the class); compression is lossless. Logs a
+        warning first when the maps hold more than ``warn_bytes`` bytes (default 1 GiB)
+        before compression.
+
+        Parameters
+        ----------
+        path : str or path-like
+        warn_bytes : int, default=2**30
+            Size of the maps above which a warning is logged before writing.
+        """
         arrays = {
             "labels": self.labels,
             "probabilities": self.probabilities,
@@ -319,7 +432,56 @@ class SegmentationResult:
         }
         if self.interval_width is not None:
             arrays["interval_width"] = self.interval_width
+        size = sum(a.nbytes for a in arrays.values())
+        if size > warn_bytes:
+            h, w = self.labels.shape
+            _log.warning(
+                "writing %.2f GB of maps (%d x %d pixels x %d segments, before compression) to "
+                "%s; segment a smaller or downscaled image if that is more than you need.",
+                size / 1e9,
+                w,
+                h,
+                self.n_components,
+                os.fspath(path),
+            )
         np.savez_compressed(path, **arrays)
+
+
+class _Maps:
+    """The compact output maps of :func:`segment_image`, filled chunk by chunk."""
+
+    def __init__(self, n: int, k: int, channels: int, *, bayes: bool) -> None:
+        f32 = np.float32
+        self.image = np.empty((n, channels), dtype=f32)
+        self.labels = np.empty(n, dtype=np.min_scalar_type(k - 1))
+        self.probabilities = np.empty((n, k), dtype=f32)
+        self.label_probability = np.empty(n, dtype=f32)
+        self.total = np.empty(n, dtype=f32)
+        # EM has no parameter uncertainty: aleatoric is total, epistemic zero.
+        self.aleatoric = np.empty(n, dtype=f32) if bayes else self.total
+        self.epistemic = np.empty(n, dtype=f32) if bayes else np.zeros(n, dtype=f32)
+        self.width = np.empty(n, dtype=f32) if bayes else None
+
+    def store(
+        self,
+        rows: slice,
+        prob: np.ndarray,
+        labels: np.ndarray,
+        total: np.ndarray,
+        *,
+        aleatoric: np.ndarray | None = None,
+        epistemic: np.ndarray | None = None,
+        width: np.ndarray | None = None,
+    ) -> None:
+        """Round one chunk's float64 results into the maps."""
+        self.probabilities[rows] = prob
+        self.labels[rows] = labels
+        self.label_probability[rows] = prob[np.arange(labels.size), labels]
+        self.total[rows] = total
+        if aleatoric is not None:
+            self.aleatoric[rows] = aleatoric
+            self.epistemic[rows] = epistemic
+            self.width[rows] = width
 
 
 def segment_image(
@@ -385,10 +547,9 @@ def segment_image(
     if "n_components" in estimator_options or "random_state" in estimator_options:
         raise TypeError("pass n_components and random_state as segment_image's own arguments.")
     t0 = time.perf_counter()
-    img = as_image(image)
-    h, w = img.shape[:2]
-    X, scaler = _features(img, features, position_weight)
-    n_pixels = X.shape[0]
+    pixels, scaler = _pixels(image, features, position_weight)
+    n_pixels = pixels.n
+    h, w = pixels.arr.shape[:2]
     k = check_n_components(n_components, n_pixels)
     if n_fit_pixels is None:
         n_fit_pixels = _DEFAULT_FIT_PIXELS[method]
@@ -408,7 +569,7 @@ def segment_image(
 
     t0 = time.perf_counter()
     # Named columns: the estimators, their diagnostics and posteriors say "red", "row", ...
-    frame = pd.DataFrame(X, columns=scaler.names, copy=False)
+    frame = pd.DataFrame(pixels.features(fit_idx), columns=scaler.names, copy=False)
     cls = EMGaussianMixture if method == "em" else BayesGaussianMixture
     _log.info(
         "fitting %s with %d components to %d of %d pixels (%s)",
@@ -418,7 +579,7 @@ def segment_image(
         n_pixels,
         ", ".join(scaler.names),
     )
-    est = cls(k, random_state=seed, **estimator_options).fit(frame.iloc[fit_idx])
+    est = cls(k, random_state=seed, **estimator_options).fit(frame)
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -427,31 +588,46 @@ def segment_image(
         n_pixels,
         f" from up to {n_map_draws} posterior draws" if method == "bayes" else "",
     )
-    width = None
+    maps = _Maps(n_pixels, k, pixels.flat.shape[1], bayes=method == "bayes")
     used_draws = None
-    if method == "em":
-        prob = est.predict_proba(frame)  # compiled, parallel over pixels
-        labels = prob.argmax(axis=1)
-        label_p = prob[np.arange(n_pixels), labels]
-        total = _entropy(prob)
-        aleatoric, epistemic = total, np.zeros(n_pixels)
-    else:
-        s = est.membership(frame, interval=interval, max_draws=n_map_draws, intervals="label")
-        prob, labels, label_p = s.mean, s.labels, s.label_probability
-        total, aleatoric, epistemic = s.entropy_total, s.entropy_aleatoric, s.entropy_epistemic
-        rows = np.arange(n_pixels)
-        width = (s.upper[rows, labels] - s.lower[rows, labels]).reshape(h, w)
-        used_draws = s.n_draws
+    if method == "bayes":
+        from .bayes import _thin
+        from .responsibilities import summarize_responsibilities
+
+        draws = _thin(n_map_draws, *est._draws())
+        used_draws = int(draws[0].shape[0])
+    # Chunk by chunk: memory is the compact maps plus one chunk's float64 work arrays.
+    for rows in pixels.chunks():
+        X = pixels.features(rows)
+        if method == "em":
+            prob = est.predict_proba(pd.DataFrame(X, columns=scaler.names, copy=False))
+            labels = prob.argmax(axis=1)
+            maps.store(rows, prob, labels, _entropy(prob))
+        else:
+            s = summarize_responsibilities(
+                X, *draws, est.covariance_type, interval=interval, intervals="label"
+            )
+            at = np.arange(s.labels.size)
+            maps.store(
+                rows,
+                s.mean,
+                s.labels,
+                s.entropy_total,
+                aleatoric=s.entropy_aleatoric,
+                epistemic=s.entropy_epistemic,
+                width=s.upper[at, s.labels] - s.lower[at, s.labels],
+            )
+        maps.image[rows] = pixels.flat[rows] / (pixels.top or 1.0)
     timings["maps"] = time.perf_counter() - t0
     return SegmentationResult(
-        image=img,
-        labels=labels.reshape(h, w),
-        probabilities=prob.reshape(h, w, k),
-        label_probability=label_p.reshape(h, w),
-        uncertainty_total=total.reshape(h, w),
-        uncertainty_aleatoric=aleatoric.reshape(h, w),
-        uncertainty_epistemic=epistemic.reshape(h, w),
-        interval_width=width,
+        image=maps.image.reshape(pixels.arr.shape),
+        labels=maps.labels.reshape(h, w),
+        probabilities=maps.probabilities.reshape(h, w, k),
+        label_probability=maps.label_probability.reshape(h, w),
+        uncertainty_total=maps.total.reshape(h, w),
+        uncertainty_aleatoric=maps.aleatoric.reshape(h, w),
+        uncertainty_epistemic=maps.epistemic.reshape(h, w),
+        interval_width=None if maps.width is None else maps.width.reshape(h, w),
         method=method,
         features=scaler,
         estimator=est,
