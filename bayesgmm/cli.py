@@ -550,8 +550,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         summary.to_csv(tmp / "segments.csv")
         Image.fromarray(result.labels.astype(np.uint8)).save(tmp / "labels.png")
         top = np.log(result.n_components) if result.n_components > 1 else 1.0
-        gray = np.clip(result.uncertainty_total / top, 0.0, 1.0)
-        Image.fromarray((gray * 255).round().astype(np.uint8)).save(tmp / "uncertainty.png")
+        gray = result.uncertainty_total * np.float32(255 / top)  # one float32 copy, then in place
+        np.rint(np.clip(gray, 0.0, 255.0, out=gray), out=gray)
+        Image.fromarray(gray.astype(np.uint8)).save(tmp / "uncertainty.png")
         from .report import write_report
 
         # One figure, drawn once: saved as segmentation.png and embedded in report.html

@@ -66,6 +66,7 @@ _ELLIPSE_SD = 2.0  # ellipses enclose +-2 standard deviations (Mahalanobis radiu
 _MAX_TRACE_ROWS = 40
 _GRID = 200  # points of density curves
 _POINT_COLOR = "0.55"
+_MAX_PANEL_PIXELS = 1024  # plot_segmentation draws at most this many pixels across a panel
 
 
 # ---------------------------------------------------------------------- inputs
@@ -834,6 +835,8 @@ def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figu
     """
     from matplotlib.colors import ListedColormap
 
+    from .segmentation import as_image
+
     if not hasattr(result, "labels") or not hasattr(result, "uncertainty_total"):
         raise TypeError(
             f"plot_segmentation needs a SegmentationResult, got {type(result).__name__}."
@@ -844,12 +847,21 @@ def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figu
     rows = 2 if bayes else 1
     fig = Figure(figsize=(3 * width, rows * width * h / w + 0.6 * rows), layout="constrained")
     axes = np.atleast_2d(fig.subplots(rows, 3))
-    image = np.clip(result.image, 0.0, 1.0) if result.image.ndim == 3 else result.image
+    # Draw every `step`-th pixel (views, no copies): a panel shows a few hundred pixels, and
+    # matplotlib would otherwise convert full-size maps of a large image to RGBA floats.
+    step = max(1, -(-max(h, w) // _MAX_PANEL_PIXELS))
+
+    def shown(values: np.ndarray) -> np.ndarray:
+        return values[::step, ::step]
+
+    image = as_image(shown(result.image))
+    if image.ndim == 3:
+        image = np.clip(image, 0.0, 1.0)
     axes[0, 0].imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest")
     axes[0, 0].set_title("image")
     cmap = ListedColormap([f"C{j}" for j in range(k)])
     im = axes[0, 1].imshow(
-        result.labels, cmap=cmap, vmin=-0.5, vmax=k - 0.5, interpolation="nearest"
+        shown(result.labels), cmap=cmap, vmin=-0.5, vmax=k - 0.5, interpolation="nearest"
     )
     fig.colorbar(im, ax=axes[0, 1], ticks=range(k), shrink=0.8, label="segment")
     axes[0, 1].set_title(f"labels (K = {k}, {result.method.upper()})")
@@ -867,7 +879,7 @@ def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figu
             ),
         ]
     for ax, values, title, vmax in panels:
-        im = ax.imshow(values, cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
+        im = ax.imshow(shown(values), cmap="magma", vmin=0.0, vmax=vmax, interpolation="nearest")
         fig.colorbar(im, ax=ax, shrink=0.8)
         ax.set_title(title)
     for ax in axes.ravel():

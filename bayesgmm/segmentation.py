@@ -23,11 +23,25 @@ position group is then multiplied by ``position_weight`` (default 1): larger val
 compact, blob-like segments, smaller ones segments driven by colour. Integer images are read on
 their full range (uint8 / 255, uint16 / 65535); float images are taken as they are.
 
+**Constant images.** A feature group with nothing to segment is refused with a
+``ValueError``: an integer image (uint8, uint16) whose pixels are all equal, or a float image
+whose group varies by no more than rounding, a standard deviation at most
+:data:`CONSTANT_ULPS` (64) machine epsilons of the image's dtype times the group's largest
+absolute value (about 1.4e-14 relative for float64, 7.6e-6 for float32). Rounding noise of a
+few operations on a uniform image (a resampling, a colour conversion) stays below that bound;
+data that differ by one uint8 code (0.4 %), or by 1e-9 in float64, are far above it. Integer
+codes are exact, so for integer images only exact equality counts as constant.
+
 **Large images.** The mixture is fitted to a random subsample of ``n_fit_pixels`` pixels, then
 every pixel is predicted by compiled kernels that run in parallel over pixels: EM's membership
 probabilities directly, the Bayesian maps from ``n_map_draws`` posterior draws (thinned evenly
 over the pooled chains), streaming, so memory is that of the output maps whatever the number
-of draws.
+of draws. Features are computed chunk by chunk (:data:`CHUNK_PIXELS` pixels) from the image in
+its own dtype and never held for the whole image, and the maps are stored compactly (uint8
+labels, float32 probabilities and uncertainties): about ``4 K + 13`` bytes per pixel for EM,
+``4 K + 21`` for the Bayesian maps, plus the image itself. An 8000 x 8000 photograph with
+K = 4 needs about 2 GB of maps (see ``bench/segment_speed.py``), and
+:meth:`SegmentationResult.to_npz` logs a warning before writing more than 1 GiB.
 """
 
 from __future__ import annotations
@@ -226,7 +240,8 @@ class _Pixels:
         largest = np.zeros(ref.size)
         for rows in chunks:
             block = self.raw(rows)
-            largest = np.maximum(largest, np.abs(block).max(axis=0))
+            if self.top is None:  # (only float images have a rounding tolerance)
+                largest = np.maximum(largest, np.abs(block).max(axis=0))
             block -= ref
             shifted += block.sum(axis=0)
         centre = ref + shifted / self.n
@@ -315,16 +330,17 @@ class SegmentationResult:
     """Label map, membership probabilities and uncertainty maps of one segmented image.
 
     Maps have the image's height and width. Entropies are in nats (at most ``log K``). Maps
-    use compact dtypes, so that they cost about ``4 K + 13`` bytes per pixel (EM; the image
-    included): labels the smallest unsigned integer that holds ``K - 1`` (uint8 up to 256
-    segments), every other map float32 (computed in float64, rounded once when stored:
-    relative error below 6e-8).
+    use compact dtypes, about ``4 K + 13`` bytes per pixel for EM (``4 K + 21`` Bayesian):
+    labels the smallest unsigned integer that holds ``K - 1`` (uint8 up to 256 segments),
+    every other map float32 (computed in float64 and rounded once when stored: relative error
+    at most 2**-24, 6e-8).
 
     Attributes
     ----------
-    image : ndarray of float32
-        The input image on the scale of :func:`~bayesgmm.segmentation.as_image` (integer
-        images divided by their largest code), rounded to float32.
+    image : ndarray
+        The input image as given (validated; the caller's own array, not a copy, when it is
+        C-contiguous), in its own dtype: ``as_image(result.image)`` gives it as float on
+        [0, 1] for uint8 and uint16 images.
     labels : ndarray of unsigned int, shape (H, W)
         Most probable component of every pixel (decided in float64).
     probabilities : ndarray of float32, shape (H, W, K)
@@ -389,10 +405,15 @@ class SegmentationResult:
         """Per segment: share of pixels, mean probability of the label, mean uncertainties."""
         k = self.n_components
         lab = self.labels.ravel()
-        counts = np.bincount(lab, minlength=k)
+        # Chunk by chunk: bincount works on intp labels and float64 weights, 16 bytes per
+        # pixel if done at once.
+        step = max(1, int(CHUNK_PIXELS))
+        chunks = [slice(lo, lo + step) for lo in range(0, lab.size, step)]
+        counts = sum(np.bincount(lab[c], minlength=k) for c in chunks)
 
         def per_label(values: np.ndarray) -> np.ndarray:
-            sums = np.bincount(lab, weights=values.ravel(), minlength=k)
+            flat = values.ravel()
+            sums = sum(np.bincount(lab[c], weights=flat[c], minlength=k) for c in chunks)
             with np.errstate(invalid="ignore", divide="ignore"):
                 return sums / counts
 
@@ -442,7 +463,7 @@ class SegmentationResult:
                 w,
                 h,
                 self.n_components,
-                os.fspath(path),
+                os.path.basename(os.fspath(path)),
             )
         np.savez_compressed(path, **arrays)
 
@@ -450,9 +471,8 @@ class SegmentationResult:
 class _Maps:
     """The compact output maps of :func:`segment_image`, filled chunk by chunk."""
 
-    def __init__(self, n: int, k: int, channels: int, *, bayes: bool) -> None:
+    def __init__(self, n: int, k: int, *, bayes: bool) -> None:
         f32 = np.float32
-        self.image = np.empty((n, channels), dtype=f32)
         self.labels = np.empty(n, dtype=np.min_scalar_type(k - 1))
         self.probabilities = np.empty((n, k), dtype=f32)
         self.label_probability = np.empty(n, dtype=f32)
@@ -588,7 +608,7 @@ def segment_image(
         n_pixels,
         f" from up to {n_map_draws} posterior draws" if method == "bayes" else "",
     )
-    maps = _Maps(n_pixels, k, pixels.flat.shape[1], bayes=method == "bayes")
+    maps = _Maps(n_pixels, k, bayes=method == "bayes")
     used_draws = None
     if method == "bayes":
         from .bayes import _thin
@@ -617,10 +637,9 @@ def segment_image(
                 epistemic=s.entropy_epistemic,
                 width=s.upper[at, s.labels] - s.lower[at, s.labels],
             )
-        maps.image[rows] = pixels.flat[rows] / (pixels.top or 1.0)
     timings["maps"] = time.perf_counter() - t0
     return SegmentationResult(
-        image=maps.image.reshape(pixels.arr.shape),
+        image=pixels.arr,
         labels=maps.labels.reshape(h, w),
         probabilities=maps.probabilities.reshape(h, w, k),
         label_probability=maps.label_probability.reshape(h, w),

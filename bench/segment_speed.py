@@ -12,9 +12,15 @@ RSS is its own; "cold" runs with empty compile caches, "warm" is a second run re
 - ``bayes``: NUTS (4 chains x (1000 + 1000)) on a 5 000-pixel sample, then the posterior
   maps (mean probabilities, total/aleatoric/epistemic entropy, interval width) of all pixels
   from 200 thinned draws (``segment_image(method="bayes")``). Target: under 5 minutes warm.
+- ``cli8000``: the whole ``bayesgmm segment`` command (EM, K = 4, colour) on the same photo
+  upscaled (bicubic) to 8000 x 8000 = 64 million pixels, saved as a PNG: wall time of the
+  process, its peak RSS and the size of what it writes. Target: peak RSS under 4 GB (issue
+  14: 12.6 GB before the maps were computed in chunks into compact dtypes). Run warm (a small
+  segmentation fills the compile cache first); not part of the default rows.
 
-    python bench/segment_speed.py            # all rows
+    python bench/segment_speed.py            # em, sklearn, bayes
     python bench/segment_speed.py --only em --only sklearn
+    python bench/segment_speed.py --only cli8000
 """
 
 from __future__ import annotations
@@ -31,17 +37,63 @@ import time
 from _env import worker_env
 
 SIZE = 1024
+BIG = 8000
 K = 4
 
 
-def photo():
+def photo(size: int = SIZE):
     import numpy as np
     from PIL import Image
 
     from bayesgmm.datasets import load_sample_photo
 
-    im = Image.fromarray(load_sample_photo("flower")).resize((SIZE, SIZE), Image.BICUBIC)
+    im = Image.fromarray(load_sample_photo("flower")).resize((size, size), Image.BICUBIC)
     return np.asarray(im)
+
+
+def run_cli_big(cache: str) -> dict:
+    """``bayesgmm segment`` on the 8000 x 8000 photo, in a child process of this worker."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    work = Path(cache) / "cli8000"
+    work.mkdir()
+    Image.fromarray(photo(BIG)).save(work / "big.png", compress_level=1)
+    Image.fromarray(photo(256)).save(work / "small.png")
+    cli = [sys.executable, "-m", "bayesgmm", "--quiet", "segment", "-k", str(K)]
+    cli += ["--features", "color"]
+    env = worker_env(cache)
+    # Warm-up: fills the compile cache, so that the row times the segmentation.
+    subprocess.run(
+        [*cli, str(work / "small.png"), "--out", str(work / "warm")], env=env, check=True
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [*cli, str(work / "big.png"), "--out", str(work / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"bayesgmm segment failed:\n{proc.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:
+        raise SystemExit("the warm-up run's peak RSS hides the measured run's; run them apart")
+    files = {p.name: p.stat().st_size for p in (work / "out").iterdir()}
+    timings = json.loads((work / "out" / "segmentation.json").read_text())["timings_seconds"]
+    return {
+        "seconds": wall,
+        "fit_s": timings["fit"],
+        "maps_s": timings["maps"],
+        "features_s": timings["features"],
+        "child_peak_rss_mb": peak / 1024.0,
+        "maps_npz_mb": files["maps.npz"] / 1e6,
+        "output_mb": sum(files.values()) / 1e6,
+        "warned": "GB of maps" in proc.stderr,
+    }
 
 
 def run_em(image) -> dict:
@@ -112,17 +164,20 @@ def run_bayes(image) -> dict:
 
 
 RUNNERS = {"em": run_em, "sklearn": run_sklearn, "bayes": run_bayes}
+KINDS = [*RUNNERS, "cli8000"]
 
 
-def worker(kind: str) -> None:
-    image = photo()
-    result = RUNNERS[kind](image)
+def worker(kind: str, cache: str) -> None:
+    if kind == "cli8000":
+        result = run_cli_big(cache)
+    else:
+        result = RUNNERS[kind](photo())
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps(result))
 
 
 def run_process(kind: str, cache: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind]
+    cmd = [sys.executable, __file__, "--worker", kind, "--cache", cache]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=worker_env(cache), capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -134,13 +189,31 @@ def run_process(kind: str, cache: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(RUNNERS), action="append")
+    parser.add_argument("--only", choices=sorted(KINDS), action="append")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, args.cache)
         return
     kinds = args.only or ["em", "sklearn", "bayes"]
+    if "cli8000" in kinds:
+        kinds.remove("cli8000")
+        with tempfile.TemporaryDirectory(prefix="bayesgmm_segment_") as cache:
+            r = run_process("cli8000", cache)
+        print(
+            f"bayesgmm segment, {BIG} x {BIG} RGB photograph ({BIG * BIG / 1e6:.0f} million "
+            f"pixels), EM, K = {K}, colour, warm; {os.cpu_count()} CPUs\n"
+            f"  wall time {r['seconds']:.1f} s (features {r['features_s']:.1f} s, fit "
+            f"{r['fit_s']:.1f} s, maps {r['maps_s']:.1f} s; the rest reads the PNG and writes "
+            "the results)\n"
+            f"  peak RSS {r['child_peak_rss_mb']:.0f} MB (target < 4000 MB)\n"
+            f"  output {r['output_mb']:.0f} MB, of which maps.npz {r['maps_npz_mb']:.0f} MB; "
+            f"warned before writing more than 1 GB of maps: {r['warned']}",
+            flush=True,
+        )
+        if not kinds:
+            return
     print(
         f"{SIZE} x {SIZE} RGB photograph, K = {K}, colour features; {os.cpu_count()} CPUs; "
         "seconds = segmentation call, process = whole process incl. imports"

@@ -76,6 +76,34 @@ def test_save_load_round_trips_exactly(faithful_fit, tmp_path):
     assert loaded.diagnostics_.passed == faithful_fit.diagnostics_.passed
 
 
+def test_saved_file_is_compressed_losslessly(faithful_fit, tmp_path):
+    """Issue 14, item 7: compressed, float64 kept, WAIC and LOO from the file are exact."""
+    import h5py
+
+    from bayesgmm.selection import loo, waic
+
+    path = tmp_path / "fit.nc"
+    faithful_fit.save(path)
+    with h5py.File(path, "r") as f:
+        for name in ("log_likelihood/obs", "posterior/means", "posterior/weights"):
+            assert f[name].dtype == np.float64, name
+            assert f[name].compression == "gzip" and f[name].shuffle, name
+    raw = tmp_path / "raw.nc"
+    faithful_fit.idata_.to_netcdf(raw, engine="h5netcdf")  # what save wrote before
+    assert path.stat().st_size < 0.9 * raw.stat().st_size
+    loaded = BayesGaussianMixture.load(path)
+    ll = loaded.idata_["log_likelihood"]["obs"]
+    np.testing.assert_array_equal(ll.values, faithful_fit.idata_["log_likelihood"]["obs"].values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # WAIC's p_waic warning, the same for both
+        before, after = waic(faithful_fit.idata_), waic(loaded.idata_)
+    assert after.elpd_waic == before.elpd_waic and after.p_waic == before.p_waic
+    np.testing.assert_array_equal(after.elpd_waic_i, before.elpd_waic_i)
+    loo_before, loo_after = loo(faithful_fit.idata_), loo(loaded.idata_)
+    assert loo_after.elpd == loo_before.elpd and loo_after.se == loo_before.se
+    np.testing.assert_array_equal(loo_after.pareto_k.values, loo_before.pareto_k.values)
+
+
 def test_load_refuses_other_files(tmp_path):
     path = tmp_path / "other.nc"
     xr.DataTree(xr.Dataset({"a": ("x", [1.0])})).to_netcdf(path, engine="h5netcdf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 
 import numpy as np
@@ -231,3 +232,159 @@ def test_cli_segment_errors_are_one_line(tmp_path, capsys, setup, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("bayesgmm: error:") and message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+# ------------------------------------------------------------ memory, dtypes, constant images
+
+
+def warnings_logged(caplog) -> list:
+    # (an earlier CLI test may have left the bayesgmm logger at INFO)
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_maps_have_compact_dtypes_and_npz_keeps_them(tmp_path, caplog):
+    image, _ = make_regions_image((40, 50), color=True, random_state=0)
+    r = segment_image(image, 3, features=("color",), random_state=0)
+    assert r.labels.dtype == np.uint8
+    for name in (
+        "probabilities",
+        "label_probability",
+        "uncertainty_total",
+        "uncertainty_epistemic",
+    ):
+        assert getattr(r, name).dtype == np.float32, name
+    assert r.image is image  # the caller's image, not a float64 copy of it
+    u8 = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    assert segment_image(u8, 3, features=("color",), random_state=0).image is u8
+    path = tmp_path / "maps.npz"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bayesgmm"):
+        r.to_npz(path)
+    assert not warnings_logged(caplog)
+    with np.load(path) as maps:
+        assert maps["labels"].dtype == np.uint8 and maps["probabilities"].dtype == np.float32
+        np.testing.assert_array_equal(maps["probabilities"], r.probabilities)  # lossless
+        np.testing.assert_array_equal(maps["labels"], r.labels)
+    # More segments than a uint8 holds: the next unsigned integer.
+    from bayesgmm.segmentation import _Maps
+
+    assert _Maps(10, 257, bayes=False).labels.dtype == np.uint16
+
+
+def test_large_maps_warn_before_writing(tmp_path, caplog):
+    image, _ = make_regions_image((40, 50), random_state=0)
+    r = segment_image(image, 2, random_state=0)
+    size = sum(
+        a.nbytes
+        for a in (
+            r.labels,
+            r.probabilities,
+            r.label_probability,
+            r.uncertainty_total,
+            r.uncertainty_aleatoric,
+            r.uncertainty_epistemic,
+            r.fit_pixels,
+        )
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="bayesgmm"):
+        r.to_npz(tmp_path / "small.npz", warn_bytes=size)  # exactly at the threshold: quiet
+        assert not warnings_logged(caplog)
+        r.to_npz(tmp_path / "big.npz", warn_bytes=size - 1)
+    (record,) = warnings_logged(caplog)
+    assert "50 x 40 pixels x 2 segments" in record.getMessage()
+    assert "big.npz" in record.getMessage() and (tmp_path / "big.npz").is_file()
+
+
+@pytest.mark.parametrize("features", [("color",), ("color", "position")])
+def test_chunked_maps_equal_unchunked(monkeypatch, features):
+    import bayesgmm.segmentation as seg
+
+    image, _ = make_regions_image((61, 47), color=True, random_state=4)  # 2867 pixels
+    whole = segment_image(image, 3, features=features, random_state=1)
+    monkeypatch.setattr(seg, "CHUNK_PIXELS", 500)  # 6 chunks, the last one partial
+    chunked = segment_image(image, 3, features=features, random_state=1)
+    np.testing.assert_array_equal(chunked.labels, whole.labels)
+    np.testing.assert_allclose(chunked.features.offset, whole.features.offset, rtol=1e-14)
+    np.testing.assert_allclose(chunked.features.scale, whole.features.scale, rtol=1e-14)
+    for name in ("probabilities", "label_probability", "uncertainty_total"):
+        np.testing.assert_allclose(getattr(chunked, name), getattr(whole, name), atol=1e-6)
+    # And both are the estimator's predict_proba of every pixel's features, built at once.
+    X, f = image_features(image, features)
+    expected = chunked.estimator.predict_proba(pd.DataFrame(X, columns=f.names))
+    np.testing.assert_allclose(chunked.probabilities.reshape(-1, 3), expected, atol=6e-8)
+
+
+def test_chunked_bayes_maps_are_membership_of_every_pixel(monkeypatch):
+    import bayesgmm.segmentation as seg
+
+    image, _ = make_regions_image((30, 34), random_state=2)
+    monkeypatch.setattr(seg, "CHUNK_PIXELS", 256)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        r = segment_image(
+            image,
+            2,
+            method="bayes",
+            n_map_draws=50,
+            random_state=0,
+            draws=100,
+            tune=100,
+            chains=1,
+            progressbar=False,
+        )
+    X, f = image_features(image)
+    s = r.estimator.membership(pd.DataFrame(X, columns=f.names), max_draws=50)
+    np.testing.assert_allclose(r.probabilities.reshape(-1, 2), s.mean, atol=6e-8)
+    np.testing.assert_array_equal(r.labels.ravel(), s.labels)
+    for mine, full in [
+        (r.uncertainty_aleatoric, s.entropy_aleatoric),
+        (r.uncertainty_epistemic, s.entropy_epistemic),
+    ]:
+        np.testing.assert_allclose(mine.ravel(), full, rtol=1e-6, atol=1e-7)
+    rows = np.arange(X.shape[0])
+    width = s.upper[rows, s.labels] - s.lower[rows, s.labels]
+    np.testing.assert_allclose(r.interval_width.ravel(), width, atol=1e-7)
+    assert r.interval_width.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "image, detail",
+    [
+        (np.full((20, 30, 3), 128, dtype=np.uint8), "color is constant;"),  # uniform grey
+        (np.full((20, 30), 40_000, dtype=np.uint16), "color is constant;"),
+        (np.full((20, 30, 3), 0.25), "color is constant;"),
+        # float64 rounding noise (a few ulps) around a grey level
+        (
+            0.3 + np.random.default_rng(0).normal(0, 1e-16, (20, 30)),
+            "constant to within float64 rounding",
+        ),
+        # float32 rounding noise, e.g. left by a colour conversion or a resampling
+        (
+            (0.7 + np.random.default_rng(1).normal(0, 1e-7, (20, 30, 3))).astype(np.float32),
+            "constant to within float32 rounding",
+        ),
+    ],
+)
+def test_constant_and_near_constant_images_are_refused(image, detail):
+    with pytest.raises(ValueError, match="nothing to segment") as info:
+        segment_image(image, 3, features=("color",))
+    assert detail in str(info.value)
+    with pytest.raises(ValueError, match="nothing to segment"):
+        image_features(image, ("color",))
+
+
+def test_small_but_real_variation_is_segmented():
+    # Two levels 1e-9 apart in float64 (millions of ulps) and one odd pixel in a uint8 image
+    # are data, not rounding: neither is refused.
+    truth = np.zeros((20, 30), dtype=int)
+    truth[:, 15:] = 1
+    noise = np.random.default_rng(0).normal(0.0, 0.1, truth.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no degenerate fit
+        r = segment_image(0.5 + 1e-9 * (truth + noise), 2, random_state=0)
+    assert adjusted_rand_score(truth.ravel(), r.labels.ravel()) == 1.0
+    grey = np.full((20, 30), 128, dtype=np.uint8)
+    grey[3, 4] = 129
+    X, f = image_features(grey)
+    assert f.scale[0] > 0 and np.isfinite(X).all()
