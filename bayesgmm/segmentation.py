@@ -26,7 +26,7 @@ their full range (uint8 / 255, uint16 / 65535); float images are taken as they a
 **Constant images.** A feature group with nothing to segment is refused with a
 ``ValueError``: an integer image (uint8, uint16) whose pixels are all equal, or a float image
 whose group varies by no more than rounding, a standard deviation at most
-:data:`CONSTANT_ULPS` (64) machine epsilons of the image's dtype times the group's largest
+``CONSTANT_ULPS`` (64) machine epsilons of the image's dtype times the group's largest
 absolute value (about 1.4e-14 relative for float64, 7.6e-6 for float32). Rounding noise of a
 few operations on a uniform image (a resampling, a colour conversion) stays below that bound;
 data that differ by one uint8 code (0.4 %), or by 1e-9 in float64, are far above it. Integer
@@ -36,12 +36,12 @@ codes are exact, so for integer images only exact equality counts as constant.
 every pixel is predicted by compiled kernels that run in parallel over pixels: EM's membership
 probabilities directly, the Bayesian maps from ``n_map_draws`` posterior draws (thinned evenly
 over the pooled chains), streaming, so memory is that of the output maps whatever the number
-of draws. Features are computed chunk by chunk (:data:`CHUNK_PIXELS` pixels) from the image in
+of draws. Features are computed chunk by chunk (``CHUNK_PIXELS`` pixels) from the image in
 its own dtype and never held for the whole image, and the maps are stored compactly (uint8
 labels, float32 probabilities and uncertainties): about ``4 K + 13`` bytes per pixel for EM,
 ``4 K + 21`` for the Bayesian maps, plus the image itself. An 8000 x 8000 photograph with
 K = 4 needs about 2 GB of maps (see ``bench/segment_speed.py``), and
-:meth:`SegmentationResult.to_npz` logs a warning before writing more than 1 GiB.
+:meth:`~bayesgmm.SegmentationResult.to_npz` logs a warning before writing more than 1 GB.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ _DEFAULT_FIT_PIXELS = {"em": 50_000, "bayes": 5_000}
 #: (features, probabilities, entropies; about 100 MB) are all the memory beyond the maps.
 CHUNK_PIXELS = 1 << 20
 #: :meth:`SegmentationResult.to_npz` logs a warning before writing more bytes of maps.
-LARGE_OUTPUT_BYTES = 1 << 30
+LARGE_OUTPUT_BYTES = 10**9  # 1 GB
 #: A feature group of a float image is "constant" when its standard deviation is at most
 #: this many machine epsilons of the image's dtype times the group's largest absolute value.
 CONSTANT_ULPS = 64
@@ -318,7 +318,7 @@ def image_features(
     -------
     X : ndarray of shape (H * W, n_features)
         One row per pixel, row-major (float64, 8 bytes per pixel and feature:
-        :func:`segment_image` never builds this whole array).
+        :func:`~bayesgmm.segment_image` never builds this whole array).
     scaler : PixelFeatures
     """
     pixels, scaler = _pixels(image, features, position_weight)
@@ -433,13 +433,13 @@ class SegmentationResult:
         """Save every map (and the fitted pixel indices) to a compressed ``.npz`` file.
 
         The maps keep their compact dtypes (see the class); compression is lossless. Logs a
-        warning first when the maps hold more than ``warn_bytes`` bytes (default 1 GiB)
+        warning first when the maps hold more than ``warn_bytes`` bytes (default 1 GB)
         before compression.
 
         Parameters
         ----------
         path : str or path-like
-        warn_bytes : int, default=2**30
+        warn_bytes : int, default=10**9
             Size of the maps above which a warning is logged before writing.
         """
         arrays = {
