@@ -482,6 +482,12 @@ class _Maps:
         self.epistemic = np.empty(n, dtype=f32) if bayes else np.zeros(n, dtype=f32)
         self.width = np.empty(n, dtype=f32) if bayes else None
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the maps (the EM aleatoric map, which is the total map, counted once)."""
+        arrays = {id(a): a for a in vars(self).values() if isinstance(a, np.ndarray)}
+        return sum(a.nbytes for a in arrays.values())
+
     def store(
         self,
         rows: slice,
@@ -559,7 +565,6 @@ def segment_image(
     >>> result.labels.shape, result.uncertainty_total.shape
     ((48, 48), (48, 48))
     """
-    from .bayes import BayesGaussianMixture
     from .em import EMGaussianMixture
 
     if method not in ("em", "bayes"):
@@ -590,7 +595,10 @@ def segment_image(
     t0 = time.perf_counter()
     # Named columns: the estimators, their diagnostics and posteriors say "red", "row", ...
     frame = pd.DataFrame(pixels.features(fit_idx), columns=scaler.names, copy=False)
-    cls = EMGaussianMixture if method == "em" else BayesGaussianMixture
+    if method == "em":
+        cls = EMGaussianMixture
+    else:  # imports PyMC: only when needed
+        from .bayes import BayesGaussianMixture as cls
     _log.info(
         "fitting %s with %d components to %d of %d pixels (%s)",
         cls.__name__,
@@ -603,12 +611,13 @@ def segment_image(
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    maps = _Maps(n_pixels, k, bayes=method == "bayes")
     _log.info(
-        "computing the maps of %d pixels%s",
+        "computing the maps of %d pixels%s (%.2f GB)",
         n_pixels,
         f" from up to {n_map_draws} posterior draws" if method == "bayes" else "",
+        maps.nbytes / 1e9,
     )
-    maps = _Maps(n_pixels, k, bayes=method == "bayes")
     used_draws = None
     if method == "bayes":
         from .bayes import _thin
