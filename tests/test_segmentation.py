@@ -388,3 +388,15 @@ def test_small_but_real_variation_is_segmented():
     grey[3, 4] = 129
     X, f = image_features(grey)
     assert f.scale[0] > 0 and np.isfinite(X).all()
+
+
+def test_cli_refuses_a_uniform_grey_photo(tmp_path, capsys):
+    # Issue 14: not "segmented" into one real and two empty segments with NaN rows.
+    path = tmp_path / "grey.png"
+    Image.fromarray(np.full((30, 40, 3), 128, dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    assert main(["--quiet", "segment", str(path), "-k", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bayesgmm: error:") and len(err.splitlines()) == 1
+    assert "color is constant" in err and "nothing to segment" in err
+    assert not out.exists()
