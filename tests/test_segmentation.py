@@ -400,3 +400,17 @@ def test_cli_refuses_a_uniform_grey_photo(tmp_path, capsys):
     assert err.startswith("bayesgmm: error:") and len(err.splitlines()) == 1
     assert "color is constant" in err and "nothing to segment" in err
     assert not out.exists()
+
+
+def test_plot_draws_large_maps_at_display_resolution(monkeypatch):
+    import bayesgmm.plots as plots
+
+    image, _ = make_regions_image((40, 50), color=True, random_state=0)
+    u8 = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    r = segment_image(u8, 3, features=("color",), random_state=0)
+    monkeypatch.setattr(plots, "_MAX_PANEL_PIXELS", 16)  # as if the image were huge
+    fig = plot_segmentation(r)
+    shapes = [ax.images[0].get_array().shape[:2] for ax in fig.axes if ax.images]
+    assert shapes == [(10, 13)] * 3  # every 4th pixel of 40 x 50
+    shown = fig.axes[0].images[0].get_array()
+    np.testing.assert_array_equal(shown, u8[::4, ::4] / 255.0)  # uint8 read on [0, 1]
