@@ -463,6 +463,10 @@ def _json_default(value):
 
 
 def _read(args: argparse.Namespace) -> pd.DataFrame:
+    """The data file of ``args``, read once (the preflight reads it before heavy imports)."""
+    cached = getattr(args, "_frame", None)
+    if cached is not None:
+        return cached
     from .datasets import read_data
 
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
@@ -586,7 +590,7 @@ def _provenance(args: argparse.Namespace, command: str) -> dict:
     return {
         "bayesgmm_version": __version__,
         "command": command,
-        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "arguments": {k: v for k, v in vars(args).items() if k != "func" and k[0] != "_"},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -1090,7 +1094,17 @@ def _preflight(args: argparse.Namespace) -> None:
     if getattr(args, "tune", 0) < 0:
         raise ValueError(f"--tune={args.tune}; it must be at least 0.")
     if args.command in ("fit", "compare"):
-        _parse_k(args.k)
+        ks = _parse_k(args.k)
+        if args.command == "fit" and len(ks) != 1:
+            raise ValueError("fit takes one -k; use 'bayesgmm compare' for a range.")
+    if args.command == "compare":
+        known = ("full", "tied", "diag", "spherical")
+        unknown = [c.strip() for c in args.covariance.split(",") if c.strip() not in known]
+        if unknown:
+            raise ValueError(
+                f"--covariance: unknown type(s) {', '.join(map(repr, unknown))}; choose from "
+                f"{', '.join(known)}."
+            )
     if args.command == "segment" and args.k < 1:
         raise ValueError(f"-k {args.k}: the number of segments must be at least 1.")
     if getattr(args, "decimal", None) not in (None, ".", ","):
@@ -1118,6 +1132,8 @@ def _preflight(args: argparse.Namespace) -> None:
         args.command == "demo" and args.draws > 0
     ):
         _check_out(Path(args.out), args.command == "demo" or args.force)
+    if args.command in ("fit", "compare"):
+        args._frame = _read(args)  # a data problem is answered before any fitting import
 
 
 def main(argv: Sequence[str] | None = None) -> int:
