@@ -25,6 +25,10 @@ EXIT_PARTIAL = 1  # results written, the report or a figure failed
 EXIT_ERROR = 2
 
 
+class FitFailedError(RuntimeError):
+    """A fit failed for a reason the message explains (raised by the command line)."""
+
+
 class _LazyModule:
     """A module imported on first attribute access.
 
@@ -655,16 +659,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                bgm = BayesGaussianMixture(
-                    k,
-                    covariance_type=args.covariance,
-                    draws=args.draws,
-                    tune=args.tune,
-                    chains=args.chains,
-                    n_init=args.n_init,
-                    random_state=args.seed,
-                    progressbar=not args.quiet,
-                ).fit(X)
+                try:
+                    bgm = BayesGaussianMixture(
+                        k,
+                        covariance_type=args.covariance,
+                        draws=args.draws,
+                        tune=args.tune,
+                        chains=args.chains,
+                        n_init=args.n_init,
+                        random_state=args.seed,
+                        progressbar=not args.quiet,
+                    ).fit(X)
+                except RuntimeError as exc:  # the sampler's own failures (nutpie, PyMC)
+                    raise FitFailedError(
+                        f"the Bayesian fit of {args.data!r} failed ({_one_line(exc)}); with "
+                        "values far from 1 in size, rescale the columns (e.g. standardise "
+                        "them) and fit again."
+                    ) from exc
             post = bgm.idata_["posterior"]
             _check_finite_fit(
                 "The Bayesian fit",
@@ -1173,7 +1184,8 @@ def _one_line(exc: BaseException) -> str:
     text = lines[0] if lines else "(no message)"
     if len(lines) > 1:
         text += " [more with --debug]"
-    if not isinstance(exc, ValueError | TypeError | OSError):
+    ours = type(exc).__module__.startswith("bayesgmm")
+    if not ours and not isinstance(exc, ValueError | TypeError | OSError):
         text = f"{type(exc).__name__}: {text}"
     return text
 

@@ -18,7 +18,6 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ._files import TEXT_SUFFIXES, check_data_path
-from ._validation import check_positive, check_random_state
 
 __all__ = [
     "load_acidity",
@@ -129,6 +128,8 @@ def make_mixture(
     >>> X.shape, np.bincount(y).sum()
     ((100, 2), np.int64(100))
     """
+    from ._validation import check_positive, check_random_state
+
     check_positive("n_samples", n_samples, integer=True)
     w = np.asarray(weights, dtype=np.float64)
     mu = np.atleast_2d(np.asarray(means, dtype=np.float64))
@@ -195,6 +196,8 @@ def make_regions_image(
     ((32, 40), 3)
     """
     from scipy.ndimage import gaussian_filter
+
+    from ._validation import check_positive, check_random_state
 
     h, w = (int(v) for v in shape)
     if h < 8 or w < 8:

@@ -231,6 +231,12 @@ def test_headerless_file_keeps_its_first_row(tmp_path):
     assert "not column names" in frame.attrs["notes"][0]
 
 
+def test_windows_encoding_is_read(tmp_path):
+    path = _write(tmp_path / "cp.csv", "Länge;b\n1,5;2\n".encode("cp1252"))
+    frame, _ = read_data(path)
+    assert frame.columns.tolist() == ["Länge", "b"] and frame.iloc[0, 0] == 1.5
+
+
 def test_utf8_bom_is_not_part_of_the_first_name(tmp_path):
     frame, _ = read_data(_write(tmp_path / "bom.csv", "\ufeffa,b\n1,2\n".encode()))
     assert frame.columns.tolist() == ["a", "b"]
@@ -727,3 +733,30 @@ def test_errors_answer_before_heavy_imports(tmp_path, argv):
     assert loaded == "", f"{argv} imported {loaded}"
     if code == "2":
         one_error_line(proc.stderr)
+
+
+class _Panic(BaseException):
+    """Like pyo3's PanicException (a Rust panic), which is not an Exception."""
+
+
+@pytest.mark.parametrize(
+    ("target", "error", "message"),
+    [
+        (
+            "bayesgmm.bayes.BayesGaussianMixture.fit",
+            RuntimeError("All initialization points failed\n  0: backtrace frame\n  1: frame"),
+            "rescale the columns",
+        ),
+        ("bayesgmm.em.EMGaussianMixture.fit", _Panic("called unwrap on None\nframe 0"), "_Panic"),
+    ],
+)
+def test_sampler_failures_are_one_line(tmp_path, capsys, monkeypatch, csv, target, error, message):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(target, fail)
+    out = tmp_path / "o"
+    code, err = cli(capsys, "fit", str(csv), "--method", "both", "--out", str(out))
+    line = one_error_line(err)
+    assert code == 2 and message in line and "frame" not in err
+    assert not out.exists()
