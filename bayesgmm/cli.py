@@ -356,8 +356,8 @@ def _pid_alive(pid: int) -> bool:
 def _remove_stale_temps(parent: Path) -> None:
     """Remove temporary directories that killed bayesgmm runs left in ``parent``.
 
-    Only directories named ``.<name>.bayesgmm-<pid>-*.tmp`` that carry the marker, and whose
-    process is gone, are removed.
+    Only directories named ``.<name>.bayesgmm-<pid>-*.tmp`` that carry the marker, and
+    ``predict``'s files ``.<name>.bayesgmm-<pid>-*.csv.tmp``, whose process is gone, are removed.
     """
     if not parent.is_dir():
         return
@@ -366,11 +366,12 @@ def _remove_stale_temps(parent: Path) -> None:
         if not (name.startswith(".") and _TMP_TAG in name and name.endswith(".tmp")):
             continue
         pid_text = name.rsplit(_TMP_TAG, 1)[1].split("-", 1)[0]
-        if not pid_text.isdigit() or entry.is_symlink() or not entry.is_dir():
+        if not pid_text.isdigit() or entry.is_symlink() or _pid_alive(int(pid_text)):
             continue
-        if not (entry / MARKER).is_file() or _pid_alive(int(pid_text)):
-            continue
-        shutil.rmtree(entry, ignore_errors=True)
+        if entry.is_dir() and (entry / MARKER).is_file():
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_file() and name.endswith(".csv.tmp"):  # a predictions file in the making
+            entry.unlink(missing_ok=True)
 
 
 def _write_marker(directory: Path, **extra) -> None:
@@ -793,8 +794,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         frame.insert(0, "label", model.predict(X))
         frame["log_density"] = model.score_samples(X)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target.parent)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}{_TMP_TAG}{os.getpid()}-", suffix=".tmp", dir=target.parent
+        prefix=f".{target.name}{_TMP_TAG}{os.getpid()}-", suffix=".csv.tmp", dir=target.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
