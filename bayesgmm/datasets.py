@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -292,7 +293,16 @@ def _sniff(path: Path, sample: str, sep: str | None, decimal: str | None) -> tup
     if not lines:
         raise ValueError(f"{str(path)!r} holds only blank lines; it holds no data to fit.")
     default = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    if sep is None:
+    if sep is not None:
+        counts = [len(row) for row in _split(lines, sep)]
+        bad = next((i for i, c in enumerate(counts) if c != counts[0]), None)
+        if bad is not None:
+            raise ValueError(
+                f"{str(path)!r}: with {_sep_name(sep)} as the separator, line 1 has "
+                f"{counts[0]} field(s) but line {bad + 1} has {counts[bad]}; check --sep "
+                "(sep= in read_data) and the decimal mark."
+            )
+    else:
         consistent = []
         for cand in _SEPARATORS:
             counts = {len(row) for row in _split(lines, cand)}
@@ -348,7 +358,6 @@ def _describe_text_column(frame: pd.DataFrame, name: Any, decimal: str = ".") ->
         return f"{str(name)!r} is empty"
     text = values.astype(str)
     example = text.iloc[0]
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -449,16 +458,25 @@ def read_data(
                 "and the columns are named x0, x1, ..."
             )
         try:
-            frame = pd.read_csv(
-                path,
-                sep=sep,
-                decimal=decimal,
-                encoding=encoding,
-                index_col=False,
-                header=None if headerless else "infer",
-            )
+            with warnings.catch_warnings():
+                # a row longer than the header would be cut short: refuse it instead
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(
+                    path,
+                    sep=sep,
+                    decimal=decimal,
+                    encoding=encoding,
+                    index_col=False,
+                    header=None if headerless else "infer",
+                )
             if headerless:
                 frame.columns = [f"x{j}" for j in range(frame.shape[1])]
+        except pd.errors.ParserWarning:
+            raise ValueError(
+                f"{shown!r}: some lines have more fields than the header when split by "
+                f"{_sep_name(sep)}; check the separator (--sep) and the decimal mark "
+                "(--decimal)."
+            ) from None
         except pd.errors.EmptyDataError:
             raise ValueError(f"{shown!r} holds no columns; it holds no data to fit.") from None
         except pd.errors.ParserError as exc:

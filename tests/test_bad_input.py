@@ -171,6 +171,15 @@ def test_read_data_bad_options(csv, kwargs, exc, message):
     assert message in str(info.value)
 
 
+def test_a_wrong_separator_never_cuts_rows_short(tmp_path):
+    path = _write(tmp_path / "eu.csv", "a;b\n1,5;2,5\n3;4\n")
+    with pytest.raises(ValueError, match="line 1 has 1 field"):
+        read_data(path, sep=",")
+    long = _write(tmp_path / "long.csv", "a,b\n" + "1,2\n" * 300 + "3,4,5\n")
+    with pytest.raises(ValueError, match="Expected 2 fields in line 302"):
+        read_data(long)
+
+
 def test_read_data_all_rows_missing(tmp_path):
     path = _write(tmp_path / "holes.csv", "a,b\n1,\n,2\n")
     with pytest.raises(ValueError, match="every row has missing values"):
