@@ -224,6 +224,7 @@ def _interval(values: np.ndarray, q: tuple[float, float]) -> str:
 
 MARKER = ".bayesgmm-results"
 _TMP_TAG = ".bayesgmm-"
+_DESKTOP_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")  # file managers' own; not data
 _PROTECTED: list[Path] = []  # input files of the current command (set by main)
 
 
@@ -312,7 +313,7 @@ def _check_out(out: Path, force: bool, inputs: Sequence[Path] = ()) -> str | Non
             "bayesgmm replaces only its own results, with or without --force. Choose another "
             "--out."
         )
-    foreign = sorted(set(entries) - set(marker.get("files", [])) - {MARKER})
+    foreign = sorted(set(entries) - set(marker.get("files", [])) - {MARKER, *_DESKTOP_FILES})
     if foreign:
         raise ValueError(
             f"--out {shown!r} holds bayesgmm results and also files it did not write "
@@ -357,7 +358,8 @@ def _remove_stale_temps(parent: Path) -> None:
     """Remove temporary directories that killed bayesgmm runs left in ``parent``.
 
     Only directories named ``.<name>.bayesgmm-<pid>-*.tmp`` that carry the marker, and
-    ``predict``'s files ``.<name>.bayesgmm-<pid>-*.csv.tmp``, whose process is gone, are removed.
+    ``predict``'s files ``.<name>.bayesgmm-<pid>-*.csv.tmp``, whose process is gone, are removed;
+    earlier results set aside by a run killed in the middle of its final swap are moved back.
     """
     if not parent.is_dir():
         return
@@ -369,7 +371,11 @@ def _remove_stale_temps(parent: Path) -> None:
         if not pid_text.isdigit() or entry.is_symlink() or _pid_alive(int(pid_text)):
             continue
         if entry.is_dir() and (entry / MARKER).is_file():
-            shutil.rmtree(entry, ignore_errors=True)
+            home = parent / name[1:].rsplit(_TMP_TAG, 1)[0]
+            if name.endswith("-old.tmp") and not home.exists() and not home.is_symlink():
+                entry.rename(home)  # killed mid-swap: put the earlier results back
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
         elif entry.is_file() and name.endswith(".csv.tmp"):  # a predictions file in the making
             entry.unlink(missing_ok=True)
 

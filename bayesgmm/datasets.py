@@ -468,6 +468,7 @@ def read_data(
                     encoding=encoding,
                     index_col=False,
                     header=None if headerless else "infer",
+                    skipinitialspace=True,  # "a, b" names columns a and b
                 )
             if headerless:
                 frame.columns = [f"x{j}" for j in range(frame.shape[1])]

@@ -609,6 +609,16 @@ def test_stale_temporary_directories_are_removed(tmp_path, capsys, csv):
     assert not stale.exists() and live.exists() and foreign.exists()
 
 
+def test_results_set_aside_by_a_killed_swap_are_put_back(tmp_path, capsys, csv):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **_capture())
+    argv = ["fit", str(csv), "-k", "2", "--method", "em", "--n-init", "1", "--out"]
+    assert cli(capsys, *argv, str(tmp_path / "res"))[0] == 0
+    aside = tmp_path / f".res.bayesgmm-{int(dead.stdout)}-old.tmp"
+    (tmp_path / "res").rename(aside)  # as if killed between the two renames
+    assert cli(capsys, *argv, str(tmp_path / "other"))[0] == 0
+    assert (tmp_path / "res" / "em.json").is_file() and not aside.exists()
+
+
 def _capture() -> dict:
     return {"capture_output": True, "text": True, "check": True}
 
