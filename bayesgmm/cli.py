@@ -626,6 +626,16 @@ def _try_report(tmp: Path, names: Sequence[str], write) -> str | None:
     return None
 
 
+def _partial(out: Path, what: str, error: str, retry: str = "") -> int:
+    """Warn that the results were written but ``what`` failed; the exit code for that."""
+    print(
+        f"bayesgmm: warning: results written to {out}, but {what} failed ({error}); the "
+        f"results are complete{'; ' + retry if retry else ''}.",
+        file=sys.stderr,
+    )
+    return EXIT_PARTIAL
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit EM and/or the Bayesian mixture to a data file and save the results."""
     out = Path(args.out)
@@ -714,13 +724,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
             # The results above are kept whatever happens to the report.
             report_error = _try_report(tmp, ("report.html", "report_figures"), report)
     if report_error is not None:
-        print(
-            f"bayesgmm: warning: results written to {out}, but the report failed "
-            f"({report_error}); the fitted results are complete. Retry with "
-            f"'bayesgmm report {out} --force'.",
-            file=sys.stderr,
+        return _partial(
+            out, "the report", report_error, f"retry with 'bayesgmm report {out} --force'"
         )
-        return EXIT_PARTIAL
     if not args.quiet:
         print(f"results written to {out}")
     return 0
@@ -752,9 +758,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
         result.table.to_csv(tmp / "comparison.csv", index=False)
         (tmp / "verdict.txt").write_text(result.verdict + "\n")
-        result.plot().savefig(tmp / "comparison.png", dpi=120)
+        figure_error = _try_report(  # the table above is kept if the figure fails
+            tmp, ("comparison.png",), lambda: result.plot().savefig(tmp / "comparison.png", dpi=120)
+        )
     if not args.quiet:
         print(result.verdict)
+    if figure_error is not None:
+        return _partial(out, "the figure comparison.png", figure_error)
+    if not args.quiet:
         print(f"results written to {out}")
     return 0
 
@@ -1112,6 +1123,8 @@ def _preflight(args: argparse.Namespace) -> None:
         raise ValueError(f"--draws={args.draws}; it must be at least 0.")
     if getattr(args, "tune", 0) < 0:
         raise ValueError(f"--tune={args.tune}; it must be at least 0.")
+    if args.command == "demo" and args.max_components < 1:
+        raise ValueError(f"--max-components={args.max_components}; it must be at least 1.")
     if args.command in ("fit", "compare"):
         ks = _parse_k(args.k)
         if args.command == "fit" and len(ks) != 1:

@@ -699,6 +699,7 @@ def test_a_report_failure_keeps_the_results(tmp_path, capsys, monkeypatch, small
     monkeypatch.setattr(bayesgmm.report, "write_report", broken)
     code, err = cli(capsys, "--quiet", "fit", str(data), "-k", "2", *fast, "--out", str(out))
     assert code == 1 and "the report failed (RuntimeError: disk quota exceeded)" in err
+    assert "bayesgmm report" in err
     names = {p.name for p in out.iterdir()}
     assert {"posterior.nc", "em.json", "membership.csv"} <= names
     assert "report.html" not in names
@@ -708,6 +709,20 @@ def test_a_report_failure_keeps_the_results(tmp_path, capsys, monkeypatch, small
     assert "report.html" in json.loads((out / MARKER).read_text())["files"]
     argv = ["--quiet", "fit", str(data), "-k", "2", "--method", "em", "--force", "--out"]
     assert cli(capsys, *argv, str(out))[0] == 0  # still ours: replaceable
+
+
+def test_a_figure_failure_keeps_the_comparison(tmp_path, capsys, monkeypatch, csv):
+    from bayesgmm.selection import ComparisonResult
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("bad font")
+
+    monkeypatch.setattr(ComparisonResult, "plot", broken)
+    out = tmp_path / "cmp"
+    argv = ["compare", str(csv), "-k", "1:2", "--covariance", "full", "--method", "em"]
+    code, err = cli(capsys, "--quiet", *argv, "--n-init", "1", "--out", str(out))
+    assert code == 1 and "comparison.png failed (ValueError: bad font)" in err
+    assert (out / "comparison.csv").is_file() and not (out / "comparison.png").exists()
 
 
 # --------------------------------------------------------------------------- CLI: fast answers
