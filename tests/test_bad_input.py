@@ -551,6 +551,22 @@ def test_out_holding_the_input_is_refused_for_our_own_results(tmp_path, capsys, 
     assert data.is_file()
 
 
+def test_segment_out_holding_the_image_is_refused(tmp_path, capsys):
+    image = _write(tmp_path / "photo.png", b"\x89PNG not decoded before the check")
+    argv = ["segment", str(image), "-k", "2", "--out", str(tmp_path), "--force"]
+    code, err = cli(capsys, *argv)
+    assert code == 2 and "holds the input" in one_error_line(err)
+    assert image.is_file()
+
+
+def test_predict_out_that_is_a_directory_is_refused(tmp_path, capsys, em_results, csv):
+    (tmp_path / "preds").mkdir()
+    argv = ["predict", str(em_results), str(csv), "--out", str(tmp_path / "preds"), "--force"]
+    code, err = cli(capsys, *argv)
+    assert code == 2 and "is a directory" in one_error_line(err)
+    assert (tmp_path / "preds").is_dir()
+
+
 def test_out_dot_is_refused_before_any_work(tmp_path, csv):
     work = tmp_path / "work"
     work.mkdir()
