@@ -902,6 +902,8 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except UnidentifiedImageError:
         raise ValueError(f"{str(path)!r} is not an image file Pillow can read.") from None
+    except OSError as exc:  # a truncated or damaged image
+        raise ValueError(f"{str(path)!r} is damaged or truncated: {exc}.") from None
 
 
 def cmd_segment(args: argparse.Namespace) -> int:

@@ -559,6 +559,17 @@ def test_segment_out_holding_the_image_is_refused(tmp_path, capsys):
     assert image.is_file()
 
 
+def test_segment_truncated_image(tmp_path, capsys):
+    from PIL import Image
+
+    whole = tmp_path / "whole.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(whole)
+    cut = _write(tmp_path / "cut.png", whole.read_bytes()[:2000])
+    code, err = cli(capsys, "segment", str(cut), "-k", "2", "--out", str(tmp_path / "o"))
+    line = one_error_line(err)
+    assert code == 2 and "damaged or truncated" in line and str(cut) in line
+
+
 def test_predict_out_that_is_a_directory_is_refused(tmp_path, capsys, em_results, csv):
     (tmp_path / "preds").mkdir()
     argv = ["predict", str(em_results), str(csv), "--out", str(tmp_path / "preds"), "--force"]
