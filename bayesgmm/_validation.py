@@ -86,6 +86,15 @@ def check_X(
     ValueError
         If ``X`` is empty, not 2-D, or holds NaN/inf.
     """
+    dtypes = getattr(X, "dtypes", None)  # a DataFrame: name its date/time columns
+    if dtypes is not None and hasattr(dtypes, "items"):
+        dates = [str(c) for c, t in dtypes.items() if getattr(t, "kind", None) in ("m", "M")]
+        if dates:
+            raise TypeError(
+                f"{name} column(s) {', '.join(map(repr, dates))} hold dates/times; mixture "
+                "models need numbers. Drop them or convert them (e.g. to days since the first "
+                "date) before fitting."
+            )
     kwargs = dict(
         dtype=np.float64,
         order="C",
@@ -102,6 +111,11 @@ def check_X(
             arr = check_array(X, input_name=name, **kwargs)
     except ValueError as exc:
         msg = str(exc)
+        if msg.startswith("Complex data not supported"):
+            raise ValueError(
+                f"{name} holds complex numbers; mixture models need real data. Split them into "
+                "columns, e.g. np.column_stack([z.real, z.imag])."
+            ) from None
         if "could not convert" in msg or "Unable to convert" in msg:
             raise TypeError(
                 f"{name} must be numeric, but it holds text ({msg}). Select the numeric "

@@ -444,14 +444,63 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BayesGaussianMixture:
-        """Rebuild a fitted estimator from a file written by :meth:`save` (no refitting)."""
-        with xr.open_datatree(os.fspath(path), engine="h5netcdf") as opened:
-            tree = opened.load()
+        """Rebuild a fitted estimator from a file written by :meth:`save` (no refitting).
+
+        Loading reads netCDF data and JSON text only: it never unpickles or runs code from
+        the file.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            If ``path`` is a directory, empty, not a netCDF file, truncated or damaged, or
+            not a complete result of :meth:`save` (the message names the path).
+        """
+        shown = os.fspath(path)
+        if not os.path.exists(shown):
+            raise FileNotFoundError(f"Results file {shown!r} does not exist; check the path.")
+        if os.path.isdir(shown):
+            raise ValueError(
+                f"{shown!r} is a directory; give the netCDF file BayesGaussianMixture.save "
+                "wrote (posterior.nc in a 'bayesgmm fit' directory)."
+            )
+        if os.path.getsize(shown) == 0:
+            raise ValueError(
+                f"{shown!r} is empty (0 bytes), not a saved bayesgmm result; fit and save again."
+            )
+        with open(shown, "rb") as fh:
+            hdf5 = fh.read(8) == b"\x89HDF\r\n\x1a\n"
+        try:
+            with xr.open_datatree(shown, engine="h5netcdf") as opened:
+                tree = opened.load()
+        except Exception as exc:  # h5py/h5netcdf raise OSError, ValueError, KeyError...
+            lines = str(exc).strip().splitlines()
+            detail = lines[0] if lines else type(exc).__name__
+            what = (
+                "is truncated or damaged"
+                if hdf5
+                else "is not a netCDF-4 file (bayesgmm saves results as netCDF-4)"
+            )
+            raise ValueError(
+                f"{shown!r} {what} and cannot be loaded ({detail}); fit and save again."
+            ) from None
         if tree.attrs.get("estimator") != "BayesGaussianMixture":
             raise ValueError(
-                f"{os.fspath(path)!r} was not written by BayesGaussianMixture.save; load a file "
-                "that was."
+                f"{shown!r} was not written by BayesGaussianMixture.save; load a file that was."
             )
+        try:
+            return cls._from_tree(tree)
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(
+                f"{shown!r} is an incomplete or damaged bayesgmm result "
+                f"({type(exc).__name__}: {detail}); fit and save again."
+            ) from None
+
+    @classmethod
+    def _from_tree(cls, tree: xr.DataTree) -> BayesGaussianMixture:
+        """The estimator behind a tree written by :meth:`save`."""
         params = json.loads(tree.attrs["params"])
         if params.get("priors") is not None:
             params["priors"] = Priors(**params["priors"])

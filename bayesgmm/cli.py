@@ -19,12 +19,34 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from ._version import __version__
 
+EXIT_PARTIAL = 1  # results written, the report or a figure failed
 EXIT_ERROR = 2
+
+
+class FitFailedError(RuntimeError):
+    """A fit failed for a reason the message explains (raised by the command line)."""
+
+
+class _LazyModule:
+    """A module imported on first attribute access.
+
+    ``bayesgmm --help``, ``--version`` and argument errors answer without importing NumPy and
+    pandas; every command's real work reaches them through these names.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+np = _LazyModule("numpy")
+pd = _LazyModule("pandas")
 
 
 def _print_table(frame: pd.DataFrame) -> None:
@@ -191,7 +213,19 @@ def _interval(values: np.ndarray, q: tuple[float, float]) -> str:
     return f"[{lo:.4g}, {hi:.4g}]"
 
 
-# --------------------------------------------------------------------------- fit / compare
+# --------------------------------------------------------------------------- results directories
+#
+# Files are sacred. bayesgmm writes every results directory under a hidden temporary name
+# beside the target, marks it as its own (MARKER, which lists what it wrote) and moves it into
+# place with one rename, holding a lock on the parent directory while it checks and renames.
+# It replaces a directory only when that directory carries the marker and holds nothing else,
+# never the directory holding an input file (or one of its parents), never the working
+# directory, and never anything else, with or without --force.
+
+MARKER = ".bayesgmm-results"
+_TMP_TAG = ".bayesgmm-"
+_DESKTOP_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")  # file managers' own; not data
+_PROTECTED: list[Path] = []  # input files of the current command (set by main)
 
 
 def _parse_k(text: str) -> list[int]:
@@ -201,48 +235,230 @@ def _parse_k(text: str) -> list[int]:
             lo, hi = (int(part) for part in text.split(":", 1))
             ks = list(range(lo, hi + 1))
         else:
-            ks = [int(text)]
+            lo = hi = int(text)
+            ks = [lo]
     except ValueError:
         raise ValueError(f"-k {text!r} is not a number or a range like 1:6.") from None
-    if not ks or min(ks) < 1:
+    if hi < lo:
+        raise ValueError(
+            f"-k {text!r} is an empty range ({lo} > {hi}); write the smaller number first, "
+            f"e.g. -k {hi}:{lo}."
+        )
+    if min(ks) < 1:
         raise ValueError(f"-k {text!r}: numbers of components must be at least 1.")
     return ks
 
 
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+def _read_marker(directory: Path) -> dict | None:
+    """The marker of a directory bayesgmm wrote, or None."""
+    try:
+        payload = json.loads((directory / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(payload, dict) or payload.get("written_by") != "bayesgmm":
+        return None
+    return payload
+
+
+def _check_out(out: Path, force: bool, inputs: Sequence[Path] = ()) -> str | None:
+    """Refuse an output directory bayesgmm may not write; return its state.
+
+    The state is None for a directory still to create, ``"empty"`` for an empty directory and
+    the run id of the results it holds otherwise; :func:`_staged_dir` compares it again just
+    before replacing, so a concurrent run's results are never replaced silently.
+    """
+    out = Path(out)
+    shown = str(out)
+    where = out.resolve()
+    cwd = Path.cwd().resolve()
+    if where == cwd or where in cwd.parents:
         raise ValueError(
-            f"Output {str(out)!r} already exists; choose another --out or pass --force to "
-            "replace it."
+            f"--out {shown!r} is the current directory (or holds it); give a new directory "
+            "for the results, e.g. --out results."
         )
+    for item in [*_PROTECTED, *inputs]:
+        item = Path(item).resolve()
+        if where == item or where in item.parents:
+            raise ValueError(
+                f"--out {shown!r} holds the input {str(item)!r}; bayesgmm never replaces the "
+                "directory of its input. Choose another --out."
+            )
+    for parent in out.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise ValueError(f"cannot create {shown!r}: {str(parent)!r} is not a directory.")
+            break
+    if out.is_symlink():
+        raise ValueError(
+            f"--out {shown!r} is a symbolic link; bayesgmm replaces only directories it wrote "
+            "itself. Choose another --out."
+        )
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise ValueError(
+            f"--out {shown!r} already exists and is a file, not a results directory; bayesgmm "
+            "never replaces it. Choose another --out."
+        )
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return "empty"
+    marker = _read_marker(out)
+    if marker is None:
+        listed = ", ".join(entries[:5]) + (
+            f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        )
+        raise ValueError(
+            f"--out {shown!r} already exists and holds files bayesgmm did not write ({listed}); "
+            "bayesgmm replaces only its own results, with or without --force. Choose another "
+            "--out."
+        )
+    foreign = sorted(set(entries) - set(marker.get("files", [])) - {MARKER, *_DESKTOP_FILES})
+    if foreign:
+        raise ValueError(
+            f"--out {shown!r} holds bayesgmm results and also files it did not write "
+            f"({', '.join(foreign[:5])}); move them out or choose another --out (nothing was "
+            "changed)."
+        )
+    if not force:
+        raise ValueError(
+            f"--out {shown!r} already exists (results of an earlier bayesgmm run); pass --force "
+            "to replace them, or choose another --out."
+        )
+    return str(marker.get("run_id"))
+
+
+@contextmanager
+def _dir_lock(directory: Path):
+    """An exclusive advisory lock on ``directory`` (where the platform has flock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the rename is the only guard
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale_temps(parent: Path) -> None:
+    """Remove temporary directories that killed bayesgmm runs left in ``parent``.
+
+    Only directories named ``.<name>.bayesgmm-<pid>-*.tmp`` that carry the marker, and
+    ``predict``'s files ``.<name>.bayesgmm-<pid>-*.csv.tmp``, whose process is gone, are removed;
+    earlier results set aside by a run killed in the middle of its final swap are moved back.
+    """
+    if not parent.is_dir():
+        return
+    for entry in parent.iterdir():
+        name = entry.name
+        if not (name.startswith(".") and _TMP_TAG in name and name.endswith(".tmp")):
+            continue
+        pid_text = name.rsplit(_TMP_TAG, 1)[1].split("-", 1)[0]
+        if not pid_text.isdigit() or entry.is_symlink() or _pid_alive(int(pid_text)):
+            continue
+        if entry.is_dir() and (entry / MARKER).is_file():
+            home = parent / name[1:].rsplit(_TMP_TAG, 1)[0]
+            if name.endswith("-old.tmp") and not home.exists() and not home.is_symlink():
+                entry.rename(home)  # killed mid-swap: put the earlier results back
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_file() and name.endswith(".csv.tmp"):  # a predictions file in the making
+            entry.unlink(missing_ok=True)
+
+
+def _write_marker(directory: Path, **extra) -> None:
+    payload = {
+        "written_by": "bayesgmm",
+        "bayesgmm_version": __version__,
+        "note": "bayesgmm wrote this directory; it may replace it (with --force) only while it "
+        "holds nothing but the files listed here.",
+        **extra,
+    }
+    (directory / MARKER).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _record_written(directory: Path, *names: str) -> None:
+    """Add files written later (a report) to the marker of a results directory."""
+    marker = _read_marker(directory)
+    if marker is None:
+        return
+    marker["files"] = sorted({*marker.get("files", []), *names})
+    _write_marker(directory, **{k: v for k, v in marker.items() if k != "bayesgmm_version"})
 
 
 @contextmanager
 def _staged_dir(out: Path, force: bool):
     """Write into a hidden sibling directory, then move it into place in one rename.
 
-    A run that fails or is killed leaves ``out`` untouched (and at most a ``.tmp`` sibling),
-    never a half-written results directory that looks complete.
+    A run that fails or is killed leaves ``out`` untouched (and at most a temporary sibling,
+    removed by the next run), never a half-written results directory that looks complete. Of
+    two runs writing the same ``out`` at once, the first to finish wins; the other fails with
+    a message and changes nothing.
     """
-    _check_out(out, force)
+    import uuid
+
+    out = Path(out)
+    state = _check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); results are ordinary files
+    _remove_stale_temps(out.parent)
+    tmp = Path(
+        tempfile.mkdtemp(
+            prefix=f".{out.name}{_TMP_TAG}{os.getpid()}-", suffix=".tmp", dir=out.parent
+        )
+    )
+    run_id = uuid.uuid4().hex
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private (0700); results are ordinary files
+        _write_marker(tmp, run_id=run_id, files=[])
         yield tmp
+        files = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
+        _write_marker(tmp, run_id=run_id, files=files, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        with _dir_lock(out.parent):
+            try:
+                now = _check_out(out, True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc} (It changed while this run worked; this run's results were discarded.)"
+                ) from None
+            if now != state:
+                raise ValueError(
+                    f"another bayesgmm run wrote {str(out)!r} while this one worked; its results "
+                    "are kept and this run's were discarded. Rerun with another --out."
+                )
+            if now == "empty":
+                out.rmdir()
+            if now is None or now == "empty":
+                try:
+                    tmp.rename(out)
+                except OSError:
+                    raise ValueError(
+                        f"another program created {str(out)!r} while this run worked; this "
+                        "run's results were discarded. Rerun with another --out."
+                    ) from None
+            else:
+                old = out.with_name(f".{out.name}{_TMP_TAG}{os.getpid()}-old.tmp")
+                out.rename(old)
+                tmp.rename(out)
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -258,15 +474,35 @@ def _json_default(value):
 
 
 def _read(args: argparse.Namespace) -> pd.DataFrame:
+    """The data file of ``args``, read once (the preflight reads it before heavy imports)."""
+    cached = getattr(args, "_frame", None)
+    if cached is not None:
+        return cached
     from .datasets import read_data
 
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
-    frame, dropped = read_data(args.data, columns=columns, dropna=args.dropna)
-    if dropped.size and not args.quiet:
-        print(f"dropped {dropped.size} row(s) with missing values", file=sys.stderr)
+    frame, dropped = read_data(
+        args.data,
+        columns=columns,
+        dropna=args.dropna,
+        sep=_separator(getattr(args, "sep", None)),
+        decimal=getattr(args, "decimal", None),
+    )
+    if not args.quiet:
+        for note in frame.attrs.get("notes", []):
+            print(f"note: {note}", file=sys.stderr)
+        if dropped.size:
+            print(f"dropped {dropped.size} row(s) with missing values", file=sys.stderr)
     # Index = 0-based row in the file, so output rows match input rows after --dropna.
     frame.index = np.delete(np.arange(len(frame) + dropped.size), dropped)
     return frame
+
+
+def _separator(text: str | None) -> str | None:
+    if text is None:
+        return None
+    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " "}
+    return named.get(text.lower(), text)
 
 
 def _em_payload(gm, X: pd.DataFrame) -> dict:
@@ -289,6 +525,9 @@ def _em_payload(gm, X: pd.DataFrame) -> dict:
     }
 
 
+_EM_KEYS = ("weights", "means", "covariances", "precisions_cholesky", "covariance_type")
+
+
 def _em_from_json(payload: dict):
     from .em import fitted_from_parameters
 
@@ -304,28 +543,111 @@ def _em_from_json(payload: dict):
     )
 
 
+def _load_em_json(path: Path):
+    """The EM solution saved in ``em.json``; a damaged file is refused in one line."""
+    shown = str(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{shown!r} is not a bayesgmm em.json (it is not text).") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{shown!r} is damaged or truncated (invalid JSON at line {exc.lineno}, column "
+            f"{exc.colno}: {exc.msg}); refit with 'bayesgmm fit'."
+        ) from None
+    missing = [
+        k for k in (*_EM_KEYS, "features") if not isinstance(payload, dict) or k not in payload
+    ]
+    if missing:
+        raise ValueError(
+            f"{shown!r} is not a bayesgmm em.json (no {', '.join(missing)}); refit with "
+            "'bayesgmm fit'."
+        )
+    payload.setdefault("degenerate", None)
+    payload.setdefault("converged", True)
+    try:
+        model = _em_from_json(payload)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise ValueError(f"{shown!r} holds an inconsistent EM solution: {exc}") from None
+    return model, [str(f) for f in payload["features"]]
+
+
+def _check_finite_fit(what: str, arrays: dict, data: str) -> None:
+    """Refuse to write results holding NaN or infinity (a numerical breakdown)."""
+    bad = [name for name, a in arrays.items() if not np.isfinite(np.asarray(a, dtype=float)).all()]
+    if bad:
+        raise ValueError(
+            f"{what} produced non-finite {', '.join(bad)} for {data!r} (a numerical breakdown, "
+            "usually from values far from 1 in size); nothing was written. Rescale the columns "
+            "(e.g. standardise them) and fit again."
+        )
+
+
+def _print_warnings(prefix: str, caught: Sequence[warnings.WarningMessage]) -> None:
+    """Each distinct warning once, with a count; NumPy's RuntimeWarnings as one line."""
+    seen: dict[tuple[str, str], int] = {}
+    for w in caught:
+        text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
+        if issubclass(w.category, RuntimeWarning) and "encountered in" in text:
+            text = "floating-point trouble (overflow or invalid values) in the computation"
+        key = (w.category.__name__, text)
+        seen[key] = seen.get(key, 0) + 1
+    for (category, text), count in seen.items():
+        times = f" ({count} times)" if count > 1 else ""
+        print(f"{prefix}: {category}: {text}{times}", file=sys.stderr)
+
+
 def _provenance(args: argparse.Namespace, command: str) -> dict:
     return {
         "bayesgmm_version": __version__,
         "command": command,
-        "arguments": {k: v for k, v in vars(args).items() if k != "func"},
+        "arguments": {k: v for k, v in vars(args).items() if k != "func" and k[0] != "_"},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
+def _try_report(tmp: Path, names: Sequence[str], write) -> str | None:
+    """Run ``write()``; on failure remove what it left in ``tmp`` and return the reason.
+
+    The results beside it are kept: a report is rendered from them and can be redone with
+    ``bayesgmm report``.
+    """
+    try:
+        write()
+    except Exception as exc:  # any failure of figures or rendering
+        for name in names:
+            target = tmp / name
+            if target.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+            elif target.exists():
+                target.unlink()
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0] if text else 'no message'}"
+    return None
+
+
+def _partial(out: Path, what: str, error: str, retry: str = "") -> int:
+    """Warn that the results were written but ``what`` failed; the exit code for that."""
+    print(
+        f"bayesgmm: warning: results written to {out}, but {what} failed ({error}); the "
+        f"results are complete{'; ' + retry if retry else ''}.",
+        file=sys.stderr,
+    )
+    return EXIT_PARTIAL
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit EM and/or the Bayesian mixture to a data file and save the results."""
-    from .bayes import BayesGaussianMixture
-    from .em import EMGaussianMixture
-    from .exceptions import SamplingWarning
-
     out = Path(args.out)
     _check_out(out, args.force)
-    X = _read(args)
     ks = _parse_k(args.k)
     if len(ks) != 1:
         raise ValueError("fit takes one -k; use 'bayesgmm compare' for a range.")
     k = ks[0]
+    X = _read(args)
+    from .em import EMGaussianMixture
+
+    report_error = None
     with _staged_dir(out, args.force) as tmp:
         _write_json(tmp / "run.json", _provenance(args, "fit"))
         if args.method in ("em", "both"):
@@ -334,8 +656,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 gm = EMGaussianMixture(
                     k, covariance_type=args.covariance, n_init=args.n_init, random_state=args.seed
                 ).fit(X)
-            for w in caught:
-                print(f"EM: {w.category.__name__}: {w.message}", file=sys.stderr)
+            _check_finite_fit(
+                "EM",
+                {"weights": gm.weights_, "means": gm.means_, "covariances": gm.covariances_},
+                args.data,
+            )
+            _print_warnings("EM", caught)
             _write_json(tmp / "em.json", _em_payload(gm, X))
             em_member = pd.DataFrame(
                 gm.predict_proba(X), columns=[f"p_{j}" for j in range(k)], index=X.index
@@ -345,36 +671,62 @@ def cmd_fit(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"EM: log-likelihood {gm.score(X) * len(X):.3f}, BIC {gm.bic(X):.2f}")
         if args.method in ("bayes", "both"):
+            from .bayes import BayesGaussianMixture
+            from .exceptions import SamplingWarning
+
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", SamplingWarning)
-                bgm = BayesGaussianMixture(
-                    k,
-                    covariance_type=args.covariance,
-                    draws=args.draws,
-                    tune=args.tune,
-                    chains=args.chains,
-                    n_init=args.n_init,
-                    random_state=args.seed,
-                    progressbar=not args.quiet,
-                ).fit(X)
-            for w in caught:
-                # Failed convergence checks reach stderr even with --quiet; without it the
-                # verdict printed below says the same.
-                if args.quiet or not issubclass(w.category, SamplingWarning):
-                    print(f"NUTS: {w.category.__name__}: {w.message}", file=sys.stderr)
+                warnings.simplefilter("always")
+                try:
+                    bgm = BayesGaussianMixture(
+                        k,
+                        covariance_type=args.covariance,
+                        draws=args.draws,
+                        tune=args.tune,
+                        chains=args.chains,
+                        n_init=args.n_init,
+                        random_state=args.seed,
+                        progressbar=not args.quiet,
+                    ).fit(X)
+                except RuntimeError as exc:  # the sampler's own failures (nutpie, PyMC)
+                    raise FitFailedError(
+                        f"the Bayesian fit of {args.data!r} failed ({_one_line(exc)}); with "
+                        "values far from 1 in size, rescale the columns (e.g. standardise "
+                        "them) and fit again."
+                    ) from exc
+            post = bgm.idata_["posterior"]
+            _check_finite_fit(
+                "The Bayesian fit",
+                {name: post[name].values for name in ("weights", "means") if name in post},
+                args.data,
+            )
+            # Failed convergence checks reach stderr even with --quiet; without it the
+            # verdict printed below says the same.
+            _print_warnings(
+                "NUTS",
+                [w for w in caught if args.quiet or not issubclass(w.category, SamplingWarning)],
+            )
             bgm.save(tmp / "posterior.nc")
             bgm.diagnostics_.table.to_csv(tmp / "posterior_summary.csv", index=False)
             bgm.membership().to_frame().set_axis(X.index).to_csv(
                 tmp / "membership.csv", index_label="row"
             )
-            from .report import write_report
-
-            # report.html with its figures as PNG files in report_figures/
-            write_report(
-                tmp / "report.html", bgm=bgm, title=f"bayesgmm fit: {Path(args.data).name}"
-            )
             if not args.quiet:
                 print(f"NUTS ({bgm.idata_.attrs['sampler']}): {bgm.diagnostics_.verdict}")
+
+            def report() -> None:
+                from .report import write_report
+
+                # report.html with its figures as PNG files in report_figures/
+                write_report(
+                    tmp / "report.html", bgm=bgm, title=f"bayesgmm fit: {Path(args.data).name}"
+                )
+
+            # The results above are kept whatever happens to the report.
+            report_error = _try_report(tmp, ("report.html", "report_figures"), report)
+    if report_error is not None:
+        return _partial(
+            out, "the report", report_error, f"retry with 'bayesgmm report {out} --force'"
+        )
     if not args.quiet:
         print(f"results written to {out}")
     return 0
@@ -406,32 +758,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
         result.table.to_csv(tmp / "comparison.csv", index=False)
         (tmp / "verdict.txt").write_text(result.verdict + "\n")
-        result.plot().savefig(tmp / "comparison.png", dpi=120)
+        figure_error = _try_report(  # the table above is kept if the figure fails
+            tmp, ("comparison.png",), lambda: result.plot().savefig(tmp / "comparison.png", dpi=120)
+        )
     if not args.quiet:
         print(result.verdict)
+    if figure_error is not None:
+        return _partial(out, "the figure comparison.png", figure_error)
+    if not args.quiet:
         print(f"results written to {out}")
     return 0
+
+
+def _load_results(src: Path):
+    """The model saved in a results directory: the posterior if there is one, else EM."""
+    shown = str(src)
+    if not src.exists():
+        raise FileNotFoundError(f"Results directory {shown!r} does not exist; check the path.")
+    if not src.is_dir():
+        raise ValueError(
+            f"{shown!r} is a file, not a results directory; give the directory that "
+            "'bayesgmm fit --out' wrote."
+        )
+    if (src / "posterior.nc").is_file():
+        from .bayes import BayesGaussianMixture
+
+        model = BayesGaussianMixture.load(src / "posterior.nc")
+        return model, [str(f) for f in model.idata_["observed_data"]["feature"].values]
+    if (src / "em.json").is_file():
+        return _load_em_json(src / "em.json")
+    raise FileNotFoundError(
+        f"{shown!r} holds no posterior.nc or em.json; run 'bayesgmm fit' first."
+    )
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Labels, membership probabilities (with intervals) and anomaly scores for new data."""
     src = Path(args.results)
     target = Path(args.out)
-    if target.exists() and not args.force:
-        raise ValueError(f"{str(target)!r} already exists; pass --force to replace it.")
-    if (src / "posterior.nc").is_file():
-        from .bayes import BayesGaussianMixture
-
-        model = BayesGaussianMixture.load(src / "posterior.nc")
-        features = [str(f) for f in model.idata_["observed_data"]["feature"].values]
-    elif (src / "em.json").is_file():
-        payload = json.loads((src / "em.json").read_text())
-        model = _em_from_json(payload)
-        features = payload["features"]
-    else:
-        raise FileNotFoundError(
-            f"{str(src)!r} holds no posterior.nc or em.json; run 'bayesgmm fit' first."
-        )
+    _check_predict_target(target, src, args.force)
+    model, features = _load_results(src)
     args.columns = ",".join(features)
     X = _read(args)
     if hasattr(model, "membership"):
@@ -445,20 +811,63 @@ def cmd_predict(args: argparse.Namespace) -> int:
         frame.insert(0, "label", model.predict(X))
         frame["log_density"] = model.score_samples(X)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    frame.to_csv(tmp, index_label="row")
-    os.replace(tmp, target)
+    _remove_stale_temps(target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}{_TMP_TAG}{os.getpid()}-", suffix=".csv.tmp", dir=target.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        frame.to_csv(tmp, index_label="row")
+        tmp.chmod(0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if not args.quiet:
         print(f"{len(frame)} predictions written to {target}")
     return 0
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _check_predict_target(target: Path, src: Path, force: bool) -> None:
+    """The predictions file may not be a directory, an input, or a file of the results."""
+    shown = str(target)
+    where = target.resolve()
+    if target.is_dir():
+        raise ValueError(f"--out {shown!r} is a directory; give a file name, e.g. predictions.csv.")
+    for item in _PROTECTED:
+        if where == Path(item).resolve():
+            raise ValueError(f"--out {shown!r} is the input file; bayesgmm never overwrites it.")
+    if where.parent == src.resolve():
+        if where.name in {MARKER, "posterior.nc", "em.json", "run.json"} or where.name.startswith(
+            "membership"
+        ):
+            raise ValueError(
+                f"--out {shown!r} would overwrite a file of the results; choose another name."
+            )
+    if target.exists() and not force:
+        raise ValueError(f"{shown!r} already exists; pass --force to replace it.")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"cannot create {shown!r}: {str(parent)!r} is not a directory.")
+            break
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Render a report from saved results (no refitting)."""
-    from .bayes import BayesGaussianMixture
-    from .report import write_report
-
     src = Path(args.results)
+    if not src.is_dir():
+        raise FileNotFoundError(
+            f"Results directory {str(src)!r} does not exist; give the directory that "
+            "'bayesgmm fit --out' wrote."
+        )
     if not (src / "posterior.nc").is_file():
         raise FileNotFoundError(
             f"{str(src)!r} holds no posterior.nc; run 'bayesgmm fit --method bayes|both' first."
@@ -466,8 +875,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     target = src / f"report.{args.format}"
     if target.exists() and not args.force:
         raise ValueError(f"{str(target)!r} already exists; pass --force to replace it.")
+    from .bayes import BayesGaussianMixture
+    from .report import write_report
+
     bgm = BayesGaussianMixture.load(src / "posterior.nc")
     path = write_report(target, bgm=bgm, embed=args.format == "html")
+    _record_written(src, target.name, f"{target.stem}_figures")
     if not args.quiet:
         print(f"report written to {path}")
     return 0
@@ -489,6 +902,8 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except UnidentifiedImageError:
         raise ValueError(f"{str(path)!r} is not an image file Pillow can read.") from None
+    except OSError as exc:  # a truncated or damaged image
+        raise ValueError(f"{str(path)!r} is damaged or truncated: {exc}.") from None
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -573,10 +988,19 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_text_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sep",
+        help="field separator of a text table: one character, or tab (default: detected)",
+    )
+    p.add_argument("--decimal", help="decimal mark of a text table: '.' or ',' (default: detected)")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="data file: .csv, .tsv, .parquet or .npy")
     p.add_argument("--columns", help="comma-separated columns to use (default: all)")
     p.add_argument("--dropna", action="store_true", help="drop rows with missing values")
+    _add_text_args(p)
 
 
 def _add_fit_args(p: argparse.ArgumentParser, *, k_default: str) -> None:
@@ -651,6 +1075,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="output CSV")
     predict.add_argument("--interval", type=float, default=0.89)
     predict.add_argument("--dropna", action="store_true")
+    _add_text_args(predict)
     predict.add_argument("--force", action="store_true")
     predict.set_defaults(func=cmd_predict)
 
@@ -688,8 +1113,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _preflight(args: argparse.Namespace) -> None:
+    """Check arguments and input paths before anything heavy is imported or computed."""
+    from ._files import check_data_path
+
+    _PROTECTED.clear()
+    for name in ("draws", "chains", "n_init"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1 and not (args.command == "demo" and name == "draws"):
+            raise ValueError(f"--{name.replace('_', '-')}={value}; it must be at least 1.")
+    if getattr(args, "draws", 1) < 0:
+        raise ValueError(f"--draws={args.draws}; it must be at least 0.")
+    if getattr(args, "tune", 0) < 0:
+        raise ValueError(f"--tune={args.tune}; it must be at least 0.")
+    if args.command == "demo" and args.max_components < 1:
+        raise ValueError(f"--max-components={args.max_components}; it must be at least 1.")
+    if args.command in ("fit", "compare"):
+        ks = _parse_k(args.k)
+        if args.command == "fit" and len(ks) != 1:
+            raise ValueError("fit takes one -k; use 'bayesgmm compare' for a range.")
+    if args.command == "compare":
+        known = ("full", "tied", "diag", "spherical")
+        unknown = [c.strip() for c in args.covariance.split(",") if c.strip() not in known]
+        if unknown:
+            raise ValueError(
+                f"--covariance: unknown type(s) {', '.join(map(repr, unknown))}; choose from "
+                f"{', '.join(known)}."
+            )
+    if args.command == "segment" and args.k < 1:
+        raise ValueError(f"-k {args.k}: the number of segments must be at least 1.")
+    if getattr(args, "decimal", None) not in (None, ".", ","):
+        raise ValueError(f"--decimal {args.decimal!r}: use '.' or ','.")
+    sep = _separator(getattr(args, "sep", None))
+    if sep is not None and len(sep) != 1:
+        raise ValueError(f"--sep {args.sep!r}: give one character, or tab, comma, semicolon.")
+    if args.command == "predict":
+        src = Path(args.results)
+        if not src.is_dir():
+            _load_results(src)  # raises the message for a missing path or a file
+    if hasattr(args, "data"):
+        _PROTECTED.append(check_data_path(args.data))
+    if args.command == "segment":
+        image = Path(args.image)
+        if not image.is_file():
+            what = "is a directory, not an image" if image.is_dir() else "does not exist"
+            raise FileNotFoundError(f"image file {str(image)!r} {what}; check the path.")
+        if image.stat().st_size == 0:
+            raise ValueError(f"image file {str(image)!r} is empty (0 bytes).")
+        _PROTECTED.append(image)
+    if args.command == "predict":
+        _check_predict_target(Path(args.out), Path(args.results), args.force)
+    elif args.command in ("fit", "compare", "segment") or (
+        args.command == "demo" and args.draws > 0
+    ):
+        _check_out(Path(args.out), args.command == "demo" or args.force)
+    if args.command in ("fit", "compare"):
+        args._frame = _read(args)  # a data problem is answered before any fitting import
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bayesgmm`` console script."""
+    """Entry point of the ``bayesgmm`` console script.
+
+    Exit codes: 0 success; 1 the results were written but the report (or a figure) failed;
+    2 an error (nothing written); 130 interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -699,15 +1186,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     logging.getLogger("bayesgmm").setLevel(logging.WARNING if args.quiet else logging.INFO)
     try:
+        _preflight(args)
         return args.func(args)
     except KeyboardInterrupt:
         print("bayesgmm: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # one readable line, unless --debug
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # one readable line, unless --debug (Rust panics included)
         if args.debug:
             raise
-        print(f"bayesgmm: error: {exc}", file=sys.stderr)
+        print(f"bayesgmm: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        _PROTECTED.clear()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message; its type when that says more."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else "(no message)"
+    if len(lines) > 1:
+        text += " [more with --debug]"
+    ours = type(exc).__module__.startswith("bayesgmm")
+    if not ours and not isinstance(exc, ValueError | TypeError | OSError):
+        text = f"{type(exc).__name__}: {text}"
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,15 +7,18 @@ listed in ``bayesgmm/data/README.md`` and in each loader's docstring.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ._validation import check_positive, check_random_state
+from ._files import TEXT_SUFFIXES, check_data_path
 
 __all__ = [
     "load_acidity",
@@ -126,6 +129,8 @@ def make_mixture(
     >>> X.shape, np.bincount(y).sum()
     ((100, 2), np.int64(100))
     """
+    from ._validation import check_positive, check_random_state
+
     check_positive("n_samples", n_samples, integer=True)
     w = np.asarray(weights, dtype=np.float64)
     mu = np.atleast_2d(np.asarray(means, dtype=np.float64))
@@ -193,6 +198,8 @@ def make_regions_image(
     """
     from scipy.ndimage import gaussian_filter
 
+    from ._validation import check_positive, check_random_state
+
     h, w = (int(v) for v in shape)
     if h < 8 or w < 8:
         raise ValueError(f"shape={shape!r} is too small; use at least 8 x 8 pixels.")
@@ -237,83 +244,368 @@ def load_sample_photo(name: str = "flower") -> np.ndarray:
     return np.asarray(load_sample_image(f"{name}.jpg"), dtype=np.uint8)
 
 
+# --------------------------------------------------------------------------- reading data files
+
+_SAMPLE_BYTES = 1 << 16
+_SEPARATORS = (",", ";", "\t", "|")
+_SEP_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+_DOT_NUMBER = re.compile(r"^[+-]?(\d+\.\d*|\.\d+)([eE][+-]?\d+)?$")
+_COMMA_NUMBER = re.compile(r"^[+-]?\d+,\d+([eE][+-]?\d+)?$")
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def _sep_name(sep: str) -> str:
+    return f"{_SEP_NAMES.get(sep, repr(sep))} ({sep!r})"
+
+
+def _decode_sample(path: Path) -> tuple[str, str]:
+    """The first 64 KiB of a text table, decoded, and the encoding to read it with."""
+    with path.open("rb") as fh:
+        raw = fh.read(_SAMPLE_BYTES)
+    control = sum(1 for b in raw if b < 32 and b not in (9, 10, 13))
+    if b"\x00" in raw or control > max(2, len(raw) // 100):
+        raise ValueError(
+            f"{str(path)!r} holds binary data, not a text table; give a CSV/TSV text file "
+            "(or .parquet/.npy for binary formats)."
+        )
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8", errors="ignore"), "utf-8-sig"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(raw) - 3:  # a character cut by the 64 KiB sample
+            return raw[: exc.start].decode("utf-8"), "utf-8"
+        return raw.decode("cp1252", errors="replace"), "cp1252"
+
+
+def _split(lines: list[str], sep: str) -> list[list[str]]:
+    import csv
+
+    return [row for row in csv.reader(lines, delimiter=sep) if row]
+
+
+def _sniff(path: Path, sample: str, sep: str | None, decimal: str | None) -> tuple[str, str]:
+    """Pick the field separator and the decimal mark from the first lines of a text table."""
+    lines = [line for line in sample.splitlines() if line.strip()]
+    if len(sample.encode("utf-8", errors="ignore")) >= _SAMPLE_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line of the sample may be cut short
+    lines = lines[:200]
+    if not lines:
+        raise ValueError(f"{str(path)!r} holds only blank lines; it holds no data to fit.")
+    default = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    if sep is not None:
+        counts = [len(row) for row in _split(lines, sep)]
+        bad = next((i for i, c in enumerate(counts) if c != counts[0]), None)
+        if bad is not None:
+            raise ValueError(
+                f"{str(path)!r}: with {_sep_name(sep)} as the separator, line 1 has "
+                f"{counts[0]} field(s) but line {bad + 1} has {counts[bad]}; check --sep "
+                "(sep= in read_data) and the decimal mark."
+            )
+    else:
+        consistent = []
+        for cand in _SEPARATORS:
+            counts = {len(row) for row in _split(lines, cand)}
+            if len(counts) == 1:
+                consistent.append((counts.pop(), cand))
+        wide = [c for c in consistent if c[0] > 1]
+        data = [line.strip() for line in lines[1:]]
+        if wide:
+            sep = max(wide, key=lambda c: (c[0], c[1] == default))[1]
+        elif not any(cand in line for cand in _SEPARATORS for line in lines):
+            sep = default  # one column: no separator at all
+        elif (
+            "," not in lines[0]
+            and data
+            and all(_COMMA_NUMBER.match(f) or _INTEGER.match(f) for f in data)
+            and any(_COMMA_NUMBER.match(f) for f in data)
+            and not any(cand in line for cand in ";\t|" for line in lines)
+        ):
+            sep = ";"  # one column of numbers with a decimal comma
+        else:
+            rows = _split(lines, default)
+            counts = [len(r) for r in rows]
+            bad = next((i for i, c in enumerate(counts) if c != counts[0]), 0)
+            raise ValueError(
+                f"{str(path)!r}: the lines do not split into the same number of columns with "
+                f"any usual separator (with {_sep_name(default)}, line 1 has {counts[0]} "
+                f"field(s) but line {bad + 1} has {counts[bad]}); check the file, or give the "
+                "separator with --sep (sep= in read_data)."
+            )
+    if decimal is None:
+        decimal = "."
+        if sep != ",":
+            fields = [f.strip() for row in _split(lines[1:], sep) for f in row]
+            comma = sum(bool(_COMMA_NUMBER.match(f)) for f in fields)
+            dot = sum(bool(_DOT_NUMBER.match(f)) for f in fields)
+            if comma and not dot:
+                decimal = ","
+    if decimal == sep:
+        raise ValueError(
+            f"{str(path)!r}: the separator and the decimal mark are both {sep!r}; they must "
+            "differ (e.g. --sep ';' --decimal ',')."
+        )
+    return sep, decimal
+
+
+def _describe_text_column(frame: pd.DataFrame, name: Any, decimal: str = ".") -> str:
+    """What a non-numeric column holds, for the error message."""
+    col = frame[name]
+    if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_timedelta64_dtype(col):
+        return f"{str(name)!r} holds dates/times"
+    values = col.dropna()
+    if values.empty:
+        return f"{str(name)!r} is empty"
+    text = values.astype(str)
+    example = text.iloc[0]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            parsed = pd.to_datetime(text.head(50), errors="coerce", format="mixed")
+        except (ValueError, TypeError):  # pragma: no cover - pandas version differences
+            parsed = pd.Series([pd.NaT])
+    if parsed.notna().mean() > 0.8:
+        return f"{str(name)!r} holds dates/times (e.g. {example!r})"
+    numeric = pd.to_numeric(text.str.replace(",", ".") if decimal == "," else text, errors="coerce")
+    if numeric.notna().any():
+        bad = text[numeric.isna()]
+        row = int(np.flatnonzero(numeric.isna().to_numpy())[0])
+        return f"{str(name)!r} (data row {row + 1}: {bad.iloc[0]!r})"
+    return f"{str(name)!r} (e.g. {example!r})"
+
+
 def read_data(
     path: str | os.PathLike,
     *,
     columns: Sequence[str] | None = None,
     dropna: bool = False,
+    sep: str | None = None,
+    decimal: str | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Read a data table for fitting: CSV/TSV, Parquet or NumPy ``.npy``.
+
+    Text tables are checked before they are fitted: the field separator (comma, semicolon,
+    tab or vertical bar) and the decimal mark (``.`` or ``,``) are detected from the first
+    lines unless given, and a file that does not split into numeric columns is refused with
+    a message naming the file and the column that looks wrong. A first column without a
+    header holding distinct values (the row labels ``DataFrame.to_csv()`` writes, read back
+    as ``Unnamed: 0``) is dropped, with a note in ``data.attrs["notes"]``.
 
     Parameters
     ----------
     path : path-like
-        ``.csv``, ``.tsv``/``.tab``/``.txt`` (tab-separated), ``.parquet``/``.pq`` or ``.npy``
-        (a 1-D or 2-D numeric array; columns are named ``x0, x1, ...``).
+        ``.csv``, ``.tsv``/``.tab``/``.txt``, ``.parquet``/``.pq`` or ``.npy`` (a 1-D or 2-D
+        real array; columns are named ``x0, x1, ...``).
     columns : sequence of str, optional
         Columns to keep (all by default).
     dropna : bool, default False
         Drop rows with missing values instead of refusing them.
+    sep : str, optional
+        Field separator of a text table (detected by default).
+    decimal : {".", ","}, optional
+        Decimal mark of a text table (detected by default).
 
     Returns
     -------
     data : DataFrame
-        The numeric columns, rows with missing values dropped when ``dropna``.
+        The numeric columns as float64, rows with missing values dropped when ``dropna``.
+        ``data.attrs["notes"]`` lists what was repaired (an index column dropped, the
+        separator or decimal mark detected).
     dropped : ndarray of int
         0-based positions (in the file) of the dropped rows.
 
     Raises
     ------
-    FileNotFoundError, ValueError
-        Missing file, unknown format or column, non-numeric column, or rows with missing
-        values when ``dropna`` is False (the message names them).
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        A directory, an empty, header-only or binary file, an unknown format or column,
+        a non-numeric column, rows with missing values when ``dropna`` is False (the message
+        names them).
+    TypeError
+        A complex or non-numeric ``.npy`` array.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "eu.csv"
+    >>> _ = f.write_text("a;b\\n1,5;2\\n2,5;3\\n")
+    >>> read_data(f)[0]["a"].tolist()
+    [1.5, 2.5]
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Data file {str(path)!r} does not exist; check the path.")
+    path = check_data_path(path)
+    shown = str(path)
+    notes: list[str] = []
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        frame = pd.read_csv(path)
-    elif suffix in (".tsv", ".tab", ".txt"):
-        frame = pd.read_csv(path, sep="\t")
+    if decimal is not None and decimal not in (".", ","):
+        raise ValueError(f"decimal={decimal!r} is not supported; use '.' or ','.")
+    if sep is not None and (not isinstance(sep, str) or len(sep) != 1):
+        raise ValueError(f"sep={sep!r} must be one character, e.g. ',', ';' or a tab.")
+    if suffix in TEXT_SUFFIXES:
+        sample, encoding = _decode_sample(path)
+        sep_given, dec_given = sep, decimal
+        sep, decimal = _sniff(path, sample, sep, decimal)
+        if sep_given is None and sep != ("\t" if suffix in (".tsv", ".tab") else ","):
+            notes.append(f"{shown}: fields are separated by {_sep_name(sep)}")
+        if dec_given is None and decimal == ",":
+            notes.append(f"{shown}: numbers use a decimal comma")
+        header = _split([next(x for x in sample.splitlines() if x.strip())], sep)[0]
+        headerless = all(_is_number(f, decimal) for f in header)
+        if headerless:
+            notes.append(
+                f"{shown}: the first line holds numbers, not column names; it is read as data "
+                "and the columns are named x0, x1, ..."
+            )
+        try:
+            with warnings.catch_warnings():
+                # a row longer than the header would be cut short: refuse it instead
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(
+                    path,
+                    sep=sep,
+                    decimal=decimal,
+                    encoding=encoding,
+                    index_col=False,
+                    header=None if headerless else "infer",
+                    skipinitialspace=True,  # "a, b" names columns a and b
+                )
+            if headerless:
+                frame.columns = [f"x{j}" for j in range(frame.shape[1])]
+        except pd.errors.ParserWarning:
+            raise ValueError(
+                f"{shown!r}: some lines have more fields than the header when split by "
+                f"{_sep_name(sep)}; check the separator (--sep) and the decimal mark "
+                "(--decimal)."
+            ) from None
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{shown!r} holds no columns; it holds no data to fit.") from None
+        except pd.errors.ParserError as exc:
+            detail = str(exc).strip().splitlines()[-1].removeprefix("Error tokenizing data. ")
+            raise ValueError(
+                f"{shown!r} is not a regular table with {_sep_name(sep)} between fields: "
+                f"{detail}; check the file or give --sep/--decimal."
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{shown!r} is not readable text ({exc.reason}).") from None
     elif suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif suffix == ".npy":
-        array = np.load(path, allow_pickle=False)
-        if array.ndim == 1:
-            array = array[:, None]
-        if array.ndim != 2:
-            raise ValueError(f"{path.name}: expected a 1-D or 2-D array, got shape {array.shape}.")
-        frame = pd.DataFrame(array, columns=[f"x{j}" for j in range(array.shape[1])])
+        try:
+            frame = pd.read_parquet(path)
+        except ImportError:
+            raise
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"{shown!r} is not a readable Parquet file: {first}") from None
     else:
+        frame = _read_npy(path)
+    if frame.shape[1] == 0:
+        raise ValueError(f"{shown!r}: no columns to fit.")
+    frame.columns = [str(c) for c in frame.columns]
+    first = frame.columns[0]
+    if (
+        suffix != ".npy"
+        and (first.startswith("Unnamed: 0") or first == "")
+        and frame.shape[1] > 1
+        and frame[first].is_unique
+        and frame[first].notna().all()
+    ):
+        frame = frame.drop(columns=first)
+        notes.append(
+            f"{shown}: the first column has no name and holds row labels (as written by "
+            "DataFrame.to_csv()); it is not used as a feature"
+        )
+    if len(frame) == 0:
         raise ValueError(
-            f"{path.name}: unknown data format {suffix!r}; use .csv, .tsv, .parquet or .npy."
+            f"{shown!r} has a header ({', '.join(map(str, frame.columns))}) but no data rows."
         )
     if columns:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise ValueError(
-                f"{path.name}: no column(s) {', '.join(map(repr, missing))}; available: "
+                f"{shown!r}: no column(s) {', '.join(map(repr, missing))}; available: "
                 f"{', '.join(map(str, frame.columns))}."
             )
         frame = frame[list(columns)]
-    text = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    text = [c for c in frame.columns if not _is_real(frame[c])]
     if text:
-        raise ValueError(
-            f"{path.name}: column(s) {', '.join(map(repr, text))} are not numeric; select "
-            "numeric columns with --columns (or convert them)."
-        )
-    if frame.shape[1] == 0:
-        raise ValueError(f"{path.name}: no columns to fit.")
+        described = [_describe_text_column(frame, c, decimal or ".") for c in text]
+        what = "; ".join(described)
+        hint = "select the numeric columns with --columns (columns= in read_data) or convert them"
+        if any("dates/times" in d for d in described):
+            hint += " (a date can become a number, e.g. days since the first one)"
+        if suffix in TEXT_SUFFIXES:
+            hint += (
+                f"; the file was read with {_sep_name(sep)} between fields and {decimal!r} as "
+                "the decimal mark, give --sep/--decimal if that is wrong"
+            )
+        raise ValueError(f"{shown!r}: column(s) not numeric: {what}; {hint}.")
     frame = frame.astype(np.float64)
     bad = np.flatnonzero(frame.isna().any(axis=1).to_numpy())
+    if bad.size == len(frame):
+        raise ValueError(f"{shown!r}: every row has missing values; there is no data to fit.")
     if bad.size and not dropna:
-        shown = ", ".join(str(int(r) + 1) for r in bad[:10])
+        shown_rows = ", ".join(str(int(r) + 1) for r in bad[:10])
         more = f" and {bad.size - 10} more" if bad.size > 10 else ""
         raise ValueError(
-            f"{path.name}: {bad.size} row(s) with missing values (data rows {shown}{more}, "
+            f"{shown!r}: {bad.size} row(s) with missing values (data rows {shown_rows}{more}, "
             "1-based); drop them with --dropna or fill them in."
         )
     frame = frame.drop(index=frame.index[bad]).reset_index(drop=True)
     frame.attrs["name"] = path.stem
+    frame.attrs["notes"] = notes
     return frame, bad
+
+
+def _is_number(text: str, decimal: str) -> bool:
+    text = text.strip()
+    if decimal == ",":
+        text = text.replace(",", ".")
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_real(column: pd.Series) -> bool:
+    return (
+        pd.api.types.is_numeric_dtype(column)
+        and not pd.api.types.is_complex_dtype(column)
+        and not pd.api.types.is_timedelta64_dtype(column)
+    )
+
+
+def _read_npy(path: Path) -> pd.DataFrame:
+    shown = str(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise TypeError(
+                f"{shown!r} holds Python objects, which bayesgmm never unpickles; save a "
+                "numeric array (np.save(path, X.astype(float)))."
+            ) from None
+        raise ValueError(f"{shown!r} is not a readable .npy file: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{shown!r} is not a readable .npy file: {exc}") from None
+    if not isinstance(array, np.ndarray):  # pragma: no cover - np.load of an .npz
+        raise ValueError(f"{shown!r} is not a single NumPy array.")
+    kind = array.dtype.kind
+    if kind == "c":
+        raise TypeError(
+            f"{shown!r} holds complex numbers; mixture models need real data. Split them into "
+            "columns, e.g. np.column_stack([z.real, z.imag])."
+        )
+    if kind in "mM":
+        raise TypeError(
+            f"{shown!r} holds dates/times ({array.dtype}); convert them to numbers first."
+        )
+    if kind not in "biuf":
+        raise TypeError(f"{shown!r} holds {array.dtype} values, not numbers; save a numeric array.")
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise ValueError(f"{shown!r}: expected a 1-D or 2-D array, got shape {array.shape}.")
+    if array.shape[0] == 0:
+        raise ValueError(f"{shown!r} holds an array with no rows (shape {array.shape}).")
+    return pd.DataFrame(array, columns=[f"x{j}" for j in range(array.shape[1])])

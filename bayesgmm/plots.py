@@ -84,6 +84,15 @@ def _check_bgm(bgm: Any, func: str) -> None:
     check_is_fitted(bgm, "idata_")
 
 
+def _text(value: Any) -> str:
+    """User text (a column name, a title) made safe for matplotlib.
+
+    Matplotlib reads text between two ``$`` as mathtext and raises on what it cannot parse
+    (a column named ``cost $x^$``); every ``$`` is escaped so the text is shown as written.
+    """
+    return str(value).replace("$", r"\$")
+
+
 def _observed(bgm: BayesGaussianMixture) -> tuple[np.ndarray, list[str]]:
     obs = bgm.idata_["observed_data"]["obs"]
     return np.asarray(obs.values, dtype=float), [str(f) for f in obs["feature"].values]
@@ -126,7 +135,7 @@ def _feature_pair(
             raise ValueError(f"features={features!r} names the same feature twice.")
     note = None
     if len(idx) < d:
-        shown = " and ".join(names[i] for i in idx)
+        shown = " and ".join(_text(names[i]) for i in idx)
         note = (
             f"Showing {shown} of {d} features; ellipses and densities are the marginals "
             "of the components on these features."
@@ -267,7 +276,7 @@ def plot_em_vs_posterior(
         grid = _density_grid(x)
         for ax in (ax_em, ax_post):
             ax.hist(x, bins="auto", density=True, color="0.85", edgecolor="0.6")
-            ax.set_xlabel(names[j])
+            ax.set_xlabel(_text(names[j]))
         ax_em.set_ylabel("density")
         dens = _mixture_pdf(grid, w_em, mu_em[:, j], np.sqrt(cov_em[:, j, j]))
         for c in range(k):
@@ -290,8 +299,8 @@ def plot_em_vs_posterior(
         jx, jy = idx
         for ax in (ax_em, ax_post):
             ax.scatter(X[:, jx], X[:, jy], s=9, color=_POINT_COLOR, alpha=0.6, linewidths=0)
-            ax.set_xlabel(names[jx])
-        ax_em.set_ylabel(names[jy])
+            ax.set_xlabel(_text(names[jx]))
+        ax_em.set_ylabel(_text(names[jy]))
         for c in range(k):
             ax_em.add_patch(_ellipse(mu_em[c, idx], cov_em[c][sub], color=f"C{c}", lw=2))
             ax_em.plot(*mu_em[c, idx], marker="x", color=f"C{c}", ms=9, mew=2)
@@ -384,7 +393,7 @@ def plot_membership_uncertainty(
             ax.set_ylabel(label)
             ax.set_title(label.split(" (")[0])
         for ax in axes:
-            ax.set_xlabel(names[idx[0]])
+            ax.set_xlabel(_text(names[idx[0]]))
     else:
         jx, jy = idx
         rgba = np.array([to_rgba(c) for c in colors])
@@ -408,8 +417,8 @@ def plot_membership_uncertainty(
             fig.colorbar(sc, ax=ax, label=label, shrink=0.9)
             ax.set_title(label.split(" (")[0])
         for ax in axes:
-            ax.set_xlabel(names[jx])
-        axes[0].set_ylabel(names[jy])
+            ax.set_xlabel(_text(names[jx]))
+        axes[0].set_ylabel(_text(names[jy]))
     axes[0].legend(handles=_component_legend(k), fontsize=8, loc="best")
     n_unsure = int(np.sum(m.label_probability < 0.9))
     title = (
@@ -492,7 +501,7 @@ def plot_trace(
                 ax_d.plot(*curve, color=color, lw=1)
             ax_t.plot(da["draw"].values, v, color=color, lw=0.5, alpha=0.7)
         ax_d.set_yticks([])
-        ax_d.set_ylabel(labels[r], rotation=0, ha="right", va="center", fontsize=9)
+        ax_d.set_ylabel(_text(labels[r]), rotation=0, ha="right", va="center", fontsize=9)
         ax_t.margins(x=0)
     axes[-1, 0].set_xlabel("value")
     axes[-1, 1].set_xlabel("draw")
@@ -607,7 +616,7 @@ def plot_posterior_intervals(bgm: BayesGaussianMixture, *, interval: float = 0.8
     """
     table = posterior_vs_em(bgm, interval=interval)
     _, names = _observed(bgm)
-    columns = [("weights", "weights", "")] + [("means", f"means: {n}", n) for n in names]
+    columns = [("weights", "weights", "")] + [("means", f"means: {_text(n)}", n) for n in names]
     k = int(table["component"].max()) + 1
     fig = Figure(figsize=(2.9 * len(columns) + 0.8, 0.9 + 0.75 * k), layout="constrained")
     axes = fig.subplots(k, len(columns), squeeze=False)
@@ -681,7 +690,7 @@ def plot_predictive_check(
         ax.plot(grid, dens.mean(axis=0), color="C0", lw=1.8, label="posterior predictive")
         em_density = _mixture_pdf(grid, em_w, em_mu[:, f], np.sqrt(em_cov[:, f, f])).sum(0)
         ax.plot(grid, em_density, color="k", ls="--", lw=1.2, label="EM")
-        ax.set_xlabel(names[f])
+        ax.set_xlabel(_text(names[f]))
         ax.set_ylabel("density" if f == 0 else "")
     axes[0].legend(fontsize="small")
     title = "Posterior predictive check (marginal densities)"
@@ -743,14 +752,29 @@ def plot_pairs(
                         )
                     ax.add_patch(_ellipse(em_mu[j, [c, r]], em_cov[j][idx], color=f"C{j}", lw=1.8))
             if r == d - 1:
-                ax.set_xlabel(names[c])
+                ax.set_xlabel(_text(names[c]))
             if c == 0 and r > 0:
-                ax.set_ylabel(names[r])
+                ax.set_ylabel(_text(names[r]))
     title = "EM (thick) and posterior draws (thin) on every pair of features"
     if X.shape[1] > d:
         title += f"; first {d} of {X.shape[1]} features"
     fig.suptitle(title)
     return fig
+
+
+def _for_arviz(bgm: BayesGaussianMixture) -> Any:
+    """``idata_`` for arviz-plots, its feature names escaped (:func:`_text`) where needed."""
+    tree = bgm.idata_
+    post = tree["posterior"]
+    if not any("$" in str(f) for f in post.coords.get("feature", [])):
+        return tree
+    import xarray as xr
+
+    ds = post.to_dataset()
+    for dim in ("feature", "feature_bis"):
+        if dim in ds.coords:
+            ds = ds.assign_coords({dim: [_text(f) for f in ds[dim].values]})
+    return xr.DataTree.from_dict({"posterior": ds})
 
 
 def _from_arviz_plots(collection: Any) -> Figure:
@@ -773,7 +797,7 @@ def plot_rank(
     import arviz_plots as azp
 
     _check_bgm(bgm, "plot_rank")
-    pc = azp.plot_rank(bgm.idata_, var_names=list(var_names), backend="matplotlib")
+    pc = azp.plot_rank(_for_arviz(bgm), var_names=list(var_names), backend="matplotlib")
     return _from_arviz_plots(pc)
 
 
@@ -789,7 +813,7 @@ def plot_forest(
     _check_bgm(bgm, "plot_forest")
     interval = _check_interval(interval)
     pc = azp.plot_forest(
-        bgm.idata_, var_names=list(var_names), ci_probs=[0.5, interval], backend="matplotlib"
+        _for_arviz(bgm), var_names=list(var_names), ci_probs=[0.5, interval], backend="matplotlib"
     )
     return _from_arviz_plots(pc)
 
