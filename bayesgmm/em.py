@@ -229,7 +229,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         weights_init: ArrayLike | None = None,
         means_init: ArrayLike | None = None,
         precisions_init: ArrayLike | None = None,
-        random_state: int | np.random.RandomState | None = None,
+        random_state: int | np.random.Generator | np.random.RandomState | None = None,
         warm_start: bool = False,
         verbose: int = 0,
     ) -> None:
