@@ -35,6 +35,8 @@ SCALE_LIMITS = (1e-140, 1e140)
 #: A feature whose spread is below this fraction of its largest magnitude is constant up to
 #: rounding (float64 resolves about 16 digits).
 _CONSTANT_RTOL = 1e-12
+#: Magnitudes above this (or below its inverse) are rescaled before squaring.
+_PRESCALE_ABOVE = 1e100
 
 
 def _describe_rows(rows: np.ndarray) -> str:
@@ -228,6 +230,15 @@ _RANDOM_STATE_HELP = (
 )
 
 
+def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and standard deviation per column (matrix products: fast for any D)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        total = w.sum()
+        mean = (w @ X) / total
+        dev = X - mean
+        return mean, np.sqrt(np.einsum("i,ij,ij->j", w, dev, dev) / total)
+
+
 def check_scale(
     X: np.ndarray,
     sample_weight: np.ndarray | None = None,
@@ -237,8 +248,9 @@ def check_scale(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean and standard deviation of every feature, refusing extreme units.
 
-    Computed without overflow or underflow whatever the magnitude of ``X`` (each feature is
-    first divided by a power of two near its largest magnitude, which is exact).
+    Computed without overflow or underflow whatever the magnitude of ``X`` (a feature too
+    large or too small to square is first divided by a power of two near its largest
+    magnitude, which is exact).
 
     Parameters
     ----------
@@ -257,7 +269,7 @@ def check_scale(
         Weighted mean.
     std : ndarray of shape (n_features,)
         Weighted standard deviation (``ddof=0``); exactly 0 for a feature that is constant up
-        to rounding (spread below ``1e-12`` of its largest magnitude).
+        to rounding (spread below ``1e-12`` of its magnitude).
 
     Raises
     ------
@@ -268,16 +280,21 @@ def check_scale(
     """
     X = np.asarray(X, dtype=np.float64)
     w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    amax = np.abs(X).max(axis=0)
-    # Power-of-two factors make the division exact, so ordinary data gives the same bits.
-    _, exponent = np.frexp(np.where(amax > 0, amax, 1.0))
-    factor = np.ldexp(1.0, exponent)
-    Y = X / factor
-    mean_y = np.average(Y, axis=0, weights=w)
-    std_y = np.sqrt(np.average((Y - mean_y) ** 2, axis=0, weights=w))
-    centre = mean_y * factor
-    constant = std_y <= _CONSTANT_RTOL * (amax / factor)
-    std = np.where(constant, 0.0, std_y * factor)
+    centre, std = _weighted_mean_std(X, w)
+    # Features whose squares overflow or underflow are redone after dividing them by a power
+    # of two near their largest magnitude (exact, so nothing else changes).
+    redo = ~(np.isfinite(centre) & np.isfinite(std)) | (np.abs(centre) > _PRESCALE_ABOVE)
+    redo |= std < 1.0 / _PRESCALE_ABOVE  # tiny or zero: squares may have underflowed
+    magnitude = np.abs(centre)
+    if redo.any():
+        cols = np.flatnonzero(redo)
+        sub = X[:, cols]
+        amax = np.maximum(sub.max(axis=0), -sub.min(axis=0))
+        factor = np.ldexp(1.0, np.frexp(np.where(amax > 0, amax, 1.0))[1])
+        c, sd = _weighted_mean_std(sub / factor, w)
+        centre[cols], std[cols], magnitude[cols] = c * factor, sd * factor, amax
+    constant = std <= _CONSTANT_RTOL * magnitude
+    std = np.where(constant, 0.0, std)
     low, high = SCALE_LIMITS
     bad = np.flatnonzero(~constant & ((std < low) | (std > high)))
     if bad.size:

@@ -196,14 +196,18 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     divided by its (weighted) standard deviation for ``"full"``, ``"tied"`` and ``"diag"``,
     whose models are unchanged by rescaling single features; all features divided by one
     pooled standard deviation (the root of the features' mean variance) for ``"spherical"``,
-    whose model is not. Initialisation, ``reg_covar`` and the degeneracy rule act there, and
-    the fitted attributes are mapped back to the data's units, so multiplying ``X`` by a
-    constant multiplies ``means_`` by it and ``covariances_`` by its square and changes no
-    label; ``lower_bound_`` and the criteria shift by the log of the constant, as a density
-    does. A constant feature is divided by the other features' pooled standard deviation
-    instead (it then collapses onto the ``reg_covar`` floor and is reported as degenerate).
-    Features whose standard deviation lies outside ``[1e-140, 1e140]`` are refused with a
-    ``ValueError`` asking to rescale: their covariances would not fit in float64.
+    whose model is not. ``reg_covar`` and the degeneracy rule act there, and the fitted
+    attributes are mapped back to the data's units, so multiplying ``X`` by a constant
+    multiplies ``means_`` by it and ``covariances_`` by its square and changes no label;
+    ``lower_bound_`` and the criteria shift by the log of the constant, as a density does.
+    The initial partition (k-means, k-means++, ``"random_from_data"``) is still measured in
+    the data's own geometry, up to that one constant: the relative weights you give features
+    steer the start, as in scikit-learn, while from a given start rescaling single features
+    (full, tied, diag) changes nothing. A constant feature is divided by the other features'
+    pooled standard deviation instead (it then collapses onto the ``reg_covar`` floor and is
+    reported as degenerate). Features whose standard deviation lies outside
+    ``[1e-140, 1e140]`` are refused with a ``ValueError`` asking to rescale: their
+    covariances would not fit in float64.
 
     Examples
     --------
@@ -369,34 +373,45 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         sample_weight: np.ndarray,
         random_state: np.random.RandomState,
         inits: dict[str, np.ndarray],
+        partition_units: np.ndarray,
     ) -> _Params:
+        """Initial parameters in standardised units, from a partition in the data's geometry.
+
+        ``X`` is standardised; the distances of k-means, k-means++ and ``"random_from_data"``
+        are measured on ``X * partition_units``, the data rescaled by one constant only, so
+        the partition is the one the data in their own units give (k-means is unchanged by a
+        change of units common to all features) and the relative scales the user chose for
+        the features still steer it.
+        """
         n, k = X.shape[0], self.n_components
         if len(inits) == 3:
             return self._params_from_inits(inits)
         centres = None
-        if self.init_params == "kmeans":
-            labels = (
-                KMeans(n_clusters=k, n_init=1, random_state=random_state)
-                .fit(X, sample_weight=sample_weight)
-                .labels_
-            )
-            resp = np.zeros((n, k))
-            resp[np.arange(n), labels] = 1.0
-        elif self.init_params == "random":
+        if self.init_params == "random":
             resp = random_state.uniform(size=(n, k))
             resp /= resp.sum(axis=1, keepdims=True)
         else:
-            if self.init_params == "k-means++":
-                centres, _ = kmeans_plusplus(
-                    X, k, random_state=random_state, sample_weight=sample_weight
+            same = bool(np.all(partition_units == 1.0))
+            Y = X if same else X * partition_units
+            if self.init_params == "kmeans":
+                labels = (
+                    KMeans(n_clusters=k, n_init=1, random_state=random_state)
+                    .fit(Y, sample_weight=sample_weight)
+                    .labels_
                 )
             else:
-                p = sample_weight / sample_weight.sum()
-                idx = random_state.choice(n, size=k, replace=False, p=p)
-                centres = X[idx]
-            d2 = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2)
+                if self.init_params == "k-means++":
+                    centres, _ = kmeans_plusplus(
+                        Y, k, random_state=random_state, sample_weight=sample_weight
+                    )
+                else:
+                    p = sample_weight / sample_weight.sum()
+                    idx = random_state.choice(n, size=k, replace=False, p=p)
+                    centres = Y[idx]
+                labels = ((Y[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+                centres = centres if same else centres / partition_units
             resp = np.zeros((n, k))
-            resp[np.arange(n), d2.argmin(axis=1)] = 1.0
+            resp[np.arange(n), labels] = 1.0
         params = self._params_from_resp(X, resp * sample_weight[:, None], centres)
         if inits:
             params = self._params_from_inits(inits, params)
@@ -470,8 +485,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
 
     def _standardization(
         self, X: np.ndarray, sample_weight: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Centre and per-feature scale on which EM runs (see the class Notes)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centre and per-feature scale on which EM runs (class Notes), and the data's sd."""
         centre, std = check_scale(
             X, sample_weight, feature_names=getattr(self, "feature_names_in_", None)
         )
@@ -483,12 +498,12 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             pooled = float(np.sqrt(np.mean(std[~constant] ** 2))) if not constant.all() else 0.0
             scale = np.where(constant, pooled, std)
         else:
-            return centre, std
+            return centre, std, std
         if pooled == 0.0:  # every feature constant: the data's magnitude, or 1 for zeros
             low, high = SCALE_LIMITS
             magnitude = float(np.abs(centre).max())
             scale[:] = min(max(magnitude, low), high) if magnitude > 0 else 1.0
-        return centre, scale
+        return centre, scale, std
 
     def _degenerate(
         self, p: _Params, total_weight: float, n_features: int, data_var: float
@@ -554,13 +569,12 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         random_state = check_random_state(self.random_state)
         # EM runs on standardised data Z = (X - centre) / scale (class Notes): reg_covar, the
         # degeneracy rule and the initialisation are then unit-free, and nothing overflows.
-        centre, scale = self._standardization(X, sample_weight)
+        centre, scale, std = self._standardization(X, sample_weight)
         Z = np.ascontiguousarray((X - centre) / scale)
         inits = self._standardize_inits(inits, centre, scale)
         log_scale = float(np.log(scale).sum())  # log-densities of X = those of Z - log_scale
-        data_var = float(
-            np.average((Z - Z.mean(axis=0)) ** 2, axis=0, weights=sample_weight).mean()
-        )
+        units = scale / scale.max()  # Z * units is X up to one constant: k-means' geometry
+        data_var = float(np.mean((std / scale) ** 2))  # the mean variance of Z
         n_init = 1 if continuing else self.n_init
         best: _Run | None = None
         start = time.perf_counter()
@@ -572,7 +586,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
                 params = _rescale(fitted, self.covariance_type, 1.0 / scale, -centre / scale)
                 lower_bound = self.lower_bound_ + log_scale
             else:
-                params = self._initialize(Z, sample_weight, random_state, inits)
+                params = self._initialize(Z, sample_weight, random_state, inits, units)
                 lower_bound = -np.inf
             run = self._run_em(Z, sample_weight, params, lower_bound, data_var)
             if self.verbose >= 1:

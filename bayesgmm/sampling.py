@@ -24,14 +24,14 @@ the same labelling.
 
 **Units.** Every sampler runs on standardised data, ``Z = (X - loc) / scale`` with ``loc`` and
 ``scale`` the per-feature mean and standard deviation that :func:`bayesgmm.build_model`
-scales its priors by (:func:`standardization`; one pooled scale for ``"spherical"``). The
-priors are stated relative to those same quantities, so the model of ``Z`` is the model of
-``X`` after a change of units, and its posterior maps back exactly: the draws are returned in
-the data's units (means ``loc + scale * mean``, covariances ``S Sigma S``), and the pointwise
-log-likelihood is evaluated on ``X`` itself, so WAIC and LOO are those of the data (the
-density of ``X`` is that of ``Z`` divided by ``prod(scale)``). NUTS therefore meets
+scales its priors by (``standardization`` below; one pooled scale for ``"spherical"``).
+The priors are stated relative to those same quantities, so the model of ``Z`` is the model
+of ``X`` after a change of units, and its posterior maps back exactly: the draws are returned
+in the data's units (means ``loc + scale * mean``, covariances ``S Sigma S``), and the
+pointwise log-likelihood is evaluated on ``X`` itself, so WAIC and LOO are those of the data
+(the density of ``X`` is that of ``Z`` divided by ``prod(scale)``). NUTS therefore meets
 parameters of order one whatever the units: data in nanometres or in light years samples the
-same way. Only the samplers' own statistics (``lp``, energies, step sizes) refer to ``Z``.
+same way. Only the samplers' own statistics (``logp``, energies, step sizes) refer to ``Z``.
 Data whose spread float64 cannot represent is refused before sampling (a ``ValueError`` that
 says how to rescale).
 """
@@ -155,7 +155,7 @@ def sample_posterior(
         Standard deviation of the Gaussian jitter added to a single ``initvals`` start on the
         unconstrained scale of the standardised problem (layout of
         :mod:`bayesgmm._logdensity`; means in units of ``scale`` from
-        :func:`standardization`, so the jitter does not depend on the data's units). Each
+        ``standardization``, so the jitter does not depend on the data's units). Each
         chain's jitter is drawn from that chain's own seed, so results do not depend on
         thread timing.
     draws, tune : int, default 1000
@@ -299,10 +299,15 @@ def standardization(
     from ._validation import check_scale
 
     X = np.asarray(X, dtype=np.float64)
-    check_scale(X, feature_names=feature_names)  # refuses units float64 cannot hold
-    loc = X.mean(axis=0)
-    scale = X.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    centre, _ = check_scale(X, feature_names=feature_names)  # refuses what float64 cannot hold
+    with np.errstate(over="ignore", invalid="ignore"):
+        # build_model's own statistics; only a constant feature near float64's largest
+        # magnitude can overflow them, and then the overflow-safe centre stands in
+        loc = X.mean(axis=0)
+        scale = X.std(axis=0)
+    unsafe = ~(np.isfinite(loc) & np.isfinite(scale))
+    loc = np.where(unsafe, centre, loc)
+    scale = np.where((scale > 0) & ~unsafe, scale, 1.0)
     if covariance_type == "spherical":
         scale = np.full(X.shape[1], float(scale.mean()))
     return loc, scale
