@@ -491,7 +491,7 @@ def _em_start(em: EMGaussianMixture, X: np.ndarray) -> tuple[dict[str, Any], np.
     Means move by about half a posterior standard deviation (``sqrt(var / (n w_k))``); the
     weights' and covariances' unconstrained coordinates by ``_INIT_JITTER``. The jitter is
     on the scale of the standardised problem the sampler runs (see
-    :func:`bayesgmm.sampling.standardization`), so it is the same in any units.
+    ``bayesgmm.sampling.standardization``), so it is the same in any units.
     """
     from ._logdensity import n_unconstrained
     from .sampling import standardization
