@@ -604,6 +604,15 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         assert best is not None
         best.params = _rescale(best.params, self.covariance_type, scale, centre)
         best.lower_bounds = [lb - log_scale for lb in best.lower_bounds]
+        p = best.params
+        finite = [np.isfinite(a).all() for a in (p.weights, p.means, p.covariances)]
+        if not (all(finite) and np.isfinite(p.precisions_cholesky).all()):
+            # never hand back NaN parameters as a fit
+            raise ValueError(
+                "EM produced non-finite parameters, so there is no fit to return. Check X for "
+                "values that differ by many orders of magnitude within a feature, rescale or "
+                "transform such features (e.g. take logarithms), or use a larger reg_covar."
+            )
         self._set_fitted(best, d, n_init)
         logger.debug("EM fit in %.3f s", time.perf_counter() - start)
         return X

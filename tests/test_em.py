@@ -501,3 +501,21 @@ def test_em_does_not_depend_on_the_number_of_threads():
         numba.set_num_threads(before)
     for a, b in zip(fits[0], fits[-1], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_parameters_are_never_returned_as_a_fit(monkeypatch):
+    """Issue 14: a fit with NaN parameters is refused, never returned (guard tested directly)."""
+    import bayesgmm.em as em_module
+
+    real = em_module._rescale
+
+    def broken(p, *args):
+        out = real(p, *args)
+        out.means[0, 0] = np.nan
+        return out
+
+    monkeypatch.setattr(em_module, "_rescale", broken)
+    gm = EMGaussianMixture(2, random_state=0)
+    with pytest.raises(ValueError, match="non-finite parameters"):
+        gm.fit(load_faithful())
+    assert not hasattr(gm, "means_")
