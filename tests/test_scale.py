@@ -156,16 +156,18 @@ def test_bayes_refuses_extreme_scales_before_sampling(faithful):
 
 
 @pytest.mark.parametrize("c", SCALES)
-def test_compare_models_em_picks_and_labels_do_not_depend_on_units(c):
-    X = load_acidity().to_numpy()
+@pytest.mark.parametrize("data", ["acidity", "faithful"])
+def test_compare_models_em_picks_and_labels_do_not_depend_on_units(c, data):
+    X = (load_acidity() if data == "acidity" else load_faithful()).to_numpy()
     kw = dict(
         n_components=[1, 2, 3],
-        covariance_types=("full", "spherical"),
+        covariance_types=("full", "diag", "spherical") if data == "faithful" else ("full",),
         methods=("em",),
         random_state=0,
     )
     ref = compare_models(X, **kw)
     scaled = compare_models(X * c, **kw)
+    assert all(ref.best[criterion] is not None for criterion in ("bic", "aic", "icl"))
     assert scaled.best == ref.best
     assert list(scaled.table[DEGENERATE]) == list(ref.table[DEGENERATE])
     for name, gm in ref.em_models.items():
