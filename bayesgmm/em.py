@@ -567,8 +567,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         sample_weight = check_sample_weight(sample_weight, n)
         inits = self._check_inits(d)
         random_state = check_random_state(self.random_state)
-        # EM runs on standardised data Z = (X - centre) / scale (class Notes): reg_covar, the
-        # degeneracy rule and the initialisation are then unit-free, and nothing overflows.
+        # EM runs on standardised data Z = (X - centre) / scale (class Notes): reg_covar and
+        # the degeneracy rule are then unit-free, and nothing overflows.
         centre, scale, std = self._standardization(X, sample_weight)
         Z = np.ascontiguousarray((X - centre) / scale)
         inits = self._standardize_inits(inits, centre, scale)
