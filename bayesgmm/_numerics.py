@@ -50,8 +50,9 @@ def _singular_message(covariance_type: str) -> str:
     return (
         f"A {covariance_type} covariance matrix is singular or not positive definite: a "
         "component has collapsed onto too few (possibly tied) points or the features are "
-        "collinear or constant. Increase reg_covar, standardise X, drop constant or duplicate "
-        "columns, or use fewer components."
+        "collinear or constant. Use a positive reg_covar (in EMGaussianMixture it is a fraction "
+        "of each feature's variance, so the default 1e-6 suits data in any units), drop "
+        "constant or duplicate columns, or use fewer components."
     )
 
 

@@ -22,9 +22,21 @@ __all__ = [
     "check_positive",
     "check_random_state",
     "check_sample_weight",
+    "check_scale",
 ]
 
 _MAX_ROWS_NAMED = 5
+
+#: Standard deviations a non-constant feature may have. Covariances are stored in the data's
+#: units, so a variance must stay well inside float64's range (about 1e-308 to 1e308) even
+#: after a component shrinks to a small fraction of the data's spread; 1e-140 and 1e140
+#: leave 28 orders of magnitude of room at either end.
+SCALE_LIMITS = (1e-140, 1e140)
+#: A feature whose spread is below this fraction of its largest magnitude is constant up to
+#: rounding (float64 resolves about 16 digits).
+_CONSTANT_RTOL = 1e-12
+#: Magnitudes above this (or below its inverse) are rescaled before squaring.
+_PRESCALE_ABOVE = 1e100
 
 
 def _describe_rows(rows: np.ndarray) -> str:
@@ -204,5 +216,115 @@ def check_positive(
 
 
 def check_random_state(seed: Any) -> np.random.RandomState:
-    """Turn ``None``, an int or a ``RandomState`` into a ``RandomState`` (scikit-learn's rule)."""
-    return _sk_check_random_state(seed)
+    """Turn ``None``, an int, a ``RandomState`` or a ``Generator`` into a ``RandomState``.
+
+    ``None``, ints and ``RandomState`` instances follow scikit-learn's rule, so an int seed
+    gives the same stream as before ``Generator`` support existed. A
+    :class:`numpy.random.Generator` is wrapped: the returned ``RandomState`` draws from the
+    generator's own bit generator, so it advances the generator (as passing a ``RandomState``
+    instance advances that instance) and two fits from equally seeded generators agree.
+
+    Raises
+    ------
+    TypeError
+        For anything else, naming what is accepted.
+    """
+    if isinstance(seed, np.random.Generator):
+        return np.random.RandomState(seed.bit_generator)
+    if isinstance(seed, np.random.BitGenerator):
+        return np.random.RandomState(seed)
+    if seed is None or isinstance(seed, numbers.Integral | np.random.RandomState):
+        return _sk_check_random_state(seed)
+    raise TypeError(_RANDOM_STATE_HELP.format(seed=seed, kind=type(seed).__name__))
+
+
+_RANDOM_STATE_HELP = (
+    "random_state={seed!r} ({kind}) is not accepted; pass None, an int seed, a "
+    "numpy.random.Generator (e.g. np.random.default_rng(0)) or a numpy.random.RandomState."
+)
+
+
+def _weighted_mean_std(X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and standard deviation per column (matrix products: fast for any D)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        total = w.sum()
+        mean = (w @ X) / total
+        dev = X - mean
+        return mean, np.sqrt(np.einsum("i,ij,ij->j", w, dev, dev) / total)
+
+
+def check_scale(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None = None,
+    *,
+    name: str = "X",
+    feature_names: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean and standard deviation of every feature, refusing extreme units.
+
+    Computed without overflow or underflow whatever the magnitude of ``X`` (a feature too
+    large or too small to square is first divided by a power of two near its largest
+    magnitude, which is exact).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Validated, finite data.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Frequency weights (all ones when omitted).
+    name : str, default="X"
+        The name used in error messages.
+    feature_names : sequence of str, optional
+        Feature names for error messages.
+
+    Returns
+    -------
+    centre : ndarray of shape (n_features,)
+        Weighted mean.
+    std : ndarray of shape (n_features,)
+        Weighted standard deviation (``ddof=0``); exactly 0 for a feature that is constant up
+        to rounding (spread below ``1e-12`` of its magnitude).
+
+    Raises
+    ------
+    ValueError
+        If a non-constant feature's standard deviation lies outside
+        ``[1e-140, 1e140]``: its covariances could not be represented in float64 in the
+        data's units. The message says how to rescale.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    centre, std = _weighted_mean_std(X, w)
+    # Features whose squares overflow or underflow are redone after dividing them by a power
+    # of two near their largest magnitude (exact, so nothing else changes).
+    redo = ~(np.isfinite(centre) & np.isfinite(std)) | (np.abs(centre) > _PRESCALE_ABOVE)
+    redo |= std < 1.0 / _PRESCALE_ABOVE  # tiny or zero: squares may have underflowed
+    magnitude = np.abs(centre)
+    if redo.any():
+        cols = np.flatnonzero(redo)
+        sub = X[:, cols]
+        amax = np.maximum(sub.max(axis=0), -sub.min(axis=0))
+        factor = np.ldexp(1.0, np.frexp(np.where(amax > 0, amax, 1.0))[1])
+        c, sd = _weighted_mean_std(sub / factor, w)
+        centre[cols], std[cols], magnitude[cols] = c * factor, sd * factor, amax
+    constant = std <= _CONSTANT_RTOL * magnitude
+    std = np.where(constant, 0.0, std)
+    low, high = SCALE_LIMITS
+    bad = np.flatnonzero(~constant & ((std < low) | (std > high)))
+    if bad.size:
+        j = int(bad[0])
+        label = f"feature {j}"
+        if feature_names is not None:
+            label += f" ({str(list(feature_names)[j])!r})"
+        exponent10 = int(np.round(np.log10(std[j])))
+        hint = (
+            f"divide it by 1e{exponent10}" if exponent10 > 0 else f"multiply it by 1e{-exponent10}"
+        )
+        raise ValueError(
+            f"{name} is on a scale that float64 cannot fit: {label} has standard deviation "
+            f"{std[j]:.3g}, and covariances in these units would "
+            f"{'overflow' if std[j] > high else 'underflow'}. bayesgmm fits features whose "
+            f"standard deviation lies between {low:g} and {high:g}. Rescale {name} (for "
+            f"example {hint}, or standardise every feature) and fit again."
+        )
+    return centre, std

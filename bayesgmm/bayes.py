@@ -126,8 +126,9 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         the sampler's labels.
     n_init : int, default 5
         EM restarts for the starting point and pivot.
-    random_state : int, RandomState or None, default None
-        Seeds EM, the jitter and the sampler (resolved once per ``fit``).
+    random_state : int, numpy.random.Generator, RandomState or None, default None
+        Seeds EM, the jitter and the sampler (resolved once per ``fit``; a ``Generator`` is
+        advanced by one draw).
     progressbar : bool, default True
         Show the sampler's progress bar.
 
@@ -171,7 +172,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         init: Literal["em", "prior"] = "em",
         relabel: Literal["pivot", "stephens"] | None = "pivot",
         n_init: int = 5,
-        random_state: int | np.random.RandomState | None = None,
+        random_state: int | np.random.Generator | np.random.RandomState | None = None,
         progressbar: bool = True,
     ) -> None:
         self.n_components = n_components
@@ -243,7 +244,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             em.feature_names_in_ = self.feature_names_in_
         t_em = time.perf_counter() - t0
-        initvals, jitter = _em_start(em, X.shape[0]) if self.init == "em" else (None, None)
+        initvals, jitter = _em_start(em, X) if self.init == "em" else (None, None)
         tree = sample_posterior(
             X,
             k,
@@ -546,14 +547,19 @@ def _cov_param(em: EMGaussianMixture) -> tuple[str, np.ndarray]:
     return "sigma", np.sqrt(em.covariances_)
 
 
-def _em_start(em: EMGaussianMixture, n: int) -> tuple[dict[str, Any], np.ndarray]:
+def _em_start(em: EMGaussianMixture, X: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     """The EM solution as a start, and per-coordinate jitter on the unconstrained scale.
 
     Means move by about half a posterior standard deviation (``sqrt(var / (n w_k))``); the
-    weights' and covariances' unconstrained coordinates by ``_INIT_JITTER``.
+    weights' and covariances' unconstrained coordinates by ``_INIT_JITTER``. The jitter is
+    on the scale of the standardised problem the sampler runs (see
+    ``bayesgmm.sampling.standardization``), so it is the same in any units.
     """
     from ._logdensity import n_unconstrained
+    from .sampling import standardization
 
+    n = X.shape[0]
+    _, scale = standardization(X, em.covariance_type)
     key, cov = _cov_param(em)
     w = em.weights_
     k, d = em.means_.shape
@@ -565,7 +571,7 @@ def _em_start(em: EMGaussianMixture, n: int) -> tuple[dict[str, Any], np.ndarray
         var = em.covariances_
     else:
         var = np.broadcast_to(em.covariances_[:, None], (k, d))
-    mean_sd = np.sqrt(var / np.maximum(n * w, 1.0)[:, None])
+    mean_sd = np.sqrt(var / np.maximum(n * w, 1.0)[:, None]) / scale
     jitter = np.full(n_unconstrained(k, d, em.covariance_type), _INIT_JITTER)
     jitter[k - 1 : k - 1 + k * d] = _MEAN_JITTER * mean_sd.ravel()
     return {"weights": w, "means": em.means_, key: cov}, jitter

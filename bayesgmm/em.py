@@ -34,11 +34,13 @@ from ._numerics import (
     responsibilities,
 )
 from ._validation import (
+    SCALE_LIMITS,
     check_choice,
     check_n_components,
     check_positive,
     check_random_state,
     check_sample_weight,
+    check_scale,
     check_X,
 )
 from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
@@ -66,6 +68,7 @@ class _Run:
     lower_bounds: list[float]
     converged: bool
     degenerate: np.ndarray
+    few_points: np.ndarray  # the degenerate components that hold < n_features + 1 points
 
 
 def _cov_shape(covariance_type: str, k: int, d: int) -> tuple[int, ...]:
@@ -83,6 +86,26 @@ def _smallest_variances(covariances: np.ndarray, covariance_type: str, k: int) -
     return covariances
 
 
+def _rescale(p: _Params, covariance_type: str, scale: np.ndarray, shift: np.ndarray) -> _Params:
+    """Parameters after the change of units ``x -> x * scale + shift`` (per feature).
+
+    ``scale`` has one positive entry per feature (all equal for ``"spherical"``). Means move
+    with the data, covariances by ``S Sigma S`` and the precision Cholesky factor ``U`` (with
+    ``precision = U U^T``) by ``S^{-1} U``, which stays upper triangular.
+    """
+    means = p.means * scale + shift
+    if covariance_type in ("full", "tied"):
+        covs = p.covariances * scale[:, None] * scale
+        pc = p.precisions_cholesky / scale[:, None]
+    elif covariance_type == "diag":
+        covs = p.covariances * scale**2
+        pc = p.precisions_cholesky / scale
+    else:
+        covs = p.covariances * scale[0] ** 2
+        pc = p.precisions_cholesky / scale[0]
+    return _Params(p.weights.copy(), means, covs, pc)
+
+
 class EMGaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by maximum likelihood with the EM algorithm.
 
@@ -96,7 +119,14 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     tol : float, default=1e-3
         EM stops when the mean log-likelihood per sample changes by less than ``tol``.
     reg_covar : float, default=1e-6
-        Added to the diagonal of every covariance, keeping them positive definite.
+        Regularisation of the covariances, **relative to the data's spread**: every
+        covariance gets ``reg_covar`` times the variance of each feature added to its diagonal
+        (``"full"``, ``"tied"``, ``"diag"``), or ``reg_covar`` times the features' mean
+        variance added to its one variance (``"spherical"``). It keeps covariances positive
+        definite, and because it moves with the data, fitting ``X * c`` (or, except for
+        ``"spherical"``, rescaling single features) gives the same labels and parameters in
+        the new units. Equivalently, EM runs on standardised data (see Notes) and adds
+        ``reg_covar`` to the diagonal there, as scikit-learn adds its absolute ``reg_covar``.
     max_iter : int, default=100
         Most EM iterations per initialisation.
     n_init : int, default=1
@@ -112,8 +142,9 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         Initial means.
     precisions_init : array-like, optional
         Initial precisions (inverse covariances), shaped as ``covariances_``.
-    random_state : int, RandomState or None, default=None
-        Seed for initialisation and :meth:`sample`.
+    random_state : int, numpy.random.Generator, RandomState or None, default=None
+        Seed for initialisation and :meth:`sample`. A ``Generator`` (or ``RandomState``)
+        is drawn from, and so advanced, by each call.
     warm_start : bool, default=False
         Start a new :meth:`fit` from the previous solution (then ``n_init`` is 1).
     verbose : int, default=0
@@ -139,9 +170,11 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     lower_bounds_ : ndarray of shape (n_iterations,)
         The same per iteration; EM never decreases it.
     degenerate_ : ndarray of bool, shape (n_components,)
-        Components that collapsed: fewer than ``n_features + 1`` effective points or a
-        variance within ten times the ``reg_covar`` floor (or below ``1e-10`` of the data's
-        mean feature variance). Such fits have spuriously high likelihood.
+        Components that collapsed: fewer than ``n_features + 1`` effective points, or a
+        variance, along some direction of the standardised data, within ten times the
+        ``reg_covar`` floor (and at least below ``1e-10``), that is below
+        ``max(10 * reg_covar, 1e-10)`` times the data's own variance in that direction. The
+        rule is unit-free. Such fits have spuriously high likelihood.
     n_parameters_ : int
         Free parameters, used by :meth:`bic` and :meth:`aic`.
     n_features_in_ : int
@@ -158,6 +191,23 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
 
     **Frequency weights.** ``sample_weight`` in :meth:`fit` counts repetitions: integer
     weights give the same fit as repeating rows.
+
+    **Units.** EM runs on standardised data: each feature centred on its (weighted) mean and
+    divided by its (weighted) standard deviation for ``"full"``, ``"tied"`` and ``"diag"``,
+    whose models are unchanged by rescaling single features; all features divided by one
+    pooled standard deviation (the root of the features' mean variance) for ``"spherical"``,
+    whose model is not. ``reg_covar`` and the degeneracy rule act there, and the fitted
+    attributes are mapped back to the data's units, so multiplying ``X`` by a constant
+    multiplies ``means_`` by it and ``covariances_`` by its square and changes no label;
+    ``lower_bound_`` and the criteria shift by the log of the constant, as a density does.
+    The initial partition (k-means, k-means++, ``"random_from_data"``) is still measured in
+    the data's own geometry, up to that one constant: the relative weights you give features
+    steer the start, as in scikit-learn, while from a given start rescaling single features
+    (full, tied, diag) changes nothing. A constant feature is divided by the other features'
+    pooled standard deviation instead (it then collapses onto the ``reg_covar`` floor and is
+    reported as degenerate). Features whose standard deviation lies outside
+    ``[1e-140, 1e140]`` are refused with a ``ValueError`` asking to rescale: their
+    covariances would not fit in float64.
 
     Examples
     --------
@@ -183,7 +233,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         weights_init: ArrayLike | None = None,
         means_init: ArrayLike | None = None,
         precisions_init: ArrayLike | None = None,
-        random_state: int | np.random.RandomState | None = None,
+        random_state: int | np.random.Generator | np.random.RandomState | None = None,
         warm_start: bool = False,
         verbose: int = 0,
     ) -> None:
@@ -300,40 +350,68 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         prec_chol = precisions_cholesky_from_covariances(covariances, cov_type)
         return _Params(nk / nk.sum(), means, covariances, prec_chol)
 
+    def _standardize_inits(
+        self, inits: dict[str, np.ndarray], centre: np.ndarray, scale: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """User-supplied initial means and precisions, moved to the standardised units."""
+        out = dict(inits)
+        if "means" in out:
+            out["means"] = (out["means"] - centre) / scale
+        if "precisions_cholesky" in out:
+            pc = out["precisions_cholesky"]
+            if self.covariance_type in ("full", "tied"):
+                out["precisions_cholesky"] = pc * scale[:, None]
+            elif self.covariance_type == "diag":
+                out["precisions_cholesky"] = pc * scale
+            else:
+                out["precisions_cholesky"] = pc * scale[0]
+        return out
+
     def _initialize(
         self,
         X: np.ndarray,
         sample_weight: np.ndarray,
         random_state: np.random.RandomState,
         inits: dict[str, np.ndarray],
+        partition_units: np.ndarray,
     ) -> _Params:
+        """Initial parameters in standardised units, from a partition in the data's geometry.
+
+        ``X`` is standardised; the distances of k-means, k-means++ and ``"random_from_data"``
+        are measured on ``X * partition_units``, the data rescaled by one constant only, so
+        the partition is the one the data in their own units give (k-means is unchanged by a
+        change of units common to all features) and the relative scales the user chose for
+        the features still steer it.
+        """
         n, k = X.shape[0], self.n_components
         if len(inits) == 3:
             return self._params_from_inits(inits)
         centres = None
-        if self.init_params == "kmeans":
-            labels = (
-                KMeans(n_clusters=k, n_init=1, random_state=random_state)
-                .fit(X, sample_weight=sample_weight)
-                .labels_
-            )
-            resp = np.zeros((n, k))
-            resp[np.arange(n), labels] = 1.0
-        elif self.init_params == "random":
+        if self.init_params == "random":
             resp = random_state.uniform(size=(n, k))
             resp /= resp.sum(axis=1, keepdims=True)
         else:
-            if self.init_params == "k-means++":
-                centres, _ = kmeans_plusplus(
-                    X, k, random_state=random_state, sample_weight=sample_weight
+            same = bool(np.all(partition_units == 1.0))
+            Y = X if same else X * partition_units
+            if self.init_params == "kmeans":
+                labels = (
+                    KMeans(n_clusters=k, n_init=1, random_state=random_state)
+                    .fit(Y, sample_weight=sample_weight)
+                    .labels_
                 )
             else:
-                p = sample_weight / sample_weight.sum()
-                idx = random_state.choice(n, size=k, replace=False, p=p)
-                centres = X[idx]
-            d2 = ((X[:, None, :] - centres[None]) ** 2).sum(axis=2)
+                if self.init_params == "k-means++":
+                    centres, _ = kmeans_plusplus(
+                        Y, k, random_state=random_state, sample_weight=sample_weight
+                    )
+                else:
+                    p = sample_weight / sample_weight.sum()
+                    idx = random_state.choice(n, size=k, replace=False, p=p)
+                    centres = Y[idx]
+                labels = ((Y[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+                centres = centres if same else centres / partition_units
             resp = np.zeros((n, k))
-            resp[np.arange(n), d2.argmin(axis=1)] = 1.0
+            resp[np.arange(n), labels] = 1.0
         params = self._params_from_resp(X, resp * sample_weight[:, None], centres)
         if inits:
             params = self._params_from_inits(inits, params)
@@ -402,17 +480,44 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             if abs(lower_bound - prev) < self.tol:
                 converged = True
                 break
-        degenerate = self._degenerate(params, total_weight, X.shape[1], data_var)
-        return _Run(params, lower_bounds, converged, degenerate)
+        degenerate, few_points = self._degenerate(params, total_weight, X.shape[1], data_var)
+        return _Run(params, lower_bounds, converged, degenerate, few_points)
+
+    def _standardization(
+        self, X: np.ndarray, sample_weight: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centre and per-feature scale on which EM runs (class Notes), and the data's sd."""
+        centre, std = check_scale(
+            X, sample_weight, feature_names=getattr(self, "feature_names_in_", None)
+        )
+        constant = std == 0.0
+        if self.covariance_type == "spherical":
+            pooled = float(np.sqrt(np.mean(std**2)))
+            scale = np.full(X.shape[1], pooled)
+        elif constant.any():
+            pooled = float(np.sqrt(np.mean(std[~constant] ** 2))) if not constant.all() else 0.0
+            scale = np.where(constant, pooled, std)
+        else:
+            return centre, std, std
+        if pooled == 0.0:  # every feature constant: the data's magnitude, or 1 for zeros
+            low, high = SCALE_LIMITS
+            magnitude = float(np.abs(centre).max())
+            scale[:] = min(max(magnitude, low), high) if magnitude > 0 else 1.0
+        return centre, scale, std
 
     def _degenerate(
         self, p: _Params, total_weight: float, n_features: int, data_var: float
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Collapsed components (either reason) and those among them with too few points.
+
+        ``p`` and ``data_var`` are in standardised units, where ``reg_covar`` is added, so
+        the floor is relative to the data's spread.
+        """
         k = self.n_components
         floor = max(10.0 * self.reg_covar, 1e-10 * data_var)
         small_var = _smallest_variances(p.covariances, self.covariance_type, k) <= floor
         few_points = p.weights * total_weight < n_features + 1
-        return small_var | few_points
+        return small_var | few_points, few_points
 
     # -------------------------------------------------------------------- API
     def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Self:
@@ -462,26 +567,34 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         sample_weight = check_sample_weight(sample_weight, n)
         inits = self._check_inits(d)
         random_state = check_random_state(self.random_state)
-        data_var = float(np.average((X - X.mean(axis=0)) ** 2, axis=0).mean())
+        # EM runs on standardised data Z = (X - centre) / scale (class Notes): reg_covar and
+        # the degeneracy rule are then unit-free, and nothing overflows.
+        centre, scale, std = self._standardization(X, sample_weight)
+        Z = np.ascontiguousarray((X - centre) / scale)
+        inits = self._standardize_inits(inits, centre, scale)
+        log_scale = float(np.log(scale).sum())  # log-densities of X = those of Z - log_scale
+        units = scale / scale.max()  # Z * units is X up to one constant: k-means' geometry
+        data_var = float(np.mean((std / scale) ** 2))  # the mean variance of Z
         n_init = 1 if continuing else self.n_init
         best: _Run | None = None
         start = time.perf_counter()
         for init in range(n_init):
             if continuing:
-                params = _Params(
+                fitted = _Params(
                     self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
                 )
-                lower_bound = self.lower_bound_
+                params = _rescale(fitted, self.covariance_type, 1.0 / scale, -centre / scale)
+                lower_bound = self.lower_bound_ + log_scale
             else:
-                params = self._initialize(X, sample_weight, random_state, inits)
+                params = self._initialize(Z, sample_weight, random_state, inits, units)
                 lower_bound = -np.inf
-            run = self._run_em(X, sample_weight, params, lower_bound, data_var)
+            run = self._run_em(Z, sample_weight, params, lower_bound, data_var)
             if self.verbose >= 1:
                 logger.info(
                     "init %d/%d: lower bound %.6f after %d iterations%s%s",
                     init + 1,
                     n_init,
-                    run.lower_bounds[-1],
+                    run.lower_bounds[-1] - log_scale,
                     len(run.lower_bounds),
                     "" if run.converged else " (not converged)",
                     " (degenerate)" if run.degenerate.any() else "",
@@ -489,6 +602,17 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             if best is None or self._better(run, best):
                 best = run
         assert best is not None
+        best.params = _rescale(best.params, self.covariance_type, scale, centre)
+        best.lower_bounds = [lb - log_scale for lb in best.lower_bounds]
+        p = best.params
+        finite = [np.isfinite(a).all() for a in (p.weights, p.means, p.covariances)]
+        if not (all(finite) and np.isfinite(p.precisions_cholesky).all()):
+            # never hand back NaN parameters as a fit
+            raise ValueError(
+                "EM produced non-finite parameters, so there is no fit to return. Check X for "
+                "values that differ by many orders of magnitude within a feature, rescale or "
+                "transform such features (e.g. take logarithms), or use a larger reg_covar."
+            )
         self._set_fitted(best, d, n_init)
         logger.debug("EM fit in %.3f s", time.perf_counter() - start)
         return X
@@ -513,6 +637,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             self.precisions_cholesky_, self.covariance_type
         )
         self.degenerate_ = run.degenerate[order]
+        few_points = run.few_points[order]
         self.converged_ = run.converged
         self.lower_bounds_ = np.asarray(run.lower_bounds)
         self.lower_bound_ = float(run.lower_bounds[-1])
@@ -528,14 +653,41 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             )
         if self.degenerate_.any():
             warnings.warn(
-                f"Component(s) {np.flatnonzero(self.degenerate_).tolist()} collapsed onto too "
-                "few points or onto the reg_covar floor in every one of the "
-                f"{n_init} initialisation(s); the likelihood of such a fit is spuriously "
-                "high. Use fewer components, more n_init, a larger reg_covar, or jitter tied "
-                "values.",
+                self._degenerate_message(few_points, n_features, n_init),
                 DegenerateMixtureWarning,
                 stacklevel=3,
             )
+
+    def _degenerate_message(self, few_points: np.ndarray, n_features: int, n_init: int) -> str:
+        """What collapsed, why, and what helps (a larger reg_covar does not: see below)."""
+        crowded = np.flatnonzero(few_points).tolist()
+        flat = np.flatnonzero(self.degenerate_ & ~few_points).tolist()
+        parts = []
+        if crowded:
+            parts.append(
+                f"component(s) {crowded} hold fewer than n_features + 1 = {n_features + 1} "
+                "points' worth of weight"
+            )
+        if flat:
+            parts.append(
+                f"component(s) {flat} shrank, along some direction, to a variance within ten "
+                f"times the reg_covar floor (reg_covar={self.reg_covar:g} of the data's own "
+                "variance there): they sit on repeated (tied) values, a constant feature or "
+                "collinear features"
+            )
+        advice = "use fewer components or a larger n_init"
+        if flat:
+            advice += (
+                "; remove duplicate rows, constant or collinear columns, or add noise of the "
+                "data's resolution to rounded values. A larger reg_covar only hides the "
+                "collapse (the floor is relative, so the data's units are not the cause)"
+            )
+        return (
+            f"Component(s) {np.flatnonzero(self.degenerate_).tolist()} collapsed in every one "
+            f"of the {n_init} initialisation(s): "
+            f"{'; '.join(parts)}. The likelihood of such a fit is spuriously high, so its "
+            f"criteria cannot be compared. To fix it, {advice}."
+        )
 
     def _check_X_predict(self, X: ArrayLike) -> np.ndarray:
         check_is_fitted(self)

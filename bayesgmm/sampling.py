@@ -21,6 +21,19 @@
 Initial values are per chain, on the constrained scale (``weights``, ``means`` and ``chol``
 or ``sigma``), typically the EM solution jittered per chain, so that every chain starts in
 the same labelling.
+
+**Units.** Every sampler runs on standardised data, ``Z = (X - loc) / scale`` with ``loc`` and
+``scale`` the per-feature mean and standard deviation that :func:`bayesgmm.build_model`
+scales its priors by (``standardization`` below; one pooled scale for ``"spherical"``).
+The priors are stated relative to those same quantities, so the model of ``Z`` is the model
+of ``X`` after a change of units, and its posterior maps back exactly: the draws are returned
+in the data's units (means ``loc + scale * mean``, covariances ``S Sigma S``), and the
+pointwise log-likelihood is evaluated on ``X`` itself, so WAIC and LOO are those of the data
+(the density of ``X`` is that of ``Z`` divided by ``prod(scale)``). NUTS therefore meets
+parameters of order one whatever the units: data in nanometres or in light years samples the
+same way. Only the samplers' own statistics (``logp``, energies, step sizes) refer to ``Z``.
+Data whose spread float64 cannot represent is refused before sampling (a ``ValueError`` that
+says how to rescale).
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ import xarray as xr
 
 from . import _logdensity
 
-__all__ = ["SAMPLERS", "posterior_dataset", "sample_posterior"]
+__all__ = ["SAMPLERS", "posterior_dataset", "sample_posterior", "standardization"]
 
 _log = logging.getLogger("bayesgmm")
 
@@ -140,8 +153,11 @@ def sample_posterior(
         default start (the prior's central point, jittered).
     init_jitter : float or ndarray of shape (n_unconstrained,), optional
         Standard deviation of the Gaussian jitter added to a single ``initvals`` start on the
-        unconstrained scale (layout of :mod:`bayesgmm._logdensity`). Each chain's jitter is
-        drawn from that chain's own seed, so results do not depend on thread timing.
+        unconstrained scale of the standardised problem (layout of
+        :mod:`bayesgmm._logdensity`; means in units of ``scale`` from
+        ``standardization``, so the jitter does not depend on the data's units). Each
+        chain's jitter is drawn from that chain's own seed, so results do not depend on
+        thread timing.
     draws, tune : int, default 1000
         Kept draws and warm-up iterations per chain.
     chains : int, default 4
@@ -162,9 +178,15 @@ def sample_posterior(
         feature), ``covariances`` and ``precisions_cholesky`` (the layouts of
         :func:`bayesgmm.build_model`), and ``chol``/``stds``/``corr`` (``"full"``,
         ``"tied"``) or ``sigma``; ``sample_stats`` as the sampler reports them;
-        ``log_likelihood`` with ``obs`` (chain, draw, obs_id); ``observed_data``. Root
-        attributes: ``sampler`` and, in seconds, ``compile_time``, ``sampling_time``,
-        ``log_likelihood_time``, ``total_time``.
+        ``log_likelihood`` with ``obs`` (chain, draw, obs_id); ``observed_data``; all in the
+        data's units (module Notes). Root attributes: ``sampler``, the standardisation
+        ``sampling_loc`` and ``sampling_scale`` and, in seconds, ``compile_time``,
+        ``sampling_time``, ``log_likelihood_time``, ``total_time``.
+
+    Raises
+    ------
+    ValueError
+        If a feature's standard deviation lies outside ``[1e-140, 1e140]`` (rescale ``X``).
     """
     from .model import Priors
 
@@ -186,6 +208,8 @@ def sample_posterior(
     priors = Priors() if priors is None else priors
     names = [str(f) for f in feature_names] if feature_names is not None else None
     names = names or [f"x{j}" for j in range(d)]
+    loc, scale = standardization(X, covariance_type, feature_names=names)
+    Z = np.ascontiguousarray((X - loc) / scale)
     chosen = resolve_sampler(sampler)
     cores = max(1, min(chains, cores or os.cpu_count() or 1))
     _log.info("Sampling %d chains x (%d tune + %d draws) with %s.", chains, tune, draws, chosen)
@@ -194,12 +218,12 @@ def sample_posterior(
     with _single_threaded_blas():
         draws_, stats, compile_time, sampling_time = run(
             _SamplingJob(
-                X=X,
+                X=Z,
                 k=k,
                 covariance_type=covariance_type,
                 priors=priors,
                 feature_names=names,
-                initvals=initvals,
+                initvals=_standardize_initvals(initvals, covariance_type, loc, scale),
                 init_jitter=init_jitter,
                 draws=draws,
                 tune=tune,
@@ -212,6 +236,7 @@ def sample_posterior(
             )
         )
     t1 = time.perf_counter()
+    draws_ = _draws_in_data_units(draws_, covariance_type, loc, scale)
     posterior = posterior_dataset(draws_, covariance_type, names)
     loglik = pointwise_log_likelihood(X, posterior, covariance_type)
     t2 = time.perf_counter()
@@ -229,6 +254,8 @@ def sample_posterior(
     )
     tree.attrs.update(
         sampler=chosen,
+        sampling_loc=loc,
+        sampling_scale=scale,
         compile_time=float(compile_time),
         sampling_time=float(sampling_time),
         log_likelihood_time=float(t2 - t1),
@@ -242,6 +269,85 @@ def sample_posterior(
         t2 - t1,
     )
     return tree
+
+
+# --------------------------------------------------------------------------- units
+
+
+def standardization(
+    X: np.ndarray, covariance_type: str, *, feature_names: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and scale of the standardised data on which the samplers run.
+
+    ``loc`` and ``scale`` are the per-feature mean and standard deviation (``ddof=0``) that
+    :func:`bayesgmm.build_model` scales its priors by, with 1 for a constant feature as
+    there; for ``"spherical"``, whose prior uses the mean of those standard deviations, every
+    feature gets that one pooled scale (rescaling features separately would change a
+    spherical model). The priors of the standardised data are then exactly the priors of
+    ``X`` after the change of units.
+
+    Returns
+    -------
+    loc, scale : ndarray of shape (n_features,)
+
+    Raises
+    ------
+    ValueError
+        If a non-constant feature's standard deviation lies outside ``[1e-140, 1e140]``:
+        covariances in those units do not fit in float64. Checked before any sampling.
+    """
+    from ._validation import check_scale
+
+    X = np.asarray(X, dtype=np.float64)
+    centre, _ = check_scale(X, feature_names=feature_names)  # refuses what float64 cannot hold
+    with np.errstate(over="ignore", invalid="ignore"):
+        # build_model's own statistics; only a constant feature near float64's largest
+        # magnitude can overflow them, and then the overflow-safe centre stands in
+        loc = X.mean(axis=0)
+        scale = X.std(axis=0)
+    unsafe = ~(np.isfinite(loc) & np.isfinite(scale))
+    loc = np.where(unsafe, centre, loc)
+    scale = np.where((scale > 0) & ~unsafe, scale, 1.0)
+    if covariance_type == "spherical":
+        scale = np.full(X.shape[1], float(scale.mean()))
+    return loc, scale
+
+
+def _standardize_initvals(initvals, covariance_type: str, loc: np.ndarray, scale: np.ndarray):
+    """Constrained starting values (data units) in the units of ``(X - loc) / scale``."""
+    if initvals is None:
+        return None
+
+    def one(iv: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = dict(iv)
+        out["means"] = (np.asarray(iv["means"], dtype=np.float64) - loc) / scale
+        if covariance_type in ("full", "tied"):
+            out["chol"] = np.asarray(iv["chol"], dtype=np.float64) / scale[:, None]
+        elif covariance_type == "diag":
+            out["sigma"] = np.asarray(iv["sigma"], dtype=np.float64) / scale
+        else:
+            out["sigma"] = np.asarray(iv["sigma"], dtype=np.float64) / scale[0]
+        return out
+
+    if isinstance(initvals, Mapping):
+        return one(initvals)
+    return [one(iv) for iv in initvals]
+
+
+def _draws_in_data_units(
+    draws: Mapping[str, np.ndarray], covariance_type: str, loc: np.ndarray, scale: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Constrained draws of the standardised problem mapped back to the data's units."""
+    out = dict(draws)
+    out["means"] = np.asarray(draws["means"], dtype=np.float64) * scale + loc
+    if covariance_type in ("full", "tied"):
+        # Sigma_X = S Sigma_Z S, so its lower Cholesky factor is S L_Z (rows scaled).
+        out["chol"] = np.asarray(draws["chol"], dtype=np.float64) * scale[:, None]
+    elif covariance_type == "diag":
+        out["sigma"] = np.asarray(draws["sigma"], dtype=np.float64) * scale
+    else:
+        out["sigma"] = np.asarray(draws["sigma"], dtype=np.float64) * scale[0]
+    return out
 
 
 # --------------------------------------------------------------------------- output

@@ -220,6 +220,24 @@ def test_failed_diagnostics_warn_and_are_recorded():
     assert fit.idata_.attrs["diagnostics_passed"] == 0
 
 
+def test_generator_random_state_is_accepted_and_reproducible():
+    """Issue 14: the modern NumPy idiom np.random.default_rng(seed) works as a seed."""
+    X, _ = make_mixture(200, [0.5, 0.5], [[0, 0], [4, 4]], [np.eye(2)] * 2, random_state=0)
+    fits = [
+        BayesGaussianMixture(
+            2, draws=30, tune=30, chains=2, random_state=np.random.default_rng(4), progressbar=False
+        )
+        for _ in range(2)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # 30 draws: the ESS check fails
+        for fit in fits:
+            fit.fit(X)
+    a, b = (fit.idata_["posterior"]["means"].values for fit in fits)
+    np.testing.assert_array_equal(a, b)
+    assert fits[0].idata_.attrs["random_seed"] == fits[1].idata_.attrs["random_seed"]
+
+
 def test_estimator_api():
     est = BayesGaussianMixture(3, covariance_type="diag", draws=10, random_state=0)
     params = est.get_params()

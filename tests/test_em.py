@@ -208,6 +208,56 @@ def test_same_seed_same_result():
     np.testing.assert_array_equal(a.means_, b.means_)
 
 
+def test_generator_random_state_is_accepted_and_reproducible():
+    """Issue 14: np.random.default_rng(0) used to fail inside RandomState."""
+    X = load_faithful()
+    a = EMGaussianMixture(3, n_init=3, random_state=np.random.default_rng(7)).fit(X)
+    b = EMGaussianMixture(3, n_init=3, random_state=np.random.default_rng(7)).fit(X)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    samples = EMGaussianMixture(2, random_state=np.random.default_rng(1)).fit(X).sample(50)[0]
+    assert samples.shape == (50, 2)
+    # the generator is drawn from, as a RandomState instance would be
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    EMGaussianMixture(2, init_params="random", random_state=rng).fit(X)
+    assert rng.bit_generator.state != state
+
+
+def test_int_seeds_keep_their_streams():
+    """Generator support must not change what an int seed draws (bit-identical results)."""
+    from bayesgmm._validation import check_random_state
+
+    for seed in (0, 5, 2**32 - 1):
+        np.testing.assert_array_equal(
+            check_random_state(seed).randint(1000, size=20),
+            np.random.RandomState(seed).randint(1000, size=20),
+        )
+    rs = np.random.RandomState(0)
+    assert check_random_state(rs) is rs
+
+
+@pytest.mark.parametrize("bad", ["0", 1.5, [1, 2]])
+def test_bad_random_state_names_what_is_accepted(bad):
+    with pytest.raises(TypeError, match=r"numpy\.random\.Generator"):
+        EMGaussianMixture(1, random_state=bad).fit(np.arange(10.0).reshape(5, 2))
+
+
+def test_reg_covar_acts_on_standardised_data_as_scikit_learn_does_on_its_input():
+    """reg_covar is added in standardised units: ours on X = scikit-learn's on (X - m) / s."""
+    X = load_faithful().to_numpy()
+    m, s = X.mean(axis=0), X.std(axis=0)
+    kw = dict(tol=1e-12, max_iter=2000, reg_covar=1e-3, random_state=0)
+    ours = EMGaussianMixture(2, **kw).fit(X)
+    theirs = GaussianMixture(2, **kw).fit((X - m) / s)
+    order = np.argsort(theirs.means_[:, 0])
+    np.testing.assert_allclose(ours.weights_, theirs.weights_[order], rtol=1e-7)
+    np.testing.assert_allclose(ours.means_, m + s * theirs.means_[order], rtol=1e-7)
+    np.testing.assert_allclose(
+        ours.covariances_, theirs.covariances_[order] * s[:, None] * s, rtol=1e-6
+    )
+
+
 def test_warm_start_continues_from_the_previous_solution():
     X = load_faithful()
     gm = EMGaussianMixture(2, warm_start=True, max_iter=2, random_state=0)
@@ -305,6 +355,8 @@ def test_n_init_prefers_non_degenerate_run():
         (np.empty((5, 0)), ValueError, "0 feature"),
         (np.array([["a", "b"], ["c", "d"]]), TypeError, "numeric"),
         (pd.DataFrame({"x": [1.0, 2.0, 3.0], "s": ["a", "b", "c"]}), TypeError, "numeric"),
+        (np.array([[1e200, 0.0], [3e200, 1.0], [2e200, 2.0]]), ValueError, "divide it by 1e200"),
+        (np.array([[0.0, 1e-200], [1.0, 3e-200], [2.0, 0.0]]), ValueError, "feature 1 has"),
     ],
 )
 def test_bad_data_is_refused_clearly(X, error, match):
@@ -449,3 +501,21 @@ def test_em_does_not_depend_on_the_number_of_threads():
         numba.set_num_threads(before)
     for a, b in zip(fits[0], fits[-1], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_non_finite_parameters_are_never_returned_as_a_fit(monkeypatch):
+    """Issue 14: a fit with NaN parameters is refused, never returned (guard tested directly)."""
+    import bayesgmm.em as em_module
+
+    real = em_module._rescale
+
+    def broken(p, *args):
+        out = real(p, *args)
+        out.means[0, 0] = np.nan
+        return out
+
+    monkeypatch.setattr(em_module, "_rescale", broken)
+    gm = EMGaussianMixture(2, random_state=0)
+    with pytest.raises(ValueError, match="non-finite parameters"):
+        gm.fit(load_faithful())
+    assert not hasattr(gm, "means_")
