@@ -125,8 +125,8 @@ def check_X(
         msg = str(exc)
         if msg.startswith("Complex data not supported"):
             raise ValueError(
-                f"{name} holds complex numbers; mixture models need real data. Split them into "
-                "columns, e.g. np.column_stack([z.real, z.imag])."
+                f"Complex data not supported: {name} holds complex numbers; mixture models need "
+                "real data. Split them into columns, e.g. np.column_stack([z.real, z.imag])."
             ) from None
         if "could not convert" in msg or "Unable to convert" in msg:
             raise TypeError(
