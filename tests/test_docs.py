@@ -69,3 +69,50 @@ def test_notebooks_and_user_guide_are_rendered(site):
     ):
         assert f"{topic}.html" in guide, f"user guide page {topic} missing"
     assert (site / "getting-started.html").is_file()
+
+
+# Attributes through which a page loads something (a plain link, <a href>, loads nothing).
+_LOADS = re.compile(
+    r"<(script|link|img|iframe|source|video|audio|embed|object)\b[^>]*?"
+    r"\b(src|href|data|srcset)\s*=\s*[\"']?\s*((?:[a-z][a-z0-9+.-]*:)?//[^\"' >]*)",
+    re.I,
+)
+_CSS_REMOTE = re.compile(r"(?:url\(\s*[\"']?|@import\s+[\"'])\s*((?:https?:)?//[^\"')\s]+)", re.I)
+
+
+def test_no_page_loads_anything_from_another_host(site):
+    """Offline and behind a proxy the site is whole: scripts (MathJax too), styles, fonts and
+    images all come from the site itself."""
+    remote = []
+    for page in sorted(site.rglob("*.html")):
+        for tag, _, url in _LOADS.findall(page.read_text(encoding="utf-8")):
+            if not url.startswith("file:"):
+                remote.append(f"{page.relative_to(site)}: <{tag}> {url}")
+    for sheet in sorted(site.rglob("*.css")):
+        for url in _CSS_REMOTE.findall(sheet.read_text(encoding="utf-8", errors="replace")):
+            remote.append(f"{sheet.relative_to(site)}: {url}")
+    assert not remote, "\n".join(remote[:20])
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
+
+
+def test_math_renders_offline_in_a_browser(site, tmp_path):
+    """A page with math, opened in headless Chromium: MathJax typesets it from the site's own
+    copy, and every request the page makes is for a local file."""
+    from _devtools import DevTools, find_chromium
+
+    page = site / "user-guide" / "model-comparison.html"
+    assert "\\(" in page.read_text(encoding="utf-8")  # the page has inline math to render
+    browser = DevTools(find_chromium(), tmp_path / "profile")
+    try:
+        typeset, requests = browser.open(
+            page.as_uri(),
+            "window.MathJax && MathJax.startup ? MathJax.startup.promise.then(function () {"
+            " return document.querySelectorAll('mjx-container').length; }) : -1",
+            await_promise=True,
+        )
+    finally:
+        browser.close()
+    remote = [url for url in requests if not url.startswith(("file:", "data:", "blob:"))]
+    assert not remote, remote
+    assert any(url.endswith("_static/mathjax/tex-chtml.js") for url in requests), requests
+    assert typeset > 0, "MathJax typeset no formula"
