@@ -116,3 +116,16 @@ def test_math_renders_offline_in_a_browser(site, tmp_path):
     assert not remote, remote
     assert any(url.endswith("_static/mathjax/tex-chtml.js") for url in requests), requests
     assert typeset > 0, "MathJax typeset no formula"
+
+
+def test_landing_page_shows_an_example_and_the_figure(site):
+    page = (site / "index.html").read_text(encoding="utf-8")
+    assert "BayesGaussianMixture" in _text(site / "index.html")
+    assert re.search(r"<pre>.*BayesGaussianMixture.*</pre>", page, re.S), "no code example"
+    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert any(src.endswith("landing.png") for src in images), images
+    for src in images:
+        assert (site / src).is_file(), src
+    # The committed figure is the one the script in docs/ draws.
+    assert (DOCS / "make_landing_figure.py").is_file()
+    assert (DOCS / "_static" / "landing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
