@@ -224,11 +224,12 @@ def _render_html(title: str, blocks: list[_Block]) -> str:
     return "\n".join(out)
 
 
-# Markdown that would not show as typed: backslash, code, emphasis and link brackets, a "<"
-# that could open an HTML tag or autolink, an "&" that would start an entity, and a ">" that
-# would start a block quote. Each is backslash-escaped (CommonMark drops the backslash), so
-# "P(label) < 0.9" stays as it is and "<script>" shows as text.
-_MD_SPECIAL = re.compile(r"[\\`*\[\]]|<(?=[A-Za-z/!?])|&(?=#?\w+;)|^>")
+# Markdown that would not show as typed: backslash, code and emphasis marks, a "]" that could
+# close a link ("[a](b)", "[a][b]", "[a]: b"), a "<" that could open an HTML tag or autolink,
+# an "&" that would start an entity, and a ">" that would start a block quote. Each is
+# backslash-escaped (CommonMark drops the backslash), so "P(label) < 0.9" stays as it is and
+# "<script>" shows as text.
+_MD_SPECIAL = re.compile(r"[\\`*]|\](?=[(\[:])|<(?=[A-Za-z/!?])|&(?=#?\w+;)|^>")
 
 
 def _md_text(text: str) -> str:
@@ -266,7 +267,7 @@ def _render_md(title: str, blocks: list[_Block]) -> str:
                 out += [_md_text(block.caption), ""]
             out += [_md_table(block.frame), ""]
         elif isinstance(block, _Image):
-            alt = _md_cell(block.caption)
+            alt = re.sub(r"(?<!\\)([\[\]])", r"\\\1", _md_cell(block.caption))
             out += [f"![{alt}](<{block.src}>)", "", f"*{_md_text(block.caption)}*", ""]
     return "\n".join(out)
 

@@ -282,3 +282,27 @@ def test_segmentation_report(tmp_path):
     assert "Bayesian fit" not in page  # EM: no posterior sections
     with pytest.raises(TypeError, match="SegmentationResult"):
         render_report(segmentation=image, figures=False)
+
+
+def _markdown_tokens(text: str):
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark").enable("table")
+    return md, md.parse(text)
+
+
+def test_markdown_report_is_plain_markdown(faithful_fit, comparison):
+    """Parsed by a CommonMark parser: no HTML, every table a table, text shown as typed."""
+    evil = _with_feature_names(faithful_fit, [EVIL, "a & b | c"])
+    text = render_report(bgm=evil, comparison=comparison, title="r", fmt="md", figures=False)
+    md, tokens = _markdown_tokens(text)
+    kinds = {t.type for t in tokens} | {c.type for t in tokens for c in t.children or []}
+    assert not kinds & {"html_block", "html_inline"}, "raw HTML in the Markdown report"
+    separators = re.findall(r"^\|(?: --- \|)+$", text, flags=re.M)
+    assert len(separators) > 5
+    assert sum(t.type == "table_open" for t in tokens) == len(separators)
+    shown = md.render(text)
+    shown_text = html.unescape(re.sub(r"<[^>]+>", "", shown))
+    assert "have P(label) < 0.9." in shown_text
+    assert EVIL in shown_text  # the feature name shows as typed, not as a tag
+    assert "a & b | c" in shown_text
