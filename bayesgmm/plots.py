@@ -203,12 +203,17 @@ def _kde(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return grid, kde(grid)
 
 
-def _fit_title(text: str, fig: Figure, fontsize: float) -> str:
-    """``text`` wrapped so that each line fits the figure's width at ``fontsize`` points."""
+def _wrap(text: str, width: float, fontsize: float) -> str:
+    """``text`` wrapped so that each line fits ``width`` inches at ``fontsize`` points."""
     import textwrap
 
-    chars = int(fig.get_size_inches()[0] * 72.0 / (0.56 * fontsize))
-    return "\n".join(textwrap.fill(line, max(chars, 20)) for line in text.split("\n"))
+    chars = int(width * 72.0 / (0.56 * fontsize))
+    return "\n".join(textwrap.fill(line, max(chars, 12)) for line in text.split("\n"))
+
+
+def _fit_title(text: str, fig: Figure, fontsize: float) -> str:
+    """``text`` wrapped so that each line fits the figure's width at ``fontsize`` points."""
+    return _wrap(text, fig.get_size_inches()[0], fontsize)
 
 
 def _component_legend(k: int) -> list[Line2D]:
@@ -757,9 +762,9 @@ def plot_pairs(
                         )
                     ax.add_patch(_ellipse(em_mu[j, [c, r]], em_cov[j][idx], color=f"C{j}", lw=1.8))
             if r == d - 1:
-                ax.set_xlabel(names[c])
+                ax.set_xlabel(_wrap(names[c], 2.4, 10))  # long names wrap within the panel
             if c == 0 and r > 0:
-                ax.set_ylabel(names[r])
+                ax.set_ylabel(_wrap(names[r], 2.4, 10))
     title = "EM (thick) and posterior draws (thin) on every pair of features"
     if X.shape[1] > d:
         title += f"; first {d} of {X.shape[1]} features"
@@ -808,7 +813,8 @@ def _tidy_rank_panels(fig: Figure) -> None:
     fig.set_size_inches(3.3 * n_cols, 0.4 + 2.1 * n_rows)
     for ax in panels:
         var, _, element = ax.get_title().partition("\n")
-        ax.set_title(f"{var}[{element}]" if element else var, fontsize=10)
+        title = f"{var}[{element}]" if element else var
+        ax.set_title(_wrap(title, 3.1, 10), fontsize=10)  # long feature names wrap
         ax.tick_params(labelsize=9)
         ax.xaxis.label.set_fontsize(9)
         for note in ax.texts:  # "p=0.82(α=0.01)": the uniformity test of the panel

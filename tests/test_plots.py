@@ -356,10 +356,39 @@ def bayes_segmentation():
         )
 
 
-@pytest.mark.parametrize("fit", ["faithful", "iris", "segmentation"])
+def _renamed(bgm: BayesGaussianMixture, names: list[str]) -> BayesGaussianMixture:
+    """The same fit with its features renamed (no refit)."""
+    import copy
+
+    import xarray as xr
+
+    groups = {}
+    for group, node in bgm.idata_.children.items():
+        ds = node.to_dataset()
+        for dim in ("feature", "feature_bis"):
+            if dim in ds.coords:
+                ds = ds.assign_coords({dim: names})
+        groups[group] = ds
+    out = copy.copy(bgm)
+    out.idata_ = xr.DataTree.from_dict(groups)
+    out.idata_.attrs = dict(bgm.idata_.attrs)
+    out.feature_names_in_ = np.asarray(names, dtype=object)
+    out.em_ = copy.copy(bgm.em_)
+    out.em_.feature_names_in_ = out.feature_names_in_
+    return out
+
+
+@pytest.mark.parametrize("fit", ["faithful", "iris", "iris_long_names", "segmentation"])
 def test_report_figures_are_legible(fit, request, monkeypatch):
     if fit == "segmentation":
         options = {"segmentation": request.getfixturevalue("bayes_segmentation")}
+    elif fit == "iris_long_names":  # 41 characters each: wrapped, never clipped or overlapping
+        long = [
+            f"{part} {what} of the flower in centimetres"
+            for part in ("sepal", "petal")
+            for what in ("length", "width")
+        ]
+        options = {"bgm": _renamed(request.getfixturevalue("iris_fit"), long)}
     else:
         options = {"bgm": request.getfixturevalue(f"{fit}_fit")}
     figures = _report_figures(monkeypatch, **options)
