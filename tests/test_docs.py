@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -129,3 +130,28 @@ def test_landing_page_shows_an_example_and_the_figure(site):
     # The committed figure is the one the script in docs/ draws.
     assert (DOCS / "make_landing_figure.py").is_file()
     assert (DOCS / "_static" / "landing.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_em_example_prints_what_the_readme_shows(tmp_path):
+    """The README's first example, run as written, prints exactly the block shown under it.
+
+    (The Bayesian and segmentation examples take a minute of sampling; their output was
+    pasted from a run in the same way.)"""
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    code = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
+    shown = re.findall(r"```text\n(.*?)```", readme, re.S)[0]
+    assert "EMGaussianMixture" in code
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(DOCS.parent)},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def lines(text: str) -> list[str]:
+        return [line.rstrip() for line in text.strip().splitlines()]
+
+    assert lines(proc.stdout) == lines(shown)
