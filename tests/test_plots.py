@@ -414,3 +414,20 @@ def test_legibility_check_catches_overlap_and_clipping():
     fig = Figure(figsize=(3, 2), layout="constrained")
     fig.subplots().set_title("fits")
     assert _legibility_problems(fig) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 rebuilds ComparisonResult.plot: with one covariance type the figure is "
+    "400 px wide and its title runs off both sides; once this passes, delete the marker",
+)
+def test_comparison_figure_is_legible():
+    result = compare_models(
+        load_faithful(),
+        n_components=[1, 2, 3],
+        covariance_types=("full",),
+        methods=("em",),
+        random_state=0,
+    )
+    problems = _legibility_problems(plot_comparison(result))
+    assert not problems, "; ".join(problems[:4])
