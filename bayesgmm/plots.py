@@ -246,7 +246,7 @@ def plot_em_vs_posterior(
         Posterior draws drawn (chosen at random over all chains).
     features : sequence of one or two int or str, optional
         Features to draw (names or indices); the first two by default. With more features
-        than drawn, the ellipses are the marginal ones and the title says so.
+        than drawn, the ellipses are the marginal ones and a note under the panels says so.
     random_state : int or None, default=0
         Seed for choosing the draws.
 
@@ -645,7 +645,7 @@ def plot_posterior_intervals(bgm: BayesGaussianMixture, *, interval: float = 0.8
             pad = 0.15 * (hi - lo or abs(hi) or 1.0)
             ax.set_xlim(lo - pad, hi + pad)
             if c == 0:
-                ax.set_title(_fit_title(title, fig, 10 * len(columns)), fontsize=10)
+                ax.set_title(_wrap(title, 2.1, 10), fontsize=10)  # one panel wide
             if col == 0:
                 ax.set_ylabel(f"component {c}", rotation=0, ha="right", va="center", fontsize=9)
     handles = [

@@ -105,7 +105,6 @@ table.data tr:nth-child(even) td { background: #fafafa; }
 table.data td:first-child, table.data th:first-child { text-align: left; position: sticky;
        left: 0; z-index: 1; border-left-width: 1px; }
 table.data td:first-child { background: #f7f7f7; }
-table.data td.long { text-align: left; min-width: 18em; max-width: 40em; white-space: normal; }
 p.pass { border-left: 5px solid #2a7d2a; background: #eef7ee; padding: .5em .8em; }
 p.fail { border-left: 5px solid #b22; background: #fbeeee; padding: .5em .8em; }
 figure { margin: 1em 0 2em; }
@@ -737,7 +736,8 @@ def _segmentation_section(
     }
     if result.interval is not None:
         names["mean_interval_width"] = f"{result.interval:.0%} interval width"
-    summary = result.summary().rename(columns=names).rename_axis("segment")
+    raw = result.summary()
+    summary = raw.rename(columns=names).rename_axis("segment")
     means = result.component_means().rename_axis("segment")
     blocks += [
         _Table(
@@ -746,7 +746,7 @@ def _segmentation_section(
             "over its pixels"
             + (
                 "; the interval width is that of P(label) over the posterior draws."
-                if "mean_interval_width" in result.summary()
+                if "mean_interval_width" in raw
                 else "."
             ),
         ),
