@@ -82,7 +82,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "degenerate": "degenerate",
     }
     print()
-    print("EM, one fit per K (the report's comparison table shows the same fits):")
+    print(
+        "EM, one fit per K"
+        + (" (the report's comparison table shows the same fits):" if bayes else ":")
+    )
     _print_table(table[list(columns)].rename(columns=columns))
     choice = comparison.best.get("bic")
     if choice is None:
