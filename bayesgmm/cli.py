@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ._version import __version__
 
@@ -54,9 +55,14 @@ def _print_table(frame: pd.DataFrame) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Fit EM and then NUTS on the shipped Old Faithful data and print a summary."""
+    """Fit EM and NUTS on the shipped Old Faithful data for K = 1..max; print and report them.
+
+    One grid of fits (:func:`bayesgmm.selection.compare_models`) gives every number: the EM
+    table printed here is the report's comparison table, and the posterior shown for the BIC
+    pick is the one fitted in that grid, not a second fit.
+    """
     from .datasets import load_faithful
-    from .em import EMGaussianMixture
+    from .selection import BIC, compare_models
 
     if args.max_components < 1:
         raise ValueError(f"--max-components={args.max_components}; it must be at least 1.")
@@ -64,42 +70,88 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Old Faithful: {X.shape[0]} eruptions, features {', '.join(X.columns)}")
     print(X.describe().loc[["mean", "std", "min", "max"]].T.to_string(float_format="{:.2f}".format))
     print()
+    ks = range(1, args.max_components + 1)
+    bayes = args.draws > 0
+    fitted: dict[int, Any] = {}
     print(
-        f"EM, full covariances, K = 1..{args.max_components}, n_init={args.n_init}, "
-        f"seed {args.seed}:"
-    )
-    rows, fits = [], {}
-    for k in range(1, args.max_components + 1):
-        start = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            gm = EMGaussianMixture(
-                k, n_init=args.n_init, tol=1e-8, max_iter=1000, random_state=args.seed
-            ).fit(X)
-        fits[k] = gm
-        rows.append(
-            {
-                "K": k,
-                "log-lik": gm.score(X) * len(X),
-                "params": gm.n_parameters_,
-                "BIC (lower better)": gm.bic(X),
-                "AIC (lower better)": gm.aic(X),
-                "ICL (lower better)": gm.icl(X),
-                "degenerate": bool(gm.degenerate_.any()),
-                "seconds": time.perf_counter() - start,
-            }
+        f"Full covariances, K = 1..{args.max_components}, seed {args.seed}: EM (best of "
+        f"{args.n_init} starts)"
+        + (
+            f" and the Bayesian mixture by NUTS ({args.chains} chains x ({args.draws} tune + "
+            f"{args.draws} draws), started from its own EM fit)"
+            if bayes
+            else ""
         )
-        for w in caught:
-            if not args.quiet:
-                print(f"  K={k}: {w.category.__name__}: {w.message}", file=sys.stderr)
-    table = pd.DataFrame(rows).set_index("K")
-    _print_table(table)
-    ok = table[~table["degenerate"]]
-    best = int(ok["BIC (lower better)"].idxmin())
-    gm = fits[best]
+    )
+    with _verdicts_on_stdout():
+        comparison = compare_models(
+            X,
+            n_components=ks,
+            covariance_types=("full",),
+            methods=("em", "bayes") if bayes else ("em",),
+            random_state=args.seed,
+            n_init=args.n_init,
+            progress=None if args.quiet else lambda msg: print(f"  {msg}", flush=True),
+            **({"bayes_fit": _keeping_estimators(fitted, args)} if bayes else {}),
+        )
+    table = comparison.table.set_index("n_components").rename_axis("K")
+    columns = {
+        "log_likelihood (higher better)": "log-lik",
+        "n_parameters": "params",
+        "bic (lower better)": "BIC (lower better)",
+        "aic (lower better)": "AIC (lower better)",
+        "icl (lower better)": "ICL (lower better)",
+        "degenerate": "degenerate",
+    }
     print()
-    print(f"BIC picks K = {best}. Its components (sorted by mean eruption length):")
-    for j in range(best):
+    print(
+        "EM, one fit per K"
+        + (" (the report's comparison table shows the same fits):" if bayes else ":")
+    )
+    _print_table(table[list(columns)].rename(columns=columns))
+    choice = comparison.best.get("bic")
+    if choice is None:
+        print("BIC picks no model: every EM fit is degenerate.")
+        return 0
+    best = int(choice[1])
+    print()
+    if not bayes:
+        gm = comparison.em_models[f"full-K{best}"]
+        print(f"BIC picks K = {best} (BIC {table.loc[best, BIC]:.1f}).")
+        _print_components(gm, "Its components (sorted by mean eruption length):")
+        return 0
+    print(f"BIC picks K = {best}.")
+    _demo_bayes(X, fitted[best], comparison, args)
+    return 0
+
+
+def _keeping_estimators(fitted: dict[int, Any], args: argparse.Namespace):
+    """A ``bayes_fit`` for compare_models that keeps each fitted estimator in ``fitted``."""
+    from .bayes import BayesGaussianMixture
+    from .exceptions import SamplingWarning
+
+    def fit(X: pd.DataFrame, n_components: int, *, covariance_type: str, random_state: int, **_):
+        bgm = BayesGaussianMixture(
+            n_components,
+            covariance_type=covariance_type,
+            draws=args.draws,
+            tune=args.draws,
+            chains=args.chains,
+            n_init=args.n_init,
+            random_state=random_state,
+            progressbar=False,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SamplingWarning)  # the verdict is printed below
+            fitted[n_components] = bgm.fit(X)
+        return bgm.idata_
+
+    return fit
+
+
+def _print_components(gm: Any, title: str) -> None:
+    print(title)
+    for j in range(gm.n_components):
         sd = np.sqrt(np.diag(gm.covariances_[j]))
         corr = gm.covariances_[j][0, 1] / (sd[0] * sd[1])
         print(
@@ -107,39 +159,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"({', '.join(f'{m:.2f}' for m in gm.means_[j])}), sd "
             f"({', '.join(f'{s:.2f}' for s in sd)}), correlation {corr:.2f}"
         )
-    print(f"  converged in {gm.n_iter_} iterations of the best of {args.n_init} starts")
-    if args.draws > 0:
-        _demo_bayes(X, best, args)
-    return 0
+    state = "converged" if gm.converged_ else "did NOT converge"
+    print(f"  {state} in {gm.n_iter_} iterations, best of {gm.n_init} starts")
 
 
-def _demo_bayes(X: pd.DataFrame, k: int, args: argparse.Namespace) -> None:
-    """NUTS on the BIC-chosen K, started from EM: diagnostics, posterior vs EM, membership."""
-    from pathlib import Path
+def _demo_bayes(X: pd.DataFrame, bgm: Any, comparison: Any, args: argparse.Namespace) -> None:
+    """The BIC pick's posterior (fitted in the grid): diagnostics, posterior vs EM, report."""
+    from .report import write_report
 
-    from .bayes import BayesGaussianMixture
-    from .exceptions import SamplingWarning
-
-    print()
-    print(
-        f"Bayesian mixture, K = {k}, full covariances: NUTS, {args.chains} chains x "
-        f"({args.draws} tune + {args.draws} draws), started from EM"
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SamplingWarning)  # the verdict is printed below
-        bgm = BayesGaussianMixture(
-            k,
-            draws=args.draws,
-            tune=args.draws,
-            chains=args.chains,
-            random_state=args.seed,
-            progressbar=not args.quiet,
-        ).fit(X)
+    k = bgm.n_components
     tree = bgm.idata_
     print(
-        f"  sampler {tree.attrs['sampler']}: sampling {tree.attrs['sampling_time']:.1f} s, "
-        f"whole fit {tree.attrs['fit_time']:.1f} s"
+        f"Bayesian mixture, K = {k}: sampler {tree.attrs['sampler']}, sampling "
+        f"{tree.attrs['sampling_time']:.1f} s, whole fit {tree.attrs['fit_time']:.1f} s"
     )
+    _print_components(bgm.em_, "  started from its EM fit (the report's EM section):")
     print(f"  diagnostics: {bgm.diagnostics_.verdict}")
     post = tree["posterior"]
     q = 0.055, 0.945
@@ -172,26 +206,8 @@ def _demo_bayes(X: pd.DataFrame, k: int, args: argparse.Namespace) -> None:
         f"uncertain has total entropy {member.entropy_total.max():.3f} nats "
         f"(epistemic part {member.entropy_epistemic.max():.4f})"
     )
-    from .report import write_report
-    from .selection import compare_models
-
     print()
-    print(
-        f"Model comparison, full covariances, K = 1..{args.max_components}: BIC/AIC/ICL "
-        "from EM beside WAIC and PSIS-LOO from NUTS posteriors"
-    )
-    comparison = compare_models(
-        X,
-        n_components=range(1, args.max_components + 1),
-        covariance_types=("full",),
-        methods=("em", "bayes"),
-        random_state=args.seed,
-        n_init=args.n_init,
-        progress=None if args.quiet else lambda msg: print(f"  {msg}", flush=True),
-        draws=args.draws,
-        tune=args.draws,
-        chains=args.chains,
-    )
+    print("Model comparison, BIC/AIC/ICL from EM beside WAIC and PSIS-LOO from NUTS:")
     print(f"  {comparison.verdict}")
     out = Path(args.out)
     # The demo replaces its own earlier results, atomically: a killed run leaves them intact.
@@ -206,6 +222,25 @@ def _demo_bayes(X: pd.DataFrame, k: int, args: argparse.Namespace) -> None:
             title="bayesgmm demo: Old Faithful",
         )
     print(f"  posterior, comparison table and report.html written to {out}")
+
+
+class _OmitVerdictLog(logging.Filter):
+    """Drops the library's log line that repeats a fit's verdict, which the CLI prints itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("BayesGaussianMixture fit in")
+
+
+@contextmanager
+def _verdicts_on_stdout():
+    """While active, each posterior's verdict reaches the reader once: on stdout, by the CLI."""
+    logger = logging.getLogger("bayesgmm")
+    omit = _OmitVerdictLog()
+    logger.addFilter(omit)
+    try:
+        yield
+    finally:
+        logger.removeFilter(omit)
 
 
 def _interval(values: np.ndarray, q: tuple[float, float]) -> str:
@@ -674,7 +709,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             from .bayes import BayesGaussianMixture
             from .exceptions import SamplingWarning
 
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings(record=True) as caught, _verdicts_on_stdout():
                 warnings.simplefilter("always")
                 try:
                     bgm = BayesGaussianMixture(
@@ -711,7 +746,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 tmp / "membership.csv", index_label="row"
             )
             if not args.quiet:
-                print(f"NUTS ({bgm.idata_.attrs['sampler']}): {bgm.diagnostics_.verdict}")
+                print(
+                    f"NUTS ({bgm.idata_.attrs['sampler']}, fit in "
+                    f"{bgm.idata_.attrs['fit_time']:.1f} s): {bgm.diagnostics_.verdict}"
+                )
 
             def report() -> None:
                 from .report import write_report
@@ -928,7 +966,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"into {args.k} segments by {args.method.upper()} on {', '.join(features)}",
             file=sys.stderr,
         )
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _verdicts_on_stdout():
         warnings.simplefilter("always", SamplingWarning)
         result = segment_image(
             image,
@@ -942,7 +980,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
             **options,
         )
     for w in caught:
-        print(f"{w.category.__name__}: {w.message}", file=sys.stderr)
+        # Without --quiet the verdict is printed below, once.
+        if args.quiet or not issubclass(w.category, SamplingWarning):
+            print(f"{w.category.__name__}: {w.message}", file=sys.stderr)
+    if args.method == "bayes" and not args.quiet:
+        print(f"NUTS: {result.estimator.diagnostics_.verdict}")
     with _staged_dir(out, args.force) as tmp:
         _write_json(
             tmp / "segmentation.json",

@@ -39,6 +39,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 from sklearn.utils.validation import check_is_fitted
 
@@ -212,6 +213,19 @@ def _kde(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return grid, kde(grid)
 
 
+def _wrap(text: str, width: float, fontsize: float) -> str:
+    """``text`` wrapped so that each line fits ``width`` inches at ``fontsize`` points."""
+    import textwrap
+
+    chars = int(width * 72.0 / (0.56 * fontsize))
+    return "\n".join(textwrap.fill(line, max(chars, 12)) for line in text.split("\n"))
+
+
+def _fit_title(text: str, fig: Figure, fontsize: float) -> str:
+    """``text`` wrapped so that each line fits the figure's width at ``fontsize`` points."""
+    return _wrap(text, fig.get_size_inches()[0], fontsize)
+
+
 def _component_legend(k: int) -> list[Line2D]:
     return [Line2D([], [], color=f"C{j}", label=f"component {j}") for j in range(k)]
 
@@ -242,7 +256,7 @@ def plot_em_vs_posterior(
         Posterior draws drawn (chosen at random over all chains).
     features : sequence of one or two int or str, optional
         Features to draw (names or indices); the first two by default. With more features
-        than drawn, the ellipses are the marginal ones and the title says so.
+        than drawn, the ellipses are the marginal ones and a note under the panels says so.
     random_state : int or None, default=0
         Seed for choosing the draws.
 
@@ -324,10 +338,9 @@ def plot_em_vs_posterior(
         )
     ax_em.set_title("EM point estimate" + (" (2 sd ellipses)" if len(idx) == 2 else ""))
     ax_post.set_title(f"Posterior: {len(pick)} random draws")
-    title = "EM vs MCMC posterior"
+    fig.suptitle("EM vs MCMC posterior", fontsize=11)
     if note:
-        title += "\n" + note
-    fig.suptitle(title, fontsize=11)
+        fig.supxlabel(_fit_title(note, fig, 9), fontsize=9, color="0.3")
     return fig
 
 
@@ -425,9 +438,9 @@ def plot_membership_uncertainty(
         f"Membership uncertainty: {n_unsure} of {len(m.labels)} points have P(label) < 0.9 "
         f"({m.n_draws} posterior draws)"
     )
+    fig.suptitle(_fit_title(title, fig, 11), fontsize=11)
     if note:
-        title += "\n" + note
-    fig.suptitle(title, fontsize=11)
+        fig.supxlabel(_fit_title(note, fig, 9), fontsize=9, color="0.3")
     return fig
 
 
@@ -618,7 +631,8 @@ def plot_posterior_intervals(bgm: BayesGaussianMixture, *, interval: float = 0.8
     _, names = _observed(bgm)
     columns = [("weights", "weights", "")] + [("means", f"means: {_text(n)}", n) for n in names]
     k = int(table["component"].max()) + 1
-    fig = Figure(figsize=(2.9 * len(columns) + 0.8, 0.9 + 0.75 * k), layout="constrained")
+    # Panels narrow enough that 1 + D columns fit the report's page width at D = 4.
+    fig = Figure(figsize=(2.2 * len(columns) + 1.2, 1.0 + 0.8 * k), layout="constrained")
     axes = fig.subplots(k, len(columns), squeeze=False)
     for c in range(k):
         for col, (var, title, feature) in enumerate(columns):
@@ -635,19 +649,20 @@ def plot_posterior_intervals(bgm: BayesGaussianMixture, *, interval: float = 0.8
             ax.set_ylim(-0.6, 1.0)
             ax.set_yticks([])
             ax.grid(axis="x", alpha=0.3)
-            ax.tick_params(axis="x", labelsize=8)
+            ax.tick_params(axis="x", labelsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
             lo, hi = min(row["lower"], row["em"]), max(row["upper"], row["em"])
             pad = 0.15 * (hi - lo or abs(hi) or 1.0)
             ax.set_xlim(lo - pad, hi + pad)
             if c == 0:
-                ax.set_title(title, fontsize=10)
+                ax.set_title(_wrap(title, 2.1, 10), fontsize=10)  # one panel wide
             if col == 0:
                 ax.set_ylabel(f"component {c}", rotation=0, ha="right", va="center", fontsize=9)
     handles = [
         Line2D([], [], color="0.3", lw=3, marker="o", label=f"posterior mean, {interval:.0%}"),
         Line2D([], [], color="black", marker="v", ls="none", label="EM estimate"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=9)
     fig.suptitle(f"Posterior means with {interval:.0%} intervals beside EM", fontsize=11)
     return fig
 
@@ -675,8 +690,13 @@ def plot_predictive_check(
     pick = rng.choice(w.shape[0], size=min(int(n_draws), w.shape[0]), replace=False)
     em_w, em_mu, em_cov = _em_params(bgm)
     n_panels = min(X.shape[1], 6)
-    fig = Figure(figsize=(4.2 * n_panels, 3.4), layout="constrained")
-    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    n_cols = min(n_panels, 3)  # a grid sized by the number of panels, at most 3 across
+    n_rows = -(-n_panels // n_cols)
+    fig = Figure(figsize=(3.8 * n_cols, 0.5 + 3.0 * n_rows), layout="constrained")
+    grid_axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in grid_axes[n_panels:]:
+        ax.set_axis_off()
+    axes = grid_axes[:n_panels]
     q = [(1.0 - interval) / 2.0, (1.0 + interval) / 2.0]
     for f, ax in enumerate(axes):
         grid = _density_grid(X[:, f])
@@ -691,8 +711,8 @@ def plot_predictive_check(
         em_density = _mixture_pdf(grid, em_w, em_mu[:, f], np.sqrt(em_cov[:, f, f])).sum(0)
         ax.plot(grid, em_density, color="k", ls="--", lw=1.2, label="EM")
         ax.set_xlabel(_text(names[f]))
-        ax.set_ylabel("density" if f == 0 else "")
-    axes[0].legend(fontsize="small")
+        ax.set_ylabel("density" if f % n_cols == 0 else "")
+    axes[0].legend(fontsize=9)
     title = "Posterior predictive check (marginal densities)"
     if X.shape[1] > n_panels:
         title += f": first {n_panels} of {X.shape[1]} features"
@@ -752,9 +772,9 @@ def plot_pairs(
                         )
                     ax.add_patch(_ellipse(em_mu[j, [c, r]], em_cov[j][idx], color=f"C{j}", lw=1.8))
             if r == d - 1:
-                ax.set_xlabel(_text(names[c]))
+                ax.set_xlabel(_wrap(_text(names[c]), 2.4, 10))  # long names wrap in the panel
             if c == 0 and r > 0:
-                ax.set_ylabel(_text(names[r]))
+                ax.set_ylabel(_wrap(_text(names[r]), 2.4, 10))
     title = "EM (thick) and posterior draws (thin) on every pair of features"
     if X.shape[1] > d:
         title += f"; first {d} of {X.shape[1]} features"
@@ -798,7 +818,37 @@ def plot_rank(
 
     _check_bgm(bgm, "plot_rank")
     pc = azp.plot_rank(_for_arviz(bgm), var_names=list(var_names), backend="matplotlib")
-    return _from_arviz_plots(pc)
+    fig = _from_arviz_plots(pc)
+    _tidy_rank_panels(fig)
+    return fig
+
+
+def _tidy_rank_panels(fig: Figure) -> None:
+    """Make arviz-plots' grid of rank panels legible at any number of panels.
+
+    The grid is sized by its number of rows and columns, each two-line title
+    (``"means\\n0, waiting"``) becomes one line (``"means[0, waiting]"``), the p-value note
+    moves inside its panel's top-left corner, and constrained layout keeps titles clear of
+    the tick labels of the panel above.
+    """
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    if not panels:
+        return
+    n_rows, n_cols = panels[0].get_subplotspec().get_gridspec().get_geometry()
+    fig.set_size_inches(3.3 * n_cols, 0.4 + 2.1 * n_rows)
+    for ax in panels:
+        var, _, element = ax.get_title().partition("\n")
+        title = f"{var}[{element}]" if element else var
+        ax.set_title(_wrap(title, 3.1, 10), fontsize=10)  # long feature names wrap
+        ax.tick_params(labelsize=9)
+        ax.xaxis.label.set_fontsize(9)
+        for note in ax.texts:  # "p=0.82(α=0.01)": the uniformity test of the panel
+            note.set_transform(ax.transAxes)
+            note.set_position((0.02, 0.98))
+            note.set_verticalalignment("top")
+            note.set_horizontalalignment("left")
+            note.set_fontsize(8)
+    fig.set_layout_engine("constrained")
 
 
 def plot_forest(

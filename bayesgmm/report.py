@@ -19,7 +19,10 @@ already hold:
 
 Figures are PNG files in ``figures_dir``, referenced by relative path, or embedded as base64
 with ``embed=True`` so that an HTML report is one self-contained file. Every piece of text is
-escaped (:func:`html.escape`), so feature names or notes cannot inject markup.
+escaped (:func:`html.escape` in HTML, backslash escapes in Markdown, which stays plain
+Markdown: ``P(label) < 0.9`` is written as typed), so feature names or notes cannot inject
+markup. A table wider than the page scrolls inside its own box, its first column kept in
+view.
 
 :func:`write_report` writes the report to a file, with the figures in a folder beside it.
 """
@@ -35,6 +38,7 @@ import json
 import logging
 import os
 import platform
+import re
 import urllib.parse
 from collections.abc import Callable, Iterable
 from importlib import metadata
@@ -86,19 +90,26 @@ _VERSIONS = ("numpy", "scipy", "pandas", "xarray", "matplotlib", "pymc", "arviz"
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1150px;
-       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45;
+       overflow-wrap: anywhere; }
 h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
 h2 { border-bottom: 1px solid #bbb; padding-bottom: .1em; margin-top: 2em; }
-table.data { border-collapse: collapse; font-size: .85em; margin: .6em 0 1.2em; }
-table.data th, table.data td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+div.table { max-width: 100%; overflow-x: auto; margin: .6em 0 1.2em; }
+table.data { border-collapse: separate; border-spacing: 0; font-size: .85em; }
+table.data th, table.data td { border: 1px solid #ccc; border-width: 0 1px 1px 0;
+       padding: .25em .6em; text-align: right; overflow-wrap: normal; }
+table.data tr:first-child th { border-top-width: 1px; }
 table.data th { background: #f0f0f0; }
+table.data td { background: #fff; }
 table.data tr:nth-child(even) td { background: #fafafa; }
+table.data td:first-child, table.data th:first-child { text-align: left; position: sticky;
+       left: 0; z-index: 1; border-left-width: 1px; }
+table.data td:first-child { background: #f7f7f7; }
 p.pass { border-left: 5px solid #2a7d2a; background: #eef7ee; padding: .5em .8em; }
 p.fail { border-left: 5px solid #b22; background: #fbeeee; padding: .5em .8em; }
 figure { margin: 1em 0 2em; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
+figure img { max-width: 100%; height: auto; border: 1px solid #ddd; box-sizing: border-box; }
 figcaption { font-size: .9em; color: #555; }
-table.data td:first-child, table.data th:first-child { text-align: left; }
 p.caption { font-size: .9em; color: #555; margin-bottom: .2em; }
 """
 
@@ -197,11 +208,12 @@ def _render_html(title: str, blocks: list[_Block]) -> str:
         elif isinstance(block, _Table):
             if block.caption:
                 out.append(f'<p class="caption">{_esc(block.caption)}</p>')
-            out.append(
-                block.frame.to_html(
-                    index=False, escape=True, border=0, classes="data", na_rep=_MISSING
-                )
+            # A table wider than the page scrolls inside its own box; its first column stays
+            # in view (position: sticky).
+            table = block.frame.to_html(
+                index=False, escape=True, border=0, classes="data", na_rep=_MISSING
             )
+            out.append(f'<div class="table">{table}</div>')
         elif isinstance(block, _Image):
             out.append(
                 f'<figure><img src="{_esc(block.src)}" alt="{_esc(block.caption)}">'
@@ -211,9 +223,17 @@ def _render_html(title: str, blocks: list[_Block]) -> str:
     return "\n".join(out)
 
 
+# Markdown that would not show as typed: backslash, code and emphasis marks, a "]" that could
+# close a link ("[a](b)", "[a][b]", "[a]: b"), a "<" that could open an HTML tag or autolink,
+# an "&" that would start an entity, and a ">" that would start a block quote. Each is
+# backslash-escaped (CommonMark drops the backslash), so "P(label) < 0.9" stays as it is and
+# "<script>" shows as text.
+_MD_SPECIAL = re.compile(r"[\\`*]|\](?=[(\[:])|<(?=[A-Za-z/!?])|&(?=#?\w+;)|^>")
+
+
 def _md_text(text: str) -> str:
-    """Text for Markdown: HTML metacharacters as entities (renderers show them as typed)."""
-    return html.escape(str(text), quote=False)
+    """Text for Markdown, shown as typed: special characters backslash-escaped."""
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text))
 
 
 def _md_cell(text: str) -> str:
@@ -246,7 +266,7 @@ def _render_md(title: str, blocks: list[_Block]) -> str:
                 out += [_md_text(block.caption), ""]
             out += [_md_table(block.frame), ""]
         elif isinstance(block, _Image):
-            alt = _md_cell(block.caption).replace("[", "\\[").replace("]", "\\]")
+            alt = re.sub(r"(?<!\\)([\[\]])", r"\\\1", _md_cell(block.caption))
             out += [f"![{alt}](<{block.src}>)", "", f"*{_md_text(block.caption)}*", ""]
     return "\n".join(out)
 
@@ -707,14 +727,35 @@ def _segmentation_section(
     if result.method == "bayes":
         diag = result.estimator.diagnostics_
         blocks.append(_Para(diag.verdict, "pass" if diag.passed else "fail"))
-    table = result.summary().join(result.component_means())
-    blocks.append(
+    # Two narrow tables rather than one that runs past the page: uncertainty, then means.
+    names = {
+        "pixel_share": "pixel share",
+        "mean_label_probability": "mean P(label)",
+        "mean_total_uncertainty": "total (nats)",
+        "mean_epistemic_uncertainty": "epistemic (nats)",
+    }
+    if result.interval is not None:
+        names["mean_interval_width"] = f"{result.interval:.0%} interval width"
+    raw = result.summary()
+    summary = raw.rename(columns=names).rename_axis("segment")
+    means = result.component_means().rename_axis("segment")
+    blocks += [
         _Table(
-            _frame(table.reset_index()),
-            "Per segment: share of pixels, mean label probability and uncertainties, and "
-            "the fitted mean in image units (colour in [0, 1], position in pixels).",
-        )
-    )
+            _frame(summary.reset_index()),
+            "Per segment: share of pixels, mean label probability and mean uncertainties "
+            "over its pixels"
+            + (
+                "; the interval width is that of P(label) over the posterior draws."
+                if "mean_interval_width" in raw
+                else "."
+            ),
+        ),
+        _Table(
+            _frame(means.reset_index()),
+            "Per segment: its weight and fitted mean in image units (colour in [0, 1], "
+            "position in pixels).",
+        ),
+    ]
     if figures is not None:
         blocks.append(
             figures.add(

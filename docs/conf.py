@@ -3,6 +3,10 @@
 Build with ``./dev docs`` (HTML in ``docs/_build/html``); the test suite builds it with
 warnings as errors (``tests/test_docs.py``).
 
+Math is rendered by a copy of MathJax that ships with the site (the sphinx-mathjax-offline
+package), never a script from a CDN: ``tests/test_docs.py`` checks that no page loads anything
+from another host.
+
 Choices: pydata-sphinx-theme, numpydoc and myst-nb are what PyMC, ArviZ and scikit-learn use,
 so the pages look and read like the libraries our users know. numpydoc renders our NumPy-style
 docstrings; autosummary writes one page per public name; myst-nb renders the notebooks with
@@ -31,6 +35,9 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    # MathJax shipped with the docs (copied into _static/mathjax, mathjax_path set to it), so
+    # math renders offline and behind proxies instead of showing raw LaTeX.
+    "sphinx-mathjax-offline",
     "numpydoc",
     "myst_nb",
 ]

@@ -1,4 +1,12 @@
-"""The HTML report in a real browser: headless Chromium decodes every image, logs no error.
+"""The HTML reports in a real browser, headless Chromium, as a reader would open them.
+
+1. The faithful report loads, decodes every image and logs no error (``--dump-dom``).
+2. The layout of four reports (the demo's, an iris fit with 4 long-named features, a model
+   comparison and a Bayesian image segmentation) is measured in the laid-out page, through the
+   Chrome DevTools protocol (over ``--remote-debugging-pipe``, no extra package): no element
+   wider than the page (a table may scroll inside its own box), no table row taller than
+   120 px, no two text boxes overlapping, every image decoded and shown at least half its
+   pixel width. The measuring script is ``tests/_layout_probe.js``.
 
 Chromium is Debian's ``chromium`` package; ``./dev test`` installs it where it is missing.
 """
@@ -6,13 +14,22 @@ Chromium is Debian's ``chromium`` package; ``./dev test`` installs it where it i
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import pytest
+from _devtools import DevTools
 
 from bayesgmm.report import write_report
+
+PROBE_JS = Path(__file__).with_name("_layout_probe.js")
+VIEWPORT = (1280, 900)  # a laptop screen, CSS pixels
+MAX_ROW_HEIGHT = 120.0
 
 # Runs before the report's own scripts: records page errors and console.error calls, and on
 # load writes what it found into the page, which --dump-dom then prints.
@@ -92,3 +109,123 @@ def test_report_renders_in_headless_chromium(faithful_fit, chromium, tmp_path):
     )
     assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stderr[-2000:]
     assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+# ---------------------------------------------------------------------- layout, over CDP
+
+
+@pytest.fixture(scope="module")
+def devtools(chromium, tmp_path_factory):
+    browser = DevTools(chromium, tmp_path_factory.mktemp("profile"))
+    yield browser
+    browser.close()
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, "1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> dict[str, Path]:
+    """Four self-contained HTML reports, from small but real fits (about half a minute)."""
+    from sklearn.datasets import load_iris
+
+    from bayesgmm import BayesGaussianMixture, load_faithful, load_sample_photo, segment_image
+    from bayesgmm.selection import compare_models
+
+    out = tmp_path_factory.mktemp("reports")
+    found: dict[str, Path] = {}
+    # The demo, as ./dev demo runs it (fewer draws and components).
+    demo = out / "demo"
+    cmd = [sys.executable, "-m", "bayesgmm", "--quiet", "demo", "--draws", "150", "--chains"]
+    cmd += ["2", "--max-components", "3", "--out", str(demo)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found["demo"] = demo / "report.html"
+    sampler = dict(draws=150, tune=150, chains=2, random_state=0)
+    with warnings.catch_warnings():
+        # These short runs may not converge; the reports say so, which is what they are for.
+        warnings.simplefilter("ignore")
+        # Iris: 4 features with long names ("sepal length (cm)").
+        iris = load_iris(as_frame=True).data
+        bgm = BayesGaussianMixture(3, progressbar=False, **sampler).fit(iris)
+        found["iris"] = write_report(out / "iris.html", bgm=bgm, embed=True, title="iris")
+        # A model comparison alone: two covariance types, K = 1..3, EM and NUTS.
+        comparison = compare_models(
+            load_faithful(),
+            n_components=[1, 2, 3],
+            covariance_types=("full", "diag"),
+            methods=("em", "bayes"),
+            **sampler,
+        )
+        found["comparison"] = write_report(
+            out / "comparison.html", comparison=comparison, embed=True, title="comparison"
+        )
+        # A Bayesian segmentation of a crop of a photograph, on colour and position.
+        photo = load_sample_photo("flower")[100:190, 200:330]
+        seg = segment_image(
+            photo,
+            3,
+            features=("color", "position"),
+            method="bayes",
+            n_fit_pixels=1500,
+            n_map_draws=50,
+            progressbar=False,
+            **sampler,
+        )
+        found["segmentation"] = write_report(
+            out / "segmentation.html", segmentation=seg, embed=True, title="segmentation"
+        )
+    return found
+
+
+@pytest.fixture(scope="module")
+def layouts(reports, devtools) -> dict[str, dict]:
+    """What the layout probe measured in each report."""
+    script = PROBE_JS.read_text(encoding="utf-8")
+    return {
+        name: devtools.open(path.as_uri(), script, viewport=VIEWPORT)[0]
+        for name, path in reports.items()
+    }
+
+
+# Checks not yet applied to the "Model comparison" section: its table and figure are rebuilt
+# for issue 13 (ComparisonResult.plot, report._comparison_section); today its rows are about
+# 1000 px tall (a note column holds whole verdicts). The strict xfail below turns into a
+# failure once they pass: then empty this set, so that every check applies to every section.
+PENDING_IN_COMPARISON: set[str] = {"tall_rows"}
+
+
+def _findings(layout: dict, check: str) -> list[dict]:
+    found = layout[check]
+    if check in PENDING_IN_COMPARISON:
+        found = [f for f in found if f["section"] != "Model comparison"]
+    return found
+
+
+@pytest.mark.parametrize("name", ["demo", "iris", "comparison", "segmentation"])
+@pytest.mark.parametrize("check", ["wide", "tall_rows", "overlaps", "undecoded", "small_figures"])
+def test_report_layout_in_headless_chromium(layouts, name, check):
+    layout = layouts[name]
+    assert layout["viewport"] <= VIEWPORT[0]
+    if check == "undecoded":
+        assert layout["images"] >= 1
+    bad = _findings(layout, check)
+    assert not bad, f"{name} report, {check}: {json.dumps(bad[:5], indent=1)}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 rebuilds the comparison table (notes under it, not in a column); once it "
+    "passes, empty PENDING_IN_COMPARISON and delete this test",
+)
+@pytest.mark.parametrize("name", ["demo", "comparison"])
+@pytest.mark.parametrize("check", sorted(PENDING_IN_COMPARISON))
+def test_comparison_section_layout_pending_issue_13(layouts, name, check):
+    bad = [f for f in layouts[name][check] if f["section"] == "Model comparison"]
+    assert not bad, f"{name} report, {check}: {json.dumps(bad[:3], indent=1)}"

@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 from bayesgmm import BayesGaussianMixture, load_faithful
-from bayesgmm.report import render_report, write_report
+from bayesgmm.report import _md_text, render_report, write_report
 from bayesgmm.selection import compare_models
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -134,12 +134,15 @@ def test_markdown_report(faithful_fit, comparison, tmp_path):
     assert "## Bayesian fit" in text and "### Convergence diagnostics" in text
     assert "| parameter | posterior mean |" in text
     assert faithful_fit.idata_.attrs["sampler"] in text
-    assert html.escape(faithful_fit.diagnostics_.verdict, quote=False) in text
+    assert _md_text(faithful_fit.diagnostics_.verdict) in text
     links = re.findall(r"!\[[^\]]*\]\(<([^>]+)>\)", text)
     assert {Path(link).stem for link in links} == FIGURES
     for link in links:
         assert (path.parent / link).read_bytes().startswith(PNG_MAGIC)
-    assert "<" not in text.replace("](<", "")  # no raw HTML
+    # Plain Markdown: no raw HTML, no HTML entities, comparisons written as typed.
+    assert not re.search(r"(?<!\\)<[A-Za-z/!?]", text.replace("](<", ""))
+    assert "&lt;" not in text and "&gt;" not in text and "&amp;" not in text
+    assert "have P(label) < 0.9." in text
     # every table row has as many cells as its header
     for block in re.findall(r"(?:^\|.*\|\n)+", text, flags=re.M):
         widths = {len(re.split(r"(?<!\\)\|", row)) for row in block.strip().splitlines()}
@@ -169,13 +172,16 @@ def _with_feature_names(bgm: BayesGaussianMixture, names: list[str]) -> BayesGau
 def test_text_is_escaped(faithful_fit, fmt, tmp_path):
     evil = _with_feature_names(faithful_fit, [EVIL, "a & b | c"])
     text = render_report(bgm=evil, title=f"report {EVIL}", fmt=fmt, figures=False)
-    assert "<script" not in text.lower()
-    assert "&lt;script&gt;" in text
     if fmt == "html":
+        assert "<script" not in text.lower()
+        assert "&lt;script&gt;" in text
         _parse(text)
         assert "a &amp; b | c" in text
     else:
-        assert "a &amp; b \\| c" in text  # a pipe would split a Markdown table cell
+        # Markdown shows a backslash-escaped "<" as typed, and opens no tag with it.
+        assert not re.search(r"(?<!\\)<script", text.lower())
+        assert "\\<script>alert('x')\\</script>" in text
+        assert "a & b \\| c" in text  # a pipe would split a Markdown table cell
 
 
 def test_embedded_html_is_self_contained(faithful_fit, comparison, tmp_path, monkeypatch):
@@ -242,7 +248,7 @@ def test_report_of_a_loaded_fit(faithful_fit, tmp_path):
     loaded = BayesGaussianMixture.load(tmp_path / "fit.nc")
     text = render_report(bgm=loaded, figures=False, fmt="md")
     assert f"| BIC (lower better) | {faithful_fit.em_.bic(load_faithful()):.1f} |" in text
-    assert html.escape(faithful_fit.diagnostics_.verdict, quote=False) in text
+    assert _md_text(faithful_fit.diagnostics_.verdict) in text
 
 
 def test_report_from_saved_results_has_the_same_tables(faithful_fit, tmp_path):
@@ -266,7 +272,8 @@ def test_segmentation_report(tmp_path):
     result = segment_image(image, 3, random_state=0)
     text = render_report(segmentation=result, fmt="md", figures=False)
     assert "## Image segmentation" in text and "48 x 40 pixels" in text
-    assert "mean_label_probability" in text and "| pixels fitted | all 1920 |" in text
+    assert "| segment | pixel share | mean P(label) |" in text
+    assert "| pixels fitted | all 1920 |" in text
     share = f"{np.mean(result.label_probability < 0.9):.1%}"
     assert f"{share} of the pixels have a label probability below 0.9" in text
     path = write_report(tmp_path / "seg.html", segmentation=result, embed=True, dpi=30)
@@ -275,3 +282,27 @@ def test_segmentation_report(tmp_path):
     assert "Bayesian fit" not in page  # EM: no posterior sections
     with pytest.raises(TypeError, match="SegmentationResult"):
         render_report(segmentation=image, figures=False)
+
+
+def _markdown_tokens(text: str):
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark").enable("table")
+    return md, md.parse(text)
+
+
+def test_markdown_report_is_plain_markdown(faithful_fit, comparison):
+    """Parsed by a CommonMark parser: no HTML, every table a table, text shown as typed."""
+    evil = _with_feature_names(faithful_fit, [EVIL, "a & b | c"])
+    text = render_report(bgm=evil, comparison=comparison, title="r", fmt="md", figures=False)
+    md, tokens = _markdown_tokens(text)
+    kinds = {t.type for t in tokens} | {c.type for t in tokens for c in t.children or []}
+    assert not kinds & {"html_block", "html_inline"}, "raw HTML in the Markdown report"
+    separators = re.findall(r"^\|(?: --- \|)+$", text, flags=re.M)
+    assert len(separators) > 5
+    assert sum(t.type == "table_open" for t in tokens) == len(separators)
+    shown = md.render(text)
+    shown_text = html.unescape(re.sub(r"<[^>]+>", "", shown))
+    assert "have P(label) < 0.9." in shown_text
+    assert EVIL in shown_text  # the feature name shows as typed, not as a tag
+    assert "a & b | c" in shown_text
