@@ -121,8 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _print_components(gm, "Its components (sorted by mean eruption length):")
         return 0
     print(f"BIC picks K = {best}.")
-    _demo_bayes(X, fitted[best], comparison, args)
-    return 0
+    return _demo_bayes(X, fitted[best], comparison, args)
 
 
 def _keeping_estimators(fitted: dict[int, Any], args: argparse.Namespace):
@@ -163,8 +162,12 @@ def _print_components(gm: Any, title: str) -> None:
     print(f"  {state} in {gm.n_iter_} iterations, best of {gm.n_init} starts")
 
 
-def _demo_bayes(X: pd.DataFrame, bgm: Any, comparison: Any, args: argparse.Namespace) -> None:
-    """The BIC pick's posterior (fitted in the grid): diagnostics, posterior vs EM, report."""
+def _demo_bayes(X: pd.DataFrame, bgm: Any, comparison: Any, args: argparse.Namespace) -> int:
+    """The BIC pick's posterior (fitted in the grid): diagnostics, posterior vs EM, report.
+
+    Returns the exit code: 0, or :data:`EXIT_PARTIAL` when the results were written but the
+    report failed.
+    """
     from .report import write_report
 
     k = bgm.n_components
@@ -214,14 +217,22 @@ def _demo_bayes(X: pd.DataFrame, bgm: Any, comparison: Any, args: argparse.Names
     with _staged_dir(out, force=True) as tmp:
         bgm.save(tmp / "posterior.nc")
         comparison.table.to_csv(tmp / "comparison.csv", index=False)
-        write_report(
-            tmp / "report.html",
-            bgm=bgm,
-            comparison=comparison,
-            embed=True,
-            title="bayesgmm demo: Old Faithful",
+        # The results above are kept whatever happens to the report.
+        report_error = _try_report(
+            tmp,
+            ("report.html",),
+            lambda: write_report(
+                tmp / "report.html",
+                bgm=bgm,
+                comparison=comparison,
+                embed=True,
+                title="bayesgmm demo: Old Faithful",
+            ),
         )
+    if report_error is not None:
+        return _partial(out, "the report", report_error)
     print(f"  posterior, comparison table and report.html written to {out}")
+    return 0
 
 
 class _OmitVerdictLog(logging.Filter):
@@ -1013,13 +1024,17 @@ def cmd_segment(args: argparse.Namespace) -> int:
         from .report import write_report
 
         # One figure, drawn once: saved as segmentation.png and embedded in report.html
-        # (a self-contained file).
-        write_report(
-            tmp / "report.html",
-            segmentation=result,
-            embed=True,
-            figures_dir=tmp,
-            title=f"bayesgmm segment: {Path(args.image).name}",
+        # (a self-contained file). The maps above are kept whatever happens to the report.
+        report_error = _try_report(
+            tmp,
+            ("report.html", "segmentation.png"),
+            lambda: write_report(
+                tmp / "report.html",
+                segmentation=result,
+                embed=True,
+                figures_dir=tmp,
+                title=f"bayesgmm segment: {Path(args.image).name}",
+            ),
         )
     if not args.quiet:
         _print_table(summary)
@@ -1027,6 +1042,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"fit {result.timings['fit']:.1f} s on {result.fit_pixels.size} pixels, maps "
             f"{result.timings['maps']:.1f} s; results written to {out}"
         )
+    if report_error is not None:
+        return _partial(out, "the report", report_error)
     return 0
 
 

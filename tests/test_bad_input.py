@@ -738,6 +738,28 @@ def test_a_report_failure_keeps_the_results(tmp_path, capsys, monkeypatch, small
     assert cli(capsys, *argv, str(out))[0] == 0  # still ours: replaceable
 
 
+def test_a_segmentation_report_failure_keeps_the_maps(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    import bayesgmm.report
+    from bayesgmm import make_regions_image
+
+    image, _ = make_regions_image((48, 48), random_state=0)
+    png = tmp_path / "regions.png"
+    Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(png)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk quota exceeded")
+
+    monkeypatch.setattr(bayesgmm.report, "write_report", broken)
+    out = tmp_path / "seg"
+    code, err = cli(capsys, "--quiet", "segment", str(png), "-k", "3", "--out", str(out))
+    assert code == 1 and "the report failed (RuntimeError: disk quota exceeded)" in err
+    names = {p.name for p in out.iterdir()}
+    assert {"maps.npz", "segments.csv", "labels.png", "segmentation.json"} <= names
+    assert "report.html" not in names
+
+
 def test_a_figure_failure_keeps_the_comparison(tmp_path, capsys, monkeypatch, csv):
     from bayesgmm.selection import ComparisonResult
 
