@@ -423,7 +423,8 @@ def _em_section(bgm: BayesGaussianMixture) -> list[_Block]:
                 f"Degenerate fit: component(s) {np.flatnonzero(degenerate).tolist()} collapsed "
                 "onto too few points or onto the covariance floor, so the likelihood and the "
                 "criteria above are spuriously good; the posterior started from this fit "
-                "should not be trusted. Use fewer components or a larger reg_covar.",
+                "should not be trusted. Use fewer components or more n_init (the EM warning "
+                "names the cause).",
                 "fail",
             )
         )
