@@ -10,7 +10,14 @@ import xarray as xr
 from scipy import stats
 from sklearn.base import clone
 
-from bayesgmm import BayesGaussianMixture, SamplingWarning, load_faithful, make_mixture
+from bayesgmm import (
+    BayesGaussianMixture,
+    SamplingWarning,
+    load_acidity,
+    load_faithful,
+    load_galaxy,
+    make_mixture,
+)
 from bayesgmm.bayes import _PARAM_DIMS
 from bayesgmm.relabel import apply_permutations, relabel
 
@@ -310,3 +317,85 @@ def test_membership_thins_draws_evenly(faithful_fit):
     np.testing.assert_allclose(thin.upper, ref.upper, atol=1e-14)
     with pytest.raises(ValueError, match="max_draws"):
         faithful_fit.membership(max_draws=0)
+
+
+_ONE_FEATURE_DATA = {"acidity": (load_acidity, 2), "galaxy": (load_galaxy, 3)}
+
+
+def _require_sampler(sampler):
+    from bayesgmm.sampling import available_samplers
+
+    if sampler != "auto" and sampler not in available_samplers():
+        pytest.skip(f"sampler={sampler!r} needs a package that is not installed here")
+
+
+@pytest.mark.parametrize("sampler", ["auto", "pymc", "numpyro", "blackjax"])
+@pytest.mark.parametrize("cov", ["full", "tied"])
+@pytest.mark.parametrize("data", sorted(_ONE_FEATURE_DATA))
+def test_one_feature_full_and_tied_on_every_sampler(data, cov, sampler):
+    """Issue 15, item 5: the shipped 1-D data with full and tied covariances, every sampler
+    (the PyMC graph used LKJCholeskyCov(n=1), which raised IndexError)."""
+    _require_sampler(sampler)
+    loader, k = _ONE_FEATURE_DATA[data]
+    X = loader()
+    draws = 100
+    fit = BayesGaussianMixture(
+        k,
+        covariance_type=cov,
+        draws=draws,
+        tune=150,
+        chains=2,
+        sampler=sampler,
+        random_state=3,
+        progressbar=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # 2 x 100 draws: ESS below 400
+        fit.fit(X)
+    if sampler != "auto":
+        assert fit.idata_.attrs["sampler"] == sampler
+    post = fit.idata_["posterior"]
+    lead = ("component",) if cov == "full" else ()
+    assert post["stds"].dims == ("chain", "draw", *lead, "feature")
+    assert post["covariances"].dims[-2:] == ("feature", "feature_bis")
+    np.testing.assert_allclose(post["corr"], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(post["covariances"].values[..., 0], post["stds"].values ** 2)
+    loglik = fit.idata_["log_likelihood"]["obs"]
+    assert loglik.shape == (2, draws, X.shape[0])
+    assert np.isfinite(loglik.values).all()
+    # started from EM and relabelled to it: the posterior sits around the EM solution
+    mean = post["means"].mean(("chain", "draw")).values
+    sd = post["means"].std(("chain", "draw")).values
+    assert np.all(np.abs(mean - fit.em_.means_) <= 3 * sd), (mean, fit.em_.means_, sd)
+
+
+def test_one_feature_tied_pymc_agrees_with_default():
+    """Issue 15, item 5: on 1-D tied data PyMC's NUTS on build_model's graph and the default
+    (nutpie on the compiled log-density) agree on the posterior mean and sd of weights,
+    means and the sd, within 4 sqrt(mcse_a^2 + mcse_b^2)."""
+    import arviz_stats as azs
+
+    X = load_acidity()
+    posts = {}
+    for sampler, chains in (("auto", 4), ("pymc", 2)):
+        fit = BayesGaussianMixture(
+            2,
+            covariance_type="tied",
+            draws=1000,
+            tune=500,
+            chains=chains,
+            sampler=sampler,
+            random_state=11,
+            progressbar=False,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SamplingWarning)
+            fit.fit(X)
+        posts[sampler] = fit.idata_["posterior"].to_dataset()[["weights", "means", "stds"]]
+    a, b = posts["auto"], posts["pymc"]
+    assert float(azs.ess(b, method="bulk").to_array().min()) >= 200  # an honest comparison
+    for stat, method in (("mean", "mean"), ("std", "sd")):
+        diff = abs(getattr(a, stat)(("chain", "draw")) - getattr(b, stat)(("chain", "draw")))
+        tol = 4 * np.sqrt(azs.mcse(a, method=method) ** 2 + azs.mcse(b, method=method) ** 2)
+        for name in a.data_vars:
+            assert np.all(diff[name].values <= tol[name].values), (name, stat, diff, tol)
