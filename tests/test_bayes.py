@@ -399,3 +399,45 @@ def test_one_feature_tied_pymc_agrees_with_default():
         tol = 4 * np.sqrt(azs.mcse(a, method=method) ** 2 + azs.mcse(b, method=method) ** 2)
         for name in a.data_vars:
             assert np.all(diff[name].values <= tol[name].values), (name, stat, diff, tol)
+
+
+def test_em_start_warnings_reach_the_user(separated, monkeypatch, tmp_path):
+    """Issue 15, item 7: a non-converged EM start is re-emitted by fit and named in the verdict,
+    str(diagnostics_), the saved file's verdict and the report."""
+    import functools
+
+    from bayesgmm import bayes
+    from bayesgmm.em import EMGaussianMixture
+    from bayesgmm.exceptions import ConvergenceWarning
+    from bayesgmm.report import render_report
+
+    # BayesGaussianMixture has no EM options: force a one-iteration EM start
+    monkeypatch.setattr(
+        bayes, "EMGaussianMixture", functools.partial(EMGaussianMixture, max_iter=1)
+    )
+    X, _ = separated
+    fit = BayesGaussianMixture(3, draws=50, tune=100, chains=2, random_state=0, progressbar=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit.fit(X)
+    em_warnings = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(em_warnings) == 1
+    assert "EM start" in str(em_warnings[0].message)
+    assert em_warnings[0].filename == __file__  # points at the caller of fit
+    assert not fit.em_.converged_
+    note = fit.diagnostics_.em_start_note
+    assert note is not None and "did not converge (stopped after 1 iteration)" in note
+    assert note in fit.diagnostics_.verdict and note in str(fit.diagnostics_)
+    assert note in fit.idata_.attrs["diagnostics_verdict"]
+    path = tmp_path / "fit.nc"
+    fit.save(path)
+    assert BayesGaussianMixture.load(path).diagnostics_.em_start_note == note
+    assert "did not converge (stopped after 1 iteration)" in render_report(
+        bgm=fit, fmt="md", figures=False
+    )
+
+
+def test_clean_em_start_has_no_note(faithful_fit):
+    assert faithful_fit.em_.converged_ and not faithful_fit.em_.degenerate_.any()
+    assert faithful_fit.diagnostics_.em_start_note is None
+    assert "EM solution" not in faithful_fit.diagnostics_.verdict
