@@ -587,7 +587,10 @@ def _verdict(report: DiagnosticsReport, with_component: set[str]) -> str:
 
     rhat, rhat_at = _worst(table, "rhat", largest=True)
     n_bad_rhat = int((~(table["rhat"] <= report.rhat_max)).sum())
-    if n_bad_rhat:
+    if report.n_chains < 2:
+        failed.append("R-hat not available with one chain (it compares chains)")
+        advice.append("run at least 2 chains (4 is usual), since R-hat compares chains")
+    elif n_bad_rhat:
         if np.isnan(rhat):
             what = f"R-hat could not be computed (e.g. {rhat_at})"
         else:
@@ -597,9 +600,7 @@ def _verdict(report: DiagnosticsReport, with_component: set[str]) -> str:
         )
         bad_vars = set(table.loc[~(table["rhat"] <= report.rhat_max), "variable"])
         switched = sorted(bad_vars & with_component)
-        if report.n_chains < 2:
-            advice.append("run at least 2 chains (4 is usual), since R-hat compares chains")
-        elif switched and report.before_table is None:
+        if switched and report.before_table is None:
             advice.append(
                 "if the posterior has not been relabelled, relabel it first "
                 "(bayesgmm.relabel.relabel), because chains that use different component "
@@ -682,7 +683,7 @@ def _verdict(report: DiagnosticsReport, with_component: set[str]) -> str:
         parts.append("Convergence checks failed: " + "; ".join(failed) + ".")
         if fine:
             parts.append("Fine: " + "; ".join(fine) + ".")
-    if report.before_table is not None:
+    if report.before_table is not None and report.n_chains >= 2:
         before = _max_or_nan(report.before_table["rhat"])
         parts.append(
             f"Relabelling changed the largest R-hat from {before:.3f} to {report.max_rhat:.3f}."

@@ -560,3 +560,12 @@ def test_clean_em_start_adds_nothing(rng):
     assert report.em_start_note is None and plain.em_start_note is None
     assert report.verdict == plain.verdict
     assert "EM" not in report.verdict
+
+
+def test_single_chain_verdict_says_rhat_is_not_available(rng):
+    report = diagnose(
+        tree(make_posterior(rng, n_chains=1), make_stats(rng, n_chains=1)),
+        before=tree(make_posterior(rng, n_chains=1)),
+    )
+    assert "R-hat not available with one chain" in report.verdict
+    assert "above 1.01" not in report.verdict and "nan" not in report.verdict
