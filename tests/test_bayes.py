@@ -451,3 +451,25 @@ def test_clean_em_start_has_no_note(faithful_fit):
     assert faithful_fit.em_.converged_ and not faithful_fit.em_.degenerate_.any()
     assert faithful_fit.diagnostics_.em_start_note is None
     assert "EM solution" not in faithful_fit.diagnostics_.verdict
+
+
+def test_degenerate_em_start_is_reemitted_and_other_warnings_pass_unchanged():
+    """Issue 15, item 7, without sampling: the EM start's DegenerateMixtureWarning is passed on
+    (as about the Bayesian fit's start); any other warning is passed on as it was."""
+    from bayesgmm.bayes import _fit_em_start
+    from bayesgmm.em import EMGaussianMixture
+    from bayesgmm.exceptions import DegenerateMixtureWarning
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(60, 2)), np.repeat([[6.0, 6.0]], 10, axis=0)])
+    em = EMGaussianMixture(2, n_init=5, random_state=0)
+    with pytest.warns(DegenerateMixtureWarning, match=r"^The EM start of .*collapsed") as info:
+        _fit_em_start(em, X)
+    assert em.degenerate_.any() and len(info) == 1
+
+    class Noisy:
+        def fit(self, X):
+            warnings.warn("something else", RuntimeWarning, stacklevel=1)
+
+    with pytest.warns(RuntimeWarning, match="^something else$"):
+        _fit_em_start(Noisy(), X)
