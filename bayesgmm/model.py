@@ -113,9 +113,11 @@ def build_model(
     pymc.Model
         With coords ``obs_id``, ``component``, ``feature``, ``feature_bis``; free variables
         ``weights`` (component), ``means`` (component, feature) and the covariance variables
-        (``chol_cov_<k>`` per component for ``"full"``, ``chol_cov`` for ``"tied"``, ``sigma``
-        otherwise); deterministics ``covariances`` (component, feature, feature_bis), or
-        (feature, feature_bis) for ``"tied"``, and ``precisions_cholesky`` (sklearn layout);
+        (``chol_cov_<k>`` per component for ``"full"``, ``chol_cov`` for ``"tied"``: packed
+        ``LKJCholeskyCov`` values, or with one feature the standard deviation, a
+        ``HalfNormal`` of shape (1,); ``sigma`` otherwise); deterministics ``covariances``
+        (component, feature, feature_bis), or (feature, feature_bis) for ``"tied"``, and
+        ``precisions_cholesky`` (sklearn layout);
         for ``"full"``/``"tied"`` also ``chol``, ``corr`` and ``stds``; the observed variable
         ``obs`` (obs_id, feature) whose pointwise log-density is the mixture log-density.
     """
