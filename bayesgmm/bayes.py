@@ -36,7 +36,7 @@ from ._validation import (
 from ._version import __version__
 from .diagnostics import diagnose
 from .em import EMGaussianMixture, fitted_from_parameters
-from .exceptions import SamplingWarning
+from .exceptions import ConvergenceWarning, DegenerateMixtureWarning, SamplingWarning
 from .model import Priors
 from .relabel import apply_permutations
 from .relabel import relabel as relabel_posterior
@@ -224,6 +224,14 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Warns
+        -----
+        ConvergenceWarning, DegenerateMixtureWarning
+            When the EM start did not converge or has collapsed components; the verdict of
+            ``diagnostics_`` says so too.
+        SamplingWarning
+            When the convergence diagnostics fail.
         """
         t0 = time.perf_counter()
         X = check_X(X, estimator=self, reset=True, min_samples=2)
@@ -238,9 +246,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         em = EMGaussianMixture(
             k, covariance_type=self.covariance_type, n_init=self.n_init, random_state=seed
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # EM's own warnings are in em_
-            em.fit(X)
+        _fit_em_start(em, X)
         if hasattr(self, "feature_names_in_"):
             em.feature_names_in_ = self.feature_names_in_
         t_em = time.perf_counter() - t0
@@ -575,6 +581,28 @@ def _em_start(em: EMGaussianMixture, X: np.ndarray) -> tuple[dict[str, Any], np.
     jitter = np.full(n_unconstrained(k, d, em.covariance_type), _INIT_JITTER)
     jitter[k - 1 : k - 1 + k * d] = _MEAN_JITTER * mean_sd.ravel()
     return {"weights": w, "means": em.means_, key: cov}, jitter
+
+
+def _fit_em_start(em: EMGaussianMixture, X: np.ndarray) -> None:
+    """Fit the EM start of :meth:`BayesGaussianMixture.fit`, passing its warnings on.
+
+    A non-converged or degenerate EM solution starts the chains and pivots the relabelling,
+    so its warning is re-emitted as a warning about the Bayesian fit (same category, pointing
+    at the caller of ``fit``); :func:`bayesgmm.diagnose` also names it in the verdict.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        em.fit(X)
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning | DegenerateMixtureWarning):
+            warnings.warn(
+                f"The EM start of BayesGaussianMixture: {w.message} The chains start from this "
+                "EM solution and are relabelled to it; diagnostics_.verdict notes it.",
+                w.category,
+                stacklevel=3,
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _em_dataset(em: EMGaussianMixture, names: list[str]) -> xr.Dataset:

@@ -99,6 +99,11 @@ class DiagnosticsReport:
     before_table : pandas.DataFrame or None
         The statistics of the posterior before relabelling, when ``before`` was given: the
         same rows as ``table`` and its columns ``parameter`` to ``sd`` (no ``ok``).
+    em_start_note : str or None
+        When ``idata`` has an ``em`` group (the EM solution that started the chains and is the
+        relabelling pivot) that did not converge or has collapsed (degenerate) components,
+        the sentence of ``verdict`` that says so; None otherwise. It does not affect
+        ``passed``, which is about the sampler's convergence.
     """
 
     table: pd.DataFrame
@@ -114,6 +119,7 @@ class DiagnosticsReport:
     passed: bool
     verdict: str
     before_table: pd.DataFrame | None = None
+    em_start_note: str | None = None
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -200,7 +206,10 @@ def diagnose(
     ----------
     idata : xarray.DataTree
         The (relabelled) posterior, with a ``posterior`` group whose variables have dims
-        ``(chain, draw, ...)`` and optionally a ``sample_stats`` group.
+        ``(chain, draw, ...)`` and optionally a ``sample_stats`` group and an ``em`` group
+        (the EM start of :class:`~bayesgmm.BayesGaussianMixture`: attribute ``converged`` and
+        variable ``degenerate``), whose non-convergence or collapsed components the verdict
+        names.
     before : xarray.DataTree, optional
         The same posterior before relabelling. Its R-hat and ESS are reported beside those of
         ``idata`` (columns ``rhat_before``, ``ess_bulk_before``, ``ess_tail_before`` and
@@ -289,7 +298,9 @@ def diagnose(
         and not stats["n_divergent"]
         and (stats["ebfmi"] is None or bool(np.all(stats["ebfmi"] >= EBFMI_MIN)))
     )
-    report = DiagnosticsReport(passed=passed, verdict="", **report_args)
+    report = DiagnosticsReport(
+        passed=passed, verdict="", em_start_note=_em_start_note(idata), **report_args
+    )
     with_component = {s.name for s in selection if "component" in s.dims}
     report.verdict = _verdict(report, with_component)
     _log.info(
@@ -576,7 +587,10 @@ def _verdict(report: DiagnosticsReport, with_component: set[str]) -> str:
 
     rhat, rhat_at = _worst(table, "rhat", largest=True)
     n_bad_rhat = int((~(table["rhat"] <= report.rhat_max)).sum())
-    if n_bad_rhat:
+    if report.n_chains < 2:
+        failed.append("R-hat not available with one chain (it compares chains)")
+        advice.append("run at least 2 chains (4 is usual), since R-hat compares chains")
+    elif n_bad_rhat:
         if np.isnan(rhat):
             what = f"R-hat could not be computed (e.g. {rhat_at})"
         else:
@@ -586,9 +600,7 @@ def _verdict(report: DiagnosticsReport, with_component: set[str]) -> str:
         )
         bad_vars = set(table.loc[~(table["rhat"] <= report.rhat_max), "variable"])
         switched = sorted(bad_vars & with_component)
-        if report.n_chains < 2:
-            advice.append("run at least 2 chains (4 is usual), since R-hat compares chains")
-        elif switched and report.before_table is None:
+        if switched and report.before_table is None:
             advice.append(
                 "if the posterior has not been relabelled, relabel it first "
                 "(bayesgmm.relabel.relabel), because chains that use different component "
@@ -671,16 +683,50 @@ def _verdict(report: DiagnosticsReport, with_component: set[str]) -> str:
         parts.append("Convergence checks failed: " + "; ".join(failed) + ".")
         if fine:
             parts.append("Fine: " + "; ".join(fine) + ".")
-    if report.before_table is not None:
+    if report.before_table is not None and report.n_chains >= 2:
         before = _max_or_nan(report.before_table["rhat"])
         parts.append(
             f"Relabelling changed the largest R-hat from {before:.3f} to {report.max_rhat:.3f}."
         )
+    if report.em_start_note:
+        parts.append(report.em_start_note)
     if advice:
         parts.append("To do: " + "; ".join(advice) + ".")
     if unavailable:
         parts.append("Not available from this sampler: " + ", ".join(unavailable) + ".")
     return " ".join(parts)
+
+
+def _em_start_note(idata: xr.DataTree) -> str | None:
+    """The verdict's sentence on a non-converged or degenerate EM start (``em`` group)."""
+    if "em" not in idata.children:
+        return None
+    em = idata["em"]
+    problems: list[str] = []
+    advice: list[str] = []
+    if not bool(em.attrs.get("converged", 1)):
+        n_iter = em.attrs.get("n_iter")
+        after = ""
+        if n_iter is not None:
+            after = f" (stopped after {int(n_iter)} iteration{'' if int(n_iter) == 1 else 's'})"
+        problems.append(f"did not converge{after}")
+        advice.append("more EM restarts (n_init) or standardised X")
+    if "degenerate" in em.data_vars:
+        collapsed = np.flatnonzero(np.asarray(em["degenerate"].values, dtype=bool)).tolist()
+        if collapsed:
+            problems.append(
+                f"has collapsed (degenerate) component(s) {collapsed}, shrunk onto too few "
+                "points or onto the covariance floor"
+            )
+            advice.append("fewer components")
+    if not problems:
+        return None
+    return (
+        "The EM solution that started the chains and is the relabelling pivot "
+        + " and ".join(problems)
+        + ", so the chains may sit near a poor or spurious mode and their labels follow it: "
+        "check the trace plots and refit with " + " or ".join(advice) + "."
+    )
 
 
 # --------------------------------------------------------------------------- helpers

@@ -10,7 +10,8 @@ precision Cholesky factor ``U_k`` with ``precision_k = U_k U_k^T`` is formed and
     - \\tfrac{D}{2}\\log 2\\pi - \\tfrac12 \\lVert (x_i - \\mu_k) U_k \\rVert^2 \\Big].
 
 For ``"full"`` and ``"tied"`` covariances the prior is placed on the covariance Cholesky factor
-``L`` (``Sigma = L L^T``, :class:`pymc.LKJCholeskyCov`), and ``U = L^{-T}``. ``L`` is a tiny
+``L`` (``Sigma = L L^T``, :class:`pymc.LKJCholeskyCov`; for one feature ``L`` is the standard
+deviation with its half-normal prior), and ``U = L^{-T}``. ``L`` is a tiny
 ``D x D`` triangular matrix, so its inverse is written out by forward substitution as plain
 element-wise graph operations (one small vector operation per entry) instead of calling a
 (batched) triangular solve: that keeps the per-evaluation cost dominated by one ``N x D`` by
@@ -56,7 +57,8 @@ class Priors:
     * ``weights ~ Dirichlet(weights_concentration * ones(K))``;
     * ``means[k, d] ~ Normal(m[d], mean_scale * s[d])``;
     * ``"full"`` / ``"tied"``: ``LKJCholeskyCov(eta=lkj_eta, sd_dist=HalfNormal(sd_scale * s))``
-      per component (``"full"``) or shared (``"tied"``);
+      per component (``"full"``) or shared (``"tied"``); with one feature there is no
+      correlation and this is the standard deviation's ``HalfNormal(sd_scale * s)`` alone;
     * ``"diag"``: ``sigma[k, d] ~ HalfNormal(sd_scale * s[d])``;
     * ``"spherical"``: ``sigma[k] ~ HalfNormal(sd_scale * mean(s))``.
 
@@ -111,9 +113,11 @@ def build_model(
     pymc.Model
         With coords ``obs_id``, ``component``, ``feature``, ``feature_bis``; free variables
         ``weights`` (component), ``means`` (component, feature) and the covariance variables
-        (``chol_cov_<k>`` per component for ``"full"``, ``chol_cov`` for ``"tied"``, ``sigma``
-        otherwise); deterministics ``covariances`` (component, feature, feature_bis), or
-        (feature, feature_bis) for ``"tied"``, and ``precisions_cholesky`` (sklearn layout);
+        (``chol_cov_<k>`` per component for ``"full"``, ``chol_cov`` for ``"tied"``: packed
+        ``LKJCholeskyCov`` values, or with one feature the standard deviation, a
+        ``HalfNormal`` of shape (1,); ``sigma`` otherwise); deterministics ``covariances``
+        (component, feature, feature_bis), or (feature, feature_bis) for ``"tied"``, and
+        ``precisions_cholesky`` (sklearn layout);
         for ``"full"``/``"tied"`` also ``chol``, ``corr`` and ``stds``; the observed variable
         ``obs`` (obs_id, feature) whose pointwise log-density is the mixture log-density.
     """
@@ -261,6 +265,26 @@ def _make_random(covariance_type: str, n_components: int, n_features: int):
     return random
 
 
+def _cholesky_prior(name: str, n: int, *, eta: float, sd_scale: np.ndarray) -> TensorVariable:
+    """Packed lower Cholesky factor of one covariance: ``LKJCholeskyCov`` with half-normal sds.
+
+    For ``n == 1`` there is no correlation, and the LKJ Cholesky prior reduces to its standard
+    deviation with the half-normal prior (``LKJCholeskyCov`` itself fails for ``n = 1``). That
+    case is the free variable ``HalfNormal(sd_scale)`` of shape ``(1,)``, whose packed value
+    is the one Cholesky entry: the same density, on the same unconstrained (log) scale, as
+    the ``n = 1`` case of the LKJ density written out in :mod:`bayesgmm._logdensity`.
+    """
+    if n == 1:
+        return pm.HalfNormal(name, sigma=np.asarray(sd_scale, dtype=np.float64), shape=(1,))
+    return pm.LKJCholeskyCov(
+        name,
+        eta=eta,
+        n=n,
+        sd_dist=pm.HalfNormal.dist(sigma=sd_scale, shape=n),
+        compute_corr=False,
+    )
+
+
 def _build_model(
     X: Any,
     n_components: int,
@@ -312,16 +336,15 @@ def _build_model(
         if covariance_type in ("full", "tied"):
             n_cov = k if covariance_type == "full" else 1
             packed = [
-                pm.LKJCholeskyCov(
+                _cholesky_prior(
                     "chol_cov" if covariance_type == "tied" else f"chol_cov_{j}",
+                    d,
                     eta=priors.lkj_eta,
-                    n=d,
-                    sd_dist=pm.HalfNormal.dist(sigma=sd_scale, shape=d),
-                    compute_corr=False,
+                    sd_scale=sd_scale,
                 )
                 for j in range(n_cov)
             ]
-            chol = _unpack_lower(pt.stack(packed) if n_cov > 1 else packed[0], d)
+            chol = _unpack_lower(pt.stack(packed) if covariance_type == "full" else packed[0], d)
             cov = chol @ pt.swapaxes(chol, -1, -2)
             stds = pt.sqrt(pt.diagonal(cov, axis1=-2, axis2=-1))
             corr = cov / (stds[..., :, None] * stds[..., None, :])

@@ -519,12 +519,21 @@ def _bayes_section(bgm: BayesGaussianMixture, figures: _Figures | None) -> list[
                 + (" (first components only)." if coords else "."),
             )
         )
+        if post.sizes["chain"] >= 2:
+            blocks.append(
+                figures.add(
+                    lambda: plot_rank(bgm),
+                    "rank",
+                    "Rank plots (arviz-plots): each chain's rank ECDF against the uniform band; "
+                    "chains exploring the same distribution stay inside it.",
+                )
+            )
+    if post.sizes["chain"] < 2:
+        # R-hat and the rank plots' test compare chains (arviz's raises with one chain).
         blocks.append(
-            figures.add(
-                lambda: plot_rank(bgm),
-                "rank",
-                "Rank plots (arviz-plots): each chain's rank ECDF against the uniform band; "
-                "chains exploring the same distribution stay inside it.",
+            _Para(
+                "R-hat not available with one chain, and no rank plots: both compare chains. "
+                "Fit with at least 2 chains (4 is usual) to check convergence."
             )
         )
     return blocks

@@ -10,7 +10,14 @@ import xarray as xr
 from scipy import stats
 from sklearn.base import clone
 
-from bayesgmm import BayesGaussianMixture, SamplingWarning, load_faithful, make_mixture
+from bayesgmm import (
+    BayesGaussianMixture,
+    SamplingWarning,
+    load_acidity,
+    load_faithful,
+    load_galaxy,
+    make_mixture,
+)
 from bayesgmm.bayes import _PARAM_DIMS
 from bayesgmm.relabel import apply_permutations, relabel
 
@@ -328,3 +335,159 @@ def test_membership_thins_draws_evenly(faithful_fit):
     np.testing.assert_allclose(thin.upper, ref.upper, atol=1e-14)
     with pytest.raises(ValueError, match="max_draws"):
         faithful_fit.membership(max_draws=0)
+
+
+_ONE_FEATURE_DATA = {"acidity": (load_acidity, 2), "galaxy": (load_galaxy, 3)}
+
+
+def _require_sampler(sampler):
+    from bayesgmm.sampling import available_samplers
+
+    if sampler != "auto" and sampler not in available_samplers():
+        pytest.skip(f"sampler={sampler!r} needs a package that is not installed here")
+
+
+_ONE_FEATURE_CASES = [
+    (data, cov, sampler)
+    for sampler in ("auto", "pymc", "numpyro", "blackjax")
+    for data in sorted(_ONE_FEATURE_DATA)
+    for cov in ("full", "tied")
+    # PyMC's C backend compiles each graph (~30 s cold): two graphs cover full and tied on
+    # both data sets; acidity-tied is compiled again by the agreement test below (cache hit).
+    if sampler != "pymc" or (data, cov) in {("acidity", "tied"), ("galaxy", "full")}
+]
+
+
+@pytest.mark.parametrize(("data", "cov", "sampler"), _ONE_FEATURE_CASES)
+def test_one_feature_full_and_tied_on_every_sampler(data, cov, sampler):
+    """Issue 15, item 5: the shipped 1-D data with full and tied covariances, every sampler
+    (the PyMC graph used LKJCholeskyCov(n=1), which raised IndexError)."""
+    from bayesgmm.sampling import resolve_sampler
+
+    _require_sampler(sampler)
+    loader, k = _ONE_FEATURE_DATA[data]
+    X = loader()
+    draws = 100
+    fit = BayesGaussianMixture(
+        k,
+        covariance_type=cov,
+        draws=draws,
+        tune=150,
+        chains=2,
+        sampler=sampler,
+        random_state=3,
+        progressbar=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # 2 x 100 draws: ESS below 400
+        fit.fit(X)
+    assert fit.idata_.attrs["sampler"] == resolve_sampler(sampler)
+    post = fit.idata_["posterior"]
+    lead = ("component",) if cov == "full" else ()
+    assert post["stds"].dims == ("chain", "draw", *lead, "feature")
+    assert post["covariances"].dims[-2:] == ("feature", "feature_bis")
+    np.testing.assert_allclose(post["corr"], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(post["covariances"].values[..., 0], post["stds"].values ** 2)
+    loglik = fit.idata_["log_likelihood"]["obs"]
+    assert loglik.shape == (2, draws, X.shape[0])
+    assert np.isfinite(loglik.values).all()
+    # started from EM and relabelled to it: the posterior sits around the EM solution
+    mean = post["means"].mean(("chain", "draw")).values
+    sd = post["means"].std(("chain", "draw")).values
+    assert np.all(np.abs(mean - fit.em_.means_) <= 3 * sd), (mean, fit.em_.means_, sd)
+
+
+def test_one_feature_tied_pymc_agrees_with_default():
+    """Issue 15, item 5: on 1-D tied data PyMC's NUTS on build_model's graph and the default
+    (nutpie on the compiled log-density) agree on the posterior mean and sd of weights,
+    means and the sd, within 4 sqrt(mcse_a^2 + mcse_b^2)."""
+    import arviz_stats as azs
+
+    X = load_acidity()
+    posts = {}
+    for sampler, chains in (("auto", 4), ("pymc", 2)):
+        fit = BayesGaussianMixture(
+            2,
+            covariance_type="tied",
+            draws=1000,
+            tune=500,
+            chains=chains,
+            sampler=sampler,
+            random_state=11,
+            progressbar=False,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SamplingWarning)
+            fit.fit(X)
+        posts[sampler] = fit.idata_["posterior"].to_dataset()[["weights", "means", "stds"]]
+    a, b = posts["auto"], posts["pymc"]
+    assert float(azs.ess(b, method="bulk").to_array().min()) >= 200  # an honest comparison
+    for stat, method in (("mean", "mean"), ("std", "sd")):
+        diff = abs(getattr(a, stat)(("chain", "draw")) - getattr(b, stat)(("chain", "draw")))
+        tol = 4 * np.sqrt(azs.mcse(a, method=method) ** 2 + azs.mcse(b, method=method) ** 2)
+        for name in a.data_vars:
+            assert np.all(diff[name].values <= tol[name].values), (name, stat, diff, tol)
+
+
+def test_em_start_warnings_reach_the_user(separated, monkeypatch, tmp_path):
+    """Issue 15, item 7: a non-converged EM start is re-emitted by fit and named in the verdict,
+    str(diagnostics_), the saved file's verdict and the report."""
+    import functools
+
+    from bayesgmm import bayes
+    from bayesgmm.em import EMGaussianMixture
+    from bayesgmm.exceptions import ConvergenceWarning
+    from bayesgmm.report import render_report
+
+    # BayesGaussianMixture has no EM options: force a one-iteration EM start
+    monkeypatch.setattr(
+        bayes, "EMGaussianMixture", functools.partial(EMGaussianMixture, max_iter=1)
+    )
+    X, _ = separated
+    fit = BayesGaussianMixture(3, draws=50, tune=100, chains=2, random_state=0, progressbar=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit.fit(X)
+    em_warnings = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(em_warnings) == 1
+    assert "EM start" in str(em_warnings[0].message)
+    assert em_warnings[0].filename == __file__  # points at the caller of fit
+    assert not fit.em_.converged_
+    note = fit.diagnostics_.em_start_note
+    assert note is not None and "did not converge (stopped after 1 iteration)" in note
+    assert note in fit.diagnostics_.verdict and note in str(fit.diagnostics_)
+    assert note in fit.idata_.attrs["diagnostics_verdict"]
+    path = tmp_path / "fit.nc"
+    fit.save(path)
+    assert BayesGaussianMixture.load(path).diagnostics_.em_start_note == note
+    assert "did not converge (stopped after 1 iteration)" in render_report(
+        bgm=fit, fmt="md", figures=False
+    )
+
+
+def test_clean_em_start_has_no_note(faithful_fit):
+    assert faithful_fit.em_.converged_ and not faithful_fit.em_.degenerate_.any()
+    assert faithful_fit.diagnostics_.em_start_note is None
+    assert "EM solution" not in faithful_fit.diagnostics_.verdict
+
+
+def test_degenerate_em_start_is_reemitted_and_other_warnings_pass_unchanged():
+    """Issue 15, item 7, without sampling: the EM start's DegenerateMixtureWarning is passed on
+    (as about the Bayesian fit's start); any other warning is passed on as it was."""
+    from bayesgmm.bayes import _fit_em_start
+    from bayesgmm.em import EMGaussianMixture
+    from bayesgmm.exceptions import DegenerateMixtureWarning
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(60, 2)), np.repeat([[6.0, 6.0]], 10, axis=0)])
+    em = EMGaussianMixture(2, n_init=5, random_state=0)
+    with pytest.warns(DegenerateMixtureWarning, match=r"^The EM start of .*collapsed") as info:
+        _fit_em_start(em, X)
+    assert em.degenerate_.any() and len(info) == 1
+
+    class Noisy:
+        def fit(self, X):
+            warnings.warn("something else", RuntimeWarning, stacklevel=1)
+
+    with pytest.warns(RuntimeWarning, match="^something else$"):
+        _fit_em_start(Noisy(), X)

@@ -510,3 +510,62 @@ def test_before_must_match(rng):
 def test_bad_thresholds(rng, kwargs, match):
     with pytest.raises(ValueError, match=match):
         diagnose(tree(make_posterior(rng)), **kwargs)
+
+
+# --------------------------------------------------------------------------- EM start
+
+
+def em_group(converged: bool, degenerate: list[int], n_iter: int = 7) -> xr.Dataset:
+    """An ``em`` group as BayesGaussianMixture stores it (only what the verdict reads)."""
+    flags = np.zeros(K, dtype=np.int8)
+    flags[degenerate] = 1
+    return xr.Dataset(
+        {"degenerate": (("component",), flags)},
+        coords={"component": np.arange(K)},
+        attrs={"converged": int(converged), "n_iter": n_iter, "lower_bound": -1.0},
+    )
+
+
+@pytest.mark.parametrize(
+    ("converged", "degenerate", "named"),
+    [
+        (False, [], ["did not converge (stopped after 7 iterations)"]),
+        (True, [2], ["collapsed (degenerate) component(s) [2]", "fewer components"]),
+        (False, [0, 2], ["did not converge", "component(s) [0, 2]"]),
+    ],
+)
+def test_em_start_problems_are_named_in_the_verdict(rng, converged, degenerate, named):
+    """Issue 15, item 7: a non-converged or degenerate EM start is in the verdict and str."""
+    t = tree(make_posterior(rng), make_stats(rng))
+    t["em"] = xr.DataTree(em_group(converged, degenerate))
+    report = diagnose(t)
+    assert report.passed  # the sampler's convergence is a separate matter
+    note = report.em_start_note
+    assert note is not None and note in report.verdict and note in str(report)
+    assert note.startswith("The EM solution that started the chains")
+    for text in named:
+        assert text in note
+    if converged:
+        assert "converge" not in note
+    if not degenerate:
+        assert "degenerate" not in note
+
+
+def test_clean_em_start_adds_nothing(rng):
+    posterior, stats = make_posterior(rng), make_stats(rng)
+    plain = diagnose(tree(posterior, stats))
+    t = tree(posterior, stats)
+    t["em"] = xr.DataTree(em_group(True, []))
+    report = diagnose(t)
+    assert report.em_start_note is None and plain.em_start_note is None
+    assert report.verdict == plain.verdict
+    assert "EM" not in report.verdict
+
+
+def test_single_chain_verdict_says_rhat_is_not_available(rng):
+    report = diagnose(
+        tree(make_posterior(rng, n_chains=1), make_stats(rng, n_chains=1)),
+        before=tree(make_posterior(rng, n_chains=1)),
+    )
+    assert "R-hat not available with one chain" in report.verdict
+    assert "above 1.01" not in report.verdict and "nan" not in report.verdict

@@ -35,11 +35,14 @@ def _pymc_point(theta, model, k, d, cov):
         "means": theta[k - 1 : k - 1 + k * d].reshape(k, d),
     }
     rest = theta[k - 1 + k * d :]
+    # With one feature the covariance is the standard deviation alone (log-transformed
+    # half-normal) instead of an LKJ Cholesky factor; the unconstrained values are the same.
+    packed = "log" if d == 1 else "cholesky-cov-packed"
     if cov == "full":
         for j in range(k):
-            point[f"chol_cov_{j}_cholesky-cov-packed__"] = rest[j * p : (j + 1) * p]
+            point[f"chol_cov_{j}_{packed}__"] = rest[j * p : (j + 1) * p]
     elif cov == "tied":
-        point["chol_cov_cholesky-cov-packed__"] = rest
+        point[f"chol_cov_{packed}__"] = rest
     elif cov == "diag":
         point["sigma_log__"] = rest.reshape(k, d)
     else:
@@ -49,9 +52,9 @@ def _pymc_point(theta, model, k, d, cov):
 
 
 @pytest.mark.parametrize("cov", COV_TYPES)
-def test_log_density_and_gradient_equal_pymc_graph(cov, rng):
-    X = rng.normal(size=(40, 3)) * [1.0, 3.0, 0.2] + [0.0, 5.0, -1.0]
-    k, d = 3, 3
+@pytest.mark.parametrize(("k", "d"), [(3, 3), (1, 1), (3, 1), (1, 3)])
+def test_log_density_and_gradient_equal_pymc_graph(cov, k, d, rng):
+    X = (rng.normal(size=(40, 3)) * [1.0, 3.0, 0.2] + [0.0, 5.0, -1.0])[:, :d]
     priors = Priors(weights_concentration=1.7, mean_scale=2.0, sd_scale=1.3, lkj_eta=2.5)
     model = build_model(X, k, covariance_type=cov, priors=priors)
     logp = model.compile_logp(mode="FAST_COMPILE")

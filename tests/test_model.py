@@ -133,3 +133,38 @@ def test_prior_predictive_of_obs(data):
 def test_priors_are_validated():
     with pytest.raises(ValueError, match="positive"):
         Priors(mean_scale=-1.0)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_one_feature_full_and_tied_is_the_half_normal_scale(covariance_type, k):
+    """Issue 15, item 5: with D = 1 the LKJ Cholesky factor is the sd with its half-normal
+    prior (LKJCholeskyCov(n=1) raised IndexError at initial_point)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame({"x": np.concatenate([rng.normal(-1, 0.5, 25), rng.normal(2, 1.0, 35)])})
+    priors = Priors(sd_scale=1.7)
+    model = build_model(X, k, covariance_type=covariance_type, priors=priors)
+    point, params = random_point(model, rng)
+    names = ["chol_cov"] if covariance_type == "tied" else [f"chol_cov_{j}" for j in range(k)]
+    assert {v.name for v in model.free_RVs} == {"weights", "means", *names}
+    # The sd's prior term is HalfNormal(sd_scale * std(X)) at the one Cholesky entry.
+    scale = priors.sd_scale * X.to_numpy().std()
+    sds = np.exp(np.concatenate([point[f"{n}_log__"] for n in names]))
+    cov_prior = model.compile_logp(vars=[model[n] for n in names], jacobian=False, mode=MODE)
+    np.testing.assert_allclose(
+        cov_prior(point), stats.halfnorm.logpdf(sds, scale=scale).sum(), rtol=1e-12
+    )
+    covs = params["covariances"].reshape(-1)
+    np.testing.assert_allclose(np.sqrt(covs), np.resize(sds, covs.shape), rtol=1e-12)
+    # The likelihood is the shared NumPy mixture density at the graph's parameters.
+    pointwise = model.compile_logp(vars=[model["obs"]], sum=False, mode=MODE)(point)[0]
+    want = log_mixture_density(
+        X.to_numpy(),
+        params["weights"],
+        params["means"],
+        params["precisions_cholesky"],
+        covariance_type,
+    )
+    np.testing.assert_allclose(pointwise, want, rtol=1e-10)
