@@ -1,0 +1,331 @@
+"""Bridge-sampling evidence against quadrature, importance sampling and itself.
+
+Every reference below integrates the log-density of the same PyMC model (``build_model``,
+``compile_logp``): directly, or through a vectorised NumPy copy that is first checked equal to
+it at random points.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.special import gammaln, logsumexp
+
+from bayesgmm import BayesGaussianMixture, build_model, log_marginal_likelihood, make_mixture
+from bayesgmm.evidence import EvidenceResult, _Layout, posterior_over_k
+from bayesgmm.relabel import apply_permutations
+
+HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _fit(X, k, seed, **kw):
+    kw = {"covariance_type": "diag", "draws": 1000, "tune": 600, "chains": 4, **kw}
+    return BayesGaussianMixture(k, random_state=seed, progressbar=False, **kw).fit(X)
+
+
+@pytest.fixture(scope="module")
+def data_1d():
+    X, _ = make_mixture(60, [0.4, 0.6], [[-3.0], [2.0]], [[[1.0]], [[0.6]]], random_state=3)
+    return X
+
+
+@pytest.fixture(scope="module")
+def data_2d():
+    rng = np.random.default_rng(5)
+    return rng.normal(size=(40, 2)) * [1.0, 0.3] + [2.0, -1.0]
+
+
+@pytest.fixture(scope="module")
+def k2_fits(data_1d):
+    """Three independent posteriors of the K = 2, D = 1 model."""
+    fits = [_fit(data_1d, 2, seed) for seed in (0, 1, 2)]
+    assert all(f.diagnostics_.passed for f in fits)
+    return fits
+
+
+# --------------------------------------------------------------------------- NumPy references
+
+
+def _scales(X, priors_mean_scale=2.5, priors_sd_scale=1.0):
+    loc, scale = X.mean(0), X.std(0)
+    return loc, priors_mean_scale * scale, priors_sd_scale * scale
+
+
+def _logp_diag_k1(X, mu, u):
+    """Log-posterior of K = 1, "diag", at unconstrained (means ``mu``, log-sds ``u``).
+
+    ``mu`` and ``u`` have shape (..., D); NumPy broadcasting over the leading axes.
+    """
+    n = X.shape[0]
+    loc, tau, sds = _scales(X)
+    s1, s2 = X.sum(0), (X**2).sum(0)
+    sigma = np.exp(u)
+    out = -0.5 * LOG_2PI - np.log(tau) - 0.5 * ((mu - loc) / tau) ** 2  # means prior
+    out = out + HALF_LOG_2_OVER_PI - np.log(sds) - 0.5 * (sigma / sds) ** 2 + u  # sd prior, Jac
+    quad = (s2 - 2 * mu * s1 + n * mu**2) / sigma**2
+    out = out - 0.5 * n * LOG_2PI - n * u - 0.5 * quad  # likelihood
+    return out.sum(-1)
+
+
+def _logp_diag_k2_d1(X, theta):
+    """Log-posterior of K = 2, D = 1, "diag" at ``theta`` (..., 5) = [y, mu1, mu2, u1, u2]."""
+    x = X[:, 0]
+    loc, tau, sds = (v[0] for v in _scales(X))
+    y, mu, u = theta[..., 0], theta[..., 1:3], theta[..., 3:5]
+    log_w = np.stack([y, -y], -1)
+    log_w = log_w - logsumexp(log_w, axis=-1, keepdims=True)
+    alpha = 1.0
+    out = gammaln(2 * alpha) - 2 * gammaln(alpha) + math.log(2) + (alpha * log_w).sum(-1)
+    out = out + (-0.5 * LOG_2PI - math.log(tau) - 0.5 * ((mu - loc) / tau) ** 2).sum(-1)
+    sigma = np.exp(u)
+    out = out + (HALF_LOG_2_OVER_PI - math.log(sds) - 0.5 * (sigma / sds) ** 2 + u).sum(-1)
+    z = (x[..., None, :] - mu[..., :, None]) / sigma[..., :, None]  # (..., 2, N)
+    comp = log_w[..., :, None] - 0.5 * LOG_2PI - u[..., :, None] - 0.5 * z**2
+    return out + logsumexp(comp, axis=-2).sum(-1)
+
+
+def _pymc_logp(X, k, cov="diag"):
+    model = build_model(X, k, covariance_type=cov)
+    logp = model.compile_logp(jacobian=True)
+    names = [v.name for v in model.value_vars]
+    shapes = [np.shape(model.initial_point()[n]) for n in names]
+    sizes = [int(np.prod(s)) for s in shapes]
+    bounds = np.cumsum([0, *sizes])
+
+    def f(theta):
+        return float(
+            logp(
+                {
+                    n: theta[bounds[j] : bounds[j + 1]].reshape(shapes[j])
+                    for j, n in enumerate(names)
+                }
+            )
+        )
+
+    return f, model
+
+
+def _grid_log_integral(logf, centres, halfwidths, n):
+    """log ∫ exp(logf) over a box, trapezoid rule on an n^D grid (the integrand is ~0 at edges)."""
+    axes = [np.linspace(c - h, c + h, n) for c, h in zip(centres, halfwidths, strict=True)]
+    grids = np.meshgrid(*axes, indexing="ij")
+    values = logf(*grids)
+    assert np.all(values.max() - np.array(_edges(values)) > 25), "grid box too small"
+    log_cell = sum(math.log(a[1] - a[0]) for a in axes)
+    return float(logsumexp(values)) + log_cell
+
+
+def _edges(values):
+    out = []
+    for ax in range(values.ndim):
+        out.append(np.take(values, 0, axis=ax).max())
+        out.append(np.take(values, -1, axis=ax).max())
+    return out
+
+
+# --------------------------------------------------------------------------- (a) quadrature
+
+
+def test_numpy_references_equal_pymc_logp(data_1d, data_2d):
+    rng = np.random.default_rng(0)
+    f, _ = _pymc_logp(data_2d, 1)
+    for _ in range(3):
+        theta = rng.normal(scale=0.5, size=4)  # [mu (2), log sd (2)]
+        ours = _logp_diag_k1(data_2d, theta[:2], theta[2:])
+        assert ours == pytest.approx(f(theta), rel=1e-10)
+    f, _ = _pymc_logp(data_1d, 2)
+    for _ in range(3):
+        theta = rng.normal(scale=0.7, size=5)
+        assert _logp_diag_k2_d1(data_1d, theta) == pytest.approx(f(theta), rel=1e-10)
+
+
+def test_prior_normalising_constants_and_jacobians_are_in_the_target():
+    """The priors on PyMC's unconstrained scale integrate to one (weights of K = 3, sds)."""
+    X = np.random.default_rng(1).normal(size=(20, 1))
+    model = build_model(X, 3, covariance_type="spherical")
+    logp_w = model.compile_logp(vars=[model["weights"]], jacobian=True)
+    axis = np.linspace(-12.0, 12.0, 161)
+    point = model.initial_point()
+    values = np.array(
+        [[logp_w({**point, "weights_simplex__": np.array([a, b])}) for b in axis] for a in axis]
+    )
+    assert logsumexp(values) + 2 * math.log(axis[1] - axis[0]) == pytest.approx(0.0, abs=1e-6)
+    one = build_model(X, 1, covariance_type="spherical")
+    logp_s = one.compile_logp(vars=[one["sigma"]], jacobian=True)
+    axis = np.linspace(-15.0, 5.0, 2001)
+    point = one.initial_point()
+    values = np.array([logp_s({**point, "sigma_log__": np.array([u])}) for u in axis])
+    assert logsumexp(values) + math.log(axis[1] - axis[0]) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_k1_diag_matches_quadrature(d, data_1d, data_2d):
+    X = data_1d if d == 1 else data_2d
+    bgm = _fit(X, 1, seed=4)
+    res = log_marginal_likelihood(bgm, random_state=0)
+    assert res.estimable, res.reason
+    n = X.shape[0]
+    centres = [*X.mean(0), *np.log(X.std(0))]
+    halfwidths = [*(10 * X.std(0) / math.sqrt(n)), *([10 / math.sqrt(2 * n)] * d)]
+    points = 401 if d == 1 else 41
+
+    def logf(*g):
+        mu, u = np.stack(g[:d], -1), np.stack(g[d:], -1)
+        return _logp_diag_k1(X, mu, u)
+
+    exact = _grid_log_integral(logf, centres, halfwidths, points)
+    assert abs(res.log_evidence - exact) < 0.05, (res, exact)
+    assert res.standard_error < 0.05
+
+
+# ------------------------------------------------------------------ (b) importance sampling
+
+
+def _importance_sampling(X, bgm, n_draws=1_000_000, seed=0, df=4.0, chunk=100_000):
+    """log p(y) by importance sampling from a symmetrised multivariate t (df=4), 10^6 draws."""
+    from bayesgmm.evidence import _theta_from_posterior
+
+    layout = _Layout(2, 1, "diag")
+    theta = _theta_from_posterior(bgm.idata_["posterior"], layout).reshape(-1, 5)
+    mean, cov = theta.mean(0), 1.5 * np.cov(theta, rowvar=False)
+    chol = np.linalg.cholesky(cov)
+    swap = np.array(
+        [[-1, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 1, 0]],
+        float,
+    )
+
+    def log_t(x):
+        z = np.linalg.solve(chol, (x - mean).T)
+        m = (z * z).sum(0)
+        p = mean.size
+        return (
+            gammaln((df + p) / 2)
+            - gammaln(df / 2)
+            - 0.5 * p * math.log(df * math.pi)
+            - np.log(np.diag(chol)).sum()
+            - 0.5 * (df + p) * np.log1p(m / df)
+        )
+
+    rng = np.random.default_rng(seed)
+    log_w = []
+    for start in range(0, n_draws, chunk):
+        m = min(chunk, n_draws - start)
+        z = rng.standard_normal((m, 5)) @ chol.T
+        x = mean + z / np.sqrt(rng.chisquare(df, size=(m, 1)) / df)
+        flip = rng.random(m) < 0.5
+        x[flip] = x[flip] @ swap.T
+        log_g = np.logaddexp(log_t(x), log_t(x @ swap.T)) - math.log(2)
+        log_w.append(_logp_diag_k2_d1(X, x) - log_g)
+    log_w = np.concatenate(log_w)
+    est = logsumexp(log_w) - math.log(n_draws)
+    w = np.exp(log_w - log_w.max())
+    se = w.std() / (w.mean() * math.sqrt(n_draws))
+    return float(est), float(se)
+
+
+def test_k2_matches_importance_sampling(data_1d, k2_fits):
+    bgm = k2_fits[0]
+    res = log_marginal_likelihood(bgm, random_state=0)
+    assert res.estimable, res.reason
+    assert res.n_labellings == 2
+    ref, ref_se = _importance_sampling(data_1d, bgm)
+    assert ref_se < 0.02
+    assert abs(res.log_evidence - ref) < 3 * math.hypot(res.standard_error, ref_se), (
+        res,
+        ref,
+        ref_se,
+    )
+
+
+# --------------------------------------------------------------------------- (c), (d)
+
+
+def test_repeated_fits_and_seeds_agree_within_standard_errors(k2_fits):
+    results = [log_marginal_likelihood(f, random_state=i) for i, f in enumerate(k2_fits)]
+    results.append(log_marginal_likelihood(k2_fits[0], random_state=123))
+    assert all(r.estimable for r in results), [r.reason for r in results]
+    for i, a in enumerate(results):
+        for b in results[i + 1 :]:
+            combined = math.hypot(a.standard_error, b.standard_error)
+            assert abs(a.log_evidence - b.log_evidence) < 3 * combined, (a, b)
+
+
+def test_estimate_does_not_depend_on_the_labels_of_the_draws(k2_fits):
+    bgm = k2_fits[1]
+    post = bgm.idata_["posterior"].to_dataset()
+    rng = np.random.default_rng(7)
+    perms = np.argsort(rng.random((post.sizes["chain"], post.sizes["draw"], 2)), axis=-1)
+    shuffled = copy.copy(bgm)
+    shuffled.idata_ = bgm.idata_.copy()
+    shuffled.idata_["posterior"] = xr.DataTree(apply_permutations(post, perms))
+    a = log_marginal_likelihood(bgm, random_state=3)
+    b = log_marginal_likelihood(shuffled, random_state=3)
+    assert a.estimable and b.estimable
+    assert abs(a.log_evidence - b.log_evidence) < a.standard_error
+    # symmetric target and proposal, proposal fitted after an internal relabelling: the same
+    assert b.log_evidence == pytest.approx(a.log_evidence, abs=1e-8)
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_permutations_leave_the_log_posterior_unchanged_and_preserve_volume(cov):
+    # the compiled twin of PyMC's log-posterior (tests/test_logdensity.py proves them equal)
+    from bayesgmm import _logdensity as ld
+    from bayesgmm.model import Priors
+
+    X = np.random.default_rng(2).normal(size=(30, 2))
+    k = 3
+    spec = ld.LogDensitySpec.from_data(X, k, cov, Priors(weights_concentration=1.5))
+    layout = _Layout(k, 2, cov)
+    theta = np.random.default_rng(3).normal(scale=0.5, size=(1, layout.dim))
+    eye = np.eye(layout.dim)
+    before = ld.log_density_and_grad(theta[0], spec)[0]
+    for perm in layout.permutations():
+        moved = layout.permute(theta, perm)[0]
+        assert ld.log_density_and_grad(moved, spec)[0] == pytest.approx(before, rel=1e-12)
+        matrix = layout.permute(eye, perm)
+        assert abs(np.linalg.det(matrix)) == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- not estimable
+
+
+def test_not_estimable_when_checks_fail_or_too_many_labellings(k2_fits):
+    bgm = copy.copy(k2_fits[2])
+    res = log_marginal_likelihood(bgm, max_labellings=1)
+    assert not res.estimable and res.log_evidence is None and res.standard_error is None
+    assert "max_labellings" in res.reason
+    bgm.diagnostics_ = dataclasses.replace(bgm.diagnostics_, passed=False, verdict="R-hat 1.2")
+    res = log_marginal_likelihood(bgm)
+    assert not res.estimable and res.log_evidence is None
+    assert "convergence checks" in res.reason and "R-hat 1.2" in res.reason
+    res = log_marginal_likelihood(k2_fits[2], min_overlap=0.999999)
+    assert not res.estimable and res.log_evidence is None and "overlap" in res.reason
+    with pytest.raises(ValueError, match="min_overlap"):
+        log_marginal_likelihood(k2_fits[2], min_overlap=1.5)
+
+
+# --------------------------------------------------------------------------- p(K | y)
+
+
+def test_posterior_over_k():
+    post = posterior_over_k({1: -100.0, 2: -100.0 + math.log(3.0), 3: None})
+    assert post.probabilities == pytest.approx({1: 0.25, 2: 0.75})
+    assert post.excluded == {3: "no estimate"}
+    bad = EvidenceResult(None, None, 0, False, "not estimable: overlap")
+    post = posterior_over_k({1: -100.0, 2: -100.0, 4: bad}, prior="poisson", poisson_rate=2.0)
+    # truncated Poisson(2) on {1, 2}: p(1) ∝ 2, p(2) ∝ 2 -> equal
+    assert post.prior == pytest.approx({1: 0.5, 2: 0.5})
+    assert post.probabilities == pytest.approx({1: 0.5, 2: 0.5})
+    assert post.excluded == {4: "not estimable: overlap"}
+    post = posterior_over_k({1: 0.0, 3: 0.0}, prior="poisson", poisson_rate=1.0)
+    assert post.probabilities[1] == pytest.approx(6 / 7)  # 1/1! : 1/3! = 6 : 1
+    with pytest.raises(ValueError, match="no K has an estimable"):
+        posterior_over_k({2: None})
+    with pytest.raises(ValueError, match="poisson_rate"):
+        posterior_over_k({1: 0.0}, prior="poisson")
