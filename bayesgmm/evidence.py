@@ -572,8 +572,8 @@ def posterior_over_k(
     Parameters
     ----------
     log_evidence : mapping of int to EvidenceResult, float or None
-        ``K`` -> its :func:`log_marginal_likelihood` result, or a log evidence in nats; ``None``
-        or NaN marks ``K`` as not estimable.
+        ``K`` -> its :func:`~bayesgmm.log_marginal_likelihood` result, or a log evidence in
+        nats; ``None`` or NaN marks ``K`` as not estimable.
     prior : {"uniform", "poisson"}, default "uniform"
     poisson_rate : float, optional
         Rate of the truncated Poisson prior; required when ``prior="poisson"``.
