@@ -207,9 +207,12 @@ def _pymc_log_target(X: np.ndarray, layout: _Layout, priors: Any) -> Callable:
     """
     from .model import build_model
 
-    model = build_model(
-        X, layout.n_components, covariance_type=layout.covariance_type, priors=priors
-    )
+    cov = layout.covariance_type
+    if cov == "full" and layout.n_components == 1:
+        # One component: "full" and "tied" are the same model (same prior, same packed value
+        # variable); build_model(K=1, "full") currently fails on its "chol" dims.
+        cov = "tied"
+    model = build_model(X, layout.n_components, covariance_type=cov, priors=priors)
     logp = model.compile_logp(jacobian=True)
     point = model.initial_point()
     names = [v.name for v in model.value_vars]

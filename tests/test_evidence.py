@@ -116,7 +116,7 @@ def _grid_log_integral(logf, centres, halfwidths, n):
     axes = [np.linspace(c - h, c + h, n) for c, h in zip(centres, halfwidths, strict=True)]
     grids = np.meshgrid(*axes, indexing="ij")
     values = logf(*grids)
-    assert np.all(values.max() - np.array(_edges(values)) > 25), "grid box too small"
+    assert np.all(values.max() - np.array(_edges(values)) > 20), "grid box too small"
     log_cell = sum(math.log(a[1] - a[0]) for a in axes)
     return float(logsumexp(values)) + log_cell
 
@@ -182,6 +182,55 @@ def test_k1_diag_matches_quadrature(d, data_1d, data_2d):
     exact = _grid_log_integral(logf, centres, halfwidths, points)
     assert abs(res.log_evidence - exact) < 0.05, (res, exact)
     assert res.standard_error < 0.05
+
+
+def _logp_full_k1_d2(X, theta, eta=2.0):
+    """Log-posterior of K = 1, D = 2, "full" at ``theta`` (..., 5) = [mu (2), packed chol (3)].
+
+    Packed chol: ``log L00, L10, log L11`` (PyMC's LKJCholeskyCov value); vectorised.
+    """
+    n, d = X.shape
+    loc, tau, sds = _scales(X)
+    mu = theta[..., :2]
+    a, b, c = np.exp(theta[..., 2]), theta[..., 3], np.exp(theta[..., 4])
+    out = (-0.5 * LOG_2PI - np.log(tau) - 0.5 * ((mu - loc) / tau) ** 2).sum(-1)
+    # LKJCholeskyCov(eta, HalfNormal(sds)) density of the Cholesky factor, with constants
+    lkj_norm = gammaln(eta + 0.5) - 0.5 * math.log(math.pi) - gammaln(eta)
+    out = out + lkj_norm + (HALF_LOG_2_OVER_PI - np.log(sds)).sum()
+    for i, (diag, sd2) in enumerate([(a, a**2), (c, b**2 + c**2)]):
+        a_i = 2 * eta - 2 + d - i
+        out = out + a_i * np.log(diag) - 0.5 * (a_i + i) * np.log(sd2) - 0.5 * sd2 / sds[i] ** 2
+    out = out + theta[..., 2] + theta[..., 4]  # log-Jacobian of the log-diagonal transform
+    xbar = X.mean(0)
+    S = (X - xbar).T @ (X - xbar)
+    v1, v2 = xbar[0] - mu[..., 0], xbar[1] - mu[..., 1]
+    z1 = v1 / a
+    z2 = (v2 - b * z1) / c
+    trace = S[0, 0] / a**2 + (S[1, 1] - 2 * (b / a) * S[0, 1] + (b / a) ** 2 * S[0, 0]) / c**2
+    quad = trace + n * (z1**2 + z2**2)
+    return out - 0.5 * n * d * LOG_2PI - n * (theta[..., 2] + theta[..., 4]) - 0.5 * quad
+
+
+def test_k1_full_matches_quadrature(data_2d):
+    """The default covariance type (LKJ Cholesky prior, packed transform): 5-D quadrature."""
+    from bayesgmm.evidence import _theta_from_posterior
+
+    X = data_2d
+    f, _ = _pymc_logp(X, 1, "tied")  # = "full" for K = 1; build_model(K=1, "full") fails
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        theta = rng.normal(scale=0.5, size=5)
+        assert _logp_full_k1_d2(X, theta) == pytest.approx(f(theta), rel=1e-10)
+    bgm = _fit(X, 1, seed=5, covariance_type="full")
+    res = log_marginal_likelihood(bgm, random_state=0)
+    assert res.estimable, res.reason
+    draws = _theta_from_posterior(bgm.idata_["posterior"], _Layout(1, 2, "full")).reshape(-1, 5)
+
+    def logf(*g):
+        return _logp_full_k1_d2(X, np.stack(g, -1))
+
+    exact = _grid_log_integral(logf, draws.mean(0), 9.5 * draws.std(0), 17)
+    assert abs(res.log_evidence - exact) < 0.05, (res, exact)
 
 
 # ------------------------------------------------------------------ (b) importance sampling
