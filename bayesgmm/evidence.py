@@ -388,6 +388,7 @@ def log_marginal_likelihood(
     min_overlap: float = 0.05,
     tol: float = 1e-10,
     max_iter: int = 1000,
+    proposal_ratio: float = 2.0,
     random_state: int | np.random.RandomState | None = None,
 ) -> EvidenceResult:
     """Log marginal likelihood ``log p(y | K)`` of a fitted Bayesian mixture, by bridge sampling.
@@ -415,6 +416,9 @@ def log_marginal_likelihood(
         Convergence tolerance of the fixed-point iteration, on the log scale.
     max_iter : int, default 1000
         Iteration cap of the fixed-point scheme.
+    proposal_ratio : float, default 2.0
+        Proposal draws per posterior draw in the bridge. Target evaluations are cheap beside
+        sampling, and more proposal draws shrink the proposal side of the Monte Carlo error.
     random_state : int, RandomState or None, default None
         Seeds the proposal draws.
 
@@ -433,7 +437,7 @@ def log_marginal_likelihood(
     >>> bgm = bgm.fit(load_faithful())  # doctest: +SKIP
     >>> res = log_marginal_likelihood(bgm, random_state=0)  # doctest: +SKIP
     >>> res.estimable, round(res.log_evidence), res.standard_error < 0.1  # doctest: +SKIP
-    (True, -1131, True)
+    (True, -1167, True)
     """
     from sklearn.utils.validation import check_is_fitted
 
@@ -442,6 +446,7 @@ def log_marginal_likelihood(
     check_positive("max_standard_error", max_standard_error)
     check_positive("tol", tol)
     check_positive("max_iter", max_iter, integer=True)
+    check_positive("proposal_ratio", proposal_ratio)
     if not 0.0 <= min_overlap < 1.0:
         raise ValueError(f"min_overlap={min_overlap!r} is invalid; it must lie in [0, 1).")
     rs = check_random_state(random_state)
@@ -481,7 +486,7 @@ def log_marginal_likelihood(
         return _not_estimable(f"not estimable: {why}", **info)
     log_target = _pymc_log_target(X, layout, bgm.priors)
     flat = bridge.reshape(-1, layout.dim)
-    proposal = g.sample(flat.shape[0], rs)
+    proposal = g.sample(max(round(proposal_ratio * flat.shape[0]), 2), rs)
     info.update(n_bridge=flat.shape[0], n_proposal=proposal.shape[0])
     q1, q2 = log_target(flat), log_target(proposal)
     if not np.all(np.isfinite(q1)):

@@ -5,7 +5,8 @@ Three parts, all in this process (warm compile caches after the first fit):
 1. ``smc``: small cases where NUTS passes its checks (K = 1 and K = 2 on 60 points, D = 1,
    "diag"): ``log_marginal_likelihood`` (bridge sampling on the NUTS draws) beside
    ``pm.sample_smc`` on the same ``build_model`` graph, whose ``log_marginal_likelihood``
-   sample statistic is the SMC estimate (one per independent SMC run, "chain").
+   sample statistic is the SMC estimate (one per independent SMC run, "chain"); for K = 2
+   also the importance-sampling reference of ``tests/test_evidence.py`` (10^6 draws).
 2. ``overfit``: K = 3 on the same two-cluster data, where NUTS fails its checks (the
    posterior has several non-symmetric modes) so the bridge refuses; SMC's runs are compared
    with each other to see whether SMC can stand in.
@@ -49,9 +50,10 @@ def fit(X, k, cov, seed=0):
         ).fit(X)
 
 
-def smc_evidence(X, k, cov, draws, chains, seed=0):
+def smc_evidence(X, k, cov, draws, chains, seed=0, kernel="imh"):
     """SMC log evidences, one per independent run, and the wall time."""
     import pymc as pm
+    from pymc.smc.kernels import IMH, MH
 
     from bayesgmm import build_model
 
@@ -61,6 +63,7 @@ def smc_evidence(X, k, cov, draws, chains, seed=0):
         warnings.simplefilter("ignore")
         tree = pm.sample_smc(
             draws=draws,
+            kernel={"imh": IMH, "mh": MH}[kernel],
             chains=chains,
             cores=1,
             model=model,
@@ -99,6 +102,17 @@ def bridge(bgm, seed=0):
     return res, time.perf_counter() - t0
 
 
+def _importance_sampling(X, bgm):
+    """The K = 2, D = 1 importance-sampling reference of tests/test_evidence.py."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_evidence import _importance_sampling as reference
+
+    return reference(X, bgm)
+
+
 def fmt(res):
     if not res.estimable:
         return f"not estimable ({res.reason[:110]}...)"
@@ -111,7 +125,9 @@ def part_smc(args):
     for k in (1, 2):
         bgm = fit(X, k, "diag")
         res, t_b = bridge(bgm)
-        smc, t_s = smc_evidence(X, k, "diag", args.smc_draws, args.smc_chains)
+        smc, t_s = smc_evidence(
+            X, k, "diag", args.smc_draws, args.smc_chains, kernel=args.smc_kernel
+        )
         se_smc = smc.std(ddof=1) / np.sqrt(smc.size)
         print(
             f"K={k}: bridge {fmt(res)} ({t_b:.1f} s; NUTS checks "
@@ -123,6 +139,13 @@ def part_smc(args):
             diff = res.log_evidence - smc.mean()
             z = diff / np.hypot(res.standard_error, se_smc)
             print(f"      bridge - SMC = {diff:+.3f} nats ({z:+.1f} combined standard errors)")
+        if k == 2:
+            ref, ref_se = _importance_sampling(X, bgm)
+            print(
+                f"      importance sampling (10^6 draws, symmetrised t4 proposal): {ref:.3f} ± "
+                f"{ref_se:.3f}; bridge - IS = {res.log_evidence - ref:+.3f}, SMC - IS = "
+                f"{smc.mean() - ref:+.3f}"
+            )
 
 
 def part_overfit(args):
@@ -132,7 +155,9 @@ def part_overfit(args):
     res, _ = bridge(bgm)
     print(f"NUTS checks {'passed' if bgm.diagnostics_.passed else 'failed'}; bridge: {fmt(res)}")
     for seed in (0, 1):
-        smc, t_s = smc_evidence(X, 3, "diag", args.smc_draws, args.smc_chains, seed=seed)
+        smc, t_s = smc_evidence(
+            X, 3, "diag", args.smc_draws, args.smc_chains, seed=seed, kernel=args.smc_kernel
+        )
         print(
             f"SMC seed {seed}: runs {np.array2string(smc, precision=3)}; mean {smc.mean():.3f}, "
             f"sd between runs {smc.std(ddof=1):.3f} ({t_s:.1f} s)"
@@ -175,6 +200,7 @@ def main():
     parser.add_argument("--b2", action="store_true", help="also time B2 (N=10000, D=4, K=4)")
     parser.add_argument("--smc-draws", type=int, default=2000)
     parser.add_argument("--smc-chains", type=int, default=4)
+    parser.add_argument("--smc-kernel", choices=["imh", "mh"], default="imh")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     parts = {"smc": part_smc, "overfit": part_overfit, "cost": part_cost}
