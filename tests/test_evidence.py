@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -73,21 +74,44 @@ def _logp_diag_k1(X, mu, u):
     return out.sum(-1)
 
 
-def _logp_diag_k2_d1(X, theta):
-    """Log-posterior of K = 2, D = 1, "diag" at ``theta`` (..., 5) = [y, mu1, mu2, u1, u2]."""
+def _logp_diag_d1(X, theta, k=2):
+    """Log-posterior of K components, D = 1, "diag" at ``theta`` (..., 3K - 1).
+
+    ``theta = [y (K-1), mu (K), log sd (K)]``, ``y`` PyMC's simplex value:
+    ``log w = softmax-log of [y, -sum(y)]``.
+    """
     x = X[:, 0]
     loc, tau, sds = (v[0] for v in _scales(X))
-    y, mu, u = theta[..., 0], theta[..., 1:3], theta[..., 3:5]
-    log_w = np.stack([y, -y], -1)
+    y, mu, u = theta[..., : k - 1], theta[..., k - 1 : 2 * k - 1], theta[..., 2 * k - 1 :]
+    log_w = np.concatenate([y, -y.sum(-1, keepdims=True)], -1)
     log_w = log_w - logsumexp(log_w, axis=-1, keepdims=True)
     alpha = 1.0
-    out = gammaln(2 * alpha) - 2 * gammaln(alpha) + math.log(2) + (alpha * log_w).sum(-1)
+    out = gammaln(k * alpha) - k * gammaln(alpha) + math.log(k) + (alpha * log_w).sum(-1)
     out = out + (-0.5 * LOG_2PI - math.log(tau) - 0.5 * ((mu - loc) / tau) ** 2).sum(-1)
     sigma = np.exp(u)
     out = out + (HALF_LOG_2_OVER_PI - math.log(sds) - 0.5 * (sigma / sds) ** 2 + u).sum(-1)
-    z = (x[..., None, :] - mu[..., :, None]) / sigma[..., :, None]  # (..., 2, N)
+    z = (x[..., None, :] - mu[..., :, None]) / sigma[..., :, None]  # (..., K, N)
     comp = log_w[..., :, None] - 0.5 * LOG_2PI - u[..., :, None] - 0.5 * z**2
     return out + logsumexp(comp, axis=-2).sum(-1)
+
+
+def _relabelling_matrices(k):
+    """The K! linear maps of ``theta`` (D = 1, "diag") that permute the component labels.
+
+    Built from the definitions (simplex value ``y`` -> ``z = [y, -sum y]``, permute, drop the
+    last; means and log-sds permuted), independently of :mod:`bayesgmm.evidence`.
+    """
+    lift = np.vstack([np.eye(k - 1), -np.ones((1, k - 1))])  # y -> z
+    drop = np.eye(k)[: k - 1]  # z -> y
+    out = []
+    for perm in itertools.permutations(range(k)):
+        p = np.eye(k)[list(perm)]
+        m = np.zeros((3 * k - 1, 3 * k - 1))
+        m[: k - 1, : k - 1] = drop @ p @ lift
+        m[k - 1 : 2 * k - 1, k - 1 : 2 * k - 1] = p
+        m[2 * k - 1 :, 2 * k - 1 :] = p
+        out.append(m)
+    return out
 
 
 def _pymc_logp(X, k, cov="diag"):
@@ -142,7 +166,10 @@ def test_numpy_references_equal_pymc_logp(data_1d, data_2d):
     f, _ = _pymc_logp(data_1d, 2)
     for _ in range(3):
         theta = rng.normal(scale=0.7, size=5)
-        assert _logp_diag_k2_d1(data_1d, theta) == pytest.approx(f(theta), rel=1e-10)
+        assert _logp_diag_d1(data_1d, theta) == pytest.approx(f(theta), rel=1e-10)
+    f, _ = _pymc_logp(data_1d, 3)  # the K = 3 reference of bench/evidence_check.py
+    theta = rng.normal(scale=0.7, size=8)
+    assert _logp_diag_d1(data_1d, theta, 3) == pytest.approx(f(theta), rel=1e-10)
 
 
 def test_prior_normalising_constants_and_jacobians_are_in_the_target():
@@ -236,23 +263,27 @@ def test_k1_full_matches_quadrature(data_2d):
 # ------------------------------------------------------------------ (b) importance sampling
 
 
-def _importance_sampling(X, bgm, n_draws=1_000_000, seed=0, df=4.0, chunk=100_000):
-    """log p(y) by importance sampling from a symmetrised multivariate t (df=4), 10^6 draws."""
-    from bayesgmm.evidence import _theta_from_posterior
+def _importance_sampling(X, bgm, n_draws=1_000_000, seed=0, df=4.0, chunk=50_000):
+    """log p(y) by importance sampling from a symmetrised multivariate t (df=4), 10^6 draws.
 
-    layout = _Layout(2, 1, "diag")
-    theta = _theta_from_posterior(bgm.idata_["posterior"], layout).reshape(-1, 5)
+    D = 1, "diag", any K: the t is centred on the stored (relabelled) draws with 1.5 times
+    their covariance, and mixed evenly over the K! relabellings.
+    """
+    post = bgm.idata_["posterior"]
+    k = post.sizes["component"]
+    w = post["weights"].transpose("chain", "draw", "component").values.reshape(-1, k)
+    mu = post["means"].transpose("chain", "draw", "component", "feature").values.reshape(-1, k)
+    sd = post["sigma"].transpose("chain", "draw", "component", "feature").values.reshape(-1, k)
+    log_w = np.log(w)
+    theta = np.hstack([(log_w - log_w.mean(1, keepdims=True))[:, : k - 1], mu, np.log(sd)])
     mean, cov = theta.mean(0), 1.5 * np.cov(theta, rowvar=False)
     chol = np.linalg.cholesky(cov)
-    swap = np.array(
-        [[-1, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 1, 0]],
-        float,
-    )
+    maps = _relabelling_matrices(k)
+    p = mean.size
 
     def log_t(x):
         z = np.linalg.solve(chol, (x - mean).T)
         m = (z * z).sum(0)
-        p = mean.size
         return (
             gammaln((df + p) / 2)
             - gammaln(df / 2)
@@ -265,12 +296,12 @@ def _importance_sampling(X, bgm, n_draws=1_000_000, seed=0, df=4.0, chunk=100_00
     log_w = []
     for start in range(0, n_draws, chunk):
         m = min(chunk, n_draws - start)
-        z = rng.standard_normal((m, 5)) @ chol.T
+        z = rng.standard_normal((m, p)) @ chol.T
         x = mean + z / np.sqrt(rng.chisquare(df, size=(m, 1)) / df)
-        flip = rng.random(m) < 0.5
-        x[flip] = x[flip] @ swap.T
-        log_g = np.logaddexp(log_t(x), log_t(x @ swap.T)) - math.log(2)
-        log_w.append(_logp_diag_k2_d1(X, x) - log_g)
+        which = rng.integers(len(maps), size=m)
+        x = np.einsum("nij,nj->ni", np.stack(maps)[which], x)
+        log_g = logsumexp([log_t(x @ a.T) for a in maps], axis=0) - math.log(len(maps))
+        log_w.append(_logp_diag_d1(X, x, k) - log_g)
     log_w = np.concatenate(log_w)
     est = logsumexp(log_w) - math.log(n_draws)
     w = np.exp(log_w - log_w.max())
@@ -339,6 +370,16 @@ def test_permutations_leave_the_log_posterior_unchanged_and_preserve_volume(cov)
         assert ld.log_density_and_grad(moved, spec)[0] == pytest.approx(before, rel=1e-12)
         matrix = layout.permute(eye, perm)
         assert abs(np.linalg.det(matrix)) == pytest.approx(1.0)
+
+
+def test_full_covariance_posterior_is_estimable(faithful_fit):
+    """Old Faithful, K = 2, "full" (the session fit): estimable, precise, seed-stable."""
+    a = log_marginal_likelihood(faithful_fit, random_state=0)
+    b = log_marginal_likelihood(faithful_fit, random_state=1)
+    assert a.estimable and b.estimable, (a.reason, b.reason)
+    assert a.n_labellings == 2 and a.n_proposal == 2 * a.n_bridge
+    assert a.standard_error < 0.05 and a.overlap > 0.5
+    assert abs(a.log_evidence - b.log_evidence) < 3 * math.hypot(a.standard_error, b.standard_error)
 
 
 # --------------------------------------------------------------------------- not estimable
