@@ -46,7 +46,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -261,8 +261,30 @@ class _Gaussian:
 
 def _symmetric_logpdf(g: _Gaussian, theta: np.ndarray, layout: _Layout, perms) -> np.ndarray:
     """``log g_sym(θ) = log mean_σ g(σ θ)`` over the given permutations."""
-    logs = np.stack([g.logpdf(layout.permute(theta, p)) for p in perms])
-    return logsumexp(logs, axis=0) - math.log(len(perms))
+    total = np.full(theta.shape[0], -np.inf)
+    for perm in perms:
+        total = np.logaddexp(total, g.logpdf(layout.permute(theta, perm)))
+    return total - math.log(len(perms))
+
+
+def _best_labelling(theta: np.ndarray, score: Callable, layout: _Layout, perms) -> np.ndarray:
+    """Per draw, the index of the permutation whose relabelled draw scores highest."""
+    best = np.full(theta.shape[0], -np.inf)
+    choice = np.zeros(theta.shape[0], dtype=np.intp)
+    for i, perm in enumerate(perms):
+        value = score(layout.permute(theta, perm))
+        better = value > best
+        best[better] = value[better]
+        choice[better] = i
+    return choice
+
+
+def _apply_labelling(theta: np.ndarray, choice: np.ndarray, layout: _Layout, perms) -> np.ndarray:
+    out = np.empty_like(theta)
+    for i in np.unique(choice):
+        rows = choice == i
+        out[rows] = layout.permute(theta[rows], perms[i])
+    return out
 
 
 def _fit_relabelled_gaussian(
@@ -281,11 +303,10 @@ def _fit_relabelled_gaussian(
             f"only {n} draws to fit a {dim}-dimensional proposal; sample more draws "
             f"(at least {2 * (2 * dim + 2)} in all)."
         )
-    copies = np.stack([layout.permute(theta, p) for p in perms])  # (P, n, dim)
-    choice = np.argmin(((copies - reference) ** 2).sum(-1), axis=0)
+    choice = _best_labelling(theta, lambda x: -((x - reference) ** 2).sum(-1), layout, perms)
     g = None
     for _ in range(max_sweeps):
-        x = copies[choice, np.arange(n)]
+        x = _apply_labelling(theta, choice, layout, perms)
         mean = x.mean(axis=0)
         cov = np.cov(x, rowvar=False).reshape(dim, dim)
         cov = 0.5 * (cov + cov.T) + 1e-10 * np.eye(dim) * max(np.trace(cov) / dim, 1e-300)
@@ -295,7 +316,7 @@ def _fit_relabelled_gaussian(
             return None, "the proposal covariance is singular (the draws do not vary)."
         if len(perms) == 1:
             break
-        new = np.argmax(np.stack([g.logpdf(c) for c in copies]), axis=0)
+        new = _best_labelling(theta, g.logpdf, layout, perms)
         if np.array_equal(new, choice):
             break
         choice = new
@@ -324,8 +345,6 @@ class _Bridge:
     converged: bool
     overlap: float
     tau: float
-    finite: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def _bridge(l1: np.ndarray, l2: np.ndarray, *, tol: float, max_iter: int) -> _Bridge:
