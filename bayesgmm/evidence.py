@@ -7,9 +7,11 @@ Gronau et al. (2017) with a multivariate normal proposal:
 * the target is the unnormalised posterior on the unconstrained scale, exactly as PyMC
   defines it: ``model.compile_logp(jacobian=True)`` evaluated at the value variables (priors
   with their normalising constants, the likelihood, and the log-Jacobians of PyMC's default
-  transforms), so ``∫ q(θ) dθ = p(y | K)``;
+  transforms), so ``∫ q(θ) dθ = p(y | K)``. By default it is evaluated by the Numba twin of
+  that graph in :mod:`bayesgmm._logdensity` (the function NUTS sampled; the test suite proves
+  the two equal), which needs no PyTensor compilation; ``target="pymc"`` uses the graph;
 * the draws of every chain are split in halves: the first halves fit the proposal, the
-  second halves (and as many fresh proposal draws) enter the bridge estimator;
+  second halves (and twice as many fresh proposal draws, by default) enter the bridge;
 * label switching (Frühwirth-Schnatter 2004): the posterior of a mixture is invariant under
   the ``K!`` permutations of the component labels, and NUTS explores one or a few of these
   copies. The proposal is therefore *symmetrised*: a normal ``g`` is fitted to draws
@@ -214,9 +216,11 @@ def _pymc_log_target(X: np.ndarray, layout: _Layout, priors: Any) -> Callable:
         cov = "tied"
     model = build_model(X, layout.n_components, covariance_type=cov, priors=priors)
     logp = model.compile_logp(jacobian=True)
-    point = model.initial_point()
     names = [v.name for v in model.value_vars]
-    shapes = [np.shape(point[name]) for name in names]
+    shapes = [tuple(v.type.shape) for v in model.value_vars]
+    if any(n is None for shape in shapes for n in shape):  # pragma: no cover - not static
+        point = model.initial_point()
+        shapes = [np.shape(point[name]) for name in names]
     sizes = [int(np.prod(s)) for s in shapes]
     if sum(sizes) != layout.dim:  # pragma: no cover - guards the layout assumption
         raise RuntimeError(
@@ -234,6 +238,26 @@ def _pymc_log_target(X: np.ndarray, layout: _Layout, priors: Any) -> Callable:
             }
             out[i] = logp(pt_)
         return out
+
+    return log_target
+
+
+def _compiled_log_target(X: np.ndarray, layout: _Layout, priors: Any) -> Callable:
+    """``theta (n, dim) -> (n,)``: the Numba twin of PyMC's log-posterior (what NUTS samples).
+
+    :mod:`bayesgmm._logdensity` writes out the same function as ``build_model``'s graph
+    (``tests/test_logdensity.py`` proves value and gradient equal for every covariance type);
+    it needs no PyTensor compilation.
+    """
+    from ._logdensity import LogDensitySpec, log_density_and_grad
+    from .model import Priors
+
+    spec = LogDensitySpec.from_data(
+        X, layout.n_components, layout.covariance_type, Priors() if priors is None else priors
+    )
+
+    def log_target(theta: np.ndarray) -> np.ndarray:
+        return np.array([log_density_and_grad(row, spec)[0] for row in theta])
 
     return log_target
 
@@ -408,6 +432,7 @@ def log_marginal_likelihood(
     tol: float = 1e-10,
     max_iter: int = 1000,
     proposal_ratio: float = 2.0,
+    target: Literal["compiled", "pymc"] = "compiled",
     random_state: int | np.random.RandomState | None = None,
 ) -> EvidenceResult:
     """Log marginal likelihood ``log p(y | K)`` of a fitted Bayesian mixture, by bridge sampling.
@@ -438,6 +463,11 @@ def log_marginal_likelihood(
     proposal_ratio : float, default 2.0
         Proposal draws per posterior draw in the bridge. Target evaluations are cheap beside
         sampling, and more proposal draws shrink the proposal side of the Monte Carlo error.
+    target : {"compiled", "pymc"}, default "compiled"
+        How the log-posterior is evaluated. ``"pymc"``: ``build_model(...).compile_logp()``,
+        the specification (adds a few seconds of PyTensor compilation). ``"compiled"``: its
+        Numba twin in :mod:`bayesgmm._logdensity`, the function NUTS sampled, which the test
+        suite proves equal to the PyMC graph; the two give the same estimate.
     random_state : int, RandomState or None, default None
         Seeds the proposal draws.
 
@@ -466,6 +496,8 @@ def log_marginal_likelihood(
     check_positive("tol", tol)
     check_positive("max_iter", max_iter, integer=True)
     check_positive("proposal_ratio", proposal_ratio)
+    if target not in ("compiled", "pymc"):
+        raise ValueError(f"target={target!r} is not supported; choose 'compiled' or 'pymc'.")
     if not 0.0 <= min_overlap < 1.0:
         raise ValueError(f"min_overlap={min_overlap!r} is invalid; it must lie in [0, 1).")
     rs = check_random_state(random_state)
@@ -503,7 +535,8 @@ def log_marginal_likelihood(
     info = dict(n_fit=fit.shape[0], n_labellings=n_lab)
     if g is None:
         return _not_estimable(f"not estimable: {why}", **info)
-    log_target = _pymc_log_target(X, layout, bgm.priors)
+    make_target = _pymc_log_target if target == "pymc" else _compiled_log_target
+    log_target = make_target(X, layout, bgm.priors)
     flat = bridge.reshape(-1, layout.dim)
     proposal = g.sample(max(round(proposal_ratio * flat.shape[0]), 2), rs)
     info.update(n_bridge=flat.shape[0], n_proposal=proposal.shape[0])

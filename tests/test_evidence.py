@@ -195,7 +195,7 @@ def test_prior_normalising_constants_and_jacobians_are_in_the_target():
 def test_k1_diag_matches_quadrature(d, data_1d, data_2d):
     X = data_1d if d == 1 else data_2d
     bgm = _fit(X, 1, seed=4)
-    res = log_marginal_likelihood(bgm, random_state=0)
+    res = log_marginal_likelihood(bgm, random_state=0, target="pymc")  # the specification
     assert res.estimable, res.reason
     n = X.shape[0]
     centres = [*X.mean(0), *np.log(X.std(0))]
@@ -249,7 +249,7 @@ def test_k1_full_matches_quadrature(data_2d):
         theta = rng.normal(scale=0.5, size=5)
         assert _logp_full_k1_d2(X, theta) == pytest.approx(f(theta), rel=1e-10)
     bgm = _fit(X, 1, seed=5, covariance_type="full")
-    res = log_marginal_likelihood(bgm, random_state=0)
+    res = log_marginal_likelihood(bgm, random_state=0, target="pymc")
     assert res.estimable, res.reason
     draws = _theta_from_posterior(bgm.idata_["posterior"], _Layout(1, 2, "full")).reshape(-1, 5)
 
@@ -380,6 +380,16 @@ def test_full_covariance_posterior_is_estimable(faithful_fit):
     assert a.n_labellings == 2 and a.n_proposal == 2 * a.n_bridge
     assert a.standard_error < 0.05 and a.overlap > 0.5
     assert abs(a.log_evidence - b.log_evidence) < 3 * math.hypot(a.standard_error, b.standard_error)
+
+
+def test_compiled_and_pymc_targets_give_the_same_estimate(k2_fits):
+    a = log_marginal_likelihood(k2_fits[0], random_state=5, target="pymc")
+    b = log_marginal_likelihood(k2_fits[0], random_state=5)
+    assert a.estimable and b.estimable
+    assert b.log_evidence == pytest.approx(a.log_evidence, abs=1e-8)
+    assert b.standard_error == pytest.approx(a.standard_error, rel=1e-6)
+    with pytest.raises(ValueError, match="target"):
+        log_marginal_likelihood(k2_fits[0], target="jax")
 
 
 # --------------------------------------------------------------------------- not estimable
