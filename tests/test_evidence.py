@@ -17,7 +17,13 @@ import pytest
 import xarray as xr
 from scipy.special import gammaln, logsumexp
 
-from bayesgmm import BayesGaussianMixture, build_model, log_marginal_likelihood, make_mixture
+from bayesgmm import (
+    BayesGaussianMixture,
+    Priors,
+    build_model,
+    log_marginal_likelihood,
+    make_mixture,
+)
 from bayesgmm.evidence import EvidenceResult, _Layout, posterior_over_k
 from bayesgmm.relabel import apply_permutations
 
@@ -58,13 +64,13 @@ def _scales(X, priors_mean_scale=2.5, priors_sd_scale=1.0):
     return loc, priors_mean_scale * scale, priors_sd_scale * scale
 
 
-def _logp_diag_k1(X, mu, u):
+def _logp_diag_k1(X, mu, u, mean_scale=2.5, sd_scale=1.0):
     """Log-posterior of K = 1, "diag", at unconstrained (means ``mu``, log-sds ``u``).
 
     ``mu`` and ``u`` have shape (..., D); NumPy broadcasting over the leading axes.
     """
     n = X.shape[0]
-    loc, tau, sds = _scales(X)
+    loc, tau, sds = _scales(X, mean_scale, sd_scale)
     s1, s2 = X.sum(0), (X**2).sum(0)
     sigma = np.exp(u)
     out = -0.5 * LOG_2PI - np.log(tau) - 0.5 * ((mu - loc) / tau) ** 2  # means prior
@@ -114,8 +120,8 @@ def _relabelling_matrices(k):
     return out
 
 
-def _pymc_logp(X, k, cov="diag"):
-    model = build_model(X, k, covariance_type=cov)
+def _pymc_logp(X, k, cov="diag", priors=None):
+    model = build_model(X, k, covariance_type=cov, priors=priors)
     logp = model.compile_logp(jacobian=True)
     names = [v.name for v in model.value_vars]
     shapes = [np.shape(model.initial_point()[n]) for n in names]
@@ -191,10 +197,17 @@ def test_prior_normalising_constants_and_jacobians_are_in_the_target():
     assert logsumexp(values) + math.log(axis[1] - axis[0]) == pytest.approx(0.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("d", [1, 2])
-def test_k1_diag_matches_quadrature(d, data_1d, data_2d):
+@pytest.mark.parametrize(
+    ("d", "priors"), [(1, None), (1, Priors(mean_scale=0.5, sd_scale=3.0)), (2, None)]
+)
+def test_k1_diag_matches_quadrature(d, priors, data_1d, data_2d):
     X = data_1d if d == 1 else data_2d
-    bgm = _fit(X, 1, seed=4)
+    scales = {} if priors is None else {"mean_scale": 0.5, "sd_scale": 3.0}
+    if priors is not None:  # the NumPy reference with these priors equals PyMC's graph
+        f, _ = _pymc_logp(X, 1, priors=priors)
+        theta = np.random.default_rng(6).normal(scale=0.5, size=2)
+        assert _logp_diag_k1(X, theta[:1], theta[1:], **scales) == pytest.approx(f(theta))
+    bgm = _fit(X, 1, seed=4, priors=priors)
     res = log_marginal_likelihood(bgm, random_state=0, target="pymc")  # the specification
     assert res.estimable, res.reason
     n = X.shape[0]
@@ -204,7 +217,7 @@ def test_k1_diag_matches_quadrature(d, data_1d, data_2d):
 
     def logf(*g):
         mu, u = np.stack(g[:d], -1), np.stack(g[d:], -1)
-        return _logp_diag_k1(X, mu, u)
+        return _logp_diag_k1(X, mu, u, **scales)
 
     exact = _grid_log_integral(logf, centres, halfwidths, points)
     assert abs(res.log_evidence - exact) < 0.05, (res, exact)
