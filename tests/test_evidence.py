@@ -405,6 +405,18 @@ def test_compiled_and_pymc_targets_give_the_same_estimate(k2_fits):
         log_marginal_likelihood(k2_fits[0], target="jax")
 
 
+def test_spherical_equals_diag_in_one_dimension_and_tied_runs(data_1d, k2_fits):
+    """For D = 1 "spherical" and "diag" are the same model: the same evidence."""
+    diag = log_marginal_likelihood(k2_fits[0], random_state=0)
+    sph = log_marginal_likelihood(_fit(data_1d, 2, 0, covariance_type="spherical"), random_state=1)
+    assert sph.estimable, sph.reason
+    assert abs(sph.log_evidence - diag.log_evidence) < 3 * math.hypot(
+        sph.standard_error, diag.standard_error
+    )
+    tied = log_marginal_likelihood(_fit(data_1d, 2, 0, covariance_type="tied"), random_state=0)
+    assert tied.estimable and tied.n_labellings == 2 and tied.standard_error < 0.05, tied
+
+
 # --------------------------------------------------------------------------- not estimable
 
 
