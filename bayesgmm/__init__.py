@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     )
     from .diagnostics import diagnose
     from .em import EMGaussianMixture
+    from .evidence import log_marginal_likelihood
     from .exceptions import ConvergenceWarning, DegenerateMixtureWarning, SamplingWarning
     from .model import Priors, build_model
     from .segmentation import SegmentationResult, segment_image
@@ -45,6 +46,7 @@ _LAZY = {
     "load_faithful": "datasets",
     "load_galaxy": "datasets",
     "load_sample_photo": "datasets",
+    "log_marginal_likelihood": "evidence",
     "make_mixture": "datasets",
     "make_regions_image": "datasets",
     "segment_image": "segmentation",
@@ -67,6 +69,7 @@ __all__ = [
     "load_faithful",
     "load_galaxy",
     "load_sample_photo",
+    "log_marginal_likelihood",
     "make_mixture",
     "make_regions_image",
     "segment_image",
