@@ -18,13 +18,14 @@ import logging
 import os
 import time
 import warnings
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._logdensity import allocation_probabilities, pointwise_log_density
 from ._numerics import COVARIANCE_TYPES, log_weighted_prob, responsibilities
 from ._validation import (
     check_choice,
@@ -47,7 +48,7 @@ from .responsibilities import (
 )
 from .sampling import SAMPLERS, sample_posterior
 
-__all__ = ["BayesGaussianMixture", "MembershipProbabilities", "Prediction"]
+__all__ = ["BayesGaussianMixture"]
 
 _log = logging.getLogger("bayesgmm")
 
@@ -60,41 +61,8 @@ _PARAM_DIMS = {
 }
 _INIT_JITTER = 0.05  # relative jitter of the EM start on the unconstrained scale
 _MEAN_JITTER = 0.5  # mean jitter, in approximate posterior standard deviations
-
-
-@dataclasses.dataclass(frozen=True)
-class MembershipProbabilities:
-    """Posterior membership probabilities of points, with equal-tailed intervals.
-
-    ``np.asarray(result)`` gives ``mean``, so the object can stand in for scikit-learn's
-    ``predict_proba`` array.
-
-    Attributes
-    ----------
-    mean, lower, upper : ndarray of shape (n_samples, n_components)
-        Posterior mean of ``p(z_i = k | x_i, theta)`` and the interval bounds over draws.
-    interval : float
-        Probability mass of the intervals.
-    """
-
-    mean: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    interval: float
-
-    def __array__(self, dtype=None, copy=None):
-        return np.asarray(self.mean, dtype=dtype)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.mean.shape
-
-
-class Prediction(NamedTuple):
-    """Most probable component of every point and the posterior probability that it is right."""
-
-    labels: np.ndarray
-    probability: np.ndarray
+#: Per-draw values held at once by predict_proba/score_samples (8 MB of float64 each).
+_CHUNK_ELEMENTS = 1024 * 1024
 
 
 class BayesGaussianMixture(DensityMixin, BaseEstimator):
@@ -145,6 +113,16 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         The EM fit that started and pivoted the chains.
     diagnostics_ : DiagnosticsReport
         R-hat, ESS, divergences, E-BFMI before and after relabelling, with a verdict.
+    weights_ : ndarray of shape (n_components,)
+        Posterior mean of the (relabelled) mixture weights.
+    means_ : ndarray of shape (n_components, n_features)
+        Posterior mean of the component means.
+    covariances_ : ndarray
+        Posterior mean of the covariances in scikit-learn's layout: (n_components,
+        n_features, n_features) for ``"full"``, (n_features, n_features) for ``"tied"``,
+        (n_components, n_features) variances for ``"diag"``, (n_components,) for
+        ``"spherical"``. A summary: :meth:`predict`, :meth:`predict_proba` and
+        :meth:`score_samples` average over every draw, not over this single mixture.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` was a DataFrame with string column names.
@@ -156,6 +134,8 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
     >>> bgm = bgm.fit(load_faithful())  # doctest: +SKIP
     >>> bgm.diagnostics_.passed  # doctest: +SKIP
     True
+    >>> bgm.predict(load_faithful().iloc[:3])  # doctest: +SKIP
+    array([1, 0, 1])
     """
 
     def __init__(
@@ -306,6 +286,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         self.idata_ = tree
         self.em_ = em
         self.diagnostics_ = report
+        self._set_posterior_means()
         if not report.passed:
             warnings.warn(report.verdict, SamplingWarning, stacklevel=2)
         _log.info("BayesGaussianMixture fit in %.1f s: %s", tree.attrs["fit_time"], report.verdict)
@@ -404,30 +385,168 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             name="responsibilities",
         )
 
-    def predict_proba(self, X: Any, *, interval: float = 0.89) -> MembershipProbabilities:
-        """Posterior mean membership probabilities with equal-tailed intervals.
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior mean membership probabilities ``E_theta[p(z_i = k | x_i, theta)]``.
+
+        The scikit-learn contract: one row per point, rows sum to one. The draws are averaged
+        without sorting them, so no interval is computed; for equal-tailed intervals of these
+        probabilities use :meth:`membership` (``lower``/``upper``, or ``to_frame()``).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
 
         Returns
         -------
-        MembershipProbabilities
-            ``mean``, ``lower``, ``upper`` of shape (n_samples, n_components);
-            ``np.asarray`` of it is ``mean``.
+        ndarray of shape (n_samples, n_components)
+            Equal to ``membership(X).mean``.
         """
-        s = self.membership(X, interval=interval)
-        return MembershipProbabilities(s.mean, s.lower, s.upper, interval)
+        return self._posterior_mean(self._data(X), proba=True)[0]
 
-    def predict(self, X: Any) -> Prediction:
-        """Most probable component per point and the posterior probability that it is right."""
-        s = self.membership(X)
-        return Prediction(s.labels, s.label_probability)
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable component of every point under the posterior.
+
+        The component with the highest posterior mean membership probability
+        (:meth:`predict_proba`), i.e. ``membership(X).labels``; the probability that it is
+        right is ``membership(X).label_probability``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of int of shape (n_samples,)
+        """
+        return self.predict_proba(X).argmax(axis=1)
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Posterior predictive log-density ``log mean_s p(x_i | theta_s)`` of every point."""
-        return self.membership(X).log_density
+        """Posterior predictive log-density ``log mean_s p(x_i | theta_s)`` of every point.
+
+        Equal to ``membership(X).log_density``, without its intervals.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self._posterior_mean(self._data(X), proba=False)[1]
+
+    def _posterior_mean(self, X: np.ndarray, *, proba: bool) -> tuple[Any, Any]:
+        """Mean responsibilities (``proba``) or the predictive log-density, over all draws.
+
+        Streams over blocks of points and of draws (at most ``_CHUNK_ELEMENTS`` per-draw
+        values at a time) with the compiled per-draw kernels; nothing is sorted.
+        """
+        w, mu, pc = (a.reshape(-1, *a.shape[2:]) for a in self._draws())
+        n_draws, k = w.shape
+        n = X.shape[0]
+        rows = max(1, min(n, _CHUNK_ELEMENTS // k))
+        step = max(1, _CHUNK_ELEMENTS // (max(1, min(n, rows)) * k))
+        out = np.zeros((n, k)) if proba else np.empty(n)
+        for lo in range(0, n, rows):
+            block = X[lo : lo + rows]
+            if proba:
+                acc = np.zeros((block.shape[0], k))
+                for s in range(0, n_draws, step):
+                    sl = slice(s, s + step)
+                    acc += allocation_probabilities(
+                        block, w[sl], mu[sl], pc[sl], self.covariance_type
+                    ).sum(axis=0)
+                out[lo : lo + rows] = acc / n_draws
+            else:
+                # running log-sum-exp over draws of log p(x_i | theta_s)
+                top = np.full(block.shape[0], -np.inf)
+                acc = np.zeros(block.shape[0])
+                for s in range(0, n_draws, step):
+                    sl = slice(s, s + step)
+                    ll = pointwise_log_density(block, w[sl], mu[sl], pc[sl], self.covariance_type)
+                    new_top = np.maximum(top, ll.max(axis=0))
+                    with np.errstate(invalid="ignore"):
+                        acc = acc * np.exp(top - new_top) + np.exp(ll - new_top).sum(axis=0)
+                    top = new_top
+                out[lo : lo + rows] = top + np.log(acc / n_draws)
+        return (out, None) if proba else (None, out)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean posterior predictive log-density of ``X``."""
         return float(np.mean(self.score_samples(X)))
+
+    def _set_posterior_means(self) -> None:
+        """``weights_``, ``means_``, ``covariances_``: posterior means, scikit-learn layouts."""
+        post = self.idata_["posterior"]
+        pooled = ("chain", "draw")
+        self.weights_ = post["weights"].mean(pooled).transpose("component").values
+        self.means_ = post["means"].mean(pooled).transpose("component", "feature").values
+        cov = post["covariances"].mean(pooled)
+        if self.covariance_type == "full":
+            self.covariances_ = cov.transpose("component", "feature", "feature_bis").values
+        elif self.covariance_type == "tied":
+            self.covariances_ = cov.transpose("feature", "feature_bis").values
+        else:
+            var = np.diagonal(
+                cov.transpose("component", "feature", "feature_bis").values, axis1=-2, axis2=-1
+            )
+            self.covariances_ = var.copy() if self.covariance_type == "diag" else var[:, 0].copy()
+
+    def sample(
+        self,
+        n_samples: int = 1,
+        *,
+        random_state: int | np.random.Generator | np.random.RandomState | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Draw points from the posterior predictive distribution.
+
+        Each point takes a posterior draw ``theta_s`` at random (all chains pooled), then a
+        component ``k`` with probability ``weights[s, k]``, then ``x ~ N(means[s, k],
+        covariances[s, k])``; so parameter uncertainty is in the sample, unlike a draw from
+        the posterior-mean mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default 1
+        random_state : int, Generator, RandomState or None, optional
+            Seed of this call; the estimator's ``random_state`` when omitted (as in
+            scikit-learn, an integer there gives the same sample at every call).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of int of shape (n_samples,)
+            The component each point was drawn from (relabelled components).
+        """
+        check_is_fitted(self, "idata_")
+        check_positive("n_samples", n_samples, integer=True)
+        rs = check_random_state(self.random_state if random_state is None else random_state)
+        post = self.idata_["posterior"]
+        w = post["weights"].transpose("chain", "draw", "component").values
+        k = w.shape[-1]
+        w = w.reshape(-1, k)
+        mu = post["means"].transpose("chain", "draw", "component", "feature").values
+        mu = mu.reshape(w.shape[0], k, -1)
+        d = mu.shape[-1]
+        cov = (
+            post["covariances"]
+            .transpose(
+                "chain",
+                "draw",
+                *(("component",) if "component" in post["covariances"].dims else ()),
+                "feature",
+                "feature_bis",
+            )
+            .values.reshape(w.shape[0], -1, d, d)
+        )
+        s = rs.randint(w.shape[0], size=n_samples)
+        cum = np.cumsum(w[s], axis=1)
+        u = rs.uniform(size=n_samples) * cum[:, -1]
+        labels = np.minimum((cum <= u[:, None]).sum(axis=1), k - 1)
+        chol = np.linalg.cholesky(cov[s, labels if cov.shape[1] == k else 0])
+        z = rs.standard_normal((n_samples, d))
+        X = mu[s, labels] + np.einsum("nab,nb->na", chol, z)
+        return X, labels
 
     # ------------------------------------------------------------------ persistence
 
@@ -513,6 +632,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             params["priors"] = Priors(**params["priors"])
         est = cls(**params)
         est.idata_ = tree
+        est._set_posterior_means()
         X = tree["observed_data"]["obs"]
         est.n_features_in_ = X.shape[1]
         names = [str(f) for f in X["feature"].values]

@@ -9,6 +9,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayesgmm import (
     BayesGaussianMixture,
@@ -73,9 +74,9 @@ def test_save_load_round_trips_exactly(faithful_fit, tmp_path):
     assert loaded.idata_.identical(faithful_fit.idata_)
     assert loaded.get_params() == faithful_fit.get_params()
     X = load_faithful().iloc[:20]
-    np.testing.assert_array_equal(
-        np.asarray(loaded.predict_proba(X)), np.asarray(faithful_fit.predict_proba(X))
-    )
+    np.testing.assert_array_equal(loaded.predict_proba(X), faithful_fit.predict_proba(X))
+    for name in ("weights_", "means_", "covariances_"):  # set on load, not only in fit
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(faithful_fit, name))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. "X has feature names, but ... fitted without"
         np.testing.assert_allclose(loaded.em_.predict_proba(X), faithful_fit.em_.predict_proba(X))
@@ -120,17 +121,133 @@ def test_load_refuses_other_files(tmp_path):
 
 def test_predictions_for_new_points(faithful_fit):
     X = np.array([[2.0, 54.0], [4.3, 80.0], [3.2, 67.0]])
-    proba = faithful_fit.predict_proba(X, interval=0.9)
-    np.testing.assert_allclose(np.asarray(proba).sum(axis=1), 1.0, rtol=1e-12)
+    member = faithful_fit.membership(X, interval=0.9)
+    proba = member.mean
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
     # (the mean of a skewed responsibility can lie outside an equal-tailed interval)
-    assert np.all((proba.lower >= 0) & (proba.lower <= proba.upper) & (proba.upper <= 1))
-    width = (proba.upper - proba.lower).max(axis=1)
+    assert np.all((member.lower >= 0) & (member.lower <= member.upper) & (member.upper <= 1))
+    width = (member.upper - member.lower).max(axis=1)
     assert width[2] > width[0] and width[2] > width[1]  # the midway point is least determined
-    labels, prob = faithful_fit.predict(X)
+    labels = faithful_fit.predict(X)
     assert list(labels[:2]) == [0, 1]  # components sorted like EM: short eruptions first
+    prob = member.label_probability
     assert prob[2] < prob[0] and prob[2] < prob[1]  # the midway point is the least certain
     dens = faithful_fit.score_samples(X)
     assert dens.shape == (3,) and dens[2] < dens[0]
+
+
+def test_scikit_learn_contract_of_predictions(faithful_fit):
+    """Issue 15, item 6: plain arrays, equal to membership()'s, as scikit-learn users expect."""
+    from sklearn.metrics import adjusted_rand_score
+
+    X = load_faithful()
+    member = faithful_fit.membership(X)
+    proba = faithful_fit.predict_proba(X)
+    assert type(proba) is np.ndarray and proba.shape == (272, 2)
+    np.testing.assert_allclose(proba, member.mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(proba[:, 1], member.mean[:, 1], rtol=1e-12, atol=1e-14)
+    labels = faithful_fit.predict(X)
+    assert type(labels) is np.ndarray and labels.shape == (272,)
+    assert labels.dtype.kind == "i"
+    np.testing.assert_array_equal(labels, member.labels)
+    assert adjusted_rand_score(faithful_fit.em_.predict(X), labels) > 0.95
+    np.testing.assert_allclose(faithful_fit.score_samples(X), member.log_density, rtol=1e-12)
+    assert faithful_fit.score(X) == pytest.approx(member.log_density.mean(), rel=1e-12)
+
+
+def test_predictions_stream_over_blocks_of_points_and_draws(faithful_fit, monkeypatch):
+    """The cheap path gives the same answer whatever its blocks (here 1-2 rows, few draws)."""
+    import bayesgmm.bayes as bayes_module
+
+    X = load_faithful().iloc[:7]
+    whole_p, whole_d = faithful_fit.predict_proba(X), faithful_fit.score_samples(X)
+    monkeypatch.setattr(bayes_module, "_CHUNK_ELEMENTS", 5)
+    np.testing.assert_allclose(faithful_fit.predict_proba(X), whole_p, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(faithful_fit.score_samples(X), whole_d, rtol=1e-12)
+
+
+def test_predict_and_score_samples_compute_no_interval(faithful_fit, monkeypatch):
+    """predict/predict_proba/score_samples never call the sorting (interval) summary."""
+    import bayesgmm.bayes as bayes_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an interval summary was computed")
+
+    monkeypatch.setattr(bayes_module, "summarize_responsibilities", refuse)
+    X = load_faithful().iloc[:5]
+    faithful_fit.predict(X)
+    faithful_fit.predict_proba(X)
+    faithful_fit.score_samples(X)
+    with pytest.raises(AssertionError, match="interval summary"):
+        faithful_fit.membership(X)
+
+
+def test_posterior_mean_parameters(faithful_fit):
+    post = faithful_fit.idata_["posterior"]
+    np.testing.assert_allclose(
+        faithful_fit.weights_, post["weights"].mean(("chain", "draw")).values, rtol=1e-12
+    )
+    np.testing.assert_allclose(faithful_fit.weights_.sum(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(
+        faithful_fit.means_, post["means"].mean(("chain", "draw")).values, rtol=1e-12
+    )
+    cov = post["covariances"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(faithful_fit.covariances_, cov, rtol=1e-12)
+    assert faithful_fit.covariances_.shape == faithful_fit.em_.covariances_.shape
+    # near the EM solution on this well-determined posterior
+    np.testing.assert_allclose(faithful_fit.means_, faithful_fit.em_.means_, rtol=0.02)
+
+
+@pytest.mark.parametrize("cov", ["tied", "diag", "spherical"])
+def test_posterior_mean_covariances_have_scikit_learn_layouts(cov, separated):
+    X, _ = separated
+    bgm = BayesGaussianMixture(
+        3, covariance_type=cov, draws=60, tune=60, chains=2, random_state=1, progressbar=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        bgm.fit(X)
+    assert bgm.covariances_.shape == bgm.em_.covariances_.shape
+    full = bgm.idata_["posterior"]["covariances"].mean(("chain", "draw")).values
+    if cov == "tied":
+        expected = full
+    else:
+        variances = np.diagonal(full, axis1=-2, axis2=-1)
+        expected = variances if cov == "diag" else variances[:, 0]
+    np.testing.assert_allclose(bgm.covariances_, expected, rtol=1e-12)
+    Xs, ys = bgm.sample(4, random_state=0)
+    assert Xs.shape == (4, 2) and ys.shape == (4,)
+
+
+def test_sample_draws_from_the_posterior_predictive(faithful_fit):
+    """Moments of sample() against those of the posterior predictive, computed from draws."""
+    n = 40_000
+    Xs, ys = faithful_fit.sample(n, random_state=3)
+    assert Xs.shape == (n, 2) and ys.shape == (n,) and set(np.unique(ys)) == {0, 1}
+    post = faithful_fit.idata_["posterior"]
+    w = post["weights"].values.reshape(-1, 2)
+    mu = post["means"].values.reshape(-1, 2, 2)
+    cov = post["covariances"].values.reshape(-1, 2, 2, 2)
+    # label frequencies: the posterior mean weights, within 4 binomial standard errors
+    share = np.bincount(ys, minlength=2) / n
+    se = np.sqrt(faithful_fit.weights_ * (1 - faithful_fit.weights_) / n)
+    assert np.all(np.abs(share - faithful_fit.weights_) <= 4 * se)
+    # per-component mean and covariance: E[mu_k] and E[Sigma_k] + Var[mu_k]
+    for k in range(2):
+        pts = Xs[ys == k]
+        wk = w[:, k] / w[:, k].sum()  # draws are picked in proportion to their weight of k
+        m = (wk[:, None] * mu[:, k]).sum(0)
+        dm = mu[:, k] - m
+        c = (wk[:, None, None] * (cov[:, k] + dm[:, :, None] * dm[:, None, :])).sum(0)
+        se_m = np.sqrt(np.diag(c) / len(pts))
+        assert np.all(np.abs(pts.mean(0) - m) <= 4 * se_m)
+        np.testing.assert_allclose(
+            np.cov(pts.T), c, rtol=0.05, atol=0.05 * np.sqrt(np.outer(np.diag(c), np.diag(c))).max()
+        )
+    # reproducible with a seed, and another seed gives another sample
+    again, _ = faithful_fit.sample(5, random_state=3)
+    np.testing.assert_array_equal(faithful_fit.sample(5, random_state=3)[0], again)
+    assert not np.array_equal(faithful_fit.sample(5, random_state=4)[0], again)
 
 
 def test_relabel_recovers_permuted_real_posterior(faithful_fit):
@@ -491,3 +608,26 @@ def test_degenerate_em_start_is_reemitted_and_other_warnings_pass_unchanged():
 
     with pytest.warns(RuntimeWarning, match="^something else$"):
         _fit_em_start(Noisy(), X)
+
+
+# ---------------------------------------------------------------- scikit-learn's own checks
+
+#: Small draws: the checks test the estimator's contract (cloning, validation, shapes,
+#: invariances, pickling, idempotent fits), not the posterior; each fit takes ~0.1 s.
+_SMALL = dict(draws=10, tune=10, chains=2, n_init=1, progressbar=False)
+
+
+@parametrize_with_checks(
+    [
+        BayesGaussianMixture(**_SMALL),
+        BayesGaussianMixture(2, covariance_type="diag", random_state=0, **_SMALL),
+    ]
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    """Issue 15, item 6: every check of parametrize_with_checks (all run in ~6 s per estimator).
+
+    The diagnostics of such short chains fail by design, so their SamplingWarning is ignored.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        check(estimator)
