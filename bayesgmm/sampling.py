@@ -38,6 +38,7 @@ says how to rescale).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -51,6 +52,7 @@ import numpy as np
 import xarray as xr
 
 from . import _logdensity
+from ._nutpie_private import NutpiePrivateAPIError
 
 __all__ = ["SAMPLERS", "posterior_dataset", "sample_posterior", "standardization"]
 
@@ -215,26 +217,39 @@ def sample_posterior(
     _log.info("Sampling %d chains x (%d tune + %d draws) with %s.", chains, tune, draws, chosen)
     t0 = time.perf_counter()
     run = _sample_nutpie if chosen == "nutpie" else _sample_pymc
+    fallback = None
     with _single_threaded_blas():
-        draws_, stats, compile_time, sampling_time = run(
-            _SamplingJob(
-                X=Z,
-                k=k,
-                covariance_type=covariance_type,
-                priors=priors,
-                feature_names=names,
-                initvals=_standardize_initvals(initvals, covariance_type, loc, scale),
-                init_jitter=init_jitter,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                sampler=chosen,
-                target_accept=target_accept,
-                random_seed=random_seed,
-                progressbar=progressbar,
-                cores=cores,
-            )
+        job = _SamplingJob(
+            X=Z,
+            k=k,
+            covariance_type=covariance_type,
+            priors=priors,
+            feature_names=names,
+            initvals=_standardize_initvals(initvals, covariance_type, loc, scale),
+            init_jitter=init_jitter,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            sampler=chosen,
+            target_accept=target_accept,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            cores=cores,
         )
+        try:
+            draws_, stats, compile_time, sampling_time = run(job)
+        except NutpiePrivateAPIError as exc:
+            # nutpie's private API moved (bayesgmm._nutpie_private): take the public path
+            fallback = f"nutpie's private API is unavailable ({exc}); used PyMC's NUTS instead"
+            _log.warning(
+                "%s. The result is the same posterior, sampled more slowly; install a nutpie "
+                "version this bayesgmm supports (see pyproject.toml) for the fast path.",
+                fallback,
+            )
+            chosen = "pymc"
+            draws_, stats, compile_time, sampling_time = _sample_pymc(
+                dataclasses.replace(job, sampler="pymc")
+            )
     t1 = time.perf_counter()
     draws_ = _draws_in_data_units(draws_, covariance_type, loc, scale)
     posterior = posterior_dataset(draws_, covariance_type, names)
@@ -252,6 +267,8 @@ def sample_posterior(
             "observed_data": observed,
         }
     )
+    if fallback is not None:
+        tree.attrs["sampler_fallback"] = fallback
     tree.attrs.update(
         sampler=chosen,
         sampling_loc=loc,
@@ -484,17 +501,19 @@ def _unconstrained_inits(initvals, covariance_type: str) -> list[np.ndarray] | N
 def _nutpie_model(
     spec: _logdensity.LogDensitySpec, feature_names, init_points, seed, init_jitter=None
 ):
-    """A nutpie model whose log-density and expansion are our compiled C callbacks."""
+    """A nutpie model whose log-density and expansion are our compiled C callbacks.
+
+    Built by :mod:`bayesgmm._nutpie_private` (nutpie's private API), which raises
+    ``NutpiePrivateAPIError`` when that API is missing or changed.
+    """
     import pandas as pd
-    from nutpie import _lib
-    from nutpie.sample import CompiledModel
+
+    from ._nutpie_private import make_model
 
     logp_c, expand_c = _logdensity.c_callbacks()
     k, d = spec.n_components, spec.X.shape[1]
     cov = spec.covariance_type
-    user_data = spec.user_data
     n_dim = spec.n_dim
-    n_exp = _logdensity.n_expanded(k, d, cov)
     names = ["weights", "means"]
     shapes: list[tuple[int, ...]] = [(k,), (k, d)]
     dims = {"weights": ("component",), "means": ("component", "feature")}
@@ -511,7 +530,6 @@ def _nutpie_model(
         "feature": pd.Index(list(feature_names)),
         "feature_bis": pd.Index(list(feature_names)),
     }
-    dim_sizes = {name: len(v) for name, v in coords.items()}
     rng = np.random.default_rng(seed)
     lock = threading.Lock()
     handed_out = [0]
@@ -535,36 +553,19 @@ def _nutpie_model(
             return base if i < len(init_points) else base + rng.normal(scale=0.1, size=n_dim)
         return rng.uniform(-1.0, 1.0, size=n_dim) * 0.5 + _prior_centre(spec)
 
-    class _Model(CompiledModel):
-        @property
-        def n_dim(self) -> int:
-            return n_dim
-
-        @property
-        def shapes(self):
-            return dict(zip(names, shapes, strict=True))
-
-        @property
-        def coords(self):
-            return coords
-
-        def _make_sampler(self, settings, init_mean, cores, progress_type, *rest):
-            return _lib.PySampler.from_pymc(
-                settings, cores, self._make_model(init_mean), progress_type, *rest
-            )
-
-        def _make_model(self, init_mean):
-            logp_fn = _lib.LogpFunc(logp_c.address, user_data.ctypes.data, self)
-            expand_fn = _lib.ExpandFunc(n_dim, n_exp, expand_c.address, user_data.ctypes.data, self)
-            variables = _lib.PyVariable.new_variables(
-                names, ["float64"] * len(names), shapes, dim_sizes, dims
-            )
-            return _lib.PyMcModel(
-                logp_fn, expand_fn, variables, n_dim, dim_sizes, coords, initial_point, None
-            )
-
-    # The methods close over user_data, so the data live as long as the model does.
-    return _Model(dims=dims)
+    return make_model(
+        logp_address=logp_c.address,
+        expand_address=expand_c.address,
+        user_data=spec.user_data,
+        n_dim=n_dim,
+        n_expanded=_logdensity.n_expanded(k, d, cov),
+        names=names,
+        shapes=shapes,
+        dims=dims,
+        coords=coords,
+        initial_point=initial_point,
+        probe_point=_prior_centre(spec),
+    )
 
 
 def _prior_centre(spec: _logdensity.LogDensitySpec) -> np.ndarray:
