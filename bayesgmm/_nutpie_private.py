@@ -8,14 +8,16 @@ gradient, and the expansion to named variables), which needs nutpie's private pi
 private ``_make_sampler``/``_make_model`` (the shape of nutpie 0.16's ``compile_pymc``
 model, written out for our callbacks).
 
-None of this is promised by nutpie. So every use of it is checked before a single draw is
-taken, and a mismatch (an ``ImportError``, ``AttributeError`` or ``TypeError`` from a module,
-class or signature that moved) becomes :class:`NutpiePrivateAPIError`, on which
+None of this is promised by nutpie. So it is used only with the nutpie series it was tested
+against (``TESTED_SERIES``), and every use of it is checked before a single draw is taken. Another
+nutpie version, or a mismatch (an ``ImportError``, ``AttributeError`` or ``TypeError`` from a
+module, class or signature that moved), becomes :class:`NutpiePrivateAPIError`, on which
 :func:`bayesgmm.sampling.sample_posterior` falls back to the public path (PyMC's NUTS on
-:func:`bayesgmm.build_model`'s graph) with one warning in the ``"bayesgmm"`` log:
+:func:`bayesgmm.build_model`'s graph, the ``sampler="pymc"`` path, tested to give the same
+posterior) with one warning in the ``"bayesgmm"`` log:
 
-- :func:`make_model` builds the model and, as a probe, the Rust-side model object from the
-  start point (every private constructor but the sampler's is called there);
+- :func:`make_model` builds the model and, as a probe, the Rust-side model object at a
+  probe point (every private constructor but the sampler's is called there);
 - the sampler's constructor, called by ``nutpie.sample`` through ``_make_sampler`` before any
   sampling, converts the same errors.
 
@@ -33,6 +35,10 @@ __all__ = ["NutpiePrivateAPIError", "make_model"]
 
 #: Errors that mean nutpie's private API is not the one this module was written for.
 _MISMATCH = (ImportError, AttributeError, TypeError)
+#: nutpie minor series whose private API this module was written and tested against. Other
+#: versions take the public path: a changed C callback convention or argument order would
+#: raise nothing here and could give wrong draws, so untested versions are not tried.
+TESTED_SERIES = ("0.16",)
 
 
 class NutpiePrivateAPIError(RuntimeError):
@@ -42,10 +48,17 @@ class NutpiePrivateAPIError(RuntimeError):
 def _private() -> tuple[Any, type]:
     """``nutpie._lib`` and ``nutpie.sample.CompiledModel``, or :class:`NutpiePrivateAPIError`."""
     try:
+        import nutpie
         from nutpie import _lib
         from nutpie.sample import CompiledModel
     except _MISMATCH as exc:
         raise NutpiePrivateAPIError(f"{type(exc).__name__}: {exc}") from exc
+    version = str(getattr(nutpie, "__version__", "unknown"))
+    if ".".join(version.split(".")[:2]) not in TESTED_SERIES:
+        raise NutpiePrivateAPIError(
+            f"nutpie {version} is installed; the compiled fast path was tested with nutpie "
+            f"{', '.join(s + '.x' for s in TESTED_SERIES)} only"
+        )
     return _lib, CompiledModel
 
 

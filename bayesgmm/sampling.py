@@ -10,7 +10,10 @@
     sampling loop and no PyTensor compilation. That log-density is the PyMC model of
     :func:`bayesgmm.build_model` written out by hand (tested equal, value and gradient,
     to 1e-10). Measured on the project's 2-core machines (``bench/nuts_speed.py``) it was the
-    fastest path both cold and warm; numbers are in ``docs/dev/nuts-backends.md``.
+    fastest path both cold and warm; numbers are in ``docs/dev/nuts-backends.md``. It needs
+    nutpie's private API, confined to :mod:`bayesgmm._nutpie_private`; when that is missing
+    or changed, or nutpie is not the tested series, the fit falls back to ``"pymc"`` with one
+    warning in the ``"bayesgmm"`` log (root attribute ``sampler_fallback`` says why).
 ``"pymc"``
     PyMC's own NUTS on the PyMC graph (C backend, chains in worker processes with one BLAS
     thread each). Slower; a reference and the fallback when nutpie is not installed.

@@ -30,6 +30,13 @@ def test_missing_private_module_is_detected_at_set_up(monkeypatch):
         _nutpie_model(_spec(), ["a", "b"], None, 0)
 
 
+def test_untested_nutpie_series_takes_the_public_path(monkeypatch):
+    """A nutpie outside the tested series is not tried: its private API may differ silently."""
+    monkeypatch.setattr(nutpie, "__version__", "0.17.0")
+    with pytest.raises(NutpiePrivateAPIError, match=r"nutpie 0\.17\.0 is installed.*0\.16\.x"):
+        _nutpie_model(_spec(), ["a", "b"], None, 0)
+
+
 def test_changed_sampler_signature_is_detected_before_sampling(monkeypatch):
     """The sampler's private constructor changed: nutpie.sample raises our error, not its own."""
     real = nutpie._lib
