@@ -746,7 +746,8 @@ def _smoothed_features(pixels: _Pixels, idx: np.ndarray) -> np.ndarray:
 
 
 def _with_params(est: Any, potts: Any) -> Any:
-    """A copy of the fitted EM estimator carrying the Potts fit's parameters."""
+    """A copy of the fitted EM estimator carrying the Potts fit's parameters (weights: the
+    label shares), and its ``n_iter_`` and ``converged_``."""
     import copy
 
     from ._numerics import precisions_from_precisions_cholesky
@@ -759,6 +760,7 @@ def _with_params(est: Any, potts: Any) -> Any:
     out.precisions_ = precisions_from_precisions_cholesky(
         potts.precisions_cholesky, est.covariance_type
     )
+    out.n_iter_, out.converged_ = potts.n_iter, potts.converged
     return out
 
 
