@@ -13,6 +13,12 @@ every pixel gets a label, its per-component membership probabilities and uncerta
 - for ``method="bayes"``, the width of the posterior interval of the assigned label's
   probability.
 
+**Spatial prior.** With ``spatial="potts"`` (EM only, so far) neighbouring pixels are no
+longer independent: a Potts prior on the labels, fitted by mean-field EM over all pixels, with
+its strength ``beta`` estimated from the image (see :mod:`bayesgmm._spatial`).
+:func:`calibration` measures, against a truth map, how often labels are right at each level
+of their probability.
+
 **Feature scaling.** Each feature *group* is centred and divided by one pooled standard
 deviation computed over all pixels: one number for the colour (or intensity) channels and one
 for the two position coordinates. A single scale per group keeps the geometry inside the group
