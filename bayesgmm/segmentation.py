@@ -877,5 +877,5 @@ def calibration(
         ari=float(adjusted_rand_score(t, lab)),
         ece=ece,
         curve=curve,
-        label_map=np.where(matched >= 0, classes[np.maximum(matched, 0)], -1),
+        label_map=np.where(matched >= 0, classes.astype(np.int64)[np.maximum(matched, 0)], -1),
     )

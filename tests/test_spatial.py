@@ -164,6 +164,10 @@ def test_calibration_bad_input():
         calibration(r, truth[:-1])
     with pytest.raises(TypeError, match="integer class codes"):
         calibration(r, truth.astype(float))
+    # uint8 codes (a label PNG) and more segments than classes: the unmatched one gets -1.
+    r4 = segment_image(image, 4, random_state=0)
+    cal = calibration(r4, truth.astype(np.uint8))
+    assert sorted(cal.label_map.tolist()) == [-1, 0, 1, 2]
 
 
 def test_spatial_bad_input():
@@ -197,3 +201,33 @@ def test_plot_reliability(noisy):
     assert isinstance(plot_reliability(cals["Potts"]), Figure)
     with pytest.raises(TypeError, match="Calibration results"):
         plot_reliability(potts)
+
+
+def test_cli_spatial_and_truth(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from bayesgmm.cli import main
+
+    image, truth = make_regions_image((96, 96), noise=0.20, random_state=0)
+    img = tmp_path / "noisy.png"
+    mask = tmp_path / "truth.png"
+    Image.fromarray(np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(img)
+    Image.fromarray(truth.astype(np.uint8)).save(mask)
+    out = tmp_path / "out"
+    argv = ["segment", str(img), "-k", "3", "--features", "intensity", "--out", str(out)]
+    assert main([*argv, "--spatial", "potts", "--truth", str(mask)]) == 0
+    printed = capsys.readouterr().out
+    assert "ARI" in printed and "ECE" in printed
+    cal = json.loads((out / "calibration.json").read_text())
+    assert cal["ari"] >= 0.9 and cal["ece"] <= 0.03
+    meta = json.loads((out / "segmentation.json").read_text())
+    assert meta["spatial"] == "potts" and 0 < meta["beta"] <= 2.5
+    assert (out / "reliability.png").stat().st_size > 0
+    curve = (out / "reliability.csv").read_text().splitlines()
+    assert curve[0] == "bin,lower,upper,n_pixels,confidence,accuracy" and len(curve) == 16
+    # A truth map of another size is refused before anything is fitted or written.
+    Image.fromarray(truth[:50].astype(np.uint8)).save(mask)
+    assert main([*argv, "--truth", str(mask), "--force"]) == 2
+    assert "the image has 96 x 96" in capsys.readouterr().err
