@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ._kernels import parallel_parts, run_on_threads
 from ._logdensity import mixture_responsibilities
 from ._numerics import precisions_cholesky_from_covariances
 
@@ -60,43 +61,55 @@ BETA_PIXELS = 20_000
 
 
 @njit(cache=True, nogil=True)
-def _sweep(q, r, beta):  # pragma: no cover
-    """One red-black mean-field sweep in place; returns the mean absolute change of q_i(k).
+def _half_sweep(q, lo, hi, r, beta, colour, part):  # pragma: no cover
+    """Mean-field update, in place, of the pixels ``(i, j)`` of rows ``lo:hi`` with
+    ``(i + j) % 2 == colour``; returns the sum of the absolute changes of their q_i(k).
 
-    ``q`` (H, W, K) current label probabilities, ``r`` (H, W, K) the independent-pixel
-    membership probabilities ``pi_k N(x_i | theta_k) / sum_l ...`` (the data term).
+    ``q`` (H, W, K) current label probabilities, ``r`` (H, W, K) the data term
+    ``N(x_i | theta_k) / sum_l N(x_i | theta_l)``. A pixel of one colour reads only pixels of
+    the other, so row bands of one colour can run on separate threads.
     """
     h, w, k = q.shape
     s = np.empty(k)
     u = np.empty(k)
     change = 0.0
+    for i in range(lo, hi):
+        for j in range((i + colour) % 2, w, 2):
+            for c in range(k):
+                acc = 0.0
+                if i > 0:
+                    acc += q[i - 1, j, c]
+                if i < h - 1:
+                    acc += q[i + 1, j, c]
+                if j > 0:
+                    acc += q[i, j - 1, c]
+                if j < w - 1:
+                    acc += q[i, j + 1, c]
+                s[c] = acc
+            top = s[0]
+            for c in range(1, k):
+                top = max(top, s[c])
+            tot = 0.0
+            for c in range(k):
+                u[c] = r[i, j, c] * np.exp(beta * (s[c] - top))
+                tot += u[c]
+            if tot > 0.0:
+                for c in range(k):
+                    v = u[c] / tot
+                    change += abs(v - q[i, j, c])
+                    q[i, j, c] = v
+    return change
+
+
+def _sweep(q: np.ndarray, r: np.ndarray, beta: float) -> float:
+    """One red-black mean-field sweep in place (row bands on threads); returns the mean
+    absolute change of the q_i(k)."""
+    h, w, k = q.shape
+    parts = parallel_parts(h * w * k, h, min_per_part=8)
+    total = 0.0
     for colour in range(2):
-        for i in range(h):
-            for j in range((i + colour) % 2, w, 2):
-                for c in range(k):
-                    acc = 0.0
-                    if i > 0:
-                        acc += q[i - 1, j, c]
-                    if i < h - 1:
-                        acc += q[i + 1, j, c]
-                    if j > 0:
-                        acc += q[i, j - 1, c]
-                    if j < w - 1:
-                        acc += q[i, j + 1, c]
-                    s[c] = acc
-                top = s[0]
-                for c in range(1, k):
-                    top = max(top, s[c])
-                tot = 0.0
-                for c in range(k):
-                    u[c] = r[i, j, c] * np.exp(beta * (s[c] - top))
-                    tot += u[c]
-                if tot > 0.0:
-                    for c in range(k):
-                        v = u[c] / tot
-                        change += abs(v - q[i, j, c])
-                        q[i, j, c] = v
-    return change / (h * w * k)
+        total += sum(run_on_threads(_half_sweep, h, parts, q, r, float(beta), colour))
+    return total / (h * w * k)
 
 
 def neighbour_sums(q: np.ndarray) -> np.ndarray:

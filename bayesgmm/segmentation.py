@@ -83,6 +83,8 @@ _DEFAULT_FIT_PIXELS = {"em": 50_000, "bayes": 5_000}
 #: Pixels per chunk when features and maps are computed: the float64 work arrays of one chunk
 #: (features, probabilities, entropies; about 100 MB) are all the memory beyond the maps.
 CHUNK_PIXELS = 1 << 20
+#: ``spatial="potts"`` keeps all pixels' float64 features in memory up to this size.
+SPATIAL_CACHE_BYTES = 256 * 2**20
 #: :meth:`SegmentationResult.to_npz` logs a warning before writing more bytes of maps.
 LARGE_OUTPUT_BYTES = 10**9  # 1 GB
 #: A feature group of a float image is "constant" when its standard deviation is at most
@@ -656,9 +658,15 @@ def segment_image(
     if spatial == "potts":
         from ._spatial import potts_em
 
+        # The Potts EM reads every pixel's features once per iteration: computed once when
+        # they fit in SPATIAL_CACHE_BYTES, else chunk by chunk each time.
+        cached = None
+        if n_pixels * len(scaler.names) * 8 <= SPATIAL_CACHE_BYTES:
+            cached = pixels.features(slice(None))
+
         def all_features():
             for rows in pixels.chunks():
-                yield rows, pixels.features(rows)
+                yield rows, (pixels.features(rows) if cached is None else cached[rows])
 
         potts = potts_em(all_features, (h, w), frame.to_numpy(), fit_idx, est, beta=beta)
         _log.info(
