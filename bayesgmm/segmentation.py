@@ -570,7 +570,10 @@ def segment_image(
         field) prior on the labels, 4-neighbour, fitted by mean-field EM started from the
         independent-pixel fit (see :mod:`bayesgmm._spatial`): neighbouring pixels tend to
         share a label, which removes most noise-driven label flips. ``method="em"`` only,
-        so far. Needs about ``8 K`` more bytes per pixel while it runs.
+        so far. Needs about ``8 K`` more bytes per pixel while it runs. Meant for colour or
+        intensity features: the prior has no mixing weights, and with ``"position"``
+        features, whose components differ widely in spread, it was measured to lower the
+        accuracy (ARI 0.99 to 0.93 on the colour regions image at noise 0.06).
     beta : float, optional
         Strength of the Potts prior (``>= 0``; 0 is the independent-pixel model) when
         ``spatial="potts"``; by default estimated from the image by maximising the
