@@ -678,6 +678,18 @@ def segment_image(
             potts.n_iter,
             "" if potts.converged else " (not converged)",
         )
+        if not potts.converged:
+            import warnings
+
+            from .exceptions import ConvergenceWarning
+
+            warnings.warn(
+                f"the Potts mean-field EM did not converge in {potts.n_iter} iterations "
+                f"(beta {potts.beta:.3f}); the maps are from the last iteration. Fix beta= "
+                "(e.g. to this value) or check the number of segments.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         est = _with_params(est, potts)
     timings["fit"] = time.perf_counter() - t0
 
