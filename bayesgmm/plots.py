@@ -46,7 +46,7 @@ from sklearn.utils.validation import check_is_fitted
 if TYPE_CHECKING:
     from .bayes import BayesGaussianMixture
     from .responsibilities import MembershipSummary
-    from .segmentation import Calibration, SegmentationResult
+    from .segmentation import CalibrationResult, SegmentationResult
     from .selection import ComparisonResult
 
 __all__ = [
@@ -968,7 +968,7 @@ def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figu
 
 
 def plot_reliability(
-    calibration: Calibration | Mapping[str, Calibration], *, width: float = 4.0
+    calibration: CalibrationResult | Mapping[str, CalibrationResult], *, width: float = 4.0
 ) -> Figure:
     """Reliability diagram of segmentation maps: how often a label is right against how sure
     the map says it is.
@@ -979,7 +979,7 @@ def plot_reliability(
 
     Parameters
     ----------
-    calibration : Calibration or mapping of str to Calibration
+    calibration : CalibrationResult or mapping of str to CalibrationResult
         From :func:`bayesgmm.segmentation.calibration`; several, keyed by a name (e.g.
         ``{"independent": ..., "Potts": ...}``), are drawn on the same axes.
     width : float, default=4.0
@@ -989,7 +989,7 @@ def plot_reliability(
     for name, cal in cals.items():
         if not hasattr(cal, "curve") or not hasattr(cal, "ece"):
             raise TypeError(
-                f"plot_reliability needs Calibration results (from "
+                f"plot_reliability needs CalibrationResult objects (from "
                 f"bayesgmm.segmentation.calibration), got {type(cal).__name__}"
                 + (f" for {name!r}." if name else ".")
             )

@@ -67,7 +67,7 @@ from ._validation import check_n_components, check_positive, check_random_state
 from .responsibilities import _entropy
 
 __all__ = [
-    "Calibration",
+    "CalibrationResult",
     "PixelFeatures",
     "SegmentationResult",
     "as_image",
@@ -798,7 +798,7 @@ CALIBRATION_BINS = 15
 
 
 @dataclass
-class Calibration:
+class CalibrationResult:
     """How well a segmentation's label probabilities match how often its labels are right.
 
     Attributes
@@ -827,7 +827,7 @@ class Calibration:
 
 def calibration(
     result: SegmentationResult, truth: ArrayLike, *, n_bins: int = CALIBRATION_BINS
-) -> Calibration:
+) -> CalibrationResult:
     """Accuracy, adjusted Rand index and calibration of a segmentation against a truth map.
 
     Segments are matched one-to-one to the true classes by the Hungarian algorithm on their
@@ -846,7 +846,7 @@ def calibration(
 
     Returns
     -------
-    Calibration
+    CalibrationResult
 
     Examples
     --------
@@ -895,7 +895,7 @@ def calibration(
         }
     )
     curve.index.name = "bin"
-    return Calibration(
+    return CalibrationResult(
         accuracy=float(correct.mean()),
         ari=float(adjusted_rand_score(t, lab)),
         ece=ece,

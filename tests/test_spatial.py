@@ -202,7 +202,7 @@ def test_plot_reliability(noisy):
         np.testing.assert_allclose(line.get_ydata(), cal.curve["accuracy"][filled])
     assert "ECE" in ax.get_legend().get_texts()[1].get_text()
     assert isinstance(plot_reliability(cals["Potts"]), Figure)
-    with pytest.raises(TypeError, match="Calibration results"):
+    with pytest.raises(TypeError, match="CalibrationResult objects"):
         plot_reliability(potts)
 
 
