@@ -965,6 +965,24 @@ def cmd_segment(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out(out, args.force)
     image = _read_image(Path(args.image))
+    truth = None
+    if args.truth is not None:
+        truth = _read_image(Path(args.truth))
+        if np.issubdtype(truth.dtype, np.floating) and np.array_equal(truth, np.round(truth)):
+            truth = truth.astype(np.int64)  # 32-bit integer images are read as float
+        if truth.ndim != 2 or not np.issubdtype(truth.dtype, np.integer):
+            raise ValueError(
+                f"--truth {args.truth!r}: expected a single-channel integer label image "
+                f"(one class code per pixel, e.g. an 8-bit grey PNG), got shape {truth.shape} "
+                f"and dtype {truth.dtype}."
+            )
+        if truth.shape != image.shape[:2]:
+            raise ValueError(
+                f"--truth {args.truth!r} has {truth.shape[1]} x {truth.shape[0]} pixels; "
+                f"the image has {image.shape[1]} x {image.shape[0]}. Pass the label map of "
+                "this image."
+            )
+    spatial = None if args.spatial == "none" else args.spatial
     features = tuple(f.strip() for f in args.features.split(","))
     options: dict = {"n_init": args.n_init}
     if args.method == "bayes":
@@ -987,6 +1005,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
             n_fit_pixels=args.n_fit_pixels,
             n_map_draws=args.map_draws,
             position_weight=args.position_weight,
+            spatial=spatial,
+            beta=args.beta,
             random_state=args.seed,
             **options,
         )
@@ -1007,6 +1027,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 "feature_scale": result.features.scale,
                 "n_fit_pixels": int(result.fit_pixels.size),
                 "n_map_draws": result.n_map_draws,
+                "spatial": result.spatial,
+                "beta": result.beta,
                 "timings_seconds": result.timings,
                 "diagnostics": (
                     result.estimator.diagnostics_.verdict if args.method == "bayes" else None
@@ -1021,6 +1043,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
         gray = result.uncertainty_total * np.float32(255 / top)  # one float32 copy, then in place
         np.rint(np.clip(gray, 0.0, 255.0, out=gray), out=gray)
         Image.fromarray(gray.astype(np.uint8)).save(tmp / "uncertainty.png")
+        cal = None
+        if truth is not None:
+            from .segmentation import calibration
+
+            cal = calibration(result, truth)
+            _write_json(
+                tmp / "calibration.json",
+                {
+                    "truth": str(args.truth),
+                    "accuracy": cal.accuracy,
+                    "ari": cal.ari,
+                    "ece": cal.ece,
+                    "label_map": cal.label_map,
+                },
+            )
+            cal.curve.to_csv(tmp / "reliability.csv")
         from .report import write_report
 
         # One figure, drawn once: saved as segmentation.png and embedded in report.html
@@ -1036,11 +1074,25 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 title=f"bayesgmm segment: {Path(args.image).name}",
             ),
         )
+        if cal is not None:
+            from .plots import plot_reliability
+
+            reliability_error = _try_report(
+                tmp,
+                ("reliability.png",),
+                lambda: plot_reliability(cal).savefig(tmp / "reliability.png", dpi=100),
+            )
+            report_error = report_error or reliability_error
     if not args.quiet:
         _print_table(summary)
         print(
             f"fit {result.timings['fit']:.1f} s on {result.fit_pixels.size} pixels, maps "
             f"{result.timings['maps']:.1f} s; results written to {out}"
+        )
+    if not args.quiet and cal is not None:
+        print(
+            f"against {Path(args.truth).name}: accuracy {cal.accuracy:.3f}, ARI {cal.ari:.3f}, "
+            f"ECE {cal.ece:.3f} (labels matched to the truth)"
         )
     if report_error is not None:
         return _partial(out, "the report", report_error)
@@ -1165,6 +1217,21 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain")
     seg.add_argument("--tune", type=int, default=1000, help="NUTS warm-up per chain")
     seg.add_argument("--chains", type=int, default=4)
+    seg.add_argument(
+        "--spatial",
+        default="none",
+        choices=["none", "potts"],
+        help="spatial prior on the labels: potts (neighbours share labels; em only)",
+    )
+    seg.add_argument(
+        "--beta", type=float, default=None, help="strength of the Potts prior (default: estimated)"
+    )
+    seg.add_argument(
+        "--truth",
+        default=None,
+        metavar="MASK",
+        help="true label image (integer codes): writes calibration.json, reliability.csv/.png",
+    )
     seg.add_argument("--n-init", type=int, default=5, help="EM restarts (default 5)")
     seg.add_argument("--seed", type=int, default=0)
     seg.add_argument("--force", action="store_true", help="replace existing results")
@@ -1220,6 +1287,8 @@ def _preflight(args: argparse.Namespace) -> None:
         if image.stat().st_size == 0:
             raise ValueError(f"image file {str(image)!r} is empty (0 bytes).")
         _PROTECTED.append(image)
+        if args.truth is not None:
+            _PROTECTED.append(Path(args.truth))
     if args.command == "predict":
         _check_predict_target(Path(args.out), Path(args.results), args.force)
     elif args.command in ("fit", "compare", "segment") or (

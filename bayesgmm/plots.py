@@ -46,7 +46,7 @@ from sklearn.utils.validation import check_is_fitted
 if TYPE_CHECKING:
     from .bayes import BayesGaussianMixture
     from .responsibilities import MembershipSummary
-    from .segmentation import SegmentationResult
+    from .segmentation import CalibrationResult, SegmentationResult
     from .selection import ComparisonResult
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "plot_posterior_intervals",
     "plot_predictive_check",
     "plot_rank",
+    "plot_reliability",
     "plot_segmentation",
     "plot_trace",
     "posterior_vs_em",
@@ -963,4 +964,60 @@ def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figu
     if bayes:
         note += f"; maps from {result.n_map_draws} posterior draws"
     fig.suptitle(note, fontsize="small")
+    return fig
+
+
+def plot_reliability(
+    calibration: CalibrationResult | Mapping[str, CalibrationResult], *, width: float = 4.0
+) -> Figure:
+    """Reliability diagram of segmentation maps: how often a label is right against how sure
+    the map says it is.
+
+    Top: accuracy of the pixels in each confidence bin against the bin's mean probability of
+    the assigned label; a calibrated map lies on the diagonal, an overconfident one below it.
+    Bottom: the share of pixels in each bin. Each curve's legend gives its ECE and ARI.
+
+    Parameters
+    ----------
+    calibration : CalibrationResult or mapping of str to CalibrationResult
+        From :func:`bayesgmm.segmentation.calibration`; several, keyed by a name (e.g.
+        ``{"independent": ..., "Potts": ...}``), are drawn on the same axes.
+    width : float, default=4.0
+        Width of the figure in inches.
+    """
+    cals = calibration if isinstance(calibration, Mapping) else {"": calibration}
+    for name, cal in cals.items():
+        if not hasattr(cal, "curve") or not hasattr(cal, "ece"):
+            raise TypeError(
+                f"plot_reliability needs CalibrationResult objects (from "
+                f"bayesgmm.segmentation.calibration), got {type(cal).__name__}"
+                + (f" for {name!r}." if name else ".")
+            )
+    fig = Figure(figsize=(width, 1.3 * width), layout="constrained")
+    ax, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    ax.plot([0, 1], [0, 1], color=_POINT_COLOR, linestyle="--", linewidth=1, label="calibrated")
+    n = len(cals)
+    for i, (name, cal) in enumerate(cals.items()):
+        curve = cal.curve
+        filled = curve["n_pixels"].to_numpy() > 0
+        label = f"{name}: " if name else ""
+        label += f"ECE {cal.ece:.3f}, ARI {cal.ari:.2f}"
+        ax.plot(
+            curve["confidence"][filled],
+            curve["accuracy"][filled],
+            marker="o",
+            color=f"C{i}",
+            label=label,
+        )
+        lower, upper = curve["lower"].to_numpy(), curve["upper"].to_numpy()
+        bin_w = (upper - lower) / n
+        share = curve["n_pixels"].to_numpy() / curve["n_pixels"].sum()
+        bottom.bar(lower + i * bin_w, share, width=bin_w, align="edge", color=f"C{i}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("accuracy (share of labels right)")
+    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title("Reliability of the label probabilities")
+    bottom.set_xlabel("probability of the assigned label")
+    bottom.set_ylabel("share of pixels")
     return fig

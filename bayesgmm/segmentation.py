@@ -13,6 +13,12 @@ every pixel gets a label, its per-component membership probabilities and uncerta
 - for ``method="bayes"``, the width of the posterior interval of the assigned label's
   probability.
 
+**Spatial prior.** With ``spatial="potts"`` (EM only, so far) neighbouring pixels are no
+longer independent: a Potts prior on the labels, fitted by mean-field EM over all pixels, with
+its strength ``beta`` estimated from the image (see :mod:`bayesgmm._spatial`).
+:func:`calibration` measures, against a truth map, how often labels are right at each level
+of their probability.
+
 **Feature scaling.** Each feature *group* is centred and divided by one pooled standard
 deviation computed over all pixels: one number for the colour (or intensity) channels and one
 for the two position coordinates. A single scale per group keeps the geometry inside the group
@@ -61,9 +67,11 @@ from ._validation import check_n_components, check_positive, check_random_state
 from .responsibilities import _entropy
 
 __all__ = [
+    "CalibrationResult",
     "PixelFeatures",
     "SegmentationResult",
     "as_image",
+    "calibration",
     "image_features",
     "segment_image",
 ]
@@ -75,6 +83,8 @@ _DEFAULT_FIT_PIXELS = {"em": 50_000, "bayes": 5_000}
 #: Pixels per chunk when features and maps are computed: the float64 work arrays of one chunk
 #: (features, probabilities, entropies; about 100 MB) are all the memory beyond the maps.
 CHUNK_PIXELS = 1 << 20
+#: ``spatial="potts"`` keeps all pixels' float64 features in memory up to this size.
+SPATIAL_CACHE_BYTES = 256 * 2**20
 #: :meth:`SegmentationResult.to_npz` logs a warning before writing more bytes of maps.
 LARGE_OUTPUT_BYTES = 10**9  # 1 GB
 #: A feature group of a float image is "constant" when its standard deviation is at most
@@ -365,6 +375,10 @@ class SegmentationResult:
     interval : float or None
     timings : dict
         Seconds spent on ``features``, ``fit`` and ``maps``.
+    spatial : str or None
+        The spatial prior (``"potts"``), or None for independent pixels.
+    beta : float or None
+        Strength of the Potts prior used (estimated or given).
     """
 
     image: np.ndarray
@@ -382,6 +396,8 @@ class SegmentationResult:
     n_map_draws: int | None = None
     interval: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    spatial: str | None = None
+    beta: float | None = None
 
     @property
     def n_components(self) -> int:
@@ -520,6 +536,8 @@ def segment_image(
     n_map_draws: int = 200,
     position_weight: float = 1.0,
     interval: float = 0.89,
+    spatial: Literal["potts"] | None = None,
+    beta: float | None = None,
     random_state: int | np.random.RandomState | None = None,
     **estimator_options: Any,
 ) -> SegmentationResult:
@@ -547,6 +565,19 @@ def segment_image(
         Weight of the standardised position features relative to colour.
     interval : float, default=0.89
         Mass of the posterior interval whose width is mapped (``method="bayes"``).
+    spatial : {"potts"} or None, default None
+        None treats pixels as independent. ``"potts"`` adds a Potts (hidden Markov random
+        field) prior on the labels, 4-neighbour, fitted by mean-field EM started from the
+        independent-pixel fit (see :mod:`bayesgmm._spatial`): neighbouring pixels tend to
+        share a label, which removes most noise-driven label flips. ``method="em"`` only,
+        so far. Needs about ``8 K`` more bytes per pixel while it runs. Meant for colour or
+        intensity features: the prior has no mixing weights, and with ``"position"``
+        features, whose components differ widely in spread, it was measured to lower the
+        accuracy (ARI 0.99 to 0.93 on the colour regions image at noise 0.06).
+    beta : float, optional
+        Strength of the Potts prior (``>= 0``; 0 is the independent-pixel model) when
+        ``spatial="potts"``; by default estimated from the image by maximising the
+        mean-field pseudo-likelihood (``result.beta`` reports it).
     random_state : int, RandomState or None
         Seeds the pixel subsample and the estimator.
     **estimator_options
@@ -569,6 +600,18 @@ def segment_image(
 
     if method not in ("em", "bayes"):
         raise ValueError(f"method={method!r} is invalid; use 'em' or 'bayes'.")
+    if spatial not in (None, "potts"):
+        raise ValueError(f"spatial={spatial!r} is invalid; use None or 'potts'.")
+    if spatial is not None and method != "em":
+        raise ValueError(
+            f"spatial={spatial!r} is implemented for method='em' only so far; use "
+            "method='em' or spatial=None."
+        )
+    if beta is not None:
+        if spatial is None:
+            raise ValueError("beta is the strength of the spatial prior; pass spatial='potts'.")
+        if not (np.isscalar(beta) and np.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta={beta!r} is invalid; it must be a finite number >= 0.")
     if "n_components" in estimator_options or "random_state" in estimator_options:
         raise TypeError("pass n_components and random_state as segment_image's own arguments.")
     t0 = time.perf_counter()
@@ -607,7 +650,47 @@ def segment_image(
         n_pixels,
         ", ".join(scaler.names),
     )
-    est = cls(k, random_state=seed, **estimator_options).fit(frame)
+    start = frame
+    if spatial == "potts":
+        # Start from the mixture of locally averaged features (3 x 3 mean filter): with the
+        # noise cut three-fold, EM finds the regions rather than splitting the noise of the
+        # largest one; the Potts EM below then refits every parameter on the raw features.
+        start = pd.DataFrame(_smoothed_features(pixels, fit_idx), columns=scaler.names)
+    est = cls(k, random_state=seed, **estimator_options).fit(start)
+    potts = None
+    if spatial == "potts":
+        from ._spatial import potts_em
+
+        # The Potts EM reads every pixel's features once per iteration: computed once when
+        # they fit in SPATIAL_CACHE_BYTES, else chunk by chunk each time.
+        cached = None
+        if n_pixels * len(scaler.names) * 8 <= SPATIAL_CACHE_BYTES:
+            cached = pixels.features(slice(None))
+
+        def all_features():
+            for rows in pixels.chunks():
+                yield rows, (pixels.features(rows) if cached is None else cached[rows])
+
+        potts = potts_em(all_features, (h, w), frame.to_numpy(), fit_idx, est, beta=beta)
+        _log.info(
+            "Potts prior: beta %.3f, %d mean-field EM iterations%s",
+            potts.beta,
+            potts.n_iter,
+            "" if potts.converged else " (not converged)",
+        )
+        if not potts.converged:
+            import warnings
+
+            from .exceptions import ConvergenceWarning
+
+            warnings.warn(
+                f"the Potts mean-field EM did not converge in {potts.n_iter} iterations "
+                f"(beta {potts.beta:.3f}); the maps are from the last iteration. Fix beta= "
+                "(e.g. to this value) or check the number of segments.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        est = _with_params(est, potts)
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -628,7 +711,11 @@ def segment_image(
     # Chunk by chunk: memory is the compact maps plus one chunk's float64 work arrays.
     for rows in pixels.chunks():
         X = pixels.features(rows)
-        if method == "em":
+        if potts is not None:
+            prob = potts.q.reshape(n_pixels, k)[rows].astype(np.float64)
+            labels = prob.argmax(axis=1)
+            maps.store(rows, prob, labels, _entropy(prob))
+        elif method == "em":
             prob = est.predict_proba(pd.DataFrame(X, columns=scaler.names, copy=False))
             labels = prob.argmax(axis=1)
             maps.store(rows, prob, labels, _entropy(prob))
@@ -663,4 +750,155 @@ def segment_image(
         n_map_draws=used_draws,
         interval=interval if method == "bayes" else None,
         timings=timings,
+        spatial=spatial,
+        beta=None if potts is None else potts.beta,
+    )
+
+
+def _smoothed_features(pixels: _Pixels, idx: np.ndarray) -> np.ndarray:
+    """Features of the pixels ``idx`` with the colour/intensity columns averaged over each
+    pixel's 3 x 3 neighbourhood (borders reflected); position columns as they are."""
+    from scipy.ndimage import uniform_filter
+
+    h, w = pixels.arr.shape[:2]
+    d = len(pixels.names)
+    full = np.empty((pixels.n, d), dtype=np.float32)
+    for rows in pixels.chunks():
+        full[rows] = pixels.features(rows)
+    full = full.reshape(h, w, d)
+    out = pixels.features(idx)
+    r, c = np.divmod(idx, w)
+    for j, name in enumerate(pixels.names):
+        if name not in ("row", "col"):
+            out[:, j] = uniform_filter(full[..., j], size=3, mode="reflect")[r, c]
+    return out
+
+
+def _with_params(est: Any, potts: Any) -> Any:
+    """A copy of the fitted EM estimator carrying the Potts fit's parameters (weights: the
+    label shares), and its ``n_iter_`` and ``converged_``."""
+    import copy
+
+    from ._numerics import precisions_from_precisions_cholesky
+
+    out = copy.deepcopy(est)
+    out.weights_ = potts.weights
+    out.means_ = potts.means
+    out.covariances_ = potts.covariances
+    out.precisions_cholesky_ = potts.precisions_cholesky
+    out.precisions_ = precisions_from_precisions_cholesky(
+        potts.precisions_cholesky, est.covariance_type
+    )
+    out.n_iter_, out.converged_ = potts.n_iter, potts.converged
+    return out
+
+
+#: Bins of the reliability curve and of the expected calibration error.
+CALIBRATION_BINS = 15
+
+
+@dataclass
+class CalibrationResult:
+    """How well a segmentation's label probabilities match how often its labels are right.
+
+    Attributes
+    ----------
+    accuracy : float
+        Share of pixels whose label, matched to the truth, is the true one.
+    ari : float
+        Adjusted Rand index of the label map against the truth (invariant to label names).
+    ece : float
+        Expected calibration error: ``sum_b (n_b / n) |accuracy_b - confidence_b|`` over
+        ``n_bins`` equal-width bins of the assigned label's probability.
+    curve : DataFrame
+        The reliability curve, one row per bin: ``lower``, ``upper``, ``n_pixels``,
+        ``confidence`` (mean probability of the label) and ``accuracy`` (NaN for empty bins).
+    label_map : ndarray of int, shape (K,)
+        The truth label matched to each segment (Hungarian algorithm on the pixel counts;
+        -1 for a segment left unmatched when there are more segments than true classes).
+    """
+
+    accuracy: float
+    ari: float
+    ece: float
+    curve: pd.DataFrame
+    label_map: np.ndarray
+
+
+def calibration(
+    result: SegmentationResult, truth: ArrayLike, *, n_bins: int = CALIBRATION_BINS
+) -> CalibrationResult:
+    """Accuracy, adjusted Rand index and calibration of a segmentation against a truth map.
+
+    Segments are matched one-to-one to the true classes by the Hungarian algorithm on their
+    pixel counts (the matching that maximises the pixels labelled correctly); a pixel counts
+    as correct when its segment's matched class is its true class. The confidence of a pixel
+    is ``result.label_probability``, the probability of its assigned label; a calibrated map
+    is right on 90 % of the pixels it gives probability 0.9.
+
+    Parameters
+    ----------
+    result : SegmentationResult
+    truth : array-like of int, shape (H, W)
+        True class of every pixel (any integer codes).
+    n_bins : int, default=15
+        Equal-width bins of ``[0, 1]`` for the reliability curve and the ECE.
+
+    Returns
+    -------
+    CalibrationResult
+
+    Examples
+    --------
+    >>> from bayesgmm.datasets import make_regions_image
+    >>> image, truth = make_regions_image((48, 48), random_state=0)
+    >>> cal = calibration(segment_image(image, 3, random_state=0), truth)
+    >>> 0.0 <= cal.ece <= 1.0 and cal.accuracy > 0.9
+    True
+    """
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import adjusted_rand_score
+
+    truth = np.asarray(truth)
+    if truth.shape != result.labels.shape:
+        raise ValueError(
+            f"truth has shape {truth.shape}; expected the label map's shape {result.labels.shape}."
+        )
+    if not np.issubdtype(truth.dtype, np.integer):
+        raise TypeError(f"truth has dtype {truth.dtype}; pass integer class codes.")
+    check_positive("n_bins", n_bins, integer=True)
+    classes, t = np.unique(truth.ravel(), return_inverse=True)
+    lab = result.labels.ravel().astype(np.intp)
+    k = result.n_components
+    counts = np.zeros((k, classes.size), dtype=np.int64)
+    np.add.at(counts, (lab, t), 1)
+    seg, cls = linear_sum_assignment(counts, maximize=True)
+    matched = np.full(k, -1, dtype=np.int64)
+    matched[seg] = cls
+    correct = matched[lab] == t
+    conf = result.label_probability.ravel().astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+    n_b = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf_b = np.bincount(b, weights=conf, minlength=n_bins) / n_b
+        acc_b = np.bincount(b, weights=correct, minlength=n_bins) / n_b
+    filled = n_b > 0
+    ece = float((n_b[filled] * np.abs(acc_b[filled] - conf_b[filled])).sum() / conf.size)
+    curve = pd.DataFrame(
+        {
+            "lower": edges[:-1],
+            "upper": edges[1:],
+            "n_pixels": n_b,
+            "confidence": conf_b,
+            "accuracy": acc_b,
+        }
+    )
+    curve.index.name = "bin"
+    return CalibrationResult(
+        accuracy=float(correct.mean()),
+        ari=float(adjusted_rand_score(t, lab)),
+        ece=ece,
+        curve=curve,
+        label_map=np.where(matched >= 0, classes.astype(np.int64)[np.maximum(matched, 0)], -1),
     )
