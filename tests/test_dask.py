@@ -1,0 +1,249 @@
+"""EM and predictions on Dask arrays (bayesgmm._dask), on a real dask.distributed cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402
+from conftest import WELL_SEPARATED  # noqa: E402
+
+from bayesgmm import EMGaussianMixture, make_mixture  # noqa: E402
+from bayesgmm import em as em_module  # noqa: E402
+
+COV_TYPES = ("full", "tied", "diag", "spherical")
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bounds_")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes, one thread each; a task whose worker dies is retried once."""
+    import cloudpickle
+
+    # The flaky loaders below live in this module, which the workers cannot import.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            dashboard_address=":0",
+            memory_limit="1GiB",
+        )
+    with cluster, distributed.Client(cluster) as c:
+        yield c
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    X, _ = make_mixture(1500, **WELL_SEPARATED, random_state=3)
+    return np.column_stack([X, X[:, 0] * 0.5 + np.random.default_rng(1).normal(size=1500)])
+
+
+def _start(X: np.ndarray, cov_type: str) -> dict:
+    """A deliberately rough common start (all three *_init), so EM has work to do."""
+    base = EMGaussianMixture(3, covariance_type=cov_type, max_iter=1, tol=0.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one iteration: not converged, on purpose
+        base.fit(X[::7])
+    return dict(
+        weights_init=np.full(3, 1 / 3),
+        means_init=base.means_ + 0.3,
+        precisions_init=base.precisions_,
+    )
+
+
+def _fit(X, cov_type: str, start: dict, max_iter: int = 12) -> EMGaussianMixture:
+    em = EMGaussianMixture(3, covariance_type=cov_type, max_iter=max_iter, tol=0.0, **start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: tol=0 runs all iterations
+        return em.fit(X)
+
+
+def _assert_same_fit(a: EMGaussianMixture, b: EMGaussianMixture, rtol: float) -> None:
+    assert a.n_iter_ == b.n_iter_
+    for name in ATTRS:
+        x, y = getattr(a, name), getattr(b, name)
+        err = np.abs(x - y).max() / np.abs(x).max()
+        assert err <= rtol, (name, err)
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_dask_fit_equals_in_memory_fit(client, data, cov_type):
+    start = _start(data, cov_type)
+    ref = _fit(data, cov_type, start)
+    got = _fit(da.from_array(data, chunks=(211, 3)), cov_type, start)
+    _assert_same_fit(ref, got, 1e-10)
+    assert ref.lower_bounds_[-1] > ref.lower_bounds_[0]  # EM moved: the check has teeth
+
+
+def test_results_do_not_depend_on_workers(client, data):
+    """2 workers, 1 worker and the synchronous scheduler give bit-identical parameters."""
+    start = _start(data, "full")
+    X = da.from_array(data, chunks=(97, 3))
+    two = _fit(X, "full", start, max_iter=6)
+    with dask.config.set(scheduler="synchronous"):
+        sync = _fit(X, "full", start, max_iter=6)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as one_client,
+        dask.config.set(scheduler=one_client.get),
+    ):
+        one = _fit(X, "full", start, max_iter=6)
+    for name in ATTRS:
+        np.testing.assert_array_equal(getattr(two, name), getattr(sync, name))
+        np.testing.assert_array_equal(getattr(two, name), getattr(one, name))
+
+
+def test_features_split_across_chunks_are_rechunked(client, data):
+    start = _start(data, "diag")
+    whole = _fit(da.from_array(data, chunks=(300, 3)), "diag", start, max_iter=4)
+    split = _fit(da.from_array(data, chunks=(300, 1)), "diag", start, max_iter=4)
+    for name in ATTRS:
+        np.testing.assert_array_equal(getattr(whole, name), getattr(split, name))
+
+
+def test_default_initialisation_on_a_row_sample(client, data, monkeypatch):
+    """k-means + EM on a 400-row sample, then EM on all rows: the in-memory optimum."""
+    monkeypatch.setattr(em_module, "DASK_INIT_SAMPLE", 400)
+    ref = EMGaussianMixture(3, tol=1e-10, max_iter=500, random_state=0).fit(data)
+    got = EMGaussianMixture(3, tol=1e-10, max_iter=500, n_init=2, random_state=0)
+    got.fit(da.from_array(data, chunks=250))
+    assert got.converged_
+    np.testing.assert_allclose(got.means_, ref.means_, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.lower_bound_, ref.lower_bound_, rtol=1e-9)
+
+
+def test_lazy_predictions_equal_in_memory(client, data):
+    em = EMGaussianMixture(3, random_state=0).fit(data)
+    X = da.from_array(data, chunks=(333, 3))
+    for method in ("predict", "predict_proba", "score_samples"):
+        lazy = getattr(em, method)(X)
+        assert isinstance(lazy, da.Array), method
+        assert lazy.chunks[0] == X.chunks[0], method
+        np.testing.assert_allclose(lazy.compute(), getattr(em, method)(data), rtol=1e-12)
+    assert em.score(X) == pytest.approx(em.score(data), rel=1e-12)
+    labels = EMGaussianMixture(3, random_state=0).fit_predict(X)
+    assert isinstance(labels, da.Array)
+
+
+def test_xarray_and_zarr_input(client, data, tmp_path):
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("zarr")
+    start = _start(data, "full")
+    ref = _fit(data, "full", start, max_iter=4)
+    arr = xr.DataArray(da.from_array(data, chunks=(400, 3)), dims=("obs", "feature"))
+    _assert_same_fit(ref, _fit(arr, "full", start, max_iter=4), 1e-10)
+    da.from_array(data, chunks=(400, 3)).to_zarr(str(tmp_path / "x.zarr"))
+    Z = da.from_zarr(str(tmp_path / "x.zarr"))
+    _assert_same_fit(ref, _fit(Z, "full", start, max_iter=4), 1e-10)
+
+
+# ------------------------------------------------------------------ worker loss
+def _flaky_chunk(block: np.ndarray, counter: str, die_on: tuple[int, ...]) -> np.ndarray:
+    """Return ``block``, but kill this worker process on the listed calls (1-based)."""
+    with open(counter, "a") as fh:
+        fh.write("x")
+    if os.path.getsize(counter) in die_on:
+        os._exit(1)  # a worker lost mid-fit, as when the OOM killer strikes
+    return block
+
+
+def _flaky_array(data: np.ndarray, counter: Path, die_on: tuple[int, ...]):
+    from dask import delayed
+
+    half = data.shape[0] // 2
+    first = da.from_delayed(
+        delayed(_flaky_chunk, pure=False)(data[:half], str(counter), die_on),
+        shape=(half, data.shape[1]),
+        dtype=np.float64,
+    )
+    return da.concatenate([first, da.from_array(data[half:], chunks=(300, 3))])
+
+
+def test_worker_lost_mid_fit_is_retried(client, data, tmp_path):
+    start = _start(data, "full")
+    ref = _fit(data, "full", start, max_iter=5)
+    # calls: 1 = the moments pass, 2 = iteration 1, 3 = iteration 2 (dies), 4 = its retry
+    got = _fit(_flaky_array(data, tmp_path / "calls", (3,)), "full", start, max_iter=5)
+    assert (tmp_path / "calls").stat().st_size == 7  # moments + 5 iterations + 1 retry
+    _assert_same_fit(ref, got, 1e-10)
+
+
+def test_worker_lost_too_often_fails_clearly(client, data, tmp_path):
+    start = _start(data, "full")
+    em = EMGaussianMixture(3, max_iter=5, tol=0.0, **start)
+    X = _flaky_array(data, tmp_path / "calls", (2, 3))  # iteration 1 and its one retry
+    with pytest.raises(RuntimeError, match=r"lost the workers.*no partial result"):
+        em.fit(X)
+    assert not hasattr(em, "weights_")
+
+
+# -------------------------------------------------------------------- bad input
+def test_nan_reported_with_chunk_and_rows(client, data):
+    bad = data.copy()
+    bad[250, 1] = np.nan
+    bad[260, 0] = np.inf
+    with pytest.raises(
+        ValueError,
+        match=r"NaN and infinity \(inf\) in chunk 2 \(rows 200 to "
+        r"299.*250, 260",
+    ):
+        EMGaussianMixture(2).fit(da.from_array(bad, chunks=(100, 3)))
+    em = EMGaussianMixture(2, random_state=0).fit(data)
+    with pytest.raises(ValueError, match=r"chunk 2 \(rows 200 to 299"):
+        em.predict(da.from_array(bad, chunks=(100, 3))).compute()
+
+
+def _never(shape):
+    from dask import delayed
+
+    def boom():
+        raise AssertionError("data were read")
+
+    return da.from_delayed(delayed(boom)(), shape=shape, dtype=np.float64)
+
+
+def test_too_few_rows_and_empty_refused_before_any_work():
+    with pytest.raises(ValueError, match="n_components=5 exceeds n_samples=3"):
+        EMGaussianMixture(5).fit(_never((3, 2)))
+    with pytest.raises(ValueError, match="X is empty"):
+        EMGaussianMixture(1).fit(_never((0, 2)))
+    with pytest.raises(ValueError, match="2-D"):
+        EMGaussianMixture(1).fit(_never((10,)))
+    X = da.from_array(np.arange(20.0).reshape(10, 2), chunks=5)
+    with pytest.raises(ValueError, match=r"unknown chunk sizes.*compute_chunk_sizes"):
+        EMGaussianMixture(1).fit(X[X[:, 0] > 3])
+    with pytest.raises(ValueError, match="sample_weight is not supported"):
+        EMGaussianMixture(1).fit(X, sample_weight=np.ones(10))
+    em = EMGaussianMixture(1).fit(np.random.default_rng(0).normal(size=(10, 3)))
+    with pytest.raises(ValueError, match=r"has 2 features.*fitted with 3"):
+        em.predict(X)
+    with pytest.raises(TypeError, match="Dask arrays"):
+        em.bic(da.from_array(np.ones((4, 3))))
+
+
+def test_plain_fit_does_not_import_dask():
+    code = (
+        "import sys, numpy as np\n"
+        "from bayesgmm import EMGaussianMixture\n"
+        "X = np.random.default_rng(0).normal(size=(200, 2))\n"
+        "em = EMGaussianMixture(2, random_state=0).fit(X); em.predict(X)\n"
+        "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
