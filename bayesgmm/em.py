@@ -57,6 +57,9 @@ _EPS10 = 10 * np.finfo(np.float64).eps
 #: Rows of the in-memory sample on which EM on Dask input is initialised (at least
 #: 1000 per component).
 DASK_INIT_SAMPLE = 100_000
+#: ``partial_fit``'s step for the ``t``-th batch is ``t ** -ONLINE_STEP_EXPONENT``; any
+#: exponent in (0.5, 1] satisfies the conditions of Cappé & Moulines (2009).
+ONLINE_STEP_EXPONENT = 0.6
 
 
 @dataclass
@@ -563,6 +566,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             If every run ended with a collapsed component (see ``degenerate_``).
         """
         self._fit(X, sample_weight)
+        self.__dict__.pop("_online", None)  # a later partial_fit starts a new stream
         return self
 
     def fit_predict(
@@ -720,6 +724,144 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         run = self._run_em(rows, None, params, lower_bound, data_var, total_weight=float(n))
         self._finish_fit(run, centre, scale, log_scale, d, n_init, start)
         return rows
+
+    def partial_fit(
+        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> Self:
+        """Online EM: update the mixture with one batch of a stream that is never stored.
+
+        Stochastic-approximation EM (Cappé & Moulines 2009): the running averages ``s`` of
+        the sufficient statistics (per-row responsibilities, their first and second moments)
+        move towards the batch's, ``s <- (1 - g_t) s + g_t s_batch`` with the decreasing step
+        ``g_t = t ** -ONLINE_STEP_EXPONENT`` for the ``t``-th batch, and the parameters are the
+        M-step of ``s``. Each batch is one compiled pass.
+
+        The first call (or the first after :meth:`fit`) starts the stream: it fixes the units
+        (the standardisation of the class Notes, from this batch), initialises as
+        :meth:`fit` does on this batch (``init_params``, ``n_init`` restarts, EM on the batch)
+        and needs at least ``n_components`` rows. Later batches may have any size.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One batch of rows.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights of the batch's rows.
+
+        Returns
+        -------
+        self : EMGaussianMixture
+            ``n_samples_seen_`` counts the rows (sum of weights) seen, ``n_iter_`` the
+            batches and ``lower_bounds_`` each batch's mean log-likelihood under the
+            parameters before its update (a held-out score of the stream).
+        """
+        state = getattr(self, "_online", None)
+        X = check_X(X, estimator=self, reset=state is None, min_samples=1)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        if state is None:
+            return self._start_online(X, w)
+        centre, scale = state["centre"], state["scale"]
+        Z = np.ascontiguousarray((X - centre) / scale)
+        params = state["params"]
+        ll, nk, s1, s2 = self._em_pass(Z, w, params)
+        total = float(w.sum())
+        state["t"] += 1
+        gamma = state["t"] ** -ONLINE_STEP_EXPONENT
+        batch = self._raw_moments(params, nk, s1, s2, total)
+        state["stats"] = [
+            (1 - gamma) * a + gamma * b for a, b in zip(state["stats"], batch, strict=True)
+        ]
+        state["lower_bounds"].append(ll / total - state["log_scale"])
+        state["n_seen"] += total
+        state["params"] = self._params_from_raw_moments(*state["stats"])
+        self._set_online_fitted(state)
+        return self
+
+    def _raw_moments(
+        self, p: _Params, nk: np.ndarray, s1: np.ndarray, s2: np.ndarray, total: float
+    ) -> list[np.ndarray]:
+        """Per-row averages of ``r``, ``r z`` and ``r z z^T`` (or its diagonal) about 0."""
+        mu = p.means
+        if s2.ndim == 3:
+            cross = mu[:, :, None] * s1[:, None, :]
+            second = (
+                s2
+                + cross
+                + np.swapaxes(cross, 1, 2)
+                + nk[:, None, None] * (mu[:, :, None] * mu[:, None, :])
+            )
+        else:
+            second = s2 + 2 * mu * s1 + nk[:, None] * mu**2
+        return [nk / total, (s1 + nk[:, None] * mu) / total, second / total]
+
+    def _params_from_raw_moments(self, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> _Params:
+        nk = s0 + _EPS10
+        means = s1 / nk[:, None]
+        if s2.ndim == 3:
+            covs = s2 / nk[:, None, None] - means[:, :, None] * means[:, None, :]
+        else:
+            covs = s2 / nk[:, None] - means**2
+        return self._finish_m_step(nk, means, covs)
+
+    def _start_online(self, X: np.ndarray, w: np.ndarray) -> Self:
+        self._check_parameters(X.shape[0])
+        inits = self._check_inits(X.shape[1])
+        random_state = check_random_state(self.random_state)
+        centre, scale, std = self._standardization(X, w)
+        Z = np.ascontiguousarray((X - centre) / scale)
+        inits = self._standardize_inits(inits, centre, scale)
+        data_var = float(np.mean((std / scale) ** 2))
+        best: _Run | None = None
+        for _ in range(self.n_init):
+            p0 = self._initialize(Z, w, random_state, inits, scale / scale.max())
+            run = self._run_em(Z, w, p0, -np.inf, data_var)
+            if best is None or self._better(run, best):
+                best = run
+        assert best is not None
+        params = best.params
+        ll, nk, s1, s2 = self._em_pass(Z, w, params)
+        total = float(w.sum())
+        log_scale = float(np.log(scale).sum())
+        state = {
+            "centre": centre,
+            "scale": scale,
+            "log_scale": log_scale,
+            "data_var": data_var,
+            "t": 1,
+            "stats": self._raw_moments(params, nk, s1, s2, total),
+            "lower_bounds": [ll / total - log_scale],
+            "n_seen": total,
+        }
+        state["params"] = self._params_from_raw_moments(*state["stats"])
+        self._online = state
+        self._set_online_fitted(state)
+        return self
+
+    def _set_online_fitted(self, state: dict) -> None:
+        """Public attributes from the online state (data units, the stable order); no
+        warnings: a stream has no convergence to report."""
+        p = _rescale(state["params"], self.covariance_type, state["scale"], state["centre"])
+        degenerate, _ = self._degenerate(
+            state["params"], state["n_seen"], p.means.shape[1], state["data_var"]
+        )
+        order = np.lexsort(p.means.T[::-1])
+        tied = self.covariance_type == "tied"
+        self.weights_ = p.weights[order]
+        self.means_ = p.means[order]
+        self.covariances_ = p.covariances if tied else p.covariances[order]
+        self.precisions_cholesky_ = p.precisions_cholesky if tied else p.precisions_cholesky[order]
+        self.precisions_ = precisions_from_precisions_cholesky(
+            self.precisions_cholesky_, self.covariance_type
+        )
+        self.degenerate_ = degenerate[order]
+        self.converged_ = False
+        self.lower_bounds_ = np.asarray(state["lower_bounds"])
+        self.lower_bound_ = float(state["lower_bounds"][-1])
+        self.n_iter_ = int(state["t"])
+        self.n_samples_seen_ = state["n_seen"]
+        self.n_parameters_ = n_parameters(self.n_components, p.means.shape[1], self.covariance_type)
 
     @staticmethod
     def _better(run: _Run, best: _Run) -> bool:
