@@ -300,3 +300,96 @@ def check_moments(centre: np.ndarray, std: np.ndarray, *, name: str = "X") -> np
             "and fit again."
         )
     return std
+
+
+def _pack(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    return arrays
+
+
+def _summarize_chunk(block, index, lo, draws, covariance_type, interval, intervals, name):
+    from .responsibilities import summarize_responsibilities
+
+    block = np.asarray(block, dtype=np.float64)
+    _check_chunk_finite(block, index, lo, name)
+    w, mu, pc = draws
+    return summarize_responsibilities(
+        np.ascontiguousarray(block),
+        w,
+        mu,
+        pc,
+        covariance_type,
+        interval=interval,
+        intervals=intervals,
+    )
+
+
+#: MembershipSummary's per-point fields: (name, per-row shape is (K,) or scalar, dtype).
+_SUMMARY_FIELDS = (
+    ("mean", True, np.float64),
+    ("lower", True, np.float64),
+    ("upper", True, np.float64),
+    ("labels", False, np.intp),
+    ("label_probability", False, np.float64),
+    ("entropy_total", False, np.float64),
+    ("entropy_aleatoric", False, np.float64),
+    ("entropy_epistemic", False, np.float64),
+    ("log_density", False, np.float64),
+    ("log_density_lower", False, np.float64),
+    ("log_density_upper", False, np.float64),
+)
+
+
+def summarize_rows(
+    X: Any,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+    *,
+    n_features: int,
+    interval: float,
+    intervals: str,
+    name: str = "X",
+):
+    """Posterior membership summaries of a Dask array's rows, as lazy Dask arrays.
+
+    Each row chunk goes through :func:`bayesgmm.responsibilities.summarize_responsibilities`
+    (the compiled streaming summary). The posterior draws are one task of the graph, so each
+    worker receives them once, however many chunks it summarises. The returned
+    :class:`~bayesgmm.responsibilities.MembershipSummary` holds Dask arrays chunked like
+    ``X``'s rows; fields computed together (``dask.compute(s.mean, s.labels)``) share one pass
+    over the data.
+    """
+    import dask.array as da
+    from dask import delayed
+
+    from .responsibilities import MembershipSummary
+
+    arr = _as_dask_matrix(X, name=name)
+    if arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but the estimator was fitted with "
+            f"{n_features}. Pass data with the same columns as in fit."
+        )
+    k = weights.shape[-1]
+    draws = delayed(_pack, pure=True)(weights, means, precisions_cholesky)
+    bounds = _row_bounds(arr.chunks[0])
+    summ = delayed(_summarize_chunk, pure=True)
+    parts = [
+        summ(b, i, int(bounds[i]), draws, covariance_type, interval, intervals, name)
+        for i, b in enumerate(arr.to_delayed().ravel())
+    ]
+    sizes = arr.chunks[0]
+    fields = {}
+    for field, per_component, dtype in _SUMMARY_FIELDS:
+        pieces = [
+            da.from_delayed(
+                delayed(getattr, pure=True)(p, field),
+                shape=(m, k) if per_component else (m,),
+                dtype=dtype,
+            )
+            for p, m in zip(parts, sizes, strict=True)
+        ]
+        fields[field] = da.concatenate(pieces)
+    n_draws = int(np.prod(weights.shape[:-1]))
+    return MembershipSummary(**fields, interval=interval, n_draws=n_draws)

@@ -25,6 +25,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._dask import is_dask_collection
 from ._numerics import COVARIANCE_TYPES, log_weighted_prob, responsibilities
 from ._validation import (
     check_choice,
@@ -356,7 +357,10 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), optional
-            Points to summarise; the training data when omitted.
+            Points to summarise; the training data when omitted. A Dask array gives a
+            summary of lazy Dask arrays chunked like its rows (so do :meth:`predict`,
+            :meth:`predict_proba` and :meth:`score_samples`); the draws are sent to each
+            worker once.
         interval : float, default=0.89
             Probability mass of the equal-tailed intervals.
         max_draws : int, optional
@@ -368,11 +372,25 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             very many points (see
             :func:`~bayesgmm.responsibilities.summarize_responsibilities`).
         """
-        X = self._data(X)
+        dask_input = is_dask_collection(X)
+        X = X if dask_input else self._data(X)
         w, mu, pc = self._draws()
         if max_draws is not None:
             check_positive("max_draws", max_draws, integer=True)
             w, mu, pc = _thin(max_draws, w, mu, pc)
+        if dask_input:  # lazy Dask arrays chunked like X's rows (bayesgmm._dask)
+            from ._dask import summarize_rows
+
+            return summarize_rows(
+                X,
+                w,
+                mu,
+                pc,
+                self.covariance_type,
+                n_features=self.n_features_in_,
+                interval=interval,
+                intervals=intervals,
+            )
         return summarize_responsibilities(
             X, w, mu, pc, self.covariance_type, interval=interval, intervals=intervals
         )

@@ -290,3 +290,29 @@ def test_partial_fit_state_and_checks(data):
     em.fit(data)  # fit starts over: the next partial_fit begins a new stream
     em.partial_fit(data[:300])
     assert em.n_samples_seen_ == 300 and em.n_iter_ == 1
+
+
+# ------------------------------------------------------ Bayesian membership on Dask
+def test_bayes_membership_on_dask_is_lazy_and_equal(client, faithful_fit):
+    from bayesgmm import load_faithful
+    from bayesgmm._dask import _SUMMARY_FIELDS
+
+    df = load_faithful()
+    X = da.from_array(np.asarray(df, dtype=np.float64), chunks=(100, 2))
+    lazy = faithful_fit.membership(X, max_draws=300)
+    ref = faithful_fit.membership(df, max_draws=300)
+    assert lazy.n_draws == ref.n_draws == 300
+    names = [f for f, _, _ in _SUMMARY_FIELDS]
+    for f in names:
+        assert isinstance(getattr(lazy, f), da.Array), f
+        assert getattr(lazy, f).chunks[0] == X.chunks[0], f
+    values = dask.compute(*(getattr(lazy, f) for f in names))  # one pass for all fields
+    for f, v in zip(names, values, strict=True):
+        np.testing.assert_allclose(v, getattr(ref, f), rtol=1e-12, atol=1e-300, err_msg=f)
+    labels = faithful_fit.predict(X).labels
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), faithful_fit.predict(df).labels)
+    bad = np.asarray(df, dtype=np.float64).copy()
+    bad[130, 0] = np.nan
+    with pytest.raises(ValueError, match=r"chunk 1 \(rows 100 to 199"):
+        faithful_fit.membership(da.from_array(bad, chunks=(100, 2))).mean.compute()
