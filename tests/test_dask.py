@@ -90,7 +90,9 @@ def test_results_do_not_depend_on_workers(client, data):
     """2 workers, 1 worker and the synchronous scheduler give bit-identical parameters."""
     start = _start(data, "full")
     X = da.from_array(data, chunks=(97, 3))
-    two = _fit(X, "full", start, max_iter=6)
+    with distributed.get_task_stream(client=client) as ts:
+        two = _fit(X, "full", start, max_iter=6)
+    assert len({t["worker"] for t in ts.data}) == 2  # both workers took part
     with dask.config.set(scheduler="synchronous"):
         sync = _fit(X, "full", start, max_iter=6)
     with (
@@ -99,8 +101,10 @@ def test_results_do_not_depend_on_workers(client, data):
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as one_client,
         dask.config.set(scheduler=one_client.get),
+        distributed.get_task_stream(client=one_client) as ts_one,
     ):
         one = _fit(X, "full", start, max_iter=6)
+    assert len({t["worker"] for t in ts_one.data}) == 1 and len(ts_one.data) > 6
     for name in ATTRS:
         np.testing.assert_array_equal(getattr(two, name), getattr(sync, name))
         np.testing.assert_array_equal(getattr(two, name), getattr(one, name))
