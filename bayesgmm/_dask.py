@@ -74,6 +74,29 @@ def _as_dask_matrix(X: Any, *, name: str = "X"):
     return X.astype(np.float64)
 
 
+def _as_dask_weights(sample_weight: Any, row_chunks: tuple[int, ...]):
+    """``sample_weight`` (NumPy or Dask, one per row) as a Dask array chunked like the rows."""
+    import dask.array as da
+
+    n = int(sum(row_chunks))
+    if not isinstance(sample_weight, da.Array):
+        if np.ndim(sample_weight) == 0:
+            sample_weight = np.full(n, float(sample_weight))
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if sample_weight.ndim != 1 or sample_weight.shape[0] != n:
+            raise ValueError(
+                f"sample_weight has shape {sample_weight.shape}, but X has {n} samples; pass "
+                "one weight per row, shape (n_samples,)."
+            )
+        return da.from_array(sample_weight, chunks=(row_chunks,))
+    if sample_weight.ndim != 1 or sample_weight.shape[0] != n:
+        raise ValueError(
+            f"sample_weight has shape {sample_weight.shape}, but X has {n} samples; pass one "
+            "weight per row, shape (n_samples,)."
+        )
+    return sample_weight.astype(np.float64).rechunk((row_chunks,))
+
+
 def _row_bounds(chunks: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
 
@@ -98,20 +121,37 @@ def _check_chunk_finite(block: np.ndarray, index: int, lo: int, name: str) -> No
     )
 
 
-def _chunk_moments(block: np.ndarray, index: int, lo: int, name: str):
-    """Count, mean and centred sum of squares of one chunk, after checking it is finite."""
+def _check_chunk_weights(w: np.ndarray, index: int, lo: int) -> None:
+    bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+    if bad.size:
+        raise ValueError(
+            f"sample_weight has a negative, NaN or infinite value in chunk {index} (rows {lo} "
+            f"to {lo + w.shape[0] - 1}, 0-based): row(s) "
+            f"{', '.join(str(int(r) + lo) for r in bad[:5])}. Frequency weights must be "
+            "finite and >= 0."
+        )
+
+
+def _chunk_moments(block: np.ndarray, weights, index: int, lo: int, name: str):
+    """Total weight, weighted mean and centred weighted sum of squares of one chunk, after
+    checking that its values (and weights) are finite."""
     block = np.asarray(block, dtype=np.float64)
     _check_chunk_finite(block, index, lo, name)
-    n = block.shape[0]
-    if n == 0:
-        d = block.shape[1]
-        return 0, np.zeros(d), np.zeros(d)
-    mean = block.mean(axis=0)
+    d = block.shape[1]
+    if weights is None:
+        w = np.ones(block.shape[0])
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        _check_chunk_weights(w, index, lo)
+    total = float(w.sum())
+    if total == 0.0:
+        return 0.0, np.zeros(d), np.zeros(d)
+    mean = (w @ block) / total
     dev = block - mean
-    return n, mean, np.einsum("ij,ij->j", dev, dev)
+    return total, mean, np.einsum("i,ij,ij->j", w, dev, dev)
 
 
-def _chunk_em(block, centre, scale, kind, log_const, means, prec_chol):
+def _chunk_em(block, weights, centre, scale, kind, log_const, means, prec_chol):
     """One chunk's EM statistics in standardised units: (ll, nk, s1, s2)."""
     from . import _kernels
 
@@ -120,7 +160,10 @@ def _chunk_em(block, centre, scale, kind, log_const, means, prec_chol):
         k, d = means.shape
         s2 = np.zeros((k, d, d) if kind == "full" else (k, d))
         return 0.0, np.zeros(k), np.zeros((k, d)), s2
-    w = np.ones(Z.shape[0])
+    if weights is None:
+        w = np.ones(Z.shape[0])
+    else:
+        w = np.ascontiguousarray(weights, dtype=np.float64)
     return _kernels.em_pass(kind, Z, w, log_const, means, prec_chol)
 
 
@@ -161,9 +204,13 @@ class DaskRows:
     name: str = "X"
     centre: np.ndarray | None = None
     scale: np.ndarray | None = None
+    weights: Any = None  # None or a 1-D Dask array chunked like the rows
+    total_weight: float | None = None
 
     @classmethod
-    def from_input(cls, X: Any, *, min_samples: int, name: str = "X") -> DaskRows:
+    def from_input(
+        cls, X: Any, *, min_samples: int, sample_weight: Any = None, name: str = "X"
+    ) -> DaskRows:
         """Validate the array's metadata (no data read) and make its chunks whole rows.
 
         Raises
@@ -186,7 +233,10 @@ class DaskRows:
                 f"{name} has {n} row(s); at least {min_samples} are needed. Use fewer "
                 "components or more data."
             )
-        return cls(arr, (n, d), name)
+        rows = cls(arr, (n, d), name)
+        if sample_weight is not None:
+            rows.weights = _as_dask_weights(sample_weight, arr.chunks[0])
+        return rows
 
     @property
     def bounds(self) -> np.ndarray:
@@ -194,6 +244,11 @@ class DaskRows:
 
     def _blocks(self) -> list:
         return list(self.array.to_delayed().ravel())
+
+    def _weight_blocks(self) -> list:
+        if self.weights is None:
+            return [None] * len(self.array.chunks[0])
+        return list(self.weights.to_delayed().ravel())
 
     def moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation (``ddof=0``) of every feature, in one pass.
@@ -205,12 +260,13 @@ class DaskRows:
 
         bounds = self.bounds
         fn = delayed(_chunk_moments, pure=True)
+        blocks = zip(self._blocks(), self._weight_blocks(), strict=True)
         parts = _compute(
-            [fn(b, i, int(bounds[i]), self.name) for i, b in enumerate(self._blocks())],
+            [fn(b, w, i, int(bounds[i]), self.name) for i, (b, w) in enumerate(blocks)],
             "the data's moments",
         )
         d = self.shape[1]
-        n, mean, m2 = 0, np.zeros(d), np.zeros(d)
+        n, mean, m2 = 0.0, np.zeros(d), np.zeros(d)
         for nb, mb, m2b in parts:  # Chan et al.'s pairwise update, in chunk order
             if nb == 0:
                 continue
@@ -219,6 +275,9 @@ class DaskRows:
             mean = mean + delta * (nb / tot)
             m2 = m2 + m2b + delta**2 * (n * nb / tot)
             n = tot
+        if n <= 0:
+            raise ValueError("sample_weight sums to zero; at least one sample needs weight > 0.")
+        self.total_weight = n
         return mean, np.sqrt(m2 / n)
 
     def em_pass(self, kind: str, log_const, means, prec_chol):
@@ -227,7 +286,8 @@ class DaskRows:
 
         fn = delayed(_chunk_em, pure=True)
         args = (self.centre, self.scale, kind, log_const, means, prec_chol)
-        parts = _compute([fn(b, *args) for b in self._blocks()], "an EM iteration")
+        blocks = zip(self._blocks(), self._weight_blocks(), strict=True)
+        parts = _compute([fn(b, w, *args) for b, w in blocks], "an EM iteration")
         ll, nk, s1, s2 = parts[0]
         ll, nk, s1, s2 = float(ll), nk.copy(), s1.copy(), s2.copy()
         for p in parts[1:]:
@@ -237,15 +297,21 @@ class DaskRows:
             s2 += p[3]
         return ll, nk, s1, s2
 
-    def sample_rows(self, size: int, random_state: np.random.RandomState) -> np.ndarray:
-        """A uniform random sample of ``size`` rows without replacement, in memory (sorted
-        by row index; reads only the chunks that hold sampled rows)."""
+    def sample_rows(
+        self, size: int, random_state: np.random.RandomState
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A uniform random sample of ``size`` rows without replacement and their weights,
+        in memory (sorted by row index; reads only the chunks that hold sampled rows)."""
         n = self.shape[0]
         if size >= n:
             idx = np.arange(n)
         else:
             idx = np.sort(random_state.choice(n, size=size, replace=False))
-        return np.asarray(_compute([self.array[idx]], "the initialisation sample")[0])
+        if self.weights is None:
+            rows = _compute([self.array[idx]], "the initialisation sample")[0]
+            return np.asarray(rows), np.ones(idx.size)
+        rows, w = _compute([self.array[idx], self.weights[idx]], "the initialisation sample")
+        return np.asarray(rows), np.asarray(w, dtype=np.float64)
 
 
 def map_rows(X: Any, fn, *, n_features: int, out_cols: int | None, dtype, name: str = "X"):

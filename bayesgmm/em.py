@@ -666,13 +666,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         """
         from ._dask import DaskRows, check_moments
 
-        if sample_weight is not None:
-            raise ValueError(
-                "sample_weight is not supported with Dask input yet; repeat rows instead, or "
-                "fit a NumPy array."
-            )
         continuing = self.warm_start and hasattr(self, "converged_")
-        rows = DaskRows.from_input(X, min_samples=2)
+        rows = DaskRows.from_input(X, min_samples=2, sample_weight=sample_weight)
         n, d = rows.shape
         if continuing and d != self.n_features_in_:
             raise ValueError(
@@ -707,9 +702,13 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             params = self._params_from_inits(inits)
         else:
             size = min(n, max(DASK_INIT_SAMPLE, 1000 * self.n_components))
-            Zs = (rows.sample_rows(size, random_state) - centre) / scale
-            Zs = np.ascontiguousarray(Zs)
-            ws = np.ones(Zs.shape[0])
+            sample, ws = rows.sample_rows(size, random_state)
+            if ws.sum() <= 0:  # every sampled row has weight 0: draw among weighted rows
+                raise ValueError(
+                    "The initialisation sample holds only rows of weight 0; give enough rows "
+                    "positive weight, or pass weights_init, means_init and precisions_init."
+                )
+            Zs = np.ascontiguousarray((sample - centre) / scale)
             best_sample: _Run | None = None
             for _ in range(n_init):
                 p0 = self._initialize(Zs, ws, random_state, inits, units)
@@ -721,7 +720,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             logger.info(
                 "Dask EM: initialised on %d of %d rows (%d start(s))", Zs.shape[0], n, n_init
             )
-        run = self._run_em(rows, None, params, lower_bound, data_var, total_weight=float(n))
+        run = self._run_em(rows, None, params, lower_bound, data_var, rows.total_weight)
         self._finish_fit(run, centre, scale, log_scale, d, n_init, start)
         return rows
 

@@ -110,6 +110,27 @@ def test_results_do_not_depend_on_workers(client, data):
         np.testing.assert_array_equal(getattr(two, name), getattr(one, name))
 
 
+@pytest.mark.parametrize("cov_type", ["full", "spherical"])
+def test_weighted_dask_fit_equals_in_memory_fit(client, data, cov_type):
+    w = np.random.default_rng(2).integers(0, 4, size=data.shape[0]).astype(float)
+    start = _start(data, cov_type)
+    em = EMGaussianMixture(3, covariance_type=cov_type, max_iter=8, tol=0.0, **start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = em.fit(data, sample_weight=w)
+        ref = {a: getattr(ref, a).copy() for a in ATTRS}
+        X = da.from_array(data, chunks=(211, 3))
+        for weights in (w, da.from_array(w, chunks=500)):  # NumPy, or Dask chunked otherwise
+            em.fit(X, sample_weight=weights)
+            for a in ATTRS:
+                err = np.abs(getattr(em, a) - ref[a]).max() / np.abs(ref[a]).max()
+                assert err <= 1e-10, (a, err)
+    bad = w.copy()
+    bad[450] = -1.0
+    with pytest.raises(ValueError, match=r"sample_weight .* chunk 2 \(rows 422 to 632.*450"):
+        em.fit(X, sample_weight=bad)
+
+
 def test_features_split_across_chunks_are_rechunked(client, data):
     start = _start(data, "diag")
     whole = _fit(da.from_array(data, chunks=(300, 3)), "diag", start, max_iter=4)
@@ -229,8 +250,8 @@ def test_too_few_rows_and_empty_refused_before_any_work():
     X = da.from_array(np.arange(20.0).reshape(10, 2), chunks=5)
     with pytest.raises(ValueError, match=r"unknown chunk sizes.*compute_chunk_sizes"):
         EMGaussianMixture(1).fit(X[X[:, 0] > 3])
-    with pytest.raises(ValueError, match="sample_weight is not supported"):
-        EMGaussianMixture(1).fit(X, sample_weight=np.ones(10))
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(9,\), but X has 10"):
+        EMGaussianMixture(1).fit(X, sample_weight=np.ones(9))
     em = EMGaussianMixture(1).fit(np.random.default_rng(0).normal(size=(10, 3)))
     with pytest.raises(ValueError, match=r"has 2 features.*fitted with 3"):
         em.predict(X)
