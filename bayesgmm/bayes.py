@@ -235,6 +235,13 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             When the convergence diagnostics fail.
         """
         t0 = time.perf_counter()
+        if is_dask_collection(X):
+            raise TypeError(
+                "BayesGaussianMixture.fit needs its data in memory (NUTS evaluates every row "
+                "at every step). Fit it on a uniform random sample of rows, e.g. "
+                "X[np.sort(rng.choice(len(X), 20_000, replace=False))].compute(); membership, "
+                "predict and score_samples then take the whole Dask array."
+            )
         X = check_X(X, estimator=self, reset=True, min_samples=2)
         k = self._check_params(X.shape[0])
         rs = check_random_state(self.random_state)

@@ -337,6 +337,9 @@ def test_bayes_membership_on_dask_is_lazy_and_equal(client, faithful_fit):
     labels = faithful_fit.predict(X).labels
     assert isinstance(labels, da.Array)
     np.testing.assert_array_equal(labels.compute(), faithful_fit.predict(df).labels)
+    with pytest.raises(TypeError, match="needs its data in memory"):
+        faithful_fit.fit(X)  # refused before any work: the fitted posterior is untouched
+    assert faithful_fit.membership(df, max_draws=300).mean.shape == ref.mean.shape
     bad = np.asarray(df, dtype=np.float64).copy()
     bad[130, 0] = np.nan
     with pytest.raises(ValueError, match=r"chunk 1 \(rows 100 to 199"):
