@@ -344,3 +344,30 @@ def test_bayes_membership_on_dask_is_lazy_and_equal(client, faithful_fit):
     bad[130, 0] = np.nan
     with pytest.raises(ValueError, match=r"chunk 1 \(rows 100 to 199"):
         faithful_fit.membership(da.from_array(bad, chunks=(100, 2))).mean.compute()
+
+
+def test_warm_start_on_dask_continues_the_fit(client, data):
+    start = _start(data, "full")
+    X = da.from_array(data, chunks=(400, 3))
+    em = EMGaussianMixture(3, warm_start=True, max_iter=3, tol=0.0, **start)
+    ref = EMGaussianMixture(3, max_iter=6, tol=0.0, **start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        em.fit(X).fit(X)  # 3 + 3 iterations
+        ref.fit(data)  # 6 at once, in memory
+    for name in ("weights_", "means_", "covariances_"):
+        x, y = getattr(ref, name), getattr(em, name)
+        assert np.abs(x - y).max() <= 1e-10 * np.abs(x).max(), name
+
+
+@pytest.mark.parametrize("cov_type", ["tied", "diag", "spherical"])
+def test_partial_fit_other_covariance_types(cov_type):
+    X, _ = make_mixture(220_000, **WELL_SEPARATED, random_state=8)
+    train, held_out = X[:200_000], X[200_000:]
+    full = EMGaussianMixture(3, covariance_type=cov_type, random_state=0).fit(train)
+    online = EMGaussianMixture(3, covariance_type=cov_type, random_state=0)
+    for start in range(0, train.shape[0], 5_000):
+        online.partial_fit(train[start : start + 5_000])
+    a, b = full.score(held_out), online.score(held_out)
+    assert abs(b - a) <= 0.005 * abs(a), (a, b)
+    np.testing.assert_allclose(online.means_, full.means_, atol=0.05)
