@@ -25,6 +25,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._dask import is_dask_collection
 from ._logdensity import allocation_probabilities, pointwise_log_density
 from ._numerics import COVARIANCE_TYPES, log_weighted_prob, responsibilities
 from ._validation import (
@@ -214,6 +215,13 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             When the convergence diagnostics fail.
         """
         t0 = time.perf_counter()
+        if is_dask_collection(X):
+            raise TypeError(
+                "BayesGaussianMixture.fit needs its data in memory (NUTS evaluates every row "
+                "at every step). Fit it on a uniform random sample of rows, e.g. "
+                "X[np.sort(rng.choice(len(X), 20_000, replace=False))].compute(); membership, "
+                "predict and score_samples then take the whole Dask array."
+            )
         X = check_X(X, estimator=self, reset=True, min_samples=2)
         k = self._check_params(X.shape[0])
         rs = check_random_state(self.random_state)
@@ -337,7 +345,10 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), optional
-            Points to summarise; the training data when omitted.
+            Points to summarise; the training data when omitted. A Dask array gives a
+            summary of lazy Dask arrays chunked like its rows (so do :meth:`predict`,
+            :meth:`predict_proba` and :meth:`score_samples`); the draws are sent to each
+            worker once.
         interval : float, default=0.89
             Probability mass of the equal-tailed intervals.
         max_draws : int, optional
@@ -349,11 +360,25 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             very many points (see
             :func:`~bayesgmm.responsibilities.summarize_responsibilities`).
         """
-        X = self._data(X)
+        dask_input = is_dask_collection(X)
+        X = X if dask_input else self._data(X)
         w, mu, pc = self._draws()
         if max_draws is not None:
             check_positive("max_draws", max_draws, integer=True)
             w, mu, pc = _thin(max_draws, w, mu, pc)
+        if dask_input:  # lazy Dask arrays chunked like X's rows (bayesgmm._dask)
+            from ._dask import summarize_rows
+
+            return summarize_rows(
+                X,
+                w,
+                mu,
+                pc,
+                self.covariance_type,
+                n_features=self.n_features_in_,
+                interval=interval,
+                intervals=intervals,
+            )
         return summarize_responsibilities(
             X, w, mu, pc, self.covariance_type, interval=interval, intervals=intervals
         )

@@ -8,6 +8,7 @@ iteration is one compiled pass over the data (:mod:`bayesgmm._kernels`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import warnings
@@ -21,6 +22,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils.validation import check_is_fitted
 
 from . import _kernels
+from ._dask import is_dask_collection
 from ._logdensity import mixture_responsibilities
 from ._numerics import (
     COVARIANCE_TYPES,
@@ -52,6 +54,12 @@ logger = logging.getLogger("bayesgmm")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 _LOG_2PI = np.log(2.0 * np.pi)
 _EPS10 = 10 * np.finfo(np.float64).eps
+#: Rows of the in-memory sample on which EM on Dask input is initialised (at least
+#: 1000 per component).
+DASK_INIT_SAMPLE = 100_000
+#: ``partial_fit``'s step for the ``t``-th batch is ``t ** -ONLINE_STEP_EXPONENT``; any
+#: exponent in (0.5, 1] satisfies the conditions of Cappé & Moulines (2009).
+ONLINE_STEP_EXPONENT = 0.6
 
 
 @dataclass
@@ -439,11 +447,16 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         with np.errstate(divide="ignore"):
             log_const = np.log(p.weights) + log_det - 0.5 * d * _LOG_2PI
         if cov_type in ("full", "tied"):
+            kind = "full"
             pc = np.ascontiguousarray(np.broadcast_to(p.precisions_cholesky, (k, d, d)))
-            return _kernels.em_pass("full", X, sample_weight, log_const, p.means, pc)
-        pc = p.precisions_cholesky
-        pc = np.ascontiguousarray(np.broadcast_to(pc if pc.ndim == 2 else pc[:, None], (k, d)))
-        return _kernels.em_pass("diag", X, sample_weight, log_const, p.means, pc)
+        else:
+            kind = "diag"
+            pc = p.precisions_cholesky
+            pc = np.broadcast_to(pc if pc.ndim == 2 else pc[:, None], (k, d))
+            pc = np.ascontiguousarray(pc)
+        if not isinstance(X, np.ndarray):  # Dask rows (bayesgmm._dask.DaskRows)
+            return X.em_pass(kind, log_const, p.means, pc)
+        return _kernels.em_pass(kind, X, sample_weight, log_const, p.means, pc)
 
     def _m_step(self, p: _Params, nk: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> _Params:
         nk = nk + _EPS10
@@ -462,8 +475,10 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         params: _Params,
         lower_bound: float,
         data_var: float,
+        total_weight: float | None = None,
     ) -> _Run:
-        total_weight = sample_weight.sum()
+        if total_weight is None:
+            total_weight = sample_weight.sum()
         lower_bounds: list[float] = []
         converged = False
         for n_iter in range(1, self.max_iter + 1):
@@ -490,10 +505,16 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         centre, std = check_scale(
             X, sample_weight, feature_names=getattr(self, "feature_names_in_", None)
         )
+        return self._scale_from_std(centre, std)
+
+    def _scale_from_std(
+        self, centre: np.ndarray, std: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The per-feature scale of the standardisation, given the data's centre and sd."""
         constant = std == 0.0
         if self.covariance_type == "spherical":
             pooled = float(np.sqrt(np.mean(std**2)))
-            scale = np.full(X.shape[1], pooled)
+            scale = np.full(std.shape[0], pooled)
         elif constant.any():
             pooled = float(np.sqrt(np.mean(std[~constant] ** 2))) if not constant.all() else 0.0
             scale = np.where(constant, pooled, std)
@@ -545,6 +566,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             If every run ended with a collapsed component (see ``degenerate_``).
         """
         self._fit(X, sample_weight)
+        self.__dict__.pop("_online", None)  # a later partial_fit starts a new stream
         return self
 
     def fit_predict(
@@ -556,10 +578,14 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        X = self._fit(X, sample_weight)
-        return self._weighted_log_prob(X).argmax(axis=1)
+        Xv = self._fit(X, sample_weight)
+        if not isinstance(Xv, np.ndarray):  # Dask input: lazy labels, chunked like X
+            return self.predict(X)
+        return self._weighted_log_prob(Xv).argmax(axis=1)
 
     def _fit(self, X: ArrayLike, sample_weight: ArrayLike | None) -> np.ndarray:
+        if is_dask_collection(X):
+            return self._fit_dask(X, sample_weight)
         continuing = self.warm_start and hasattr(self, "converged_")
         X = check_X(X, estimator=self, reset=not continuing, min_samples=2)
         n, d = X.shape
@@ -602,6 +628,20 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             if best is None or self._better(run, best):
                 best = run
         assert best is not None
+        self._finish_fit(best, centre, scale, log_scale, d, n_init, start)
+        return X
+
+    def _finish_fit(
+        self,
+        best: _Run,
+        centre: np.ndarray,
+        scale: np.ndarray,
+        log_scale: float,
+        d: int,
+        n_init: int,
+        start: float,
+    ) -> None:
+        """Map the kept run back to the data's units, refuse non-finite parameters, store."""
         best.params = _rescale(best.params, self.covariance_type, scale, centre)
         best.lower_bounds = [lb - log_scale for lb in best.lower_bounds]
         p = best.params
@@ -615,7 +655,212 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             )
         self._set_fitted(best, d, n_init)
         logger.debug("EM fit in %.3f s", time.perf_counter() - start)
-        return X
+
+    def _fit_dask(self, X: Any, sample_weight: ArrayLike | None) -> Any:
+        """EM on a Dask array: the same iterations as in memory, one pass over the chunks each.
+
+        See :mod:`bayesgmm._dask`. The initialisation runs on a uniform random sample of at
+        most :data:`DASK_INIT_SAMPLE` rows held in memory: each of the ``n_init`` starts
+        (k-means, k-means++, ...) is followed by EM on that sample, and the best sample
+        solution starts EM on all rows. Full ``*_init`` parameters skip the sample.
+        """
+        from ._dask import DaskRows, check_moments
+
+        continuing = self.warm_start and hasattr(self, "converged_")
+        rows = DaskRows.from_input(X, min_samples=2, sample_weight=sample_weight)
+        n, d = rows.shape
+        if continuing and d != self.n_features_in_:
+            raise ValueError(
+                f"X has {d} features, but the estimator was fitted with {self.n_features_in_}."
+                " Pass data with the same columns, or set warm_start=False."
+            )
+        self._check_parameters(n)  # before any data is read
+        inits = self._check_inits(d)
+        random_state = check_random_state(self.random_state)
+        start = time.perf_counter()
+        centre, std = rows.moments()  # one pass; NaN/inf reported with chunk and rows
+        std = check_moments(centre, std)
+        centre, scale, std = self._scale_from_std(centre, std)
+        if not continuing:
+            self.n_features_in_ = d
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        rows.centre, rows.scale = centre, scale
+        inits = self._standardize_inits(inits, centre, scale)
+        log_scale = float(np.log(scale).sum())
+        units = scale / scale.max()
+        data_var = float(np.mean((std / scale) ** 2))
+        n_init = 1 if continuing else self.n_init
+        lower_bound = -np.inf
+        if continuing:
+            fitted = _Params(
+                self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
+            )
+            params = _rescale(fitted, self.covariance_type, 1.0 / scale, -centre / scale)
+            lower_bound = self.lower_bound_ + log_scale
+        elif len(inits) == 3:
+            params = self._params_from_inits(inits)
+        else:
+            size = min(n, max(DASK_INIT_SAMPLE, 1000 * self.n_components))
+            sample, ws = rows.sample_rows(size, random_state)
+            if ws.sum() <= 0:  # every sampled row has weight 0: draw among weighted rows
+                raise ValueError(
+                    "The initialisation sample holds only rows of weight 0; give enough rows "
+                    "positive weight, or pass weights_init, means_init and precisions_init."
+                )
+            Zs = np.ascontiguousarray((sample - centre) / scale)
+            best_sample: _Run | None = None
+            for _ in range(n_init):
+                p0 = self._initialize(Zs, ws, random_state, inits, units)
+                run = self._run_em(Zs, ws, p0, -np.inf, data_var)
+                if best_sample is None or self._better(run, best_sample):
+                    best_sample = run
+            assert best_sample is not None
+            params = best_sample.params
+            logger.info(
+                "Dask EM: initialised on %d of %d rows (%d start(s))", Zs.shape[0], n, n_init
+            )
+        run = self._run_em(rows, None, params, lower_bound, data_var, rows.total_weight)
+        self._finish_fit(run, centre, scale, log_scale, d, n_init, start)
+        return rows
+
+    def partial_fit(
+        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> Self:
+        """Online EM: update the mixture with one batch of a stream that is never stored.
+
+        Stochastic-approximation EM (Cappé & Moulines 2009): the running averages ``s`` of
+        the sufficient statistics (per-row responsibilities, their first and second moments)
+        move towards the batch's, ``s <- (1 - g_t) s + g_t s_batch`` with the decreasing step
+        ``g_t = t ** -ONLINE_STEP_EXPONENT`` for the ``t``-th batch, and the parameters are the
+        M-step of ``s``. Each batch is one compiled pass.
+
+        The first call (or the first after :meth:`fit`) starts the stream: it fixes the units
+        (the standardisation of the class Notes, from this batch), initialises as
+        :meth:`fit` does on this batch (``init_params``, ``n_init`` restarts, EM on the batch)
+        and needs at least ``n_components`` rows. Later batches may have any size.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One batch of rows.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), optional
+            Frequency weights of the batch's rows.
+
+        Returns
+        -------
+        self : EMGaussianMixture
+            ``n_samples_seen_`` counts the rows (sum of weights) seen, ``n_iter_`` the
+            batches and ``lower_bounds_`` each batch's mean log-likelihood under the
+            parameters before its update (a held-out score of the stream).
+        """
+        state = getattr(self, "_online", None)
+        X = check_X(X, estimator=self, reset=state is None, min_samples=1)
+        w = check_sample_weight(sample_weight, X.shape[0])
+        if state is None:
+            return self._start_online(X, w)
+        centre, scale = state["centre"], state["scale"]
+        Z = np.ascontiguousarray((X - centre) / scale)
+        params = state["params"]
+        ll, nk, s1, s2 = self._em_pass(Z, w, params)
+        total = float(w.sum())
+        state["t"] += 1
+        gamma = state["t"] ** -ONLINE_STEP_EXPONENT
+        batch = self._raw_moments(params, nk, s1, s2, total)
+        state["stats"] = [
+            (1 - gamma) * a + gamma * b for a, b in zip(state["stats"], batch, strict=True)
+        ]
+        state["lower_bounds"].append(ll / total - state["log_scale"])
+        state["n_seen"] += total
+        state["params"] = self._params_from_raw_moments(*state["stats"])
+        self._set_online_fitted(state)
+        return self
+
+    def _raw_moments(
+        self, p: _Params, nk: np.ndarray, s1: np.ndarray, s2: np.ndarray, total: float
+    ) -> list[np.ndarray]:
+        """Per-row averages of ``r``, ``r z`` and ``r z z^T`` (or its diagonal) about 0."""
+        mu = p.means
+        if s2.ndim == 3:
+            cross = mu[:, :, None] * s1[:, None, :]
+            second = (
+                s2
+                + cross
+                + np.swapaxes(cross, 1, 2)
+                + nk[:, None, None] * (mu[:, :, None] * mu[:, None, :])
+            )
+        else:
+            second = s2 + 2 * mu * s1 + nk[:, None] * mu**2
+        return [nk / total, (s1 + nk[:, None] * mu) / total, second / total]
+
+    def _params_from_raw_moments(self, s0: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> _Params:
+        nk = s0 + _EPS10
+        means = s1 / nk[:, None]
+        if s2.ndim == 3:
+            covs = s2 / nk[:, None, None] - means[:, :, None] * means[:, None, :]
+        else:
+            covs = s2 / nk[:, None] - means**2
+        return self._finish_m_step(nk, means, covs)
+
+    def _start_online(self, X: np.ndarray, w: np.ndarray) -> Self:
+        self._check_parameters(X.shape[0])
+        inits = self._check_inits(X.shape[1])
+        random_state = check_random_state(self.random_state)
+        centre, scale, std = self._standardization(X, w)
+        Z = np.ascontiguousarray((X - centre) / scale)
+        inits = self._standardize_inits(inits, centre, scale)
+        data_var = float(np.mean((std / scale) ** 2))
+        best: _Run | None = None
+        for _ in range(self.n_init):
+            p0 = self._initialize(Z, w, random_state, inits, scale / scale.max())
+            run = self._run_em(Z, w, p0, -np.inf, data_var)
+            if best is None or self._better(run, best):
+                best = run
+        assert best is not None
+        params = best.params
+        ll, nk, s1, s2 = self._em_pass(Z, w, params)
+        total = float(w.sum())
+        log_scale = float(np.log(scale).sum())
+        state = {
+            "centre": centre,
+            "scale": scale,
+            "log_scale": log_scale,
+            "data_var": data_var,
+            "t": 1,
+            "stats": self._raw_moments(params, nk, s1, s2, total),
+            "lower_bounds": [ll / total - log_scale],
+            "n_seen": total,
+        }
+        state["params"] = self._params_from_raw_moments(*state["stats"])
+        self._online = state
+        self._set_online_fitted(state)
+        return self
+
+    def _set_online_fitted(self, state: dict) -> None:
+        """Public attributes from the online state (data units, the stable order); no
+        warnings: a stream has no convergence to report."""
+        p = _rescale(state["params"], self.covariance_type, state["scale"], state["centre"])
+        degenerate, _ = self._degenerate(
+            state["params"], state["n_seen"], p.means.shape[1], state["data_var"]
+        )
+        order = np.lexsort(p.means.T[::-1])
+        tied = self.covariance_type == "tied"
+        self.weights_ = p.weights[order]
+        self.means_ = p.means[order]
+        self.covariances_ = p.covariances if tied else p.covariances[order]
+        self.precisions_cholesky_ = p.precisions_cholesky if tied else p.precisions_cholesky[order]
+        self.precisions_ = precisions_from_precisions_cholesky(
+            self.precisions_cholesky_, self.covariance_type
+        )
+        self.degenerate_ = degenerate[order]
+        self.converged_ = False
+        self.lower_bounds_ = np.asarray(state["lower_bounds"])
+        self.lower_bound_ = float(state["lower_bounds"][-1])
+        self.n_iter_ = int(state["t"])
+        self.n_samples_seen_ = state["n_seen"]
+        self.n_parameters_ = n_parameters(self.n_components, p.means.shape[1], self.covariance_type)
 
     @staticmethod
     def _better(run: _Run, best: _Run) -> bool:
@@ -649,13 +894,13 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
                 f"{n_init} initialisations; last change above tol={self.tol}). Increase "
                 "max_iter, loosen tol, or check the data's scaling.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         if self.degenerate_.any():
             warnings.warn(
                 self._degenerate_message(few_points, n_features, n_init),
                 DegenerateMixtureWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def _degenerate_message(self, few_points: np.ndarray, n_features: int, n_init: int) -> str:
@@ -708,7 +953,10 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         log_density : ndarray of shape (n_samples,)
+            A lazy Dask array chunked like ``X``'s rows when ``X`` is a Dask array.
         """
+        if is_dask_collection(X):
+            return self._dask_map(X, "score_samples")
         return self._responsibilities(X)[1]
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
@@ -721,8 +969,11 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         resp : ndarray of shape (n_samples, n_components)
-            Rows sum to one.
+            Rows sum to one. A lazy Dask array chunked like ``X``'s rows when ``X`` is a
+            Dask array.
         """
+        if is_dask_collection(X):
+            return self._dask_map(X, "predict_proba")
         return self._responsibilities(X)[0]
 
     def predict(self, X: ArrayLike) -> np.ndarray:
@@ -731,8 +982,28 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy Dask array chunked like ``X``'s rows when ``X`` is a Dask array.
         """
+        if is_dask_collection(X):
+            return self._dask_map(X, "predict")
         return self._responsibilities(X)[0].argmax(axis=1)
+
+    def _dask_map(self, X: Any, what: str) -> Any:
+        """Lazy predictions over the row chunks of a Dask array (nothing is computed)."""
+        from ._dask import map_rows
+
+        check_is_fitted(self)
+        fn = functools.partial(
+            _predict_block,
+            what,
+            self.weights_,
+            self.means_,
+            self.precisions_cholesky_,
+            self.covariance_type,
+        )
+        k = self.n_components if what == "predict_proba" else None
+        dtype = np.int64 if what == "predict" else np.float64
+        return map_rows(X, fn, n_features=self.n_features_in_, out_cols=k, dtype=dtype)
 
     def _responsibilities(self, X: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Validated ``X`` -> (responsibilities, log-density), compiled and parallel over rows."""
@@ -744,6 +1015,12 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     def _total_log_likelihood(
         self, X: ArrayLike, sample_weight: ArrayLike | None
     ) -> tuple[float, float, np.ndarray, np.ndarray]:
+        if is_dask_collection(X):
+            raise TypeError(
+                "bic, aic and icl do not take Dask arrays yet. Use "
+                "float(em.score_samples(X).sum()) for the total log-likelihood of a Dask "
+                "array, or pass an in-memory sample."
+            )
         X = self._check_X_predict(X)
         w = check_sample_weight(sample_weight, X.shape[0])
         resp, log_norm = responsibilities(self._weighted_log_prob(X))
@@ -810,6 +1087,25 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _predict_block(
+    what: str,
+    weights: np.ndarray,
+    means: np.ndarray,
+    precisions_cholesky: np.ndarray,
+    covariance_type: str,
+    block: np.ndarray,
+) -> np.ndarray:
+    """Predictions for one in-memory block of rows (the task of lazy Dask predictions)."""
+    resp, log_density = mixture_responsibilities(
+        block, weights, means, precisions_cholesky, covariance_type
+    )
+    if what == "score_samples":
+        return log_density
+    if what == "predict":
+        return resp.argmax(axis=1).astype(np.int64)
+    return resp
 
 
 def fitted_from_parameters(
