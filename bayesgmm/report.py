@@ -777,6 +777,103 @@ def _segmentation_section(
     return blocks
 
 
+def _model_section(bgm: BayesGaussianMixture) -> list[_Block]:
+    """The likelihood and every prior with its numbers, read from build_model's PyMC model."""
+    from .methods import model_description
+    from .model import Priors
+
+    params = _params(bgm)
+    pri = params.get("priors")
+    priors = Priors(**pri) if isinstance(pri, dict) else (bgm.priors or Priors())
+    desc = model_description(
+        _observed(bgm),
+        int(bgm.idata_["posterior"].sizes["component"]),
+        covariance_type=str(params.get("covariance_type", bgm.covariance_type)),
+        priors=priors,
+    )
+    return [
+        _Heading("Model"),
+        _Para("Likelihood: " + desc.likelihood),
+        _Table(
+            _frame(desc.priors),
+            "Priors, with their hyper-parameters in data units (read from the PyMC model).",
+        ),
+        _Para(desc.scaling),
+    ]
+
+
+def _sensitivity_section(bgm: BayesGaussianMixture) -> list[_Block]:
+    """Power-scaling prior sensitivity (psense_summary), in a table and in words."""
+    from .methods import sensitivity_words
+
+    try:
+        table = bgm.prior_sensitivity()
+    except Exception as exc:  # a damaged or foreign tree: say so, keep the report
+        return [
+            _Heading("Prior sensitivity"),
+            _Para(
+                f"Prior sensitivity could not be computed ({type(exc).__name__}: {exc}).", "fail"
+            ),
+        ]
+    flagged = table["diagnosis"].astype(str).str.startswith("potential").any()
+    shown = table.reset_index(names="parameter").rename(
+        columns={"prior": "prior sensitivity", "likelihood": "likelihood sensitivity"}
+    )
+    shown["diagnosis"] = shown["diagnosis"].replace({"✓": "fine"})
+    return [
+        _Heading("Prior sensitivity"),
+        _Para(
+            "Power-scaling sensitivity (Kallioinen et al. 2023; arviz_stats.psense_summary): how "
+            "far each posterior quantity moves when the prior, or the likelihood, is raised to "
+            "a power near 1, estimated by importance sampling of the draws already taken. "
+            "Values above 0.05 are flagged."
+        ),
+        _Para(sensitivity_words(table), "fail" if flagged else "pass"),
+        _Table(_frame(shown), "Prior and likelihood sensitivity of every parameter."),
+    ]
+
+
+def _methods_section(
+    bgm: BayesGaussianMixture,
+    comparison: ComparisonResult | None,
+    repro: dict[str, Any] | None,
+) -> list[_Block]:
+    """The methods paragraph with references, and what reproduces the fit."""
+    from .methods import methods_paragraph, reproducibility
+
+    text = methods_paragraph(bgm, comparison=comparison, references=True)
+    paragraph, _, refs = text.partition("\n\nReferences\n\n")
+    blocks: list[_Block] = [
+        _Heading("Methods"),
+        _Para(paragraph),
+    ]
+    if refs:
+        blocks += [_Para("References:"), _List(refs.splitlines())]
+    info = dict(repro) if repro is not None else reproducibility(bgm)
+    rows: list[tuple[str, Any]] = []
+    if "command" in info:
+        rows.append(("command line", info["command"]))
+    if "python" in info:
+        rows.append(("Python call", info["python"]))
+    if "input" in info:
+        inp = info["input"]
+        rows += [
+            ("input file", inp.get("name")),
+            ("input size (bytes)", inp.get("size")),
+            ("input SHA-256", inp.get("sha256")),
+        ]
+    if "seed" in info:
+        rows.append(("seed", info["seed"]))
+    if "resolved_seed" in info:
+        rows.append(("resolved seed (sampler)", info["resolved_seed"]))
+    rows += [(f"version: {k}", v) for k, v in info.get("versions", {}).items()]
+    blocks += [
+        _Heading("Reproducibility", 3),
+        _Table(_kv(rows, ("item", "value")), "What reproduces this fit."),
+    ]
+    return blocks
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -836,6 +933,7 @@ def render_report(
     threshold: float = 0.9,
     n_uncertain: int = 10,
     dpi: float = 100,
+    reproducibility: dict[str, Any] | None = None,
 ) -> str:
     """Render a fitted mixture and/or a model comparison as an HTML or Markdown document.
 
@@ -873,6 +971,10 @@ def render_report(
         Least certain points listed.
     dpi : float, default=100
         Resolution of the PNG figures.
+    reproducibility : dict, optional
+        What reproduces the fit (:func:`bayesgmm.methods.reproducibility`: the command line,
+        the input file's name, size and SHA-256, the seed, versions); by default the Python
+        call, the seed and the versions read from ``bgm``.
 
     Returns
     -------
@@ -940,10 +1042,12 @@ def render_report(
     if bgm is not None:
         assert membership is not None
         blocks += _data_section(bgm)
+        blocks += _model_section(bgm)
         blocks += _em_section(bgm)
         blocks += _bayes_section(bgm, fig_store)
         blocks += _posterior_section(bgm, interval, fig_store)
         blocks += _membership_section(bgm, membership, interval, threshold, n_uncertain, fig_store)
+        blocks += _sensitivity_section(bgm)
     if comparison is not None:
         blocks += _comparison_section(comparison, fig_store)
     if segmentation is not None:
@@ -951,6 +1055,9 @@ def render_report(
     source = bgm
     if source is None and segmentation is not None and segmentation.method == "bayes":
         source = segmentation.estimator
+        blocks += _model_section(source)
+    if source is not None:
+        blocks += _methods_section(source, comparison, reproducibility)
     blocks += _provenance_section(source)
     text = _render_html(title, blocks) if fmt == "html" else _render_md(title, blocks)
     _log.info(
