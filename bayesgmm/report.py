@@ -59,6 +59,7 @@ from .plots import (
     plot_pairs,
     plot_posterior_intervals,
     plot_predictive_check,
+    plot_prior_predictive,
     plot_rank,
     plot_segmentation,
     plot_trace,
@@ -802,7 +803,7 @@ def _model_section(bgm: BayesGaussianMixture) -> list[_Block]:
     ]
 
 
-def _sensitivity_section(bgm: BayesGaussianMixture) -> list[_Block]:
+def _sensitivity_section(bgm: BayesGaussianMixture, figures: _Figures | None) -> list[_Block]:
     """Power-scaling prior sensitivity (psense_summary), in a table and in words."""
     from .methods import sensitivity_words
 
@@ -820,7 +821,7 @@ def _sensitivity_section(bgm: BayesGaussianMixture) -> list[_Block]:
         columns={"prior": "prior sensitivity", "likelihood": "likelihood sensitivity"}
     )
     shown["diagnosis"] = shown["diagnosis"].replace({"✓": "fine"})
-    return [
+    blocks: list[_Block] = [
         _Heading("Prior sensitivity"),
         _Para(
             "Power-scaling sensitivity (Kallioinen et al. 2023; arviz_stats.psense_summary): how "
@@ -831,6 +832,19 @@ def _sensitivity_section(bgm: BayesGaussianMixture) -> list[_Block]:
         _Para(sensitivity_words(table), "fail" if flagged else "pass"),
         _Table(_frame(shown), "Prior and likelihood sensitivity of every parameter."),
     ]
+    if figures is not None:
+        blocks.append(_prior_predictive_figure(bgm, figures))
+    return blocks
+
+
+def _prior_predictive_figure(bgm: BayesGaussianMixture, figures: _Figures) -> _Image:
+    return figures.add(
+        lambda: plot_prior_predictive(bgm),
+        "prior_predictive",
+        "Prior predictive check: values of 100 data sets simulated from the priors (line) "
+        "against the data (grey) and its range (shaded); weakly informative priors spread "
+        "wider than the data without absurd values.",
+    )
 
 
 def _methods_section(
@@ -1047,7 +1061,7 @@ def render_report(
         blocks += _bayes_section(bgm, fig_store)
         blocks += _posterior_section(bgm, interval, fig_store)
         blocks += _membership_section(bgm, membership, interval, threshold, n_uncertain, fig_store)
-        blocks += _sensitivity_section(bgm)
+        blocks += _sensitivity_section(bgm, fig_store)
     if comparison is not None:
         blocks += _comparison_section(comparison, fig_store)
     if segmentation is not None:

@@ -224,3 +224,24 @@ def test_reproducibility_command_gives_the_identical_posterior(tmp_path):
     b = BayesGaussianMixture.load(tmp_path / "b" / "posterior.nc").idata_["posterior"]
     for name in ("weights", "means", "covariances"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+# ---------------------------------------------------------------------- prior predictive
+
+
+def test_prior_predictive_draws_follow_the_priors(default_fit):
+    from bayesgmm.plots import plot_prior_predictive, prior_predictive_draws
+
+    X = load_faithful()
+    sims = prior_predictive_draws(default_fit, n_draws=300, random_state=1)
+    assert sims.shape == (300, len(X), 2)
+    m, s = X.mean().to_numpy(), X.std(ddof=0).to_numpy()
+    # E[x] = prior mean of the means; sd over data sets of a data set's mean is about
+    # 2.5 s / sqrt(2) (two components), so 300 sets give a standard error near 0.1 s.
+    np.testing.assert_array_less(np.abs(sims.mean(axis=(0, 1)) - m), 0.5 * s)
+    # weakly informative: wider than the data, but not absurdly (within 20 data sds)
+    lo, hi = np.quantile(sims.reshape(-1, 2), [0.01, 0.99], axis=0)
+    assert np.all(lo < X.min().to_numpy()) and np.all(hi > X.max().to_numpy())
+    assert np.all(hi - lo < 20 * s)
+    fig = plot_prior_predictive(default_fit, n_draws=20)
+    assert len([ax for ax in fig.axes if ax.axison]) == 2
