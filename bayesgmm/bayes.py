@@ -139,7 +139,9 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         ``precisions_cholesky``, ``chol``/``stds``/``corr`` or ``sigma``), ``sample_stats``,
         ``log_likelihood`` (``obs``: chain, draw, obs_id), ``observed_data``, ``relabel``
         (``permutation``: chain, draw, component, such that relabelled[..., k] =
-        sampled[..., permutation[..., k]]) and ``em`` (the EM solution). Root attributes hold
+        sampled[..., permutation[..., k]]), ``em`` (the EM solution) and ``log_prior``
+        (``weights``, ``means``, ``covariance``: each prior's log density at every draw,
+        for :meth:`prior_sensitivity`). Root attributes hold
         the provenance: package version, estimator parameters (JSON), seed, sampler, timings.
     em_ : EMGaussianMixture
         The EM fit that started and pivoted the chains.

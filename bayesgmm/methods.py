@@ -41,11 +41,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REFERENCES",
+    "ModelDescription",
+    "file_fingerprint",
     "log_prior_dataset",
+    "methods_markdown",
     "methods_paragraph",
     "model_description",
     "model_hyperparameters",
+    "python_call",
     "reproducibility",
+    "sensitivity_table",
+    "sensitivity_words",
 ]
 
 #: The references the methods paragraph cites, keyed by their short citation.
@@ -493,7 +499,7 @@ def methods_paragraph(
             "All convergence checks passed."
             if rep.passed
             else "The convergence checks FAILED, so the posterior summaries should not be "
-            "trusted until the sampler is rerun with more tuning and draws."
+            "trusted until that is resolved."
         )
     )
     if comparison is not None:

@@ -4,7 +4,9 @@
 :class:`~bayesgmm.selection.ComparisonResult` and/or a segmentation, and lays out what they
 already hold:
 
-1. the data (``idata_["observed_data"]``);
+1. the data (``idata_["observed_data"]``) and the model: the likelihood and every prior with
+   its hyper-parameters in data units, read from :func:`bayesgmm.build_model`'s PyMC model
+   (:func:`bayesgmm.methods.model_description`);
 2. the EM fit: weights, means, BIC/AIC/ICL and collapsed (degenerate) components;
 3. the Bayesian fit: sampler, settings, timings (``idata_.attrs``), the diagnostics verdict
    and table, and the trace of the means;
@@ -15,7 +17,11 @@ already hold:
 6. model comparison: the verdict, each criterion's choice and the table;
 7. image segmentation (a :class:`~bayesgmm.SegmentationResult`): settings, the sampler's
    verdict for a Bayesian fit, a per-segment table and the image, label and uncertainty maps;
-8. provenance: package versions, estimator parameters and the seed.
+8. prior sensitivity (power-scaling, :meth:`~bayesgmm.BayesGaussianMixture.prior_sensitivity`)
+   in a table and in words, with a prior predictive check;
+9. methods: a paragraph for a paper with references
+   (:func:`bayesgmm.methods.methods_paragraph`) and what reproduces the fit;
+10. provenance: package versions, estimator parameters and the seed.
 
 Figures are PNG files in ``figures_dir``, referenced by relative path, or embedded as base64
 with ``embed=True`` so that an HTML report is one self-contained file. Every piece of text is
