@@ -296,9 +296,12 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         tree["em"] = xr.DataTree(_em_dataset(em, names))
         # The log prior of every draw, from the model's own prior terms: the group that
         # power-scaling prior sensitivity (prior_sensitivity) needs.
-        tree["log_prior"] = xr.DataTree(
-            _log_prior(tree, X, names, k, self.covariance_type, self.priors)
-        )
+        try:
+            tree["log_prior"] = xr.DataTree(
+                _log_prior(tree, X, names, k, self.covariance_type, self.priors)
+            )
+        except Exception as exc:  # never lose a posterior to this extra; say why it is missing
+            _log.warning("The log prior of the draws could not be computed (%s).", exc)
         report = diagnose(tree, before=before)
         tree.attrs.update(
             bayesgmm_version=__version__,

@@ -802,9 +802,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 bgm, command=_fit_command(args), data_path=args.data, seed=args.seed
             )
             _write_json(tmp / "run.json", {**_provenance(args, "fit"), "reproducibility": repro})
-            (tmp / "methods.md").write_text(
-                methods_markdown(bgm, reproducibility=repro), encoding="utf-8"
-            )
             bgm.diagnostics_.table.to_csv(tmp / "posterior_summary.csv", index=False)
             bgm.membership().to_frame().set_axis(X.index).to_csv(
                 tmp / "membership.csv", index_label="row"
@@ -818,6 +815,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
             def report() -> None:
                 from .report import write_report
 
+                (tmp / "methods.md").write_text(
+                    methods_markdown(bgm, reproducibility=repro), encoding="utf-8"
+                )
+
                 # report.html with its figures as PNG files in report_figures/
                 write_report(
                     tmp / "report.html",
@@ -827,7 +828,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 )
 
             # The results above are kept whatever happens to the report.
-            report_error = _try_report(tmp, ("report.html", "report_figures"), report)
+            report_error = _try_report(tmp, ("methods.md", "report.html", "report_figures"), report)
     if report_error is not None:
         return _partial(
             out, "the report", report_error, f"retry with 'bayesgmm report {out} --force'"

@@ -220,6 +220,11 @@ def test_reproducibility_command_gives_the_identical_posterior(tmp_path):
     argv[argv.index("--out") + 1] = str(tmp_path / "b")
     second = _cli(*argv[1:], cwd=tmp_path)
     assert second.returncode == 0, second.stderr
+    # 'bayesgmm report' shows the recorded reproducibility block and the methods
+    report = _cli("report", str(tmp_path / "a"), "--format", "md", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "## Methods" in md and run["input"]["sha256"] in md and "Kallioinen" in md
     a = BayesGaussianMixture.load(tmp_path / "a" / "posterior.nc").idata_["posterior"]
     b = BayesGaussianMixture.load(tmp_path / "b" / "posterior.nc").idata_["posterior"]
     for name in ("weights", "means", "covariances"):
