@@ -170,7 +170,7 @@ def model_description(
     covariance_type: str = "full",
     priors: Any = None,
 ) -> ModelDescription:
-    """The likelihood and every prior of the mixture, numbers read from :func:`bayesgmm.build_model`.
+    """The likelihood and every prior of the mixture, read from :func:`bayesgmm.build_model`.
 
     Parameters
     ----------
