@@ -330,6 +330,48 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             params["random_state"] = None
         return params
 
+    def prior_sensitivity(self, *, threshold: float = 0.05) -> Any:
+        """Power-scaling prior and likelihood sensitivity of the posterior (Kallioinen et al.).
+
+        :func:`arviz_stats.psense_summary` on the weights, means, standard deviations and
+        (for ``"full"``/``"tied"`` with several features) the correlations below the
+        diagonal: how much each posterior quantity moves (cumulative Jensen-Shannon distance
+        per unit of log power) when the prior or the likelihood is raised to a power near 1,
+        estimated by Pareto-smoothed importance sampling of the draws already taken.
+
+        Parameters
+        ----------
+        threshold : float, default 0.05
+            Sensitivity above which a quantity is flagged (the value the method's authors
+            suggest).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by parameter (``"means[1, eruptions]"``), with columns ``prior``,
+            ``likelihood`` (the sensitivities) and ``diagnosis``: ``"potential prior-data
+            conflict"`` (both above the threshold), ``"potential strong prior / weak
+            likelihood"`` (only the prior's) or ``"✓"``.
+        """
+        from .methods import sensitivity_table
+
+        check_is_fitted(self, "idata_")
+        tree = self.idata_
+        if "log_prior" not in tree.children:  # a fit saved before the group existed
+            X = tree["observed_data"]["obs"]
+            names = [str(f) for f in X["feature"].values]
+            lp = _log_prior(
+                tree,
+                X.values,
+                names,
+                tree["posterior"].sizes["component"],
+                self.covariance_type,
+                self.priors,
+            )
+            tree = tree.copy()
+            tree["log_prior"] = xr.DataTree(lp)
+        return sensitivity_table(tree, self.covariance_type, threshold=threshold)
+
     # ------------------------------------------------------------------ posterior summaries
 
     def _draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -438,48 +480,6 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
     def score(self, X: Any, y: Any = None) -> float:
         """Mean posterior predictive log-density of ``X``."""
         return float(np.mean(self.score_samples(X)))
-
-    def prior_sensitivity(self, *, threshold: float = 0.05) -> Any:
-        """Power-scaling prior and likelihood sensitivity of the posterior (Kallioinen et al.).
-
-        :func:`arviz_stats.psense_summary` on the weights, means, standard deviations and
-        (for ``"full"``/``"tied"`` with several features) the correlations below the
-        diagonal: how much each posterior quantity moves (cumulative Jensen-Shannon distance
-        per unit of log power) when the prior or the likelihood is raised to a power near 1,
-        estimated by Pareto-smoothed importance sampling of the draws already taken.
-
-        Parameters
-        ----------
-        threshold : float, default 0.05
-            Sensitivity above which a quantity is flagged (the value the method's authors
-            suggest).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Indexed by parameter (``"means[1, eruptions]"``), with columns ``prior``,
-            ``likelihood`` (the sensitivities) and ``diagnosis``: ``"potential prior-data
-            conflict"`` (both above the threshold), ``"potential strong prior / weak
-            likelihood"`` (only the prior's) or ``"✓"``.
-        """
-        from .methods import sensitivity_table
-
-        check_is_fitted(self, "idata_")
-        tree = self.idata_
-        if "log_prior" not in tree.children:  # a fit saved before the group existed
-            X = tree["observed_data"]["obs"]
-            names = [str(f) for f in X["feature"].values]
-            lp = _log_prior(
-                tree,
-                X.values,
-                names,
-                tree["posterior"].sizes["component"],
-                self.covariance_type,
-                self.priors,
-            )
-            tree = tree.copy()
-            tree["log_prior"] = xr.DataTree(lp)
-        return sensitivity_table(tree, self.covariance_type, threshold=threshold)
 
     # ------------------------------------------------------------------ persistence
 
