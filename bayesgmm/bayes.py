@@ -108,7 +108,9 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         ``precisions_cholesky``, ``chol``/``stds``/``corr`` or ``sigma``), ``sample_stats``,
         ``log_likelihood`` (``obs``: chain, draw, obs_id), ``observed_data``, ``relabel``
         (``permutation``: chain, draw, component, such that relabelled[..., k] =
-        sampled[..., permutation[..., k]]) and ``em`` (the EM solution). Root attributes hold
+        sampled[..., permutation[..., k]]), ``em`` (the EM solution) and ``log_prior``
+        (``weights``, ``means``, ``covariance``: each prior's log density at every draw,
+        for :meth:`prior_sensitivity`). Root attributes hold
         the provenance: package version, estimator parameters (JSON), seed, sampler, timings.
     em_ : EMGaussianMixture
         The EM fit that started and pivoted the chains.
@@ -280,6 +282,14 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             tree["posterior"] = xr.DataTree(relabelled)
             tree["relabel"] = xr.DataTree(xr.Dataset({"permutation": perms}, attrs=dict(info)))
         tree["em"] = xr.DataTree(_em_dataset(em, names))
+        # The log prior of every draw, from the model's own prior terms: the group that
+        # power-scaling prior sensitivity (prior_sensitivity) needs.
+        try:
+            tree["log_prior"] = xr.DataTree(
+                _log_prior(tree, X, names, k, self.covariance_type, self.priors)
+            )
+        except Exception as exc:  # never lose a posterior to this extra; say why it is missing
+            _log.warning("The log prior of the draws could not be computed (%s).", exc)
         report = diagnose(tree, before=before)
         tree.attrs.update(
             bayesgmm_version=__version__,
@@ -308,6 +318,48 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         if rs is not None and not isinstance(rs, int | np.integer):
             params["random_state"] = None
         return params
+
+    def prior_sensitivity(self, *, threshold: float = 0.05) -> Any:
+        """Power-scaling prior and likelihood sensitivity of the posterior (Kallioinen et al.).
+
+        :func:`arviz_stats.psense_summary` on the weights, means, standard deviations and
+        (for ``"full"``/``"tied"`` with several features) the correlations below the
+        diagonal: how much each posterior quantity moves (cumulative Jensen-Shannon distance
+        per unit of log power) when the prior or the likelihood is raised to a power near 1,
+        estimated by Pareto-smoothed importance sampling of the draws already taken.
+
+        Parameters
+        ----------
+        threshold : float, default 0.05
+            Sensitivity above which a quantity is flagged (the value the method's authors
+            suggest).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by parameter (``"means[1, eruptions]"``), with columns ``prior``,
+            ``likelihood`` (the sensitivities) and ``diagnosis``: ``"potential prior-data
+            conflict"`` (both above the threshold), ``"potential strong prior / weak
+            likelihood"`` (only the prior's) or ``"✓"``.
+        """
+        from .methods import sensitivity_table
+
+        check_is_fitted(self, "idata_")
+        tree = self.idata_
+        if "log_prior" not in tree.children:  # a fit saved before the group existed
+            X = tree["observed_data"]["obs"]
+            names = [str(f) for f in X["feature"].values]
+            lp = _log_prior(
+                tree,
+                X.values,
+                names,
+                tree["posterior"].sizes["component"],
+                self.covariance_type,
+                self.priors,
+            )
+            tree = tree.copy()
+            tree["log_prior"] = xr.DataTree(lp)
+        return sensitivity_table(tree, self.covariance_type, threshold=threshold)
 
     # ------------------------------------------------------------------ posterior summaries
 
@@ -680,6 +732,26 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _log_prior(
+    tree: xr.DataTree,
+    X: np.ndarray,
+    names: list[str],
+    k: int,
+    covariance_type: str,
+    priors: Priors | None,
+) -> xr.Dataset:
+    """The ``log_prior`` group: each prior's log density at every draw, from build_model."""
+    import pandas as pd
+
+    from .methods import log_prior_dataset
+    from .model import build_model
+
+    model = build_model(
+        pd.DataFrame(X, columns=names), k, covariance_type=covariance_type, priors=priors
+    )
+    return log_prior_dataset(tree["posterior"].to_dataset(), model, covariance_type)
 
 
 def _thin(max_draws: int, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -682,6 +683,39 @@ def _partial(out: Path, what: str, error: str, retry: str = "") -> int:
     return EXIT_PARTIAL
 
 
+def _fit_command(args: argparse.Namespace) -> str:
+    """The ``bayesgmm fit`` command line that reproduces this run (every option explicit)."""
+    parts = ["bayesgmm", "fit", args.data, "-k", str(args.k)]
+    for flag, value in (
+        ("--columns", args.columns),
+        ("--sep", getattr(args, "sep", None)),
+        ("--decimal", getattr(args, "decimal", None)),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.dropna:
+        parts.append("--dropna")
+    parts += [
+        "--covariance",
+        args.covariance,
+        "--method",
+        args.method,
+        "--draws",
+        str(args.draws),
+        "--tune",
+        str(args.tune),
+        "--chains",
+        str(args.chains),
+        "--n-init",
+        str(args.n_init),
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(args.out),
+    ]
+    return shlex.join(parts)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     """Fit EM and/or the Bayesian mixture to a data file and save the results."""
     out = Path(args.out)
@@ -695,7 +729,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     report_error = None
     with _staged_dir(out, args.force) as tmp:
-        _write_json(tmp / "run.json", _provenance(args, "fit"))
+        from .methods import reproducibility as _repro
+
+        _write_json(
+            tmp / "run.json",
+            {
+                **_provenance(args, "fit"),
+                "reproducibility": _repro(
+                    command=_fit_command(args), data_path=args.data, seed=args.seed
+                ),
+            },
+        )
         if args.method in ("em", "both"):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -752,6 +796,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 [w for w in caught if args.quiet or not issubclass(w.category, SamplingWarning)],
             )
             bgm.save(tmp / "posterior.nc")
+            from .methods import methods_markdown, reproducibility
+
+            repro = reproducibility(
+                bgm, command=_fit_command(args), data_path=args.data, seed=args.seed
+            )
+            _write_json(tmp / "run.json", {**_provenance(args, "fit"), "reproducibility": repro})
             bgm.diagnostics_.table.to_csv(tmp / "posterior_summary.csv", index=False)
             bgm.membership().to_frame().set_axis(X.index).to_csv(
                 tmp / "membership.csv", index_label="row"
@@ -765,13 +815,20 @@ def cmd_fit(args: argparse.Namespace) -> int:
             def report() -> None:
                 from .report import write_report
 
+                (tmp / "methods.md").write_text(
+                    methods_markdown(bgm, reproducibility=repro), encoding="utf-8"
+                )
+
                 # report.html with its figures as PNG files in report_figures/
                 write_report(
-                    tmp / "report.html", bgm=bgm, title=f"bayesgmm fit: {Path(args.data).name}"
+                    tmp / "report.html",
+                    bgm=bgm,
+                    title=f"bayesgmm fit: {Path(args.data).name}",
+                    reproducibility=repro,
                 )
 
             # The results above are kept whatever happens to the report.
-            report_error = _try_report(tmp, ("report.html", "report_figures"), report)
+            report_error = _try_report(tmp, ("methods.md", "report.html", "report_figures"), report)
     if report_error is not None:
         return _partial(
             out, "the report", report_error, f"retry with 'bayesgmm report {out} --force'"
@@ -925,11 +982,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     if target.exists() and not args.force:
         raise ValueError(f"{str(target)!r} already exists; pass --force to replace it.")
     from .bayes import BayesGaussianMixture
+    from .methods import methods_markdown
     from .report import write_report
 
     bgm = BayesGaussianMixture.load(src / "posterior.nc")
-    path = write_report(target, bgm=bgm, embed=args.format == "html")
-    _record_written(src, target.name, f"{target.stem}_figures")
+    repro = None
+    try:  # the reproducibility block that 'bayesgmm fit' recorded
+        repro = json.loads((src / "run.json").read_text(encoding="utf-8"))["reproducibility"]
+    except (OSError, ValueError, KeyError, TypeError):
+        repro = None
+    path = write_report(target, bgm=bgm, embed=args.format == "html", reproducibility=repro)
+    methods = src / "methods.md"
+    if args.force or not methods.exists():
+        tmp = methods.with_name(f".{methods.name}.tmp")
+        tmp.write_text(methods_markdown(bgm, reproducibility=repro), encoding="utf-8")
+        os.replace(tmp, methods)
+    _record_written(src, target.name, f"{target.stem}_figures", methods.name)
     if not args.quiet:
         print(f"report written to {path}")
     return 0

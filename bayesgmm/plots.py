@@ -14,6 +14,7 @@ function                                figure
 :func:`plot_trace`                      per-chain marginal densities and traces of one variable
 :func:`plot_posterior_intervals`        forest plot: posterior mean and interval beside EM
 :func:`plot_predictive_check`           data density against the posterior predictive density
+:func:`plot_prior_predictive`           data simulated from the priors against the data range
 :func:`plot_pairs`                      every feature pair (for D > 2): EM and posterior ellipses
 :func:`plot_rank`, :func:`plot_forest`  rank and forest plots from arviz-plots
 :func:`plot_comparison`                 model-selection criteria against K
@@ -57,11 +58,13 @@ __all__ = [
     "plot_pairs",
     "plot_posterior_intervals",
     "plot_predictive_check",
+    "plot_prior_predictive",
     "plot_rank",
     "plot_reliability",
     "plot_segmentation",
     "plot_trace",
     "posterior_vs_em",
+    "prior_predictive_draws",
 ]
 
 _ELLIPSE_SD = 2.0  # ellipses enclose +-2 standard deviations (Mahalanobis radius 2)
@@ -715,6 +718,101 @@ def plot_predictive_check(
         ax.set_ylabel("density" if f % n_cols == 0 else "")
     axes[0].legend(fontsize=9)
     title = "Posterior predictive check (marginal densities)"
+    if X.shape[1] > n_panels:
+        title += f": first {n_panels} of {X.shape[1]} features"
+    fig.suptitle(title)
+    return fig
+
+
+def prior_predictive_draws(
+    bgm: BayesGaussianMixture, *, n_draws: int = 100, random_state: int = 0
+) -> np.ndarray:
+    """Data sets simulated from the prior of the fitted model, shape (n_draws, n_samples, D).
+
+    The parameters (weights, means, covariances) are drawn from the priors of the PyMC model
+    :func:`bayesgmm.build_model` builds for the fit's data, priors and covariance type; each
+    data set then picks every point's component by weight and draws it from that Gaussian.
+    """
+    import warnings
+
+    import pymc as pm
+
+    from .model import Priors, build_model
+
+    _check_bgm(bgm, "prior_predictive_draws")
+    X, names = _observed(bgm)
+    post = bgm.idata_["posterior"]
+    priors = bgm.priors if isinstance(bgm.priors, Priors) else None
+    model = build_model(
+        pd.DataFrame(X, columns=names),
+        post.sizes["component"],
+        covariance_type=bgm.covariance_type,
+        priors=priors,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTensor's notes on BLAS and object mode
+        w, mu, cov = pm.draw(
+            [model["weights"], model["means"], model["covariances"]],
+            draws=int(n_draws),
+            random_seed=random_state,
+            mode="FAST_COMPILE",
+        )
+    if cov.ndim == 3:  # tied: one covariance for every component
+        cov = np.broadcast_to(cov[:, None], (cov.shape[0], mu.shape[1], *cov.shape[1:]))
+    rng = np.random.default_rng(random_state)
+    n, d = X.shape
+    out = np.empty((int(n_draws), n, d))
+    for s in range(int(n_draws)):
+        z = rng.choice(w.shape[1], size=n, p=w[s] / w[s].sum())
+        chol = np.linalg.cholesky(cov[s])
+        eps = rng.standard_normal((n, d))
+        out[s] = mu[s][z] + np.einsum("nij,nj->ni", chol[z], eps)
+    return out
+
+
+def plot_prior_predictive(
+    bgm: BayesGaussianMixture, *, n_draws: int = 100, random_state: int = 0
+) -> Figure:
+    """Prior predictive check: data simulated from the priors against the observed range.
+
+    One panel per feature (at most 6): the histogram of all values of ``n_draws`` data sets
+    simulated from the prior (:func:`prior_predictive_draws`), the observed data's histogram
+    and the observed range shaded. Weakly informative priors spread somewhat wider than the
+    data without reaching absurd values; a prior predictive much narrower than the data, or
+    offset from it, is a prior in conflict with the data.
+    """
+    sims = prior_predictive_draws(bgm, n_draws=n_draws, random_state=random_state)
+    X, names = _observed(bgm)
+    n_panels = min(X.shape[1], 6)
+    n_cols = min(n_panels, 3)
+    n_rows = -(-n_panels // n_cols)
+    fig = Figure(figsize=(3.8 * n_cols, 0.5 + 3.0 * n_rows), layout="constrained")
+    grid_axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in grid_axes[n_panels:]:
+        ax.set_axis_off()
+    for f, ax in enumerate(grid_axes[:n_panels]):
+        values = sims[:, :, f].ravel()
+        lo, hi = np.quantile(values, [0.005, 0.995])
+        lo, hi = min(lo, X[:, f].min()), max(hi, X[:, f].max())
+        bins = np.linspace(lo, hi, 60)
+        ax.axvspan(X[:, f].min(), X[:, f].max(), color="C2", alpha=0.15, label="data range")
+        ax.hist(
+            values,
+            bins=bins,
+            density=True,
+            histtype="step",
+            color="C0",
+            lw=1.5,
+            label="prior predictive",
+        )
+        ax.hist(X[:, f], bins=bins, density=True, color=_POINT_COLOR, alpha=0.5, label="data")
+        ax.set_xlim(lo, hi)
+        ax.set_xlabel(_text(names[f]))
+        ax.set_ylabel("density" if f % n_cols == 0 else "")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+    handles, labels = grid_axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=9)
+    title = f"Prior predictive check ({int(n_draws)} simulated data sets)"
     if X.shape[1] > n_panels:
         title += f": first {n_panels} of {X.shape[1]} features"
     fig.suptitle(title)

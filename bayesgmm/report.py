@@ -4,7 +4,9 @@
 :class:`~bayesgmm.selection.ComparisonResult` and/or a segmentation, and lays out what they
 already hold:
 
-1. the data (``idata_["observed_data"]``);
+1. the data (``idata_["observed_data"]``) and the model: the likelihood and every prior with
+   its hyper-parameters in data units, read from :func:`bayesgmm.build_model`'s PyMC model
+   (:func:`bayesgmm.methods.model_description`);
 2. the EM fit: weights, means, BIC/AIC/ICL and collapsed (degenerate) components;
 3. the Bayesian fit: sampler, settings, timings (``idata_.attrs``), the diagnostics verdict
    and table, and the trace of the means;
@@ -15,7 +17,11 @@ already hold:
 6. model comparison: the verdict, each criterion's choice and the table;
 7. image segmentation (a :class:`~bayesgmm.SegmentationResult`): settings, the sampler's
    verdict for a Bayesian fit, a per-segment table and the image, label and uncertainty maps;
-8. provenance: package versions, estimator parameters and the seed.
+8. prior sensitivity (power-scaling, :meth:`~bayesgmm.BayesGaussianMixture.prior_sensitivity`)
+   in a table and in words, with a prior predictive check;
+9. methods: a paragraph for a paper with references
+   (:func:`bayesgmm.methods.methods_paragraph`) and what reproduces the fit;
+10. provenance: package versions, estimator parameters and the seed.
 
 Figures are PNG files in ``figures_dir``, referenced by relative path, or embedded as base64
 with ``embed=True`` so that an HTML report is one self-contained file. Every piece of text is
@@ -59,6 +65,7 @@ from .plots import (
     plot_pairs,
     plot_posterior_intervals,
     plot_predictive_check,
+    plot_prior_predictive,
     plot_rank,
     plot_segmentation,
     plot_trace,
@@ -777,6 +784,116 @@ def _segmentation_section(
     return blocks
 
 
+def _model_section(bgm: BayesGaussianMixture) -> list[_Block]:
+    """The likelihood and every prior with its numbers, read from build_model's PyMC model."""
+    from .methods import model_description
+    from .model import Priors
+
+    params = _params(bgm)
+    pri = params.get("priors")
+    priors = Priors(**pri) if isinstance(pri, dict) else (bgm.priors or Priors())
+    desc = model_description(
+        _observed(bgm),
+        int(bgm.idata_["posterior"].sizes["component"]),
+        covariance_type=str(params.get("covariance_type", bgm.covariance_type)),
+        priors=priors,
+    )
+    return [
+        _Heading("Model"),
+        _Para("Likelihood: " + desc.likelihood),
+        _Table(
+            _frame(desc.priors),
+            "Priors, with their hyper-parameters in data units (read from the PyMC model).",
+        ),
+        _Para(desc.scaling),
+    ]
+
+
+def _sensitivity_section(bgm: BayesGaussianMixture, figures: _Figures | None) -> list[_Block]:
+    """Power-scaling prior sensitivity (psense_summary), in a table and in words."""
+    from .methods import sensitivity_words
+
+    try:
+        table = bgm.prior_sensitivity()
+    except Exception as exc:  # a damaged or foreign tree: say so, keep the report
+        return [
+            _Heading("Prior sensitivity"),
+            _Para(
+                f"Prior sensitivity could not be computed ({type(exc).__name__}: {exc}).", "fail"
+            ),
+        ]
+    flagged = table["diagnosis"].astype(str).str.startswith("potential").any()
+    shown = table.reset_index(names="parameter").rename(
+        columns={"prior": "prior sensitivity", "likelihood": "likelihood sensitivity"}
+    )
+    shown["diagnosis"] = shown["diagnosis"].replace({"✓": "fine"})
+    blocks: list[_Block] = [
+        _Heading("Prior sensitivity"),
+        _Para(
+            "Power-scaling sensitivity (Kallioinen et al. 2023; arviz_stats.psense_summary): how "
+            "far each posterior quantity moves when the prior, or the likelihood, is raised to "
+            "a power near 1, estimated by importance sampling of the draws already taken. "
+            "Values above 0.05 are flagged."
+        ),
+        _Para(sensitivity_words(table), "fail" if flagged else "pass"),
+        _Table(_frame(shown), "Prior and likelihood sensitivity of every parameter."),
+    ]
+    if figures is not None:
+        blocks.append(_prior_predictive_figure(bgm, figures))
+    return blocks
+
+
+def _prior_predictive_figure(bgm: BayesGaussianMixture, figures: _Figures) -> _Image:
+    return figures.add(
+        lambda: plot_prior_predictive(bgm),
+        "prior_predictive",
+        "Prior predictive check: values of 100 data sets simulated from the priors (line) "
+        "against the data (grey) and its range (shaded); weakly informative priors spread "
+        "wider than the data without absurd values.",
+    )
+
+
+def _methods_section(
+    bgm: BayesGaussianMixture,
+    comparison: ComparisonResult | None,
+    repro: dict[str, Any] | None,
+) -> list[_Block]:
+    """The methods paragraph with references, and what reproduces the fit."""
+    from .methods import methods_paragraph, reproducibility
+
+    text = methods_paragraph(bgm, comparison=comparison, references=True)
+    paragraph, _, refs = text.partition("\n\nReferences\n\n")
+    blocks: list[_Block] = [
+        _Heading("Methods"),
+        _Para(paragraph),
+    ]
+    if refs:
+        blocks += [_Para("References:"), _List(refs.splitlines())]
+    info = dict(repro) if repro is not None else reproducibility(bgm)
+    rows: list[tuple[str, Any]] = []
+    if "command" in info:
+        rows.append(("command line", info["command"]))
+    if "python" in info:
+        rows.append(("Python call", info["python"]))
+    if "input" in info:
+        inp = info["input"]
+        rows += [
+            ("input file", inp.get("name")),
+            ("input size (bytes)", inp.get("size")),
+            ("input SHA-256", inp.get("sha256")),
+        ]
+    if "seed" in info:
+        rows.append(("seed", info["seed"]))
+    if "resolved_seed" in info:
+        rows.append(("resolved seed (sampler)", info["resolved_seed"]))
+    rows += [(f"version: {k}", v) for k, v in info.get("versions", {}).items()]
+    blocks += [
+        _Heading("Reproducibility", 3),
+        _Table(_kv(rows, ("item", "value")), "What reproduces this fit."),
+    ]
+    return blocks
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -836,6 +953,7 @@ def render_report(
     threshold: float = 0.9,
     n_uncertain: int = 10,
     dpi: float = 100,
+    reproducibility: dict[str, Any] | None = None,
 ) -> str:
     """Render a fitted mixture and/or a model comparison as an HTML or Markdown document.
 
@@ -873,6 +991,10 @@ def render_report(
         Least certain points listed.
     dpi : float, default=100
         Resolution of the PNG figures.
+    reproducibility : dict, optional
+        What reproduces the fit (:func:`bayesgmm.methods.reproducibility`: the command line,
+        the input file's name, size and SHA-256, the seed, versions); by default the Python
+        call, the seed and the versions read from ``bgm``.
 
     Returns
     -------
@@ -940,10 +1062,12 @@ def render_report(
     if bgm is not None:
         assert membership is not None
         blocks += _data_section(bgm)
+        blocks += _model_section(bgm)
         blocks += _em_section(bgm)
         blocks += _bayes_section(bgm, fig_store)
         blocks += _posterior_section(bgm, interval, fig_store)
         blocks += _membership_section(bgm, membership, interval, threshold, n_uncertain, fig_store)
+        blocks += _sensitivity_section(bgm, fig_store)
     if comparison is not None:
         blocks += _comparison_section(comparison, fig_store)
     if segmentation is not None:
@@ -951,6 +1075,9 @@ def render_report(
     source = bgm
     if source is None and segmentation is not None and segmentation.method == "bayes":
         source = segmentation.estimator
+        blocks += _model_section(source)
+    if source is not None:
+        blocks += _methods_section(source, comparison, reproducibility)
     blocks += _provenance_section(source)
     text = _render_html(title, blocks) if fmt == "html" else _render_md(title, blocks)
     _log.info(

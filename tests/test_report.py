@@ -27,6 +27,7 @@ FIGURES = {
     "rank",
     "membership_uncertainty",
     "model_comparison",
+    "prior_predictive",
 }
 
 
