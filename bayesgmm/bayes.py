@@ -476,8 +476,11 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples, n_components)
-            Equal to ``membership(X).mean``.
+            Equal to ``membership(X).mean``. For a Dask array, a lazy Dask array chunked
+            like ``X``'s rows (``membership(X).mean``, streamed chunk by chunk).
         """
+        if is_dask_collection(X):
+            return self.membership(X, intervals="label").mean
         return self._posterior_mean(self._data(X), proba=True)[0]
 
     def predict(self, X: Any) -> np.ndarray:
@@ -494,7 +497,10 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         ndarray of int of shape (n_samples,)
+            For a Dask array, a lazy Dask array chunked like ``X``'s rows.
         """
+        if is_dask_collection(X):
+            return self.membership(X, intervals="label").labels
         return self.predict_proba(X).argmax(axis=1)
 
     def score_samples(self, X: Any) -> np.ndarray:
@@ -509,7 +515,10 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         ndarray of shape (n_samples,)
+            For a Dask array, a lazy Dask array chunked like ``X``'s rows.
         """
+        if is_dask_collection(X):
+            return self.membership(X, intervals="label").log_density
         return self._posterior_mean(self._data(X), proba=False)[1]
 
     def _posterior_mean(self, X: np.ndarray, *, proba: bool) -> tuple[Any, Any]:

@@ -334,9 +334,15 @@ def test_bayes_membership_on_dask_is_lazy_and_equal(client, faithful_fit):
     values = dask.compute(*(getattr(lazy, f) for f in names))  # one pass for all fields
     for f, v in zip(names, values, strict=True):
         np.testing.assert_allclose(v, getattr(ref, f), rtol=1e-12, atol=1e-300, err_msg=f)
-    labels = faithful_fit.predict(X).labels
-    assert isinstance(labels, da.Array)
-    np.testing.assert_array_equal(labels.compute(), faithful_fit.predict(df).labels)
+    labels = faithful_fit.predict(X)
+    assert isinstance(labels, da.Array) and labels.chunks[0] == X.chunks[0]
+    np.testing.assert_array_equal(labels.compute(), faithful_fit.predict(df))
+    proba = faithful_fit.predict_proba(X)
+    assert isinstance(proba, da.Array)
+    np.testing.assert_allclose(proba.compute(), faithful_fit.predict_proba(df), rtol=1e-12)
+    density = faithful_fit.score_samples(X)
+    assert isinstance(density, da.Array)
+    np.testing.assert_allclose(density.compute(), faithful_fit.score_samples(df), rtol=1e-12)
     with pytest.raises(TypeError, match="needs its data in memory"):
         faithful_fit.fit(X)  # refused before any work: the fitted posterior is untouched
     assert faithful_fit.membership(df, max_draws=300).mean.shape == ref.mean.shape
