@@ -61,6 +61,9 @@ nb_merge_streams = True
 
 # --- API reference
 autosummary_generate = True
+# The stubs in generated/ are build output: start from none, so a name removed from the API
+# leaves no stale page behind (autodoc would fail on it, and -W makes that an error).
+shutil.rmtree(Path(__file__).parent / "generated", ignore_errors=True)
 autosummary_imported_members = True
 autodoc_default_options = {"members": True, "inherited-members": False}
 autodoc_typehints = "none"  # numpydoc's Parameters sections carry the types
