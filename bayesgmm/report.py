@@ -101,6 +101,7 @@ figcaption { font-size: .9em; color: #555; }
 table.data td:first-child, table.data th:first-child { text-align: left; }
 p.caption { font-size: .9em; color: #555; margin-bottom: .2em; }
 table.data { display: block; max-width: 100%; overflow-x: auto; }
+table.data th { white-space: nowrap; }
 table.data td:first-child, table.data th:first-child { position: sticky; left: 0; z-index: 1;
     background: #fff; white-space: nowrap; }
 table.data th:first-child { background: #f0f0f0; }
@@ -675,10 +676,13 @@ def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> l
             text = str(row.get(column, "") or "")
             if text and text != "nan":
                 notes.append(f"{row[sel.MODEL]}: {text}")
-    blocks: list[_Block] = [_Heading("Model comparison"), _Para(result.verdict)]
+    excluded = result.excluded_posteriors
+    verdict = result.verdict
+    for sentence in excluded:  # listed under the verdict instead
+        verdict = verdict.replace(" " + sentence, "").replace(sentence, "")
+    blocks: list[_Block] = [_Heading("Model comparison"), _Para(verdict.strip())]
     if best_rows:
         blocks.append(_Table(_kv(best_rows, ("criterion", "chosen model"))))
-    excluded = result.excluded_posteriors
     if excluded:
         blocks.append(_Para("Posteriors excluded from the WAIC and PSIS-LOO choice:", "fail"))
         blocks.append(_List(excluded))

@@ -1191,7 +1191,7 @@ def _fit_em(
 def retry_options(sampler_options: Mapping[str, Any]) -> dict[str, Any]:
     """The stronger sampler settings of the one retry of a posterior that failed its checks.
 
-    Twice the draws and the tuning (at least 2000 each) and ``target_accept`` at least 0.9;
+    Twice the draws and the tuning (2000 each by default) and ``target_accept`` at least 0.9;
     the retry also draws a new seed, so new chains start from new jittered EM starts. Chosen
     by measurement (faithful full K = 3, 4, acidity K = 3, 4 and iris K = 3, two seeds each,
     every failing first attempt sampled again with each setting; ``bench/compare_retry.py``):
@@ -1213,7 +1213,7 @@ def retry_options(sampler_options: Mapping[str, Any]) -> dict[str, Any]:
     """
     options = dict(sampler_options)
     for key in ("draws", "tune"):
-        options[key] = max(2 * int(options.get(key, 1000)), 2000)
+        options[key] = 2 * int(options.get(key, 1000))
     options["target_accept"] = max(float(options.get("target_accept", 0.8)), 0.9)
     return options
 
@@ -1471,9 +1471,9 @@ def compare_models(
         ``max_iter=5000``) so that BIC, AIC and ICL are those of the converged optimum.
     retry : bool, default=True
         Sample a posterior that fails its convergence checks once more, with the stronger
-        settings of :func:`retry_options`. A posterior that still fails stays in the table
-        (``converged`` is False) but is excluded from the WAIC and PSIS-LOO choice, and the
-        verdict names it with the reason.
+        settings of :func:`~bayesgmm.selection.retry_options`. A posterior that still fails
+        stays in the table (``converged`` is False) but is excluded from the WAIC and
+        PSIS-LOO choice, and the verdict names it with the reason.
     **sampler_options
         Passed to ``bayes_fit``.
 
