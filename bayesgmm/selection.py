@@ -1069,6 +1069,12 @@ class ComparisonResult:
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
+        order = [label for *_, label, _ in series]  # the criteria first, then the markers
+        pairs = sorted(
+            zip(handles, labels, strict=True),
+            key=lambda hl: order.index(hl[1]) if hl[1] in order else len(order),
+        )
+        handles, labels = [h for h, _ in pairs], [lab for _, lab in pairs]
         if "choice" in labels:  # one grey star stands for every criterion's star
             i = labels.index("choice")
             handles[i] = Line2D(
