@@ -24,9 +24,21 @@ BIC, AIC and ICL follow scikit-learn's sign (mclust reports ``2 log L - p log n`
 maximises it; the ranking is the same). ``log L`` is the maximised log-likelihood of the EM
 fit and ``p`` the number of free parameters (:func:`bayesgmm._numerics.n_parameters`).
 
-EM fits whose components collapsed (``EMGaussianMixture.degenerate_``) have a spuriously high
-likelihood. mclust reports them as missing; here their values stay in the table, marked, and
-they are excluded from every EM criterion's ranking and choice. Fits that raise are kept as
+A posterior that fails its convergence checks (:func:`bayesgmm.diagnose`: R-hat, ESS,
+divergences, E-BFMI) is sampled once more with stronger settings (:func:`retry_options`); if
+it still fails, its elpd cannot be trusted (overfitted mixtures have multimodal posteriors that
+NUTS cannot mix between), so it is never ranked or chosen by WAIC or PSIS-LOO, and the verdict
+names it with the reason (``ComparisonResult.excluded_posteriors``). The posterior
+distribution of the number of occupied components of each cell
+(:func:`bayesgmm.diagnostics.occupied_components`) tells what such a posterior behaves like.
+Pareto ``k`` is judged against arviz-stats' sample-size dependent threshold
+(:func:`pareto_k_threshold`).
+
+EM inside the comparison runs to a tight convergence (``EM_TOTAL_TOL``), so BIC, AIC and
+ICL are those of the converged optimum. EM fits whose components collapsed
+(``EMGaussianMixture.degenerate_``) have a spuriously high likelihood. mclust reports them
+as missing; here their values stay in the table, marked, and they are excluded from every
+EM criterion's ranking and choice. Fits that raise are kept as
 rows with missing values and the reason.
 
 The posterior side uses :func:`waic` (written here, with ArviZ 0.x's p_waic diagnostic) and
@@ -818,8 +830,8 @@ class ComparisonResult:
         if failed:
             return (
                 f"All {k} components receive points in {p_all:.0%} of the draws, so the chains "
-                "more likely disagree on how to split the clusters among them (it behaves like "
-                f"K = {k - 1} with one component split)."
+                "disagree on the components themselves (a cluster split in two, or a component "
+                "collapsed onto a few points, in different ways), not on how many are used."
             )
         return ""
 
@@ -1267,8 +1279,10 @@ def _failure_reasons(check: Mapping[str, Any]) -> list[str]:
     reasons = []
     rhat = check.get("max_rhat")
     if rhat is not None and not rhat <= RHAT_MAX:
+        # three decimals near the 1.01 threshold, so that a failing value never reads "1.01"
+        shown = f"{rhat:.3f}" if rhat < 1.1 else f"{rhat:.2f}"
         reasons.append(
-            f"the chains disagree (R-hat {rhat:.2f})"
+            f"the chains disagree (R-hat {shown})"
             if np.isfinite(rhat)
             else "R-hat could not be computed"
         )
