@@ -1314,6 +1314,21 @@ def _occupancy(idata: xr.DataTree, X: Any, k: int, cov: str) -> np.ndarray | Non
     return np.bincount(occupied, minlength=k + 1)[1:] / occupied.size
 
 
+def _criteria(idata: xr.DataTree, n_samples: int) -> tuple[WAICResult, ELPDData]:
+    """WAIC and PSIS-LOO of a posterior whose log-likelihood is pointwise over ``X``."""
+    w = waic(idata)
+    if w.n_data_points != n_samples:
+        raise ValueError(
+            f"the log-likelihood has {w.n_data_points} observations but X has "
+            f"{n_samples} rows; it must be pointwise over the rows of X."
+        )
+    with warnings.catch_warnings():
+        # High Pareto k is reported in the table and the verdict instead.
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        res = loo(idata)
+    return w, res
+
+
 def _fit_bayes(
     X: Any,
     k: int,
@@ -1330,36 +1345,33 @@ def _fit_bayes(
     try:
         idata = _sample(X, k, cov, seed, n_samples, bayes_fit, sampler_options)
         check = _convergence(idata)
-        if retry and check is not None and not check["passed"]:
-            stronger = retry_options(sampler_options)
-            logger.info(
-                "%s failed its convergence checks (%s); sampling again with %s.",
-                name,
-                ", ".join(_failure_reasons(check)),
-                stronger,
-            )
-            row[RETRIED] = True
-            try:
-                idata = _sample(X, k, cov, seed + 1, n_samples, bayes_fit, stronger)
-                check = _convergence(idata)
-            except Exception as exc:  # keep the first posterior when the retry cannot run
-                logger.warning("The retry of %s failed: %s: %s", name, type(exc).__name__, exc)
-                notes.append(f"retry failed ({type(exc).__name__}: {exc})")
-        w = waic(idata)
-        if w.n_data_points != n_samples:
-            raise ValueError(
-                f"the log-likelihood has {w.n_data_points} observations but X has "
-                f"{n_samples} rows; it must be pointwise over the rows of X."
-            )
-        with warnings.catch_warnings():
-            # High Pareto k is reported in the table and the verdict instead.
-            warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-            res = loo(idata)
+        w, res = _criteria(idata, n_samples)
     except Exception as exc:  # a failed cell is reported, not fatal to the grid
         logger.warning("Bayes fit %s failed: %s: %s", name, type(exc).__name__, exc)
         row.update({BAYES_STATUS: "failed", BAYES_NOTE: f"{type(exc).__name__}: {exc}"})
         row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
         return row, None, None, None
+    if retry and check is not None and not check["passed"]:
+        stronger = retry_options(sampler_options)
+        logger.info(
+            "%s failed its convergence checks (%s); sampling again with %s.",
+            name,
+            ", ".join(_failure_reasons(check)),
+            stronger,
+        )
+        row[RETRIED] = True
+        try:
+            again = _sample(X, k, cov, seed + 1, n_samples, bayes_fit, stronger)
+            check_again = _convergence(again)
+            w_again, res_again = _criteria(again, n_samples)
+        except Exception as exc:  # an unusable retry keeps the first posterior
+            logger.warning("The retry of %s failed: %s: %s", name, type(exc).__name__, exc)
+            notes.append(
+                f"the retry gave no usable posterior ({type(exc).__name__}: {exc}); the first "
+                "attempt is kept"
+            )
+        else:
+            idata, check, w, res = again, check_again, w_again, res_again
     summary = loo_summary(res)
     occupancy = _occupancy(idata, X, k, cov)
     if check is not None:

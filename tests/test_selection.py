@@ -825,3 +825,28 @@ def test_em_in_the_comparison_converges_tightly():
     reference = EMGaussianMixture(2, n_init=5, random_state=0, tol=1e-10, max_iter=100000).fit(X)
     assert abs(row[sel.BIC] - reference.bic(X)) < 0.01
     assert abs(row[sel.ICL] - reference.icl(X)) < 0.01
+
+
+def test_unusable_retry_keeps_the_first_posterior():
+    """The retry of iris full-K5 once gave a posterior whose PSIS-LOO raised; the cell must
+    keep its first attempt (excluded, named), not turn into a failed fit."""
+    fake = ScriptedPosterior({2: [MODES]})
+
+    def broken_retry(X, n_components, covariance_type, random_state, **options):
+        dt = fake(X, n_components, covariance_type, random_state, **options)
+        if "tune" in options:  # the retry
+            ll = dt["log_likelihood"]["obs"].copy()
+            ll[0, 0, 0] = np.nan
+            dt["log_likelihood"] = xr.DataTree(xr.Dataset({"obs": ll}))
+        return dt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = compare_models(
+            np.zeros((40, 1)), n_components=(1, 2), covariance_types=("full",),
+            methods=("bayes",), random_state=0, bayes_fit=broken_retry,
+        )  # fmt: skip
+    row = result.table.set_index("model").loc["full-K2"]
+    assert row["bayes_status"] == "ok" and row["retried"] and not row["converged"]
+    assert "no usable posterior" in row["bayes_note"] and np.isfinite(row[sel.ELPD_LOO])
+    assert any(s.startswith("full-K2: ") for s in result.excluded_posteriors)
