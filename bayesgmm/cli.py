@@ -860,6 +860,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             random_state=args.seed,
             n_init=args.n_init,
             progress=None if args.quiet else lambda msg: print(msg, file=sys.stderr, flush=True),
+            retry=not args.no_retry,
             **options,
         )
         result.table.to_csv(tmp / "comparison.csv", index=False)
@@ -1239,6 +1240,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--covariance", default="full,tied,diag,spherical", help="comma-separated types"
     )
     compare.add_argument("--method", default="both", choices=["em", "both"])
+    compare.add_argument(
+        "--no-retry",
+        action="store_true",
+        help="do not sample a posterior that failed its convergence checks a second time "
+        "(it is excluded from WAIC/LOO either way)",
+    )
     compare.add_argument("--out", required=True, help="results directory")
     compare.set_defaults(func=cmd_compare)
 

@@ -38,7 +38,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["DEFAULT_VAR_NAMES", "EBFMI_MIN", "TAIL_ESS_PROB", "DiagnosticsReport", "diagnose"]
+__all__ = [
+    "DEFAULT_VAR_NAMES",
+    "EBFMI_MIN",
+    "OCCUPIED_MIN_SHARE",
+    "TAIL_ESS_PROB",
+    "DiagnosticsReport",
+    "diagnose",
+    "occupied_components",
+]
 
 _log = logging.getLogger("bayesgmm")
 
@@ -46,6 +54,9 @@ _log = logging.getLogger("bayesgmm")
 DEFAULT_VAR_NAMES: tuple[str, ...] = ("weights", "means", "stds", "sigma", "corr")
 #: E-BFMI below this value indicates that the sampler explores the energy poorly.
 EBFMI_MIN = 0.3
+
+#: A component is occupied in a draw when at least this share of the points is allocated to it.
+OCCUPIED_MIN_SHARE = 0.01
 
 _SAMPLE_DIMS = ("chain", "draw")
 _MATRIX_DIMS = ("feature", "feature_bis")
@@ -312,6 +323,97 @@ def diagnose(
         "unknown" if report.n_divergent is None else report.n_divergent,
     )
     return report
+
+
+def occupied_components(
+    idata: xr.DataTree,
+    X: Any,
+    *,
+    covariance_type: str,
+    min_share: float = OCCUPIED_MIN_SHARE,
+    max_draws: int = 1000,
+) -> xr.DataArray:
+    """Number of occupied components in every posterior draw.
+
+    In draw ``s`` each observation is allocated to its most probable component under
+    ``theta_s`` (the largest responsibility), and a component is *occupied* when it receives
+    at least ``min_share`` of the observations (and at least one). An overfitted mixture, with
+    more components than the data support, empties the extra components (they hold almost no
+    weight and no points) or splits one cluster between two of them; the first shows here as
+    fewer occupied components than ``K``.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A posterior with ``weights`` (chain, draw, component), ``means`` and
+        ``precisions_cholesky`` (as :class:`~bayesgmm.BayesGaussianMixture` stores them).
+    X : array-like of shape (n_samples, n_features)
+        The data the posterior was fitted to.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    min_share : float, default=0.01
+        Smallest share of the allocated observations that makes a component occupied.
+    max_draws : int, default=1000
+        Use at most this many draws, evenly spaced over each chain (memory and time grow
+        with the draws times the observations times the components).
+
+    Returns
+    -------
+    xarray.DataArray of int, dims (chain, draw)
+        Occupied components per (kept) draw.
+
+    Raises
+    ------
+    ValueError
+        If the posterior lacks ``weights``, ``means`` or ``precisions_cholesky``, or
+        ``min_share`` is not in (0, 1).
+    """
+    from ._validation import check_choice, check_X
+    from .responsibilities import responsibility_draws
+
+    check_choice("covariance_type", covariance_type, ("full", "tied", "diag", "spherical"))
+    if not 0.0 < float(min_share) < 1.0:
+        raise ValueError(f"min_share={min_share!r} must lie in (0, 1), e.g. 0.01 (1 %).")
+    posterior = _posterior(idata, "idata")
+    missing = [v for v in ("weights", "means", "precisions_cholesky") if v not in posterior]
+    if missing:
+        raise ValueError(
+            f"The posterior has no {missing}; occupied_components needs weights, means and "
+            "precisions_cholesky as BayesGaussianMixture stores them."
+        )
+    X = check_X(X)
+    n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    step = max(1, int(np.ceil(n_chains * n_draws / max(int(max_draws), 1))))
+    kept = posterior.isel(draw=slice(None, None, step))
+    tail = {
+        "full": ("component", "feature", "feature_bis"),
+        "tied": ("feature", "feature_bis"),
+        "diag": ("component", "feature"),
+        "spherical": ("component",),
+    }[covariance_type]
+    w = kept["weights"].transpose("chain", "draw", "component").to_numpy()
+    mu = kept["means"].transpose("chain", "draw", "component", "feature").to_numpy()
+    pc = kept["precisions_cholesky"].transpose("chain", "draw", *tail).to_numpy()
+    lead, k, n = w.shape[:2], w.shape[-1], X.shape[0]
+    w = w.reshape(-1, k)
+    mu = mu.reshape(-1, *mu.shape[2:])
+    pc = pc.reshape(-1, *pc.shape[2:])
+    threshold = max(1, int(np.ceil(min_share * n)))
+    occupied = np.empty(w.shape[0], dtype=np.int64)
+    chunk = max(1, int(2**23 // max(n * k, 1)))  # about 64 MB of responsibilities at a time
+    for start in range(0, w.shape[0], chunk):
+        part = slice(start, start + chunk)
+        resp = responsibility_draws(X, w[part], mu[part], pc[part], covariance_type)
+        label = resp.argmax(axis=-1)  # (draws, n)
+        counts = np.stack([(label == j).sum(axis=-1) for j in range(k)], axis=-1)
+        occupied[part] = (counts >= threshold).sum(axis=-1)
+    occupied = occupied.reshape(lead)
+    return xr.DataArray(
+        occupied,
+        dims=("chain", "draw"),
+        coords={"chain": kept["chain"].values, "draw": kept["draw"].values},
+        name="occupied_components",
+        attrs={"min_share": float(min_share), "min_points": threshold},
+    )
 
 
 # --------------------------------------------------------------------------- input

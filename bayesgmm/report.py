@@ -118,6 +118,12 @@ figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; box-sizing: border-box; }
 figcaption { font-size: .9em; color: #555; }
 p.caption { font-size: .9em; color: #555; margin-bottom: .2em; }
+table.data { display: block; max-width: 100%; overflow-x: auto; }
+table.data th { white-space: nowrap; }
+table.data td:first-child, table.data th:first-child { position: sticky; left: 0; z-index: 1;
+    background: #fff; white-space: nowrap; }
+table.data th:first-child { background: #f0f0f0; }
+table.data tr:nth-child(even) td:first-child { background: #fafafa; }
 """
 
 
@@ -666,42 +672,76 @@ def _membership_section(
 
 
 def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> list[_Block]:
+    """The verdict, each criterion's choice, a compact table and the notes as a list.
+
+    The table keeps one short line per model (the full table, every column, is
+    ``result.table`` and the CLI's comparison.csv); notes and column meanings are lists under
+    it, so no row grows tall and the WAIC/LOO columns stay in view.
+    """
+    from . import selection as sel
+
     table = result.table
-    keep = [c for c in table.columns if not table[c].isna().all()]
-    shown = table[keep]
-    model_col = "model" if "model" in table else None
     best_rows = []
     for criterion, choice in result.best.items():
-        if choice is None:
-            name = "no eligible model"
-        elif model_col is not None:
-            hit = table[
-                (table["covariance_type"] == choice[0]) & (table["n_components"] == choice[1])
-            ]
-            name = str(hit[model_col].iloc[0]) if len(hit) else f"{choice[0]}, K={choice[1]}"
-        else:
-            name = f"{choice[0]}, K={choice[1]}"
-        best_rows.append((criterion.upper() if criterion != "loo" else "PSIS-LOO", name))
-    header = result.header
-    blocks: list[_Block] = [
-        _Heading("Model comparison"),
-        _Para(result.verdict),
+        label = criterion.upper() if criterion != "loo" else "PSIS-LOO"
+        best_rows.append(
+            (label, "no eligible model" if choice is None else f"{choice[0]}-K{choice[1]}")
+        )
+    # (short header shown, table column, what the header means)
+    spec = [
+        ("model", sel.MODEL, "covariance type and number of components K"),
+        ("p", sel.N_PARAMETERS, "free parameters"),
+        ("EM", sel.EM_STATUS, sel.HEADER[sel.EM_STATUS]),
+        ("BIC ↓", sel.BIC, sel.HEADER[sel.BIC]),
+        ("AIC ↓", sel.AIC, sel.HEADER[sel.AIC]),
+        ("ICL ↓", sel.ICL, sel.HEADER[sel.ICL]),
+        ("converged", sel.CONVERGED, sel.HEADER[sel.CONVERGED]),
+        ("occupied", sel.OCCUPIED, sel.HEADER[sel.OCCUPIED]),
+        ("P(all K)", sel.P_ALL_OCCUPIED, sel.HEADER[sel.P_ALL_OCCUPIED]),
+        ("elpd WAIC ↑", sel.ELPD_WAIC, sel.HEADER[sel.ELPD_WAIC]),
+        ("se", sel.SE_WAIC, sel.HEADER[sel.SE_WAIC]),
+        ("elpd LOO ↑", sel.ELPD_LOO, sel.HEADER[sel.ELPD_LOO]),
+        ("se ", sel.SE_LOO, sel.HEADER[sel.SE_LOO]),
+        ("max k", sel.MAX_PARETO_K, sel.HEADER[sel.MAX_PARETO_K]),
     ]
+    spec = [s for s in spec if s[1] in table and not table[s[1]].isna().all()]
+    compact = _frame(table[[c for _, c, _ in spec]])
+    compact.columns = [h for h, _, _ in spec]
+    notes = []
+    for _, row in table.iterrows():
+        for column in (sel.EM_NOTE, sel.BAYES_NOTE):
+            text = str(row.get(column, "") or "")
+            if text and text != "nan":
+                notes.append(f"{row[sel.MODEL]}: {text}")
+    excluded = result.excluded_posteriors
+    verdict = result.verdict
+    for sentence in excluded:  # listed under the verdict instead
+        verdict = verdict.replace(" " + sentence, "").replace(sentence, "")
+    blocks: list[_Block] = [_Heading("Model comparison"), _Para(verdict.strip())]
     if best_rows:
         blocks.append(_Table(_kv(best_rows, ("criterion", "chosen model"))))
-    blocks.append(_Table(_frame(shown), "Every candidate model (columns state their direction)."))
+    if excluded:
+        blocks.append(_Para("Posteriors excluded from the WAIC and PSIS-LOO choice:", "fail"))
+        blocks.append(_List(excluded))
     blocks.append(
         _Table(
-            _kv([(c, header.get(c, "")) for c in keep], ("column", "meaning")),
-            "What the columns mean.",
+            compact,
+            "Every candidate model, one line each (↓ lower is better, ↑ higher is better; every "
+            "column is in the full table, comparison.csv).",
         )
     )
+    if notes:
+        blocks.append(_Para("Notes on the fits:"))
+        blocks.append(_List(notes))
+    blocks.append(_Para("What the columns mean:"))
+    blocks.append(_List([f"{h.strip()}: {meaning}" for h, _, meaning in spec]))
     if figures is not None and len(table):
         blocks.append(
             figures.add(
                 lambda: plot_comparison(result),
                 "model_comparison",
-                "Every criterion against K (lower is better); stars mark each criterion's choice.",
+                "Every criterion against K (lower is better); stars mark each criterion's "
+                "choice, grey crosses the fits it excludes.",
             )
         )
     return blocks

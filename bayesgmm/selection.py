@@ -24,9 +24,21 @@ BIC, AIC and ICL follow scikit-learn's sign (mclust reports ``2 log L - p log n`
 maximises it; the ranking is the same). ``log L`` is the maximised log-likelihood of the EM
 fit and ``p`` the number of free parameters (:func:`bayesgmm._numerics.n_parameters`).
 
-EM fits whose components collapsed (``EMGaussianMixture.degenerate_``) have a spuriously high
-likelihood. mclust reports them as missing; here their values stay in the table, marked, and
-they are excluded from every EM criterion's ranking and choice. Fits that raise are kept as
+A posterior that fails its convergence checks (:func:`bayesgmm.diagnose`: R-hat, ESS,
+divergences, E-BFMI) is sampled once more with stronger settings (:func:`retry_options`); if
+it still fails, its elpd cannot be trusted (overfitted mixtures have multimodal posteriors that
+NUTS cannot mix between), so it is never ranked or chosen by WAIC or PSIS-LOO, and the verdict
+names it with the reason (``ComparisonResult.excluded_posteriors``). The posterior
+distribution of the number of occupied components of each cell
+(:func:`bayesgmm.diagnostics.occupied_components`) tells what such a posterior behaves like.
+Pareto ``k`` is judged against arviz-stats' sample-size dependent threshold
+(:func:`pareto_k_threshold`).
+
+EM inside the comparison runs to a tight convergence (``EM_TOTAL_TOL``), so BIC, AIC and
+ICL are those of the converged optimum. EM fits whose components collapsed
+(``EMGaussianMixture.degenerate_``) have a spuriously high likelihood. mclust reports them
+as missing; here their values stay in the table, marked, and they are excluded from every
+EM criterion's ranking and choice. Fits that raise are kept as
 rows with missing values and the reason.
 
 The posterior side uses :func:`waic` (written here, with ArviZ 0.x's p_waic diagnostic) and
@@ -36,6 +48,7 @@ elpd differences, their standard errors and stacking weights.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import numbers
@@ -50,11 +63,13 @@ import pandas as pd
 import xarray as xr
 from arviz_stats.utils import ELPDData
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 
 from ._numerics import COVARIANCE_TYPES, n_parameters
 from ._validation import check_n_components, check_positive, check_random_state, check_X
+from .diagnostics import EBFMI_MIN, OCCUPIED_MIN_SHARE, occupied_components
 from .em import EMGaussianMixture
 from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
 
@@ -68,6 +83,8 @@ __all__ = [
     "loo_summary",
     "max_pareto_k",
     "n_high_pareto_k",
+    "pareto_k_threshold",
+    "retry_options",
     "waic",
 ]
 
@@ -75,9 +92,20 @@ logger = logging.getLogger("bayesgmm")
 
 #: ``p_waic_i`` above this flags an observation for which WAIC may fail (ArviZ 0.x's rule).
 P_WAIC_THRESHOLD = 0.4
-#: Pareto ``k`` above this makes the PSIS-LOO estimate of an observation unreliable.
+#: Pareto ``k`` above this makes the PSIS-LOO estimate of an observation unreliable, at most;
+#: with ``S`` posterior draws the threshold is ``min(1 - 1 / log10(S), 0.7)`` (arviz-stats'
+#: ``ELPDData.good_k``; Vehtari et al. 2024), 0.7 from ``S`` = 2155 draws on.
 PARETO_K_THRESHOLD = 0.7
 METHODS = ("em", "bayes")
+#: The convergence thresholds of :func:`bayesgmm.diagnose` (its defaults), named in the verdict.
+RHAT_MAX = 1.01
+ESS_MIN = 400
+#: EM inside the comparison stops when the total log-likelihood changes by less than this
+#: (``tol = EM_TOTAL_TOL / n_samples`` per sample), so that BIC, AIC and ICL are within 0.01 of
+#: their values at the converged optimum (acidity, K = 2: log L -184.645, not -184.772 as
+#: EMGaussianMixture's default tol=1e-3 gives).
+EM_TOTAL_TOL = 1e-5
+EM_MAX_ITER = 5000
 _MAX_LISTED = 5  # models named in one sentence of the verdict
 
 # ------------------------------------------------------------------ table columns
@@ -95,6 +123,13 @@ AIC = "aic (lower better)"
 ICL = "icl (lower better)"
 BAYES_STATUS = "bayes_status"
 BAYES_NOTE = "bayes_note"
+CONVERGED = "converged"
+RETRIED = "retried"
+MAX_RHAT = "max_rhat"
+MIN_ESS_BULK = "min_ess_bulk"
+N_DIVERGENT = "n_divergent"
+OCCUPIED = "occupied_components"
+P_ALL_OCCUPIED = "p_all_occupied"
 ELPD_WAIC = "elpd_waic (higher better)"
 P_WAIC = "p_waic"
 SE_WAIC = "se_waic"
@@ -104,7 +139,8 @@ ELPD_LOO = "elpd_loo (higher better)"
 P_LOO = "p_loo"
 SE_LOO = "se_loo"
 MAX_PARETO_K = "max_pareto_k (lower better)"
-N_HIGH_PARETO_K = f"n_pareto_k_gt_{PARETO_K_THRESHOLD}"
+PARETO_K_GOOD = "pareto_k_threshold"
+N_HIGH_PARETO_K = "n_high_pareto_k"
 LOO_DEVIANCE = "loo_deviance (lower better)"
 
 #: criterion -> (table column, "lower" or "higher" is better, method that computes it)
@@ -140,6 +176,20 @@ HEADER: dict[str, str] = {
     ICL: "integrated completed likelihood, BIC + 2 * classification entropy (lower is better)",
     BAYES_STATUS: "'ok', 'failed' (see bayes_note) or 'not run'",
     BAYES_NOTE: "why a posterior is missing, or its WAIC/LOO diagnostics",
+    CONVERGED: "whether the posterior passed its convergence checks (R-hat, bulk and tail ESS, "
+    "divergences, E-BFMI; after the retry when there was one); a posterior that did not is "
+    "excluded from the WAIC/LOO choice. Missing: not checked (a custom bayes_fit) or not run",
+    RETRIED: "whether the posterior was sampled a second time with stronger settings after "
+    "failing its checks",
+    MAX_RHAT: "largest rank-normalised split R-hat of the component parameters (at most 1.01 "
+    "to pass)",
+    MIN_ESS_BULK: "smallest bulk effective sample size of the component parameters (at least "
+    "400 to pass)",
+    N_DIVERGENT: "divergent NUTS transitions after tuning (none to pass)",
+    OCCUPIED: "posterior mode of the number of occupied components: those receiving at least "
+    "1 % of the points (each point allocated to its most probable component in each draw)",
+    P_ALL_OCCUPIED: "posterior probability that all K components are occupied; low values "
+    "mean the posterior behaves like a mixture with fewer components",
     ELPD_WAIC: "WAIC's estimate of the expected log pointwise predictive density (higher is "
     "better)",
     P_WAIC: "WAIC's effective number of parameters, sum of posterior variances of log p(x_i)",
@@ -150,19 +200,26 @@ HEADER: dict[str, str] = {
     "better)",
     P_LOO: "PSIS-LOO effective number of parameters",
     SE_LOO: "standard error of elpd_loo",
-    MAX_PARETO_K: "largest Pareto k of the PSIS weights (lower is better; above 0.7 the "
-    "estimate for that observation is unreliable)",
-    N_HIGH_PARETO_K: f"observations with Pareto k > {PARETO_K_THRESHOLD}",
+    MAX_PARETO_K: "largest Pareto k of the PSIS weights (lower is better; above "
+    "pareto_k_threshold the estimate for that observation is unreliable)",
+    PARETO_K_GOOD: "arviz-stats' sample-size dependent Pareto k threshold min(1 - 1/log10(S), "
+    "0.7) for S posterior draws",
+    N_HIGH_PARETO_K: "observations with Pareto k above pareto_k_threshold",
     LOO_DEVIANCE: "-2 elpd_loo, on the scale of BIC and AIC (lower is better)",
 }
 for _criterion in CRITERIA:
     HEADER[_rank_column(_criterion)] = (
         f"rank under {_LABELS[_criterion]} among eligible fits; 1 is best, missing when the "
-        "fit is excluded (degenerate, failed or not run)"
+        "fit is excluded (degenerate, failed, not converged or not run)"
     )
 
 _EM_COLUMNS = (LOG_LIKELIHOOD, BIC, AIC, ICL)
 _BAYES_COLUMNS = (
+    MAX_RHAT,
+    MIN_ESS_BULK,
+    N_DIVERGENT,
+    OCCUPIED,
+    P_ALL_OCCUPIED,
     ELPD_WAIC,
     P_WAIC,
     SE_WAIC,
@@ -172,6 +229,7 @@ _BAYES_COLUMNS = (
     P_LOO,
     SE_LOO,
     MAX_PARETO_K,
+    PARETO_K_GOOD,
     N_HIGH_PARETO_K,
     LOO_DEVIANCE,
 )
@@ -418,37 +476,63 @@ def max_pareto_k(elpd_data: ELPDData) -> float:
     return float(np.nanmax(np.asarray(k, dtype=np.float64)))
 
 
-def n_high_pareto_k(elpd_data: ELPDData, threshold: float = PARETO_K_THRESHOLD) -> int:
-    """Number of observations with Pareto ``k > threshold`` (default 0.7)."""
+def pareto_k_threshold(elpd_data: ELPDData) -> float:
+    """The Pareto ``k`` above which PSIS-LOO is unreliable for this result's draw count.
+
+    arviz-stats' sample-size dependent threshold ``min(1 - 1 / log10(S), 0.7)`` for ``S``
+    posterior draws, read from ``elpd_data.good_k`` (recomputed from ``n_samples`` when the
+    result does not carry it): 0.7 from about 2155 draws on, 0.67 for 1000 draws, 0.57 for 200.
+    """
+    good_k = getattr(elpd_data, "good_k", None)
+    if good_k is not None and np.isfinite(good_k):
+        return float(good_k)
+    n = int(getattr(elpd_data, "n_samples", 0) or 0)
+    return min(1.0 - 1.0 / math.log10(n), PARETO_K_THRESHOLD) if n > 10 else PARETO_K_THRESHOLD
+
+
+def n_high_pareto_k(elpd_data: ELPDData, threshold: float | None = None) -> int:
+    """Number of observations with Pareto ``k > threshold``.
+
+    ``threshold`` defaults to :func:`pareto_k_threshold` of the result (sample-size
+    dependent, at most 0.7).
+    """
     k = getattr(elpd_data, "pareto_k", None)
     if k is None:
         return 0
+    if threshold is None:
+        threshold = pareto_k_threshold(elpd_data)
     return int((np.asarray(k, dtype=np.float64) > threshold).sum())
 
 
-def loo_summary(elpd_data: ELPDData, *, threshold: float = PARETO_K_THRESHOLD) -> dict[str, Any]:
+def loo_summary(elpd_data: ELPDData, *, threshold: float | None = None) -> dict[str, Any]:
     """The numbers of a LOO result that the comparison table shows.
 
     Parameters
     ----------
     elpd_data : ELPDData
         From :func:`loo` (or :func:`arviz_stats.loo` with ``pointwise=True``).
-    threshold : float, default=0.7
-        Pareto ``k`` above which an observation's estimate is unreliable.
+    threshold : float, optional
+        Pareto ``k`` above which an observation's estimate is unreliable; by default
+        arviz-stats' sample-size dependent ``min(1 - 1/log10(S), 0.7)``
+        (:func:`pareto_k_threshold`).
 
     Returns
     -------
     dict
         ``elpd_loo`` (higher is better), ``p_loo``, ``se_loo``, ``loo_deviance``
-        (``-2 elpd_loo``, lower is better), ``max_pareto_k`` and ``n_pareto_k_gt``.
+        (``-2 elpd_loo``, lower is better), ``max_pareto_k``, ``pareto_k_threshold`` and
+        ``n_pareto_k_gt`` (observations above that threshold).
     """
     elpd = float(elpd_data.elpd)
+    if threshold is None:
+        threshold = pareto_k_threshold(elpd_data)
     return {
         "elpd_loo": elpd,
         "p_loo": float(elpd_data.p),
         "se_loo": float(elpd_data.se),
         "loo_deviance": -2.0 * elpd,
         "max_pareto_k": max_pareto_k(elpd_data),
+        "pareto_k_threshold": float(threshold),
         "n_pareto_k_gt": n_high_pareto_k(elpd_data, threshold),
     }
 
@@ -461,7 +545,8 @@ ELPD_SE_RULE = 1.0
 
 
 def _eligible(table: pd.DataFrame, criterion: str) -> pd.Series:
-    """Rows that may be chosen under a criterion: a finite value, not degenerate."""
+    """Rows that may be chosen under a criterion: a finite value, not degenerate, and for
+    WAIC/LOO a posterior that did not fail its convergence checks."""
     column, _, method = CRITERIA[criterion]
     if column not in table:
         return pd.Series(False, index=table.index)
@@ -472,8 +557,12 @@ def _eligible(table: pd.DataFrame, criterion: str) -> pd.Series:
             ok &= ~table[DEGENERATE].fillna(False).astype(bool)
         if EM_STATUS in table:
             ok &= table[EM_STATUS].eq("ok")
-    elif BAYES_STATUS in table:
-        ok &= table[BAYES_STATUS].eq("ok")
+    else:
+        if BAYES_STATUS in table:
+            ok &= table[BAYES_STATUS].eq("ok")
+        if CONVERGED in table:
+            # False excludes; missing (a custom bayes_fit that carries no check) does not.
+            ok &= ~table[CONVERGED].astype("boolean").eq(False).fillna(False).astype(bool)
     return ok
 
 
@@ -547,8 +636,9 @@ class ComparisonResult:
         :attr:`header` explains every column. Rank columns ``"<criterion>_rank (1 = best)"``
         are missing for excluded fits.
     loo_compare : DataFrame or None
-        :func:`arviz_stats.compare` of the posteriors (index: model names such as
-        ``"full-K3"``; ``round_to="none"``), unchanged; None without posteriors.
+        :func:`arviz_stats.compare` of the posteriors eligible for PSIS-LOO (those that did
+        not fail their convergence checks; index: model names such as ``"full-K3"``;
+        ``round_to="none"``), unchanged; None without such posteriors.
     posteriors : dict of str to DataTree
         The posterior of each model, by model name.
     loo_results : dict of str to ELPDData
@@ -558,6 +648,15 @@ class ComparisonResult:
         The fitted EM estimators (failed fits are absent).
     notes : list of str
         Warnings raised by :func:`arviz_stats.compare`, repeated in :attr:`verdict`.
+    occupancy : dict of str to Series
+        Per model, the posterior distribution of the number of occupied components (index
+        1..K, values summing to one): components that receive at least 1 % of the points
+        when each point goes to its most probable component in each draw
+        (:func:`bayesgmm.diagnostics.occupied_components`).
+    convergence : dict of str to dict
+        Per checked posterior, the headline convergence numbers
+        (:meth:`bayesgmm.diagnostics.DiagnosticsReport.summary`: ``passed``, ``max_rhat``,
+        ``min_ess_bulk``, ``min_ess_tail``, ``n_divergent``...).
     """
 
     table: pd.DataFrame
@@ -567,6 +666,8 @@ class ComparisonResult:
     waic_results: dict[str, WAICResult] = field(default_factory=dict)
     em_models: dict[str, EMGaussianMixture] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    occupancy: dict[str, pd.Series] = field(default_factory=dict)
+    convergence: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def header(self) -> dict[str, str]:
@@ -675,9 +776,89 @@ class ComparisonResult:
                 "whether the marginal-likelihood view (BIC) and the predictive view (LOO) agree."
             )
         parts.extend(self._exclusions())
+        parts.extend(self.excluded_posteriors)
+        parts.extend(self._posterior_notes())
         parts.extend(self._diagnostics())
         parts.extend(self.notes)
         return " ".join(p for p in parts if p)
+
+    @property
+    def excluded_posteriors(self) -> list[str]:
+        """One plain sentence per posterior excluded from WAIC/LOO for failing its checks.
+
+        Each names the model, why its elpd cannot be trusted (the worst R-hat, ESS or
+        divergences) and what the posterior looks like in terms of occupied components.
+        """
+        table = self.table
+        if CONVERGED not in table:
+            return []
+        out = []
+        failed = table[CONVERGED].astype("boolean").eq(False).fillna(False).astype(bool)
+        for _, row in table[failed].iterrows():
+            name, k = str(row[MODEL]), int(row[N_COMPONENTS])
+            check = self.convergence.get(name, {"passed": False})
+            retried = bool(row.get(RETRIED, False))
+            sentence = (
+                f"{name}: {_join(_failure_reasons(check))}"
+                + (" even after a retry with stronger sampler settings" if retried else "")
+                + ", so its elpd cannot be trusted; not considered by WAIC or PSIS-LOO."
+            )
+            shape = self._occupancy_phrase(name, k, failed=True)
+            out.append(sentence + (f" {shape}" if shape else ""))
+        return out
+
+    def _occupancy_phrase(self, name: str, k: int, *, failed: bool) -> str:
+        occupancy = self.occupancy.get(name)
+        if occupancy is None or k < 2:
+            return ""
+        mode = int(occupancy.idxmax())
+        p_all = float(occupancy.iloc[-1])
+        share = f"{OCCUPIED_MIN_SHARE:.0%}"
+        if mode < k:
+            n_empty = k - mode
+            return (
+                f"It behaves like K = {mode} with {n_empty} component"
+                + (" " if n_empty == 1 else "s ")
+                + f"emptied: in {float(occupancy.loc[mode]):.0%} of the draws only {mode} "
+                f"components receive at least {share} of the points."
+            )
+        if p_all < 0.9:
+            return (
+                f"In {1 - p_all:.0%} of the draws it behaves like K = {k - 1} or fewer, with a "
+                f"component receiving under {share} of the points."
+            )
+        if failed:
+            return (
+                f"All {k} components receive points in {p_all:.0%} of the draws, so the chains "
+                "disagree on the components themselves (a cluster split in two, or a component "
+                "collapsed onto a few points, in different ways), not on how many are used."
+            )
+        return ""
+
+    def _posterior_notes(self) -> list[str]:
+        """Converged posteriors that use fewer components than they have; unchecked ones."""
+        table, out = self.table, []
+        if CONVERGED not in table:
+            return out
+        converged = table[CONVERGED].astype("boolean").eq(True).fillna(False).astype(bool)
+        for _, row in table[converged].iterrows():
+            phrase = self._occupancy_phrase(str(row[MODEL]), int(row[N_COMPONENTS]), failed=False)
+            if phrase:
+                out.append(f"{row[MODEL]} passed its checks, but {phrase[0].lower()}{phrase[1:]}")
+        if BAYES_STATUS in table:
+            unchecked = table[table[BAYES_STATUS].eq("ok") & table[CONVERGED].isna()]
+            if not unchecked.empty:
+                out.append(
+                    f"The posteriors of {_join([str(m) for m in unchecked[MODEL]])} carry no "
+                    "convergence check (a custom bayes_fit without 'diagnostics_passed' in its "
+                    "attrs), so they are ranked unchecked."
+                )
+        if not self.best.get("loo", ()) and self.excluded_posteriors:
+            out.append(
+                "No posterior passed its convergence checks, so WAIC and PSIS-LOO choose "
+                "nothing; run more tuning and draws or fewer components."
+            )
+        return out
 
     def _loo_difference(self, bic_model: str, loo_model: str) -> str:
         """How far the BIC choice's elpd_loo lies below the LOO choice's, with its se."""
@@ -744,11 +925,14 @@ class ComparisonResult:
     def _diagnostics(self) -> list[str]:
         table, out = self.table, []
         if N_HIGH_PARETO_K in table:
-            high = table[table[N_HIGH_PARETO_K].fillna(0).astype(int) > 0]
+            high = table[
+                (table[N_HIGH_PARETO_K].fillna(0).astype(int) > 0) & _eligible(table, "loo")
+            ]
             if not high.empty:
                 high = high.sort_values(MAX_PARETO_K, ascending=False)
                 items = [
-                    f"{r[MODEL]} ({int(r[N_HIGH_PARETO_K])} with k > {PARETO_K_THRESHOLD}, "
+                    f"{r[MODEL]} ({int(r[N_HIGH_PARETO_K])} with k > "
+                    f"{float(r.get(PARETO_K_GOOD, PARETO_K_THRESHOLD)):.2f}, "
                     f"max {float(r[MAX_PARETO_K]):.2f})"
                     for _, r in high.head(_MAX_LISTED).iterrows()
                 ]
@@ -756,7 +940,8 @@ class ComparisonResult:
                     items.append(f"{len(high) - _MAX_LISTED} more model(s)")
                 out.append(
                     f"PSIS-LOO is unreliable for {len(high)} of {len(table)} models, where "
-                    "Pareto k is high: "
+                    "Pareto k is high (above arviz-stats' threshold min(1 - 1/log10(S), 0.7) "
+                    "for S draws): "
                     + "; ".join(items)
                     + ". Remedies: moment matching (arviz_stats.loo_moment_match, or "
                     "arviz_stats.loo(..., moment_match=True, model=...)), exact K-fold "
@@ -764,7 +949,9 @@ class ComparisonResult:
                     "observation that no component covers is highly influential."
                 )
         if N_HIGH_P_WAIC in table:
-            high = table[table[N_HIGH_P_WAIC].fillna(0).astype(int) > 0]
+            high = table[
+                (table[N_HIGH_P_WAIC].fillna(0).astype(int) > 0) & _eligible(table, "waic")
+            ]
             if not high.empty:
                 names = _join([str(m) for m in high[MODEL]])
                 out.append(
@@ -777,8 +964,13 @@ class ComparisonResult:
         """Every criterion against K, one panel per covariance type, all lower-is-better.
 
         BIC, AIC and ICL are drawn as they are; WAIC and LOO on the deviance scale
-        (``-2 elpd``) with bars of ± one standard error (``2 se_elpd``). Degenerate EM fits
-        are circled in red and failed fits are absent; each criterion's choice is starred.
+        (``-2 elpd``) with bars of ± one standard error (``2 se_elpd``). Lines join the
+        eligible fits only. Fits excluded from a criterion are drawn as grey crosses: EM fits
+        that are degenerate, posteriors that failed their convergence checks (for WAIC and
+        LOO). The y-axis spans the eligible values (error bars may run off it), so one
+        excluded outlier cannot flatten the other curves; an excluded value beyond it is
+        drawn at the edge as a grey triangle pointing off the scale. Each criterion's choice
+        is starred.
 
         Returns
         -------
@@ -786,7 +978,7 @@ class ComparisonResult:
         """
         table = self.table
         cov_types = list(dict.fromkeys(table[COVARIANCE_TYPE]))
-        fig = Figure(figsize=(4.0 * len(cov_types), 3.6), layout="constrained")
+        fig = Figure(figsize=(max(3.6 * len(cov_types) + 2.2, 6.4), 4.0), layout="constrained")
         axes = fig.subplots(1, len(cov_types), sharey=True, squeeze=False)[0]
         series = [
             ("bic", BIC, None, "BIC", "o"),
@@ -796,31 +988,61 @@ class ComparisonResult:
             ("loo", LOO_DEVIANCE, SE_LOO, "LOO deviance", "v"),
         ]
         best = self.best
+        # The y-range of the eligible values over every panel (error bars may run off it).
+        kept: list[float] = []
+        for criterion, column, *_ in series:
+            if column in table:
+                ok = _eligible(table, criterion).to_numpy()
+                kept.extend(table[column].to_numpy(dtype=float)[ok])
+        kept = [v for v in kept if np.isfinite(v)]
+        limits = None
+        if kept:
+            lo, hi = min(kept), max(kept)
+            pad = 0.06 * (hi - lo) if hi > lo else max(1.0, 0.05 * abs(hi))
+            limits = (lo - pad, hi + pad)
+        off_scale: list[tuple[Any, float, float]] = []
+        excluded_label = {"em": "degenerate EM fit (excluded)", "bayes": "failed checks (excluded)"}
         for ax, cov in zip(axes, cov_types, strict=True):
             sub = table[table[COVARIANCE_TYPE] == cov].sort_values(N_COMPONENTS)
             k = sub[N_COMPONENTS].to_numpy()
             for criterion, column, se_column, label, marker in series:
                 if column not in sub or sub[column].isna().all():
                     continue
+                method = CRITERIA[criterion][2]
                 y = sub[column].to_numpy(dtype=float)
+                ok = _eligible(sub, criterion).to_numpy()
+                shown = np.where(ok, y, np.nan)
                 if se_column is not None:
                     err = 2.0 * sub[se_column].to_numpy(dtype=float)
-                    bars = ax.errorbar(k, y, yerr=err, marker=marker, label=label, capsize=3)
+                    bars = ax.errorbar(
+                        k,
+                        shown,
+                        yerr=np.where(ok, err, np.nan),
+                        marker=marker,
+                        label=label,
+                        capsize=3,
+                    )
                     color = bars.lines[0].get_color()
                 else:
-                    color = ax.plot(k, y, marker=marker, label=label)[0].get_color()
-                if criterion in ("bic", "aic", "icl") and DEGENERATE in sub:
-                    bad = sub[DEGENERATE].fillna(False).to_numpy(dtype=bool)
-                    if bad.any():
-                        ax.scatter(
-                            k[bad],
-                            y[bad],
-                            s=140,
-                            facecolors="none",
-                            edgecolors="red",
-                            label="degenerate (excluded)" if criterion == "bic" else None,
-                            zorder=3,
-                        )
+                    color = ax.plot(k, shown, marker=marker, label=label)[0].get_color()
+                bad = np.isfinite(y) & ~ok
+                if bad.any():
+                    inside = bad.copy()
+                    if limits is not None:
+                        inside &= (y >= limits[0]) & (y <= limits[1])
+                    ax.scatter(
+                        k[inside],
+                        y[inside],
+                        marker="X",
+                        s=90,
+                        color="0.45",
+                        edgecolors=color,
+                        linewidths=1.2,
+                        label=excluded_label[method],
+                        zorder=3,
+                    )
+                    for kk, yy in zip(k[bad & ~inside], y[bad & ~inside], strict=True):
+                        off_scale.append((ax, float(kk), float(yy)))
                 choice = best.get(criterion)
                 if choice is not None and choice[0] == cov:
                     yk = sub.loc[sub[N_COMPONENTS] == choice[1], column].to_numpy(dtype=float)
@@ -832,20 +1054,48 @@ class ComparisonResult:
                         color=color,
                         zorder=4,
                         edgecolors="black",
+                        label="choice",
                     )
-            ax.set_title(f"{cov} covariance")
-            ax.set_xlabel("number of components K")
+            ax.set_title(f"{cov} covariance", fontsize="medium")
+            ax.set_xlabel("components K")
             ax.set_xticks(k)
+        if limits is not None:
+            axes[0].set_ylim(*limits)
+            for ax, kk, yy in off_scale:
+                above = yy > limits[1]
+                ax.scatter(
+                    [kk],
+                    [limits[1] if above else limits[0]],
+                    marker="^" if above else "v",
+                    s=80,
+                    color="0.45",
+                    clip_on=False,
+                    zorder=5,
+                    label="excluded, off the scale",
+                )
         axes[0].set_ylabel("criterion (lower is better)")
-        handles, labels = axes[0].get_legend_handles_labels()
-        for ax in axes[1:]:
+        handles: list[Any] = []
+        labels: list[str] = []
+        for ax in axes:
             for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
+        order = [label for *_, label, _ in series]  # the criteria first, then the markers
+        pairs = sorted(
+            zip(handles, labels, strict=True),
+            key=lambda hl: order.index(hl[1]) if hl[1] in order else len(order),
+        )
+        handles, labels = [h for h, _ in pairs], [lab for _, lab in pairs]
+        if "choice" in labels:  # one grey star stands for every criterion's star
+            i = labels.index("choice")
+            handles[i] = Line2D(
+                [], [], marker="*", markersize=13, color="0.6", markeredgecolor="black", ls=""
+            )
+            labels[i] = "choice (in its colour)"
         if handles:
-            fig.legend(handles, labels, loc="outside right center")
-        fig.suptitle("Model selection (★ marks each criterion's choice, in its colour)")
+            fig.legend(handles, labels, loc="outside right center", fontsize="small")
+        fig.suptitle("Model selection: every criterion, lower is better", fontsize="medium")
         return fig
 
 
@@ -857,12 +1107,16 @@ def _default_bayes_fit(
     random_state: int | None,
     **sampler_options: Any,
 ) -> xr.DataTree:
-    """Fit :class:`bayesgmm.bayes.BayesGaussianMixture` and return its posterior."""
+    """Fit :class:`bayesgmm.bayes.BayesGaussianMixture` and return its posterior.
+
+    The headline convergence numbers (:meth:`DiagnosticsReport.summary`) go into the
+    posterior's ``attrs["diagnostics_summary"]`` (JSON) for the comparison table.
+    """
     from .bayes import BayesGaussianMixture
     from .exceptions import SamplingWarning
 
-    # Relabelled so that the convergence checks in bayes_note are not tripped by label
-    # switching alone (WAIC and LOO themselves do not depend on the labels).
+    # Relabelled so that the convergence checks are not tripped by label switching alone
+    # (WAIC and LOO themselves do not depend on the labels).
     options = {"progressbar": False, "relabel": "pivot", **sampler_options}
     model = BayesGaussianMixture(
         n_components,
@@ -871,9 +1125,11 @@ def _default_bayes_fit(
         **options,
     )
     with warnings.catch_warnings():
-        # Convergence trouble is in the posterior's attrs; the table carries Pareto k.
+        # Convergence trouble is in the table's converged column and the verdict.
         warnings.simplefilter("ignore", SamplingWarning)
-        return model.fit(X).idata_
+        idata = model.fit(X).idata_
+    idata.attrs["diagnostics_summary"] = json.dumps(model.diagnostics_.summary())
+    return idata
 
 
 def _check_grid(
@@ -950,6 +1206,129 @@ def _fit_em(
     return row, gm
 
 
+def retry_options(sampler_options: Mapping[str, Any]) -> dict[str, Any]:
+    """The stronger sampler settings of the one retry of a posterior that failed its checks.
+
+    Twice the draws and the tuning (2000 each by default) and ``target_accept`` at least 0.9;
+    the retry also draws a new seed, so new chains start from new jittered EM starts. Chosen
+    by measurement (faithful full K = 3, 4, acidity K = 3, 4 and iris K = 3, two seeds each,
+    every failing first attempt sampled again with each setting; ``bench/compare_retry.py``):
+    this setting rescued 4 of 7 failures, including a chain stuck in a poor mode (iris K = 3,
+    R-hat 2.28) and near misses on ESS (acidity K = 4); ``target_accept=0.95`` with the
+    default draws rescued 1 of 8. Posteriors of overfitted mixtures (faithful full K = 3, 4)
+    were rescued by neither: their chains sit in different modes.
+
+    Parameters
+    ----------
+    sampler_options : mapping
+        The options of the first attempt (``draws``, ``tune``, ``target_accept``...; the
+        defaults of :class:`~bayesgmm.BayesGaussianMixture` when absent).
+
+    Returns
+    -------
+    dict
+        ``sampler_options`` with the stronger settings.
+    """
+    options = dict(sampler_options)
+    for key in ("draws", "tune"):
+        options[key] = 2 * int(options.get(key, 1000))
+    options["target_accept"] = max(float(options.get("target_accept", 0.8)), 0.9)
+    return options
+
+
+def _sample(
+    X: Any,
+    k: int,
+    cov: str,
+    seed: int,
+    n_samples: int,
+    bayes_fit: Callable[..., xr.DataTree],
+    options: Mapping[str, Any],
+) -> xr.DataTree:
+    idata = bayes_fit(X, k, covariance_type=cov, random_state=seed, **options)
+    if not isinstance(idata, xr.DataTree):
+        raise TypeError(
+            f"bayes_fit returned {type(idata).__name__}; it must return an xarray.DataTree "
+            "with 'posterior' and 'log_likelihood' groups."
+        )
+    return idata
+
+
+def _convergence(idata: xr.DataTree) -> dict[str, Any] | None:
+    """The posterior's convergence summary, or None when it carries no check.
+
+    :func:`_default_bayes_fit` stores :meth:`DiagnosticsReport.summary` in the attrs; a
+    posterior from :class:`~bayesgmm.BayesGaussianMixture` has ``diagnostics_passed`` and is
+    diagnosed again for the numbers; anything else (a custom ``bayes_fit``) is not checked.
+    """
+    attrs = idata.attrs
+    if "diagnostics_summary" in attrs:
+        return dict(json.loads(attrs["diagnostics_summary"]))
+    if "diagnostics_passed" not in attrs:
+        return None
+    from .diagnostics import diagnose
+
+    try:
+        return diagnose(idata).summary()
+    except (ValueError, TypeError):
+        return {"passed": bool(attrs["diagnostics_passed"])}
+
+
+def _failure_reasons(check: Mapping[str, Any]) -> list[str]:
+    """Why a posterior failed its checks, in plain words with the worst values."""
+    reasons = []
+    rhat = check.get("max_rhat")
+    if rhat is not None and not rhat <= RHAT_MAX:
+        # three decimals near the 1.01 threshold, so that a failing value never reads "1.01"
+        shown = f"{rhat:.3f}" if rhat < 1.1 else f"{rhat:.2f}"
+        reasons.append(
+            f"the chains disagree (R-hat {shown})"
+            if np.isfinite(rhat)
+            else "R-hat could not be computed"
+        )
+    ess = [check.get(key) for key in ("min_ess_bulk", "min_ess_tail")]
+    ess = [float(e) for e in ess if e is not None]
+    if ess and not min(ess) >= ESS_MIN:
+        reasons.append(f"it has too few effective draws (ESS {min(ess):.0f}, below {ESS_MIN:g})")
+    n_div = check.get("n_divergent")
+    if n_div:
+        reasons.append(f"{n_div} transitions diverged")
+    ebfmi = check.get("min_ebfmi")
+    if ebfmi is not None and ebfmi < EBFMI_MIN:
+        reasons.append(f"poor energy exploration (E-BFMI {ebfmi:.2f})")
+    if not reasons:
+        reasons.append("its convergence checks failed")
+    return reasons
+
+
+def _occupancy(idata: xr.DataTree, X: Any, k: int, cov: str) -> np.ndarray | None:
+    """Posterior probabilities of 1..K occupied components, or None without the parameters."""
+    post = idata.children.get("posterior")
+    if post is None or not {"weights", "means", "precisions_cholesky"} <= set(post.data_vars):
+        return None
+    try:
+        occupied = occupied_components(idata, X, covariance_type=cov).to_numpy().ravel()
+    except (ValueError, KeyError) as exc:
+        logger.warning("Occupied components of %s not computed: %s", _model_name(cov, k), exc)
+        return None
+    return np.bincount(occupied, minlength=k + 1)[1:] / occupied.size
+
+
+def _criteria(idata: xr.DataTree, n_samples: int) -> tuple[WAICResult, ELPDData]:
+    """WAIC and PSIS-LOO of a posterior whose log-likelihood is pointwise over ``X``."""
+    w = waic(idata)
+    if w.n_data_points != n_samples:
+        raise ValueError(
+            f"the log-likelihood has {w.n_data_points} observations but X has "
+            f"{n_samples} rows; it must be pointwise over the rows of X."
+        )
+    with warnings.catch_warnings():
+        # High Pareto k is reported in the table and the verdict instead.
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        res = loo(idata)
+    return w, res
+
+
 def _fit_bayes(
     X: Any,
     k: int,
@@ -958,34 +1337,52 @@ def _fit_bayes(
     n_samples: int,
     bayes_fit: Callable[..., xr.DataTree],
     sampler_options: Mapping[str, Any],
+    retry: bool,
 ) -> tuple[dict[str, Any], xr.DataTree | None, ELPDData | None, WAICResult | None]:
     name = _model_name(cov, k)
-    row: dict[str, Any] = {BAYES_STATUS: "ok", BAYES_NOTE: ""}
+    row: dict[str, Any] = {BAYES_STATUS: "ok", BAYES_NOTE: "", CONVERGED: pd.NA, RETRIED: False}
+    notes = []
     try:
-        idata = bayes_fit(X, k, covariance_type=cov, random_state=seed, **sampler_options)
-        if not isinstance(idata, xr.DataTree):
-            raise TypeError(
-                f"bayes_fit returned {type(idata).__name__}; it must return an xarray.DataTree "
-                "with 'posterior' and 'log_likelihood' groups."
-            )
-        w = waic(idata)
-        if w.n_data_points != n_samples:
-            raise ValueError(
-                f"the log-likelihood has {w.n_data_points} observations but X has "
-                f"{n_samples} rows; it must be pointwise over the rows of X."
-            )
-        with warnings.catch_warnings():
-            # High Pareto k is reported in the table and the verdict instead.
-            warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-            res = loo(idata)
+        idata = _sample(X, k, cov, seed, n_samples, bayes_fit, sampler_options)
+        check = _convergence(idata)
+        w, res = _criteria(idata, n_samples)
     except Exception as exc:  # a failed cell is reported, not fatal to the grid
         logger.warning("Bayes fit %s failed: %s: %s", name, type(exc).__name__, exc)
         row.update({BAYES_STATUS: "failed", BAYES_NOTE: f"{type(exc).__name__}: {exc}"})
         row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
         return row, None, None, None
+    if retry and check is not None and not check["passed"]:
+        stronger = retry_options(sampler_options)
+        logger.info(
+            "%s failed its convergence checks (%s); sampling again with %s.",
+            name,
+            ", ".join(_failure_reasons(check)),
+            stronger,
+        )
+        row[RETRIED] = True
+        try:
+            again = _sample(X, k, cov, seed + 1, n_samples, bayes_fit, stronger)
+            check_again = _convergence(again)
+            w_again, res_again = _criteria(again, n_samples)
+        except Exception as exc:  # an unusable retry keeps the first posterior
+            logger.warning("The retry of %s failed: %s: %s", name, type(exc).__name__, exc)
+            notes.append(
+                f"the retry gave no usable posterior ({type(exc).__name__}: {exc}); the first "
+                "attempt is kept"
+            )
+        else:
+            idata, check, w, res = again, check_again, w_again, res_again
     summary = loo_summary(res)
+    occupancy = _occupancy(idata, X, k, cov)
+    if check is not None:
+        row[CONVERGED] = bool(check["passed"])
     row.update(
         {
+            MAX_RHAT: np.nan if check is None else check.get("max_rhat", np.nan),
+            MIN_ESS_BULK: np.nan if check is None else check.get("min_ess_bulk", np.nan),
+            N_DIVERGENT: pd.NA if check is None else check.get("n_divergent", pd.NA),
+            OCCUPIED: pd.NA if occupancy is None else int(np.argmax(occupancy) + 1),
+            P_ALL_OCCUPIED: np.nan if occupancy is None else float(occupancy[-1]),
             ELPD_WAIC: w.elpd_waic,
             P_WAIC: w.p_waic,
             SE_WAIC: w.se,
@@ -995,28 +1392,40 @@ def _fit_bayes(
             P_LOO: summary["p_loo"],
             SE_LOO: summary["se_loo"],
             MAX_PARETO_K: summary["max_pareto_k"],
+            PARETO_K_GOOD: summary["pareto_k_threshold"],
             N_HIGH_PARETO_K: summary["n_pareto_k_gt"],
             LOO_DEVIANCE: summary["loo_deviance"],
         }
     )
-    notes = []
+    if check is not None and not check["passed"]:
+        notes.append(
+            "convergence checks failed"
+            + (" after a retry" if row[RETRIED] else "")
+            + ": "
+            + "; ".join(_failure_reasons(check))
+        )
+    elif row[RETRIED]:
+        notes.append("passed its checks on the retry")
     if summary["n_pareto_k_gt"]:
         notes.append(
-            f"{summary['n_pareto_k_gt']} observation(s) with Pareto k > {PARETO_K_THRESHOLD}"
+            f"{summary['n_pareto_k_gt']} observation(s) with Pareto k > "
+            f"{summary['pareto_k_threshold']:.2f}"
         )
         logger.warning(
-            "%s: %d observation(s) with Pareto k > %.1f (max %.2f); PSIS-LOO is unreliable "
+            "%s: %d observation(s) with Pareto k > %.2f (max %.2f); PSIS-LOO is unreliable "
             "for them.",
             name,
             summary["n_pareto_k_gt"],
-            PARETO_K_THRESHOLD,
+            summary["pareto_k_threshold"],
             summary["max_pareto_k"],
         )
     if w.n_high_p_waic:
         notes.append(f"{w.n_high_p_waic} observation(s) with p_waic_i > {P_WAIC_THRESHOLD}")
-    if idata.attrs.get("diagnostics_passed", 1) == 0:
-        notes.append("convergence checks failed: " + str(idata.attrs.get("diagnostics_verdict")))
     row[BAYES_NOTE] = "; ".join(notes)
+    if occupancy is not None:
+        row["_occupancy"] = occupancy
+    if check is not None:
+        row["_convergence"] = check
     return row, idata, res, w
 
 
@@ -1032,9 +1441,17 @@ def _progress_message(i: int, n_cells: int, name: str, row: dict[str, Any]) -> s
     if row.get(BAYES_STATUS) == "failed":
         pieces.append("posterior failed")
     elif row.get(BAYES_STATUS) == "ok":
+        converged = row.get(CONVERGED, pd.NA)
+        state = (
+            ""
+            if converged is pd.NA or converged is None
+            else ("; converged" if converged else "; FAILED its convergence checks")
+        )
+        if row.get(RETRIED):
+            state += " (retried)"
         pieces.append(
             f"elpd_loo {row[ELPD_LOO]:.1f} ± {row[SE_LOO]:.1f} "
-            f"(max Pareto k {row[MAX_PARETO_K]:.2f})"
+            f"(max Pareto k {row[MAX_PARETO_K]:.2f}){state}"
         )
     return msg + " " + "; ".join(pieces)
 
@@ -1050,6 +1467,7 @@ def compare_models(
     bayes_fit: Callable[..., xr.DataTree] | None = None,
     progress: Callable[[str], Any] | None = None,
     em_options: Mapping[str, Any] | None = None,
+    retry: bool = True,
     **sampler_options: Any,
 ) -> ComparisonResult:
     """Fit a grid of mixtures and compare them by BIC, AIC, ICL, WAIC and PSIS-LOO.
@@ -1080,7 +1498,14 @@ def compare_models(
         each line is logged at INFO level to the ``"bayesgmm"`` logger instead.
     em_options : mapping, optional
         Further :class:`~bayesgmm.em.EMGaussianMixture` parameters (``tol``, ``max_iter``,
-        ``reg_covar``, ``init_params``...).
+        ``reg_covar``, ``init_params``...). By default EM runs to a tight convergence
+        (``tol = 1e-5 / n_samples``, a change of the total log-likelihood below 1e-5, and
+        ``max_iter=5000``) so that BIC, AIC and ICL are those of the converged optimum.
+    retry : bool, default=True
+        Sample a posterior that fails its convergence checks once more, with the stronger
+        settings of :func:`~bayesgmm.selection.retry_options`. A posterior that still fails
+        stays in the table (``converged`` is False) but is excluded from the WAIC and
+        PSIS-LOO choice, and the verdict names it with the reason.
     **sampler_options
         Passed to ``bayes_fit``.
 
@@ -1099,7 +1524,13 @@ def compare_models(
     Notes
     -----
     A degenerate EM fit (a collapsed component) keeps its values in the table but is never
-    ranked or chosen by BIC, AIC or ICL. High Pareto ``k`` and ``p_waic_i > 0.4`` are
+    ranked or chosen by BIC, AIC or ICL; a posterior that failed its convergence checks
+    (``converged`` False: R-hat, ESS, divergences or E-BFMI) is never ranked or chosen by
+    WAIC or PSIS-LOO, since an elpd estimated from chains that disagree cannot be trusted.
+    Overfitted mixtures (more components than the data support) have multimodal posteriors
+    that NUTS cannot mix between, so this is common for large ``K``; the columns
+    ``occupied_components`` and ``p_all_occupied`` show how many components the posterior
+    really uses. High Pareto ``k`` and ``p_waic_i > 0.4`` are
     counted per model and discussed in the verdict; the per-model ArviZ warning about
     Pareto ``k`` is replaced by that report.
 
@@ -1118,6 +1549,8 @@ def compare_models(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
     em_options = dict(em_options or {})
+    em_options.setdefault("tol", EM_TOTAL_TOL / n_samples)
+    em_options.setdefault("max_iter", EM_MAX_ITER)
     clash = {"n_components", "covariance_type", "n_init", "random_state"} & set(em_options)
     if clash:
         raise ValueError(
@@ -1167,16 +1600,24 @@ def compare_models(
             if "bayes" in methods:
                 assert bayes_fit is not None
                 b_row, idata, res, w = _fit_bayes(
-                    X, k, cov, bayes_seed, n_samples, bayes_fit, sampler_options
+                    X, k, cov, bayes_seed, n_samples, bayes_fit, sampler_options, retry
                 )
+                occupancy = b_row.pop("_occupancy", None)
+                if occupancy is not None:
+                    result.occupancy[name] = pd.Series(
+                        occupancy, index=pd.RangeIndex(1, k + 1, name="occupied components")
+                    )
                 row.update(b_row)
+                check = b_row.pop("_convergence", None)
+                if check is not None:
+                    result.convergence[name] = check
                 if idata is not None:
                     result.posteriors[name] = idata
                     result.loo_results[name] = res
                     result.waic_results[name] = w
             else:
-                row.update({BAYES_STATUS: "not run", BAYES_NOTE: ""})
-                row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
+                row.update({BAYES_STATUS: "not run", BAYES_NOTE: "", CONVERGED: pd.NA})
+                row.update({RETRIED: False, **dict.fromkeys(_BAYES_COLUMNS, np.nan)})
             rows.append(row)
             message = _progress_message(len(rows), n_cells, name, row)
             if progress is not None:
@@ -1187,14 +1628,18 @@ def compare_models(
     table = pd.DataFrame(rows)
     table[DEGENERATE] = table[DEGENERATE].astype(bool)
     table[EM_CONVERGED] = table[EM_CONVERGED].astype("boolean")
-    for column in (N_HIGH_P_WAIC, N_HIGH_PARETO_K):
-        table[column] = table[column].astype("Int64")
+    table[CONVERGED] = table[CONVERGED].astype("boolean")
+    table[RETRIED] = table[RETRIED].astype(bool)
+    for column in (N_HIGH_P_WAIC, N_HIGH_PARETO_K, N_DIVERGENT, OCCUPIED):
+        table[column] = pd.to_numeric(table[column]).astype("Int64")
     result.table = _add_ranks(table)
 
-    if result.loo_results:
+    eligible = set(result.table.loc[_eligible(result.table, "loo"), MODEL])
+    trusted = {m: r for m, r in result.loo_results.items() if m in eligible}
+    if trusted:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result.loo_compare = azs.compare(dict(result.loo_results), round_to="none")
+            result.loo_compare = azs.compare(trusted, round_to="none")
         for w in caught:
             note = f"arviz_stats.compare warns: {w.message}"
             if note not in result.notes:
