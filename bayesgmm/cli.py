@@ -93,7 +93,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             random_state=args.seed,
             n_init=args.n_init,
             progress=None if args.quiet else lambda msg: print(f"  {msg}", flush=True),
-            **({"bayes_fit": _keeping_estimators(fitted, args)} if bayes else {}),
+            **(
+                {
+                    "bayes_fit": _keeping_estimators(fitted, args),
+                    "draws": args.draws,
+                    "tune": args.draws,
+                    "chains": args.chains,
+                }
+                if bayes
+                else {}
+            ),
         )
     table = comparison.table.set_index("n_components").rename_axis("K")
     columns = {
@@ -126,24 +135,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _keeping_estimators(fitted: dict[int, Any], args: argparse.Namespace):
-    """A ``bayes_fit`` for compare_models that keeps each fitted estimator in ``fitted``."""
-    from .bayes import BayesGaussianMixture
-    from .exceptions import SamplingWarning
+    """A ``bayes_fit`` for compare_models that keeps each fitted estimator in ``fitted``.
 
-    def fit(X: pd.DataFrame, n_components: int, *, covariance_type: str, random_state: int, **_):
-        bgm = BayesGaussianMixture(
-            n_components,
-            covariance_type=covariance_type,
-            draws=args.draws,
-            tune=args.draws,
-            chains=args.chains,
-            n_init=args.n_init,
-            random_state=random_state,
-            progressbar=False,
+    It fits exactly as compare_models' default does (the same relabelling and convergence
+    summary) and takes the sampler options compare_models passes, so a retry with stronger
+    settings really samples with them.
+    """
+    from .selection import _fit_posterior
+
+    def fit(X: pd.DataFrame, n_components: int, *, covariance_type: str, random_state, **options):
+        bgm = _fit_posterior(
+            X, n_components, covariance_type, random_state, n_init=args.n_init, **options
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SamplingWarning)  # the verdict is printed below
-            fitted[n_components] = bgm.fit(X)
+        fitted[n_components] = bgm
         return bgm.idata_
 
     return fit

@@ -68,7 +68,13 @@ from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 
 from ._numerics import COVARIANCE_TYPES, n_parameters
-from ._validation import check_n_components, check_positive, check_random_state, check_X
+from ._validation import (
+    check_n_components,
+    check_positive,
+    check_random_state,
+    check_scale,
+    check_X,
+)
 from .diagnostics import EBFMI_MIN, OCCUPIED_MIN_SHARE, occupied_components
 from .em import EMGaussianMixture
 from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
@@ -1100,14 +1106,14 @@ class ComparisonResult:
 
 
 # ================================================================= compare_models
-def _default_bayes_fit(
+def _fit_posterior(
     X: Any,
     n_components: int,
     covariance_type: str,
     random_state: int | None,
     **sampler_options: Any,
-) -> xr.DataTree:
-    """Fit :class:`bayesgmm.bayes.BayesGaussianMixture` and return its posterior.
+) -> Any:
+    """Fit :class:`bayesgmm.bayes.BayesGaussianMixture` as the comparison does; return it.
 
     The headline convergence numbers (:meth:`DiagnosticsReport.summary`) go into the
     posterior's ``attrs["diagnostics_summary"]`` (JSON) for the comparison table.
@@ -1127,9 +1133,20 @@ def _default_bayes_fit(
     with warnings.catch_warnings():
         # Convergence trouble is in the table's converged column and the verdict.
         warnings.simplefilter("ignore", SamplingWarning)
-        idata = model.fit(X).idata_
-    idata.attrs["diagnostics_summary"] = json.dumps(model.diagnostics_.summary())
-    return idata
+        model.fit(X)
+    model.idata_.attrs["diagnostics_summary"] = json.dumps(model.diagnostics_.summary())
+    return model
+
+
+def _default_bayes_fit(
+    X: Any,
+    n_components: int,
+    covariance_type: str,
+    random_state: int | None,
+    **sampler_options: Any,
+) -> xr.DataTree:
+    """The posterior of :func:`_fit_posterior` (the default ``bayes_fit``)."""
+    return _fit_posterior(X, n_components, covariance_type, random_state, **sampler_options).idata_
 
 
 def _check_grid(
@@ -1543,6 +1560,8 @@ def compare_models(
     ('full', 2)
     """
     X_checked = check_X(X)
+    # Units the fits cannot work in are refused once, up front, not as a grid of failed cells.
+    check_scale(X_checked, feature_names=getattr(X, "columns", None))
     n_samples = X_checked.shape[0]
     ks, cov_types, methods = _check_grid(n_components, covariance_types, methods, n_samples)
     check_positive("n_init", n_init, integer=True)

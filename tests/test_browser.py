@@ -194,20 +194,6 @@ def layouts(reports, devtools) -> dict[str, dict]:
     }
 
 
-# Checks not yet applied to the "Model comparison" section: its table and figure are rebuilt
-# for issue 13 (ComparisonResult.plot, report._comparison_section); today its rows are about
-# 1000 px tall (a note column holds whole verdicts). The strict xfail below turns into a
-# failure once they pass: then empty this set, so that every check applies to every section.
-PENDING_IN_COMPARISON: set[str] = {"tall_rows"}
-
-
-def _findings(layout: dict, check: str) -> list[dict]:
-    found = layout[check]
-    if check in PENDING_IN_COMPARISON:
-        found = [f for f in found if f["section"] != "Model comparison"]
-    return found
-
-
 @pytest.mark.parametrize("name", ["demo", "iris", "comparison", "segmentation"])
 @pytest.mark.parametrize("check", ["wide", "tall_rows", "overlaps", "undecoded", "small_figures"])
 def test_report_layout_in_headless_chromium(layouts, name, check):
@@ -215,17 +201,5 @@ def test_report_layout_in_headless_chromium(layouts, name, check):
     assert layout["viewport"] <= VIEWPORT[0]
     if check == "undecoded":
         assert layout["images"] >= 1
-    bad = _findings(layout, check)
+    bad = layout[check]
     assert not bad, f"{name} report, {check}: {json.dumps(bad[:5], indent=1)}"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 rebuilds the comparison table (notes under it, not in a column); once it "
-    "passes, empty PENDING_IN_COMPARISON and delete this test",
-)
-@pytest.mark.parametrize("name", ["demo", "comparison"])
-@pytest.mark.parametrize("check", sorted(PENDING_IN_COMPARISON))
-def test_comparison_section_layout_pending_issue_13(layouts, name, check):
-    bad = [f for f in layouts[name][check] if f["section"] == "Model comparison"]
-    assert not bad, f"{name} report, {check}: {json.dumps(bad[:3], indent=1)}"

@@ -416,11 +416,6 @@ def test_legibility_check_catches_overlap_and_clipping():
     assert _legibility_problems(fig) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 rebuilds ComparisonResult.plot: with one covariance type the figure is "
-    "400 px wide and its title runs off both sides; once this passes, delete the marker",
-)
 def test_comparison_figure_is_legible():
     result = compare_models(
         load_faithful(),

@@ -174,6 +174,19 @@ def test_compare_models_em_picks_and_labels_do_not_depend_on_units(c, data):
         np.testing.assert_array_equal(scaled.em_models[name].predict(X * c), gm.predict(X))
 
 
+def test_compare_models_refuses_extreme_units_before_any_fit(monkeypatch):
+    """Data too large for float64 moments is refused once, not reported as a failed grid."""
+    from bayesgmm import selection
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a fit ran on data the grid should have refused")
+
+    monkeypatch.setattr(selection, "_fit_em", no_fit)
+    X = load_faithful().to_numpy() * 1e300
+    with pytest.raises(ValueError, match=r"divide it by 1e300"):
+        compare_models(X, n_components=[1, 2], methods=("em",), random_state=0)
+
+
 # ---------------------------------------------------------------- the posterior in any units
 
 
