@@ -196,13 +196,21 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             )
         return k
 
-    def fit(self, X: Any, y: Any = None) -> BayesGaussianMixture:
+    def fit(
+        self, X: Any, y: Any = None, *, em_start: EMGaussianMixture | None = None
+    ) -> BayesGaussianMixture:
         """Fit EM, sample the posterior with NUTS, relabel and diagnose.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         y : ignored
+        em_start : EMGaussianMixture, optional
+            An EM fit of the same ``X`` with the same ``n_components`` and
+            ``covariance_type`` to start the chains from and to relabel to, instead of
+            fitting one here (``n_init`` is then unused). :func:`~bayesgmm.compare_models`
+            passes each cell's EM fit, so the table's EM row and the posterior's start are
+            one fit.
 
         Returns
         -------
@@ -233,10 +241,13 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             if hasattr(self, "feature_names_in_")
             else [f"x{j}" for j in range(X.shape[1])]
         )
-        em = EMGaussianMixture(
-            k, covariance_type=self.covariance_type, n_init=self.n_init, random_state=seed
-        )
-        _fit_em_start(em, X)
+        if em_start is None:
+            em = EMGaussianMixture(
+                k, covariance_type=self.covariance_type, n_init=self.n_init, random_state=seed
+            )
+            _fit_em_start(em, X)
+        else:
+            em = _checked_em_start(em_start, k, self.covariance_type, X.shape[1])
         if hasattr(self, "feature_names_in_"):
             em.feature_names_in_ = self.feature_names_in_
         t_em = time.perf_counter() - t0
@@ -807,6 +818,28 @@ def _em_start(em: EMGaussianMixture, X: np.ndarray) -> tuple[dict[str, Any], np.
     jitter = np.full(n_unconstrained(k, d, em.covariance_type), _INIT_JITTER)
     jitter[k - 1 : k - 1 + k * d] = _MEAN_JITTER * mean_sd.ravel()
     return {"weights": w, "means": em.means_, key: cov}, jitter
+
+
+def _checked_em_start(
+    em_start: Any, n_components: int, covariance_type: str, n_features: int
+) -> EMGaussianMixture:
+    """A copy of a given EM start, after checking that it fits the model to be sampled."""
+    import copy
+
+    if not isinstance(em_start, EMGaussianMixture):
+        raise TypeError(
+            f"em_start must be a fitted EMGaussianMixture, got {type(em_start).__name__}."
+        )
+    check_is_fitted(em_start)
+    found = (em_start.n_components, em_start.covariance_type, em_start.n_features_in_)
+    if found != (n_components, covariance_type, n_features):
+        raise ValueError(
+            f"em_start has n_components={found[0]}, covariance_type={found[1]!r} and "
+            f"{found[2]} feature(s), but this fit has n_components={n_components}, "
+            f"covariance_type={covariance_type!r} and {n_features} feature(s); pass an EM fit "
+            "of the same model to the same data."
+        )
+    return copy.deepcopy(em_start)
 
 
 def _fit_em_start(em: EMGaussianMixture, X: np.ndarray) -> None:

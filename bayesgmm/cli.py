@@ -143,9 +143,17 @@ def _keeping_estimators(fitted: dict[int, Any], args: argparse.Namespace):
     """
     from .selection import _fit_posterior
 
-    def fit(X: pd.DataFrame, n_components: int, *, covariance_type: str, random_state, **options):
+    def fit(
+        X: pd.DataFrame,
+        n_components: int,
+        *,
+        covariance_type: str,
+        random_state,
+        em_start=None,
+        **options,
+    ):
         bgm = _fit_posterior(
-            X, n_components, covariance_type, random_state, n_init=args.n_init, **options
+            X, n_components, covariance_type, random_state, em_start, n_init=args.n_init, **options
         )
         fitted[n_components] = bgm
         return bgm.idata_

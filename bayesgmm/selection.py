@@ -48,6 +48,7 @@ elpd differences, their standard errors and stacking weights.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -1111,9 +1112,13 @@ def _fit_posterior(
     n_components: int,
     covariance_type: str,
     random_state: int | None,
+    em_start: EMGaussianMixture | None = None,
     **sampler_options: Any,
 ) -> Any:
     """Fit :class:`bayesgmm.bayes.BayesGaussianMixture` as the comparison does; return it.
+
+    ``em_start`` (the grid cell's EM fit) starts the chains and pivots the relabelling, so the
+    table's EM row and the posterior share one EM fit.
 
     The headline convergence numbers (:meth:`DiagnosticsReport.summary`) go into the
     posterior's ``attrs["diagnostics_summary"]`` (JSON) for the comparison table.
@@ -1133,7 +1138,7 @@ def _fit_posterior(
     with warnings.catch_warnings():
         # Convergence trouble is in the table's converged column and the verdict.
         warnings.simplefilter("ignore", SamplingWarning)
-        model.fit(X)
+        model.fit(X, em_start=em_start)
     model.idata_.attrs["diagnostics_summary"] = json.dumps(model.diagnostics_.summary())
     return model
 
@@ -1143,10 +1148,23 @@ def _default_bayes_fit(
     n_components: int,
     covariance_type: str,
     random_state: int | None,
+    em_start: EMGaussianMixture | None = None,
     **sampler_options: Any,
 ) -> xr.DataTree:
     """The posterior of :func:`_fit_posterior` (the default ``bayes_fit``)."""
-    return _fit_posterior(X, n_components, covariance_type, random_state, **sampler_options).idata_
+    return _fit_posterior(
+        X, n_components, covariance_type, random_state, em_start, **sampler_options
+    ).idata_
+
+
+def _takes_em_start(bayes_fit: Callable[..., Any]) -> bool:
+    """Whether a ``bayes_fit`` accepts the grid cell's EM fit as ``em_start``."""
+    import inspect
+
+    try:
+        return "em_start" in inspect.signature(bayes_fit).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_grid(
@@ -1509,7 +1527,9 @@ def compare_models(
         returning an :class:`xarray.DataTree` with ``posterior`` and ``log_likelihood``
         groups (the pointwise log-likelihood over the rows of ``X``). Default:
         ``BayesGaussianMixture(n_components, covariance_type=..., random_state=...,
-        **sampler_options).fit(X).idata_`` from :mod:`bayesgmm.bayes`.
+        **sampler_options).fit(X, em_start=...).idata_`` from :mod:`bayesgmm.bayes`. A
+        ``bayes_fit`` with an ``em_start`` parameter is given the cell's EM fit (when it ran
+        and is not degenerate), so the table's EM row and the posterior's start are one fit.
     progress : callable, optional
         Called with one line of text after each grid cell (the CLI prints it). Without it,
         each line is logged at INFO level to the ``"bayesgmm"`` logger instead.
@@ -1608,6 +1628,7 @@ def compare_models(
                 MODEL: name,
                 N_PARAMETERS: n_parameters(k, n_features, cov),
             }
+            gm = None
             if "em" in methods:
                 em_row, gm = _fit_em(X, k, cov, em_seed, n_samples, n_init, em_options)
                 row.update(em_row)
@@ -1618,8 +1639,12 @@ def compare_models(
                 row.update({EM_NOTE: "", **dict.fromkeys(_EM_COLUMNS, np.nan)})
             if "bayes" in methods:
                 assert bayes_fit is not None
+                cell_fit = bayes_fit
+                if gm is not None and not gm.degenerate_.any() and _takes_em_start(bayes_fit):
+                    # one EM fit per model: the table's EM row starts and pivots the posterior
+                    cell_fit = functools.partial(bayes_fit, em_start=gm)
                 b_row, idata, res, w = _fit_bayes(
-                    X, k, cov, bayes_seed, n_samples, bayes_fit, sampler_options, retry
+                    X, k, cov, bayes_seed, n_samples, cell_fit, sampler_options, retry
                 )
                 occupancy = b_row.pop("_occupancy", None)
                 if occupancy is not None:

@@ -850,3 +850,43 @@ def test_unusable_retry_keeps_the_first_posterior():
     assert row["bayes_status"] == "ok" and row["retried"] and not row["converged"]
     assert "no usable posterior" in row["bayes_note"] and np.isfinite(row[sel.ELPD_LOO])
     assert any(s.startswith("full-K2: ") for s in result.excluded_posteriors)
+
+
+def test_one_em_fit_per_model_starts_the_posterior():
+    """The table's EM row and the posterior's EM start are one fit (issue 19, item 5)."""
+    X = load_faithful()
+    result = compare_models(
+        X,
+        n_components=[1, 2],
+        covariance_types=("full",),
+        random_state=0,
+        retry=False,
+        draws=200,
+        tune=200,
+        chains=2,
+    )
+    for name, gm in result.em_models.items():
+        start = result.posteriors[name]["em"]
+        np.testing.assert_array_equal(start["means"].values, gm.means_)
+        np.testing.assert_array_equal(start["weights"].values, gm.weights_)
+        assert float(start.attrs["lower_bound"]) == gm.lower_bound_
+
+
+def test_fit_from_a_given_em_start_checks_it():
+    from bayesgmm import BayesGaussianMixture
+    from bayesgmm.exceptions import SamplingWarning
+
+    X = load_faithful()
+    gm = EMGaussianMixture(2, n_init=3, random_state=1).fit(X)
+    bgm = BayesGaussianMixture(2, draws=100, tune=100, chains=2, random_state=0, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # 100 draws: the checks may fail
+        bgm.fit(X, em_start=gm)
+    np.testing.assert_array_equal(bgm.em_.means_, gm.means_)
+    assert bgm.em_ is not gm  # a copy: the caller's estimator is never changed
+    with pytest.raises(ValueError, match="n_components=3"):
+        bgm.fit(X, em_start=EMGaussianMixture(3, random_state=0).fit(X))
+    with pytest.raises(ValueError, match="covariance_type='diag'"):
+        bgm.fit(X, em_start=EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(X))
+    with pytest.raises(TypeError, match="fitted EMGaussianMixture"):
+        bgm.fit(X, em_start="kmeans")
