@@ -51,6 +51,7 @@ __all__ = [
     "python_call",
     "reproducibility",
     "sensitivity_table",
+    "sensitivity_tree",
     "sensitivity_words",
 ]
 
@@ -628,6 +629,29 @@ def _sensitivity_posterior(post: xr.Dataset, covariance_type: str) -> xr.Dataset
     return xr.Dataset(out)
 
 
+def sensitivity_tree(tree: xr.DataTree, covariance_type: str) -> xr.DataTree:
+    """The groups power-scaling needs: the parameters of :func:`sensitivity_table` and the
+    ``log_prior`` and ``log_likelihood`` groups of ``tree``.
+
+    The component dimension is renamed ``k``: arviz-stats stacks its prior and likelihood
+    results along a dimension called ``component``.
+    """
+    if "log_prior" not in tree.children or "log_likelihood" not in tree.children:
+        raise ValueError(
+            "Prior sensitivity needs the log_prior and log_likelihood groups of a fit; refit "
+            "with this version of bayesgmm."
+        )
+    post = _sensitivity_posterior(tree["posterior"].to_dataset(), covariance_type)
+    post = post.rename({"component": "k"}) if "component" in post.dims else post
+    return xr.DataTree.from_dict(
+        {
+            "posterior": post,
+            "log_prior": tree["log_prior"].to_dataset(),
+            "log_likelihood": tree["log_likelihood"].to_dataset(),
+        }
+    )
+
+
 def sensitivity_table(tree: xr.DataTree, covariance_type: str, *, threshold: float = 0.05):
     """:func:`arviz_stats.psense_summary` of a fit's tree (it needs a ``log_prior`` group).
 
@@ -637,21 +661,7 @@ def sensitivity_table(tree: xr.DataTree, covariance_type: str, *, threshold: flo
 
     from arviz_stats import psense_summary
 
-    if "log_prior" not in tree.children or "log_likelihood" not in tree.children:
-        raise ValueError(
-            "Prior sensitivity needs the log_prior and log_likelihood groups of a fit; refit "
-            "with this version of bayesgmm."
-        )
-    post = _sensitivity_posterior(tree["posterior"].to_dataset(), covariance_type)
-    # psense_summary stacks its prior and likelihood results along a dim called "component".
-    post = post.rename({"component": "k"}) if "component" in post.dims else post
-    small = xr.DataTree.from_dict(
-        {
-            "posterior": post,
-            "log_prior": tree["log_prior"].to_dataset(),
-            "log_likelihood": tree["log_likelihood"].to_dataset(),
-        }
-    )
+    small = sensitivity_tree(tree, covariance_type)
     # psense_summary logs its own warning with a link; our report says it in words.
     logger = logging.getLogger("arviz_stats.psense")
     level = logger.level

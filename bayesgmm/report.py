@@ -66,6 +66,7 @@ from .plots import (
     plot_posterior_intervals,
     plot_predictive_check,
     plot_prior_predictive,
+    plot_prior_sensitivity,
     plot_rank,
     plot_segmentation,
     plot_trace,
@@ -839,6 +840,16 @@ def _sensitivity_section(bgm: BayesGaussianMixture, figures: _Figures | None) ->
         _Table(_frame(shown), "Prior and likelihood sensitivity of every parameter."),
     ]
     if figures is not None:
+        blocks.append(
+            figures.add(
+                lambda: plot_prior_sensitivity(bgm),
+                "prior_sensitivity",
+                "Power-scaled posteriors of the weights and means: each parameter's density and "
+                "interval with the prior (left) or the likelihood (right) raised to the power "
+                "0.8, 1 and 1.25. Curves that coincide on the left mean the prior does not "
+                "drive that parameter.",
+            )
+        )
         blocks.append(_prior_predictive_figure(bgm, figures))
     return blocks
 

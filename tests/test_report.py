@@ -28,6 +28,7 @@ FIGURES = {
     "membership_uncertainty",
     "model_comparison",
     "prior_predictive",
+    "prior_sensitivity",
 }
 
 
