@@ -886,6 +886,8 @@ def _methods_section(
         rows.append(("command line", info["command"]))
     if "python" in info:
         rows.append(("Python call", info["python"]))
+    if "python_caveat" in info:
+        rows.append(("Python call: caveat", info["python_caveat"]))
     if "input" in info:
         inp = info["input"]
         rows += [
@@ -902,6 +904,8 @@ def _methods_section(
         _Heading("Reproducibility", 3),
         _Table(_kv(rows, ("item", "value")), "What reproduces this fit."),
     ]
+    if "python_caveat" in info and "command" not in info:
+        blocks.append(_Para(info["python_caveat"], "fail"))
     return blocks
 
 
