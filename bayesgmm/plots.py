@@ -16,6 +16,8 @@ function                                figure
 :func:`plot_predictive_check`           data density against the posterior predictive density
 :func:`plot_prior_predictive`           data simulated from the priors against the data range
 :func:`plot_pairs`                      every feature pair (for D > 2): EM and posterior ellipses
+:func:`plot_prior_sensitivity`          power-scaled posteriors (prior and likelihood), from
+                                        arviz-plots
 :func:`plot_rank`, :func:`plot_forest`  rank and forest plots from arviz-plots
 :func:`plot_comparison`                 model-selection criteria against K
                                         (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
