@@ -49,8 +49,10 @@ __all__ = [
     "model_description",
     "model_hyperparameters",
     "python_call",
+    "python_call_caveat",
     "reproducibility",
     "sensitivity_table",
+    "sensitivity_tree",
     "sensitivity_words",
 ]
 
@@ -554,7 +556,11 @@ def _versions() -> dict[str, str]:
 
 
 def python_call(bgm: BayesGaussianMixture) -> str:
-    """The Python call that reproduces the fit (given the same data as ``X``)."""
+    """The Python call of the fit (with the same data as ``X``).
+
+    It reproduces the posterior only when the fit's ``random_state`` was an integer; see
+    :func:`python_call_caveat` for the sentence that says so otherwise.
+    """
     params = _params(bgm)
     params.pop("progressbar", None)
     pri = params.pop("priors", None)
@@ -563,6 +569,26 @@ def python_call(bgm: BayesGaussianMixture) -> str:
     if isinstance(pri, dict):
         prior_text = "priors=Priors(" + ", ".join(f"{k}={v!r}" for k, v in pri.items()) + "), "
     return f"BayesGaussianMixture({params['n_components']}, {prior_text}{args}).fit(X)"
+
+
+def python_call_caveat(bgm: BayesGaussianMixture) -> str | None:
+    """Why :func:`python_call` cannot reproduce the fit, or None when it can.
+
+    A fit with ``random_state=None`` (or a generator object, which is not recorded) drew its
+    sampler seed at random: the seed it used is in ``idata_.attrs["random_seed"]``, but the
+    estimator derives the sampler's seed from ``random_state``, so no ``random_state``
+    given to the call recreates that seed.
+    """
+    rs = _params(bgm).get("random_state")
+    if isinstance(rs, int | np.integer) and not isinstance(rs, bool):
+        return None
+    seed = bgm.idata_.attrs.get("random_seed")
+    return (
+        "This call cannot reproduce the fit: it ran with random_state=None (or a random "
+        f"generator, which is not recorded), so its sampler seed ({seed}) was drawn at random "
+        "and this call would draw another. To make a fit reproducible, refit with an integer "
+        "random_state (e.g. random_state=0)."
+    )
 
 
 def reproducibility(
@@ -588,13 +614,18 @@ def reproducibility(
     Returns
     -------
     dict
-        ``command``, ``python``, ``input``, ``seed``, ``resolved_seed``, ``versions``.
+        ``command``, ``python``, ``python_caveat`` (only when the call cannot reproduce the
+        fit, :func:`python_call_caveat`), ``input``, ``seed``, ``resolved_seed``,
+        ``versions``.
     """
     out: dict[str, Any] = {}
     if command is not None:
         out["command"] = command
     if bgm is not None:
         out["python"] = python_call(bgm)
+        caveat = python_call_caveat(bgm)
+        if caveat is not None:
+            out["python_caveat"] = caveat
         out["resolved_seed"] = int(bgm.idata_.attrs.get("random_seed", -1))
     if data_path is not None:
         out["input"] = file_fingerprint(data_path)
@@ -628,6 +659,29 @@ def _sensitivity_posterior(post: xr.Dataset, covariance_type: str) -> xr.Dataset
     return xr.Dataset(out)
 
 
+def sensitivity_tree(tree: xr.DataTree, covariance_type: str) -> xr.DataTree:
+    """The groups power-scaling needs: the parameters of :func:`sensitivity_table` and the
+    ``log_prior`` and ``log_likelihood`` groups of ``tree``.
+
+    The component dimension is renamed ``k``: arviz-stats stacks its prior and likelihood
+    results along a dimension called ``component``.
+    """
+    if "log_prior" not in tree.children or "log_likelihood" not in tree.children:
+        raise ValueError(
+            "Prior sensitivity needs the log_prior and log_likelihood groups of a fit; refit "
+            "with this version of bayesgmm."
+        )
+    post = _sensitivity_posterior(tree["posterior"].to_dataset(), covariance_type)
+    post = post.rename({"component": "k"}) if "component" in post.dims else post
+    return xr.DataTree.from_dict(
+        {
+            "posterior": post,
+            "log_prior": tree["log_prior"].to_dataset(),
+            "log_likelihood": tree["log_likelihood"].to_dataset(),
+        }
+    )
+
+
 def sensitivity_table(tree: xr.DataTree, covariance_type: str, *, threshold: float = 0.05):
     """:func:`arviz_stats.psense_summary` of a fit's tree (it needs a ``log_prior`` group).
 
@@ -637,21 +691,7 @@ def sensitivity_table(tree: xr.DataTree, covariance_type: str, *, threshold: flo
 
     from arviz_stats import psense_summary
 
-    if "log_prior" not in tree.children or "log_likelihood" not in tree.children:
-        raise ValueError(
-            "Prior sensitivity needs the log_prior and log_likelihood groups of a fit; refit "
-            "with this version of bayesgmm."
-        )
-    post = _sensitivity_posterior(tree["posterior"].to_dataset(), covariance_type)
-    # psense_summary stacks its prior and likelihood results along a dim called "component".
-    post = post.rename({"component": "k"}) if "component" in post.dims else post
-    small = xr.DataTree.from_dict(
-        {
-            "posterior": post,
-            "log_prior": tree["log_prior"].to_dataset(),
-            "log_likelihood": tree["log_likelihood"].to_dataset(),
-        }
-    )
+    small = sensitivity_tree(tree, covariance_type)
     # psense_summary logs its own warning with a link; our report says it in words.
     logger = logging.getLogger("arviz_stats.psense")
     level = logger.level
@@ -718,6 +758,8 @@ def methods_markdown(
                 "```",
                 "",
             ]
+            if "python_caveat" in reproducibility:
+                out += [f"**{reproducibility['python_caveat']}**", ""]
         inp = reproducibility.get("input")
         if inp:
             out += [f"- input file: {inp['name']} ({inp['size']} bytes, SHA-256 `{inp['sha256']}`)"]

@@ -16,6 +16,8 @@ function                                figure
 :func:`plot_predictive_check`           data density against the posterior predictive density
 :func:`plot_prior_predictive`           data simulated from the priors against the data range
 :func:`plot_pairs`                      every feature pair (for D > 2): EM and posterior ellipses
+:func:`plot_prior_sensitivity`          power-scaled posteriors (prior and likelihood), from
+                                        arviz-plots
 :func:`plot_rank`, :func:`plot_forest`  rank and forest plots from arviz-plots
 :func:`plot_comparison`                 model-selection criteria against K
                                         (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
@@ -59,6 +61,7 @@ __all__ = [
     "plot_posterior_intervals",
     "plot_predictive_check",
     "plot_prior_predictive",
+    "plot_prior_sensitivity",
     "plot_rank",
     "plot_reliability",
     "plot_segmentation",
@@ -1119,3 +1122,101 @@ def plot_reliability(
     bottom.set_xlabel("probability of the assigned label")
     bottom.set_ylabel("share of pixels")
     return fig
+
+
+def plot_prior_sensitivity(
+    bgm: BayesGaussianMixture, *, var_names: Sequence[str] = ("weights", "means")
+) -> Figure:
+    """Power-scaled posteriors (:func:`arviz_plots.plot_psense_dist`), prior and likelihood.
+
+    Per parameter, its posterior density and interval when the prior (left) or the
+    likelihood (right) is raised to the power 0.8, 1 and 1.25 (Kallioinen et al. 2023),
+    estimated by importance sampling of the draws already taken: curves that stay on top of
+    one another mean the posterior does not depend on that part of the model. The numbers
+    are :meth:`~bayesgmm.BayesGaussianMixture.prior_sensitivity`.
+
+    Parameters
+    ----------
+    bgm : BayesGaussianMixture
+        A fitted estimator.
+    var_names : sequence of str, default ("weights", "means")
+        Among ``"weights"``, ``"means"``, ``"stds"`` and ``"corr"`` (full or tied covariances
+        with several features).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two columns (prior, likelihood), one row per parameter element.
+    """
+    import logging
+
+    import arviz_plots as azp
+    import xarray as xr
+
+    from .bayes import _log_prior
+    from .methods import sensitivity_tree
+
+    _check_bgm(bgm, "plot_prior_sensitivity")
+    tree = bgm.idata_
+    if "log_prior" not in tree.children:  # a fit saved before the group existed
+        X = tree["observed_data"]["obs"]
+        lp = _log_prior(
+            tree,
+            X.values,
+            [str(f) for f in X["feature"].values],
+            tree["posterior"].sizes["component"],
+            bgm.covariance_type,
+            bgm.priors,
+        )
+        tree = tree.copy()
+        tree["log_prior"] = xr.DataTree(lp)
+    small = sensitivity_tree(tree, bgm.covariance_type)
+    post = small["posterior"].to_dataset()
+    known = [v for v in var_names if v in post]
+    if not known:
+        raise ValueError(
+            f"var_names={list(var_names)!r} names none of this fit's parameters; choose among "
+            f"{sorted(post.data_vars)}."
+        )
+    for dim in ("feature", "pair"):  # "$" would start mathtext in matplotlib
+        if dim in post.coords:
+            post = post.assign_coords({dim: [_text(f) for f in post[dim].values]})
+    small["posterior"] = xr.DataTree(post)
+    logger = logging.getLogger("arviz_stats.psense")  # its warnings are in the report's words
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        pc = azp.plot_psense_dist(small, var_names=known, backend="matplotlib")
+    finally:
+        logger.setLevel(level)
+    fig = _from_arviz_plots(pc)
+    _tidy_psense_panels(fig)
+    return fig
+
+
+def _tidy_psense_panels(fig: Figure) -> None:
+    """One-line panel titles, a legend above the panels and a layout that keeps text apart."""
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    if not panels:
+        return
+    n_rows, n_cols = panels[0].get_subplotspec().get_gridspec().get_geometry()
+    fig.set_size_inches(3.4 * n_cols, 1.0 + 1.7 * n_rows)
+    for ax in panels:
+        var, _, rest = ax.get_title().partition("\n")
+        element, _, part = rest.rpartition(", ")
+        title = f"{var}[{element}]" if element else var
+        title = f"{title}, power-scaled {part}" if part else title
+        ax.set_title(_wrap(title, 3.2, 9), fontsize=9)
+        ax.tick_params(labelsize=8)
+    fig.set_layout_engine("constrained")
+    for legend in list(fig.legends):
+        handles, labels = legend.legend_handles, [t.get_text() for t in legend.get_texts()]
+        legend.remove()
+        fig.legend(
+            handles,
+            [f"power {lab}" for lab in labels],
+            loc="outside upper center",
+            ncols=len(labels),
+            fontsize=9,
+            frameon=False,
+        )

@@ -66,6 +66,7 @@ from .plots import (
     plot_posterior_intervals,
     plot_predictive_check,
     plot_prior_predictive,
+    plot_prior_sensitivity,
     plot_rank,
     plot_segmentation,
     plot_trace,
@@ -849,6 +850,81 @@ def _model_section(bgm: BayesGaussianMixture) -> list[_Block]:
     ]
 
 
+def _comparison_model_section(result: ComparisonResult) -> list[_Block]:
+    """The stock model's priors for a comparison's posteriors, stated once for the grid.
+
+    The priors depend only on the data and :class:`~bayesgmm.model.Priors`, both recorded
+    in each posterior (``observed_data``, ``attrs["params"]``); their numbers are read from
+    :func:`bayesgmm.build_model` per covariance type, as in :func:`_model_section`.
+    """
+    from .methods import model_description
+    from .model import Priors
+
+    stock: dict[str, list[tuple[int, Any, Any]]] = {}
+    other = []
+    for name, tree in result.posteriors.items():
+        raw = tree.attrs.get("params")
+        params = json.loads(raw) if isinstance(raw, str) else None
+        if (
+            tree.attrs.get("estimator") != "BayesGaussianMixture"
+            or params is None
+            or "observed_data" not in tree.children
+        ):
+            other.append(name)
+            continue
+        pri = params.get("priors")
+        priors = Priors(**pri) if isinstance(pri, dict) else Priors()
+        obs = tree["observed_data"]["obs"]
+        frame = pd.DataFrame(obs.values, columns=[str(f) for f in obs["feature"].values])
+        cov = str(params.get("covariance_type"))
+        stock.setdefault(cov, []).append((int(tree["posterior"].sizes["component"]), priors, frame))
+    if not stock:
+        return []
+    rows: dict[tuple[str, str], list[str]] = {}
+    scalings: dict[str, list[str]] = {}
+    for cov, fits in stock.items():
+        _, priors, frame = fits[0]
+        if any(p != priors or not f.equals(frame) for _, p, f in fits[1:]):
+            other += [f"{cov} (models with differing priors or data)"]
+            continue
+        desc = model_description(frame, 2, covariance_type=cov, priors=priors)
+        for r in desc.priors.itertuples(index=False):
+            prior = str(r.prior).replace("for each of 2 components", "for each of the K components")
+            rows.setdefault((str(r.parameter), prior), []).append(cov)
+        scalings.setdefault(desc.scaling, []).append(cov)
+    table = pd.DataFrame(
+        [(p, prior, ", ".join(covs)) for (p, prior), covs in rows.items()],
+        columns=["parameter", "prior", "covariance types"],
+    )
+    ks = sorted({k for fits in stock.values() for k, _, _ in fits})
+    blocks: list[_Block] = [
+        _Heading("Model"),
+        _Para(
+            "Likelihood of every compared posterior: x_i ~ sum_k w_k Normal(mu_k, Sigma_k), "
+            f"k = 1..K, K in {{{', '.join(map(str, ks))}}}, with the covariance types "
+            f"{', '.join(stock)}; the component labels are marginalised out. The priors do "
+            "not depend on K (the same prior for every component), so they are stated once."
+        ),
+        _Table(
+            _frame(table),
+            "Priors of the compared posteriors, with their hyper-parameters in data units "
+            "(read from the PyMC model).",
+        ),
+    ]
+    if len(scalings) == 1:
+        blocks.append(_Para(next(iter(scalings))))
+    else:
+        blocks += [_Para(f"{', '.join(c)} covariances: {t}") for t, c in scalings.items()]
+    if other:
+        blocks.append(
+            _Para(
+                "Not stated for: " + ", ".join(other) + " (not the stock BayesGaussianMixture "
+                "model, or its settings were not recorded)."
+            )
+        )
+    return blocks
+
+
 def _sensitivity_section(bgm: BayesGaussianMixture, figures: _Figures | None) -> list[_Block]:
     """Power-scaling prior sensitivity (psense_summary), in a table and in words."""
     from .methods import sensitivity_words
@@ -879,6 +955,16 @@ def _sensitivity_section(bgm: BayesGaussianMixture, figures: _Figures | None) ->
         _Table(_frame(shown), "Prior and likelihood sensitivity of every parameter."),
     ]
     if figures is not None:
+        blocks.append(
+            figures.add(
+                lambda: plot_prior_sensitivity(bgm),
+                "prior_sensitivity",
+                "Power-scaled posteriors of the weights and means: each parameter's density and "
+                "interval with the prior (left) or the likelihood (right) raised to the power "
+                "0.8, 1 and 1.25. Curves that coincide on the left mean the prior does not "
+                "drive that parameter.",
+            )
+        )
         blocks.append(_prior_predictive_figure(bgm, figures))
     return blocks
 
@@ -915,6 +1001,8 @@ def _methods_section(
         rows.append(("command line", info["command"]))
     if "python" in info:
         rows.append(("Python call", info["python"]))
+    if "python_caveat" in info:
+        rows.append(("Python call: caveat", info["python_caveat"]))
     if "input" in info:
         inp = info["input"]
         rows += [
@@ -931,6 +1019,8 @@ def _methods_section(
         _Heading("Reproducibility", 3),
         _Table(_kv(rows, ("item", "value")), "What reproduces this fit."),
     ]
+    if "python_caveat" in info and "command" not in info:
+        blocks.append(_Para(info["python_caveat"], "fail"))
     return blocks
 
 
@@ -1108,6 +1198,8 @@ def render_report(
         blocks += _posterior_section(bgm, interval, fig_store)
         blocks += _membership_section(bgm, membership, interval, threshold, n_uncertain, fig_store)
         blocks += _sensitivity_section(bgm, fig_store)
+    if comparison is not None and bgm is None:
+        blocks += _comparison_model_section(comparison)
     if comparison is not None:
         blocks += _comparison_section(comparison, fig_store)
     if segmentation is not None:

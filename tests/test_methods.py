@@ -250,3 +250,44 @@ def test_prior_predictive_draws_follow_the_priors(default_fit):
     assert np.all(hi - lo < 20 * s)
     fig = plot_prior_predictive(default_fit, n_draws=20)
     assert len([ax for ax in fig.axes if ax.axison]) == 2
+
+
+# ---------------------------------------------------------------------- the Python call
+
+
+def _tiny_fit(random_state) -> BayesGaussianMixture:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 1 chain of 50 draws fails the convergence checks
+        return BayesGaussianMixture(
+            2, draws=50, tune=50, chains=1, random_state=random_state, progressbar=False
+        ).fit(load_faithful())
+
+
+def test_python_call_reproduces_a_seeded_fit_and_says_when_it_cannot():
+    from bayesgmm.methods import methods_markdown, python_call, python_call_caveat, reproducibility
+
+    X = load_faithful()
+    seeded = _tiny_fit(3)
+    assert python_call_caveat(seeded) is None
+    assert "python_caveat" not in reproducibility(seeded)
+    call = python_call(seeded)
+    assert "random_state=3" in call
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = eval(call, {"BayesGaussianMixture": BayesGaussianMixture, "Priors": Priors, "X": X})
+    np.testing.assert_array_equal(
+        again.idata_["posterior"]["means"].values, seeded.idata_["posterior"]["means"].values
+    )
+
+    unseeded = _tiny_fit(None)
+    seed = unseeded.idata_.attrs["random_seed"]
+    caveat = python_call_caveat(unseeded)
+    assert caveat is not None and "cannot reproduce" in caveat and str(seed) in caveat
+    info = reproducibility(unseeded)
+    assert info["python_caveat"] == caveat and "random_state=None" in info["python"]
+    assert caveat in methods_markdown(unseeded, reproducibility=info)
+    md = render_report(bgm=unseeded, figures=False, fmt="md")
+    assert "cannot reproduce the fit" in md
+    assert "cannot reproduce" not in render_report(bgm=seeded, figures=False, fmt="md")
+    # a generator object is not recorded either
+    assert python_call_caveat(_tiny_fit(np.random.RandomState(1))) is not None

@@ -426,3 +426,21 @@ def test_comparison_figure_is_legible():
     )
     problems = _legibility_problems(plot_comparison(result))
     assert not problems, "; ".join(problems[:4])
+
+
+def test_prior_sensitivity_figure(faithful_fit):
+    """Prior and likelihood columns, one row per weight and mean, no pyplot state left."""
+    import matplotlib.pyplot as plt
+
+    from bayesgmm.plots import plot_prior_sensitivity
+
+    before = plt.get_fignums()
+    fig = plot_prior_sensitivity(faithful_fit)
+    assert plt.get_fignums() == before
+    titles = [ax.get_title() for ax in fig.axes if ax.axison]
+    assert len(titles) == 2 * (2 + 2 * 2)  # (2 weights + 2 x 2 means) x (prior, likelihood)
+    assert "means[1, waiting], power-scaled prior" in titles
+    assert "means[1, waiting], power-scaled likelihood" in titles
+    assert _legibility_problems(fig) == []
+    with pytest.raises(ValueError, match="names none"):
+        plot_prior_sensitivity(faithful_fit, var_names=("nope",))

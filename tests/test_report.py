@@ -28,6 +28,7 @@ FIGURES = {
     "membership_uncertainty",
     "model_comparison",
     "prior_predictive",
+    "prior_sensitivity",
 }
 
 
@@ -307,3 +308,37 @@ def test_markdown_report_is_plain_markdown(faithful_fit, comparison):
     assert "have P(label) < 0.9." in shown_text
     assert EVIL in shown_text  # the feature name shows as typed, not as a tag
     assert "a & b | c" in shown_text
+
+
+def test_comparison_only_report_states_the_model_once():
+    """A report of a comparison alone states the stock priors of its posteriors, read from
+    build_model (not recomputed), once for the grid."""
+    import warnings
+
+    from bayesgmm import build_model
+    from bayesgmm.methods import model_hyperparameters
+
+    X = load_faithful()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 1 short chain per model: diagnostics fail
+        result = compare_models(
+            X,
+            n_components=[1, 2],
+            covariance_types=("full", "spherical"),
+            methods=("bayes",),
+            random_state=0,
+            draws=60,
+            tune=60,
+            chains=1,
+        )
+    md = render_report(comparison=result, figures=False, fmt="md")
+    assert md.count("## Model\n") == 1
+    section = md.split("## Model\n")[1].split("\n## ")[0]
+    full = model_hyperparameters(build_model(X, 2, covariance_type="full"))
+    sph = model_hyperparameters(build_model(X, 2, covariance_type="spherical"))
+    for j, name in enumerate(X.columns):
+        assert f"{name}: {float(full['means_sigma'][0, j]):.4g}" in section
+        assert f"{name}: {float(full['covariance']['sd_sigma'].ravel()[j]):.4g}" in section
+    assert f"HalfNormal(scale {float(np.ravel(sph['covariance']['sd_sigma'])[0]):.4g})" in section
+    assert "for each of the K components" in section and "K in {1, 2}" in section
+    assert "LKJ(eta = 2)" in section
