@@ -182,7 +182,10 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         variance, along some direction of the standardised data, within ten times the
         ``reg_covar`` floor (and at least below ``1e-10``), that is below
         ``max(10 * reg_covar, 1e-10)`` times the data's own variance in that direction. The
-        rule is unit-free. Such fits have spuriously high likelihood.
+        rule is unit-free. Such fits have spuriously high likelihood. With
+        ``covariance_type="tied"`` the covariance is shared, so a component with few points
+        cannot make the likelihood unbounded and is not flagged; only the shared covariance
+        can collapse, and then every component is flagged.
     n_parameters_ : int
         Free parameters, used by :meth:`bic` and :meth:`aic`.
     n_features_in_ : int
@@ -537,7 +540,13 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         k = self.n_components
         floor = max(10.0 * self.reg_covar, 1e-10 * data_var)
         small_var = _smallest_variances(p.covariances, self.covariance_type, k) <= floor
-        few_points = p.weights * total_weight < n_features + 1
+        if self.covariance_type == "tied":
+            # The covariance is shared: a component with few points (even one) cannot shrink
+            # it, so it does not make the likelihood unbounded. Only the shared covariance
+            # can collapse (onto the floor), and then it does so for every component.
+            few_points = np.zeros(k, dtype=bool)
+        else:
+            few_points = p.weights * total_weight < n_features + 1
         return small_var | few_points, few_points
 
     # -------------------------------------------------------------------- API

@@ -342,6 +342,46 @@ def test_n_init_prefers_non_degenerate_run():
         assert not best.degenerate_.any()
 
 
+def test_tied_component_with_few_points_is_not_degenerate():
+    """Issue 18: a shared covariance cannot collapse onto one component's few points."""
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(150, 2)), [[9.0, 9.0]]])  # one far outlier
+    start = dict(weights_init=[150 / 151, 1 / 151], means_init=[[0.0, 0.0], [9.0, 9.0]])
+    tied = EMGaussianMixture(2, covariance_type="tied", tol=1e-8, **start).fit(X)
+    assert tied.weights_[1] * X.shape[0] < X.shape[1] + 1  # the outlier's component
+    assert not tied.degenerate_.any()
+    with pytest.warns(DegenerateMixtureWarning, match="fewer than n_features"):
+        full = EMGaussianMixture(2, covariance_type="full", tol=1e-8, **start).fit(X)
+    np.testing.assert_array_equal(full.degenerate_, [False, True])
+
+
+def test_tied_shared_covariance_collapse_is_flagged():
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.normal(size=100), np.full(100, 3.0)])  # a constant feature
+    with pytest.warns(DegenerateMixtureWarning, match="shrank"):
+        gm = EMGaussianMixture(2, covariance_type="tied", random_state=0).fit(X)
+    assert gm.degenerate_.all()
+
+
+ACIDITY_TIED_5 = -175.118  # reached by mclust 6.0 (issue 18) and by scikit-learn below
+
+
+def test_acidity_tied_five_components_reaches_reference_and_is_not_degenerate():
+    X = load_acidity().to_numpy().reshape(-1, 1)
+    kw = dict(covariance_type="tied", tol=1e-8, max_iter=5000)
+    sk = GaussianMixture(5, n_init=5, random_state=0, reg_covar=0.0, **kw).fit(X)
+    assert sk.score(X) * X.shape[0] == pytest.approx(ACIDITY_TIED_5, abs=1e-3)
+    start = dict(weights_init=sk.weights_, means_init=sk.means_, precisions_init=sk.precisions_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither degenerate nor unconverged
+        at_optimum = EMGaussianMixture(5, **kw, **start).fit(X)
+        ours = EMGaussianMixture(5, n_init=20, random_state=0, **kw).fit(X)
+    assert (at_optimum.weights_ * X.shape[0]).min() < 2  # one component holds about one point
+    for gm in (at_optimum, ours):
+        assert gm.score(X) * X.shape[0] == pytest.approx(ACIDITY_TIED_5, abs=1e-3)
+        assert not gm.degenerate_.any()
+
+
 # ---------------------------------------------------------------- bad input
 
 
