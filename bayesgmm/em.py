@@ -74,6 +74,7 @@ class _Params:
 class _Run:
     params: _Params
     lower_bounds: list[float]
+    lower_bound: float  # mean log-likelihood of the last E-step (of the start if max_iter=0)
     converged: bool
     degenerate: np.ndarray
     few_points: np.ndarray  # the degenerate components that hold < n_features + 1 points
@@ -136,7 +137,13 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         the new units. Equivalently, EM runs on standardised data (see Notes) and adds
         ``reg_covar`` to the diagonal there, as scikit-learn adds its absolute ``reg_covar``.
     max_iter : int, default=100
-        Most EM iterations per initialisation.
+        Most EM iterations per initialisation. ``0`` returns the initialisation itself, as
+        scikit-learn does: the parameters from the initial responsibilities, overridden by
+        any ``*_init`` given (with ``warm_start``, the previous fit), with ``converged_``
+        False and no :class:`ConvergenceWarning`. ``lower_bound_`` is then the start's mean
+        log-likelihood (scikit-learn reports ``-inf``), ``lower_bounds_`` is empty,
+        ``n_iter_`` is 0, and of ``n_init`` starts the one of highest likelihood is kept
+        (scikit-learn keeps the last).
     n_init : int, default=1
         Number of initialisations; the best non-degenerate run (highest lower bound) is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
@@ -174,7 +181,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     n_iter_ : int
         Iterations of the kept run.
     lower_bound_ : float
-        Mean log-likelihood per sample (weighted) at the kept run's last iteration.
+        Mean log-likelihood per sample (weighted) at the kept run's last iteration (of its
+        initialisation if ``max_iter=0``).
     lower_bounds_ : ndarray of shape (n_iterations,)
         The same per iteration; EM never decreases it.
     degenerate_ : ndarray of bool, shape (n_components,)
@@ -182,7 +190,10 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         variance, along some direction of the standardised data, within ten times the
         ``reg_covar`` floor (and at least below ``1e-10``), that is below
         ``max(10 * reg_covar, 1e-10)`` times the data's own variance in that direction. The
-        rule is unit-free. Such fits have spuriously high likelihood.
+        rule is unit-free. Such fits have spuriously high likelihood. With
+        ``covariance_type="tied"`` the covariance is shared, so a component with few points
+        cannot make the likelihood unbounded and is not flagged; only the shared covariance
+        can collapse, and then every component is flagged.
     n_parameters_ : int
         Free parameters, used by :meth:`bic` and :meth:`aic`.
     n_features_in_ : int
@@ -266,7 +277,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         check_choice("init_params", self.init_params, INIT_PARAMS)
         check_positive("tol", self.tol, allow_zero=True)
         check_positive("reg_covar", self.reg_covar, allow_zero=True)
-        check_positive("max_iter", self.max_iter, integer=True)
+        check_positive("max_iter", self.max_iter, integer=True, allow_zero=True)
         check_positive("n_init", self.n_init, integer=True)
 
     def _check_inits(self, n_features: int) -> dict[str, np.ndarray]:
@@ -481,6 +492,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             total_weight = sample_weight.sum()
         lower_bounds: list[float] = []
         converged = False
+        if self.max_iter == 0:  # the initialisation itself, scored by one E-step
+            lower_bound = self._em_pass(X, sample_weight, params)[0] / total_weight
         for n_iter in range(1, self.max_iter + 1):
             prev = lower_bound
             ll, nk, s1, s2 = self._em_pass(X, sample_weight, params)
@@ -496,7 +509,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
                 converged = True
                 break
         degenerate, few_points = self._degenerate(params, total_weight, X.shape[1], data_var)
-        return _Run(params, lower_bounds, converged, degenerate, few_points)
+        return _Run(params, lower_bounds, lower_bound, converged, degenerate, few_points)
 
     def _standardization(
         self, X: np.ndarray, sample_weight: np.ndarray
@@ -537,7 +550,13 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         k = self.n_components
         floor = max(10.0 * self.reg_covar, 1e-10 * data_var)
         small_var = _smallest_variances(p.covariances, self.covariance_type, k) <= floor
-        few_points = p.weights * total_weight < n_features + 1
+        if self.covariance_type == "tied":
+            # The covariance is shared: a component with few points (even one) cannot shrink
+            # it, so it does not make the likelihood unbounded. Only the shared covariance
+            # can collapse (onto the floor), and then it does so for every component.
+            few_points = np.zeros(k, dtype=bool)
+        else:
+            few_points = p.weights * total_weight < n_features + 1
         return small_var | few_points, few_points
 
     # -------------------------------------------------------------------- API
@@ -620,7 +639,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
                     "init %d/%d: lower bound %.6f after %d iterations%s%s",
                     init + 1,
                     n_init,
-                    run.lower_bounds[-1] - log_scale,
+                    run.lower_bound - log_scale,
                     len(run.lower_bounds),
                     "" if run.converged else " (not converged)",
                     " (degenerate)" if run.degenerate.any() else "",
@@ -644,6 +663,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         """Map the kept run back to the data's units, refuse non-finite parameters, store."""
         best.params = _rescale(best.params, self.covariance_type, scale, centre)
         best.lower_bounds = [lb - log_scale for lb in best.lower_bounds]
+        best.lower_bound -= log_scale
         p = best.params
         finite = [np.isfinite(a).all() for a in (p.weights, p.means, p.covariances)]
         if not (all(finite) and np.isfinite(p.precisions_cholesky).all()):
@@ -867,7 +887,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         run_ok, best_ok = not run.degenerate.any(), not best.degenerate.any()
         if run_ok != best_ok:
             return run_ok
-        return run.lower_bounds[-1] > best.lower_bounds[-1]
+        return run.lower_bound > best.lower_bound
 
     def _set_fitted(self, run: _Run, n_features: int, n_init: int) -> None:
         p = run.params
@@ -885,10 +905,10 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         few_points = run.few_points[order]
         self.converged_ = run.converged
         self.lower_bounds_ = np.asarray(run.lower_bounds)
-        self.lower_bound_ = float(run.lower_bounds[-1])
+        self.lower_bound_ = float(run.lower_bound)
         self.n_iter_ = len(run.lower_bounds)
         self.n_parameters_ = n_parameters(self.n_components, n_features, self.covariance_type)
-        if not run.converged:
+        if not run.converged and self.max_iter > 0:  # max_iter=0 asks for the start
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (best of "
                 f"{n_init} initialisations; last change above tol={self.tol}). Increase "

@@ -342,6 +342,115 @@ def test_n_init_prefers_non_degenerate_run():
         assert not best.degenerate_.any()
 
 
+def test_tied_component_with_few_points_is_not_degenerate():
+    """Issue 18: a shared covariance cannot collapse onto one component's few points."""
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(150, 2)), [[9.0, 9.0]]])  # one far outlier
+    start = dict(weights_init=[150 / 151, 1 / 151], means_init=[[0.0, 0.0], [9.0, 9.0]])
+    tied = EMGaussianMixture(2, covariance_type="tied", tol=1e-8, **start).fit(X)
+    assert tied.weights_[1] * X.shape[0] < X.shape[1] + 1  # the outlier's component
+    assert not tied.degenerate_.any()
+    with pytest.warns(DegenerateMixtureWarning, match="fewer than n_features"):
+        full = EMGaussianMixture(2, covariance_type="full", tol=1e-8, **start).fit(X)
+    np.testing.assert_array_equal(full.degenerate_, [False, True])
+
+
+def test_tied_shared_covariance_collapse_is_flagged():
+    rng = np.random.default_rng(2)
+    X = np.column_stack([rng.normal(size=100), np.full(100, 3.0)])  # a constant feature
+    with pytest.warns(DegenerateMixtureWarning, match="shrank"):
+        gm = EMGaussianMixture(2, covariance_type="tied", random_state=0).fit(X)
+    assert gm.degenerate_.all()
+
+
+ACIDITY_TIED_5 = -175.118  # reached by mclust 6.0 (issue 18) and by scikit-learn below
+
+
+def test_acidity_tied_five_components_reaches_reference_and_is_not_degenerate():
+    X = load_acidity().to_numpy().reshape(-1, 1)
+    kw = dict(covariance_type="tied", tol=1e-8, max_iter=5000)
+    sk = GaussianMixture(5, n_init=5, random_state=0, reg_covar=0.0, **kw).fit(X)
+    assert sk.score(X) * X.shape[0] == pytest.approx(ACIDITY_TIED_5, abs=1e-3)
+    start = dict(weights_init=sk.weights_, means_init=sk.means_, precisions_init=sk.precisions_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither degenerate nor unconverged
+        at_optimum = EMGaussianMixture(5, **kw, **start).fit(X)
+        ours = EMGaussianMixture(5, n_init=20, random_state=0, **kw).fit(X)
+    assert (at_optimum.weights_ * X.shape[0]).min() < 2  # one component holds about one point
+    for gm in (at_optimum, ours):
+        assert gm.score(X) * X.shape[0] == pytest.approx(ACIDITY_TIED_5, abs=1e-3)
+        assert not gm.degenerate_.any()
+
+
+# ---------------------------------------------------------------- max_iter=0
+
+
+def _standardised_faithful():
+    """Faithful in standard units, where our relative reg_covar is scikit-learn's absolute."""
+    X = load_faithful().to_numpy()
+    return (X - X.mean(axis=0)) / X.std(axis=0)
+
+
+@pytest.mark.parametrize("init_params", ["random", "kmeans"])
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_max_iter_zero_returns_sklearn_initialisation(covariance_type, init_params):
+    """Issue 18: max_iter=0 returns the start, as scikit-learn's GaussianMixture does."""
+    X = _standardised_faithful()
+    kw = dict(covariance_type=covariance_type, init_params=init_params, random_state=3)
+    sk = GaussianMixture(3, max_iter=0, **kw).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn does not warn either
+        ours = EMGaussianMixture(3, max_iter=0, **kw).fit(X)
+    order = np.lexsort(sk.means_.T[::-1])  # our stable component order
+    sk_covs = sk.covariances_ if covariance_type == "tied" else sk.covariances_[order]
+    np.testing.assert_allclose(ours.weights_, sk.weights_[order], rtol=1e-10)
+    np.testing.assert_allclose(ours.means_, sk.means_[order], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.covariances_, sk_covs, rtol=1e-10, atol=1e-12)
+    assert not ours.converged_ and not sk.converged_
+    assert ours.n_iter_ == sk.n_iter_ == 0 and ours.lower_bounds_.size == 0
+    # ours reports the start's log-likelihood where scikit-learn reports -inf
+    assert ours.lower_bound_ == pytest.approx(sk.score(X), rel=1e-10)
+    one_step = EMGaussianMixture(3, max_iter=1, tol=0.0, **kw)
+    with pytest.warns(ConvergenceWarning):
+        one_step.fit(X)
+    assert one_step.lower_bounds_[0] == pytest.approx(ours.lower_bound_, rel=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_max_iter_zero_returns_given_inits(covariance_type):
+    X = load_faithful().to_numpy()
+    means_init = np.array([[2.0, 55.0], [4.3, 80.0]])
+    prec = np.stack([np.diag([4.0, 0.02])] * 2)
+    start = dict(
+        weights_init=[0.4, 0.6],
+        means_init=means_init,
+        precisions_init=prec if covariance_type == "full" else prec[:, [0, 1], [0, 1]],
+    )
+    gm = EMGaussianMixture(2, covariance_type=covariance_type, max_iter=0, **start).fit(X)
+    np.testing.assert_allclose(gm.weights_, [0.4, 0.6])
+    np.testing.assert_allclose(gm.means_, means_init)
+    np.testing.assert_allclose(gm.precisions_, start["precisions_init"], rtol=1e-12)
+    # only means_init (scikit-learn's test_max_iter_zero): the rest from the k-means start
+    sk = GaussianMixture(2, max_iter=0, means_init=means_init, random_state=0, reg_covar=0.0)
+    ours = EMGaussianMixture(2, max_iter=0, means_init=means_init, random_state=0, reg_covar=0.0)
+    sk.fit(X)
+    ours.fit(X)
+    np.testing.assert_allclose(ours.means_, means_init)
+    np.testing.assert_allclose(ours.weights_, sk.weights_, rtol=1e-10)
+    np.testing.assert_allclose(ours.covariances_, sk.covariances_, rtol=1e-8)
+
+
+def test_max_iter_zero_keeps_the_most_likely_of_n_init_starts():
+    X = load_faithful().to_numpy()
+    kw = dict(init_params="random", max_iter=0)
+    rs = np.random.RandomState(0)  # advanced by each fit, as by each of n_init starts
+    singles = [EMGaussianMixture(3, random_state=rs, **kw).fit(X) for _ in range(4)]
+    best = EMGaussianMixture(3, n_init=4, random_state=0, **kw).fit(X)
+    i = int(np.argmax([g.lower_bound_ for g in singles]))
+    assert best.lower_bound_ == pytest.approx(singles[i].lower_bound_, rel=1e-12)
+    np.testing.assert_allclose(best.means_, singles[i].means_, rtol=1e-12)
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -373,7 +482,8 @@ def test_bad_data_is_refused_clearly(X, error, match):
         (dict(covariance_type="fulll"), ValueError, "choose one of"),
         (dict(init_params="kmean"), ValueError, "choose one of"),
         (dict(tol=-1.0), ValueError, "tol"),
-        (dict(max_iter=0), ValueError, "max_iter"),
+        (dict(max_iter=-1), ValueError, "max_iter=-1 is invalid"),
+        (dict(max_iter=2.5), TypeError, "max_iter"),
         (dict(n_components=2, means_init=np.zeros((3, 2))), ValueError, "means_init"),
         (dict(n_components=2, weights_init=[0.2, 0.2]), ValueError, "sum to 1"),
         (dict(n_components=2, precisions_init=-np.ones((2, 2, 2))), ValueError, "precisions"),
