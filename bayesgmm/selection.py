@@ -907,14 +907,20 @@ class ComparisonResult:
                 f"No K has an estimable evidence for {_join(none)} covariance, so p(K | y) is "
                 "undefined there."
             )
-        left = self.evidence_excluded
-        if left:
-            out.append(
-                f"Left out of p(K | y) ({len(left)} model(s)): "
-                + "; ".join(left[:_MAX_LISTED])
-                + (f"; and {len(left) - _MAX_LISTED} more" if len(left) > _MAX_LISTED else "")
-                + "."
-            )
+        if self._evidence_computed():
+            by_reason: dict[str, list[str]] = {}
+            for cov, post in self.k_posterior.items():
+                for k, reason in post.excluded.items():
+                    # the numbers of a failed check are in the sentence naming the posterior
+                    if reason.startswith(_FAILED_CHECKS):
+                        reason = _FAILED_CHECKS
+                    by_reason.setdefault(reason, []).append(_model_name(cov, k))
+            if by_reason:
+                out.append(
+                    "Left out of p(K | y): "
+                    + "; ".join(f"{_join(models)} ({why})" for why, models in by_reason.items())
+                    + "."
+                )
         return out
 
     @property
@@ -1628,6 +1634,9 @@ def _fit_bayes(
     return row, idata, res, w
 
 
+_FAILED_CHECKS = "not estimable: the convergence checks failed"
+
+
 def _evidence_row(idata: xr.DataTree, check: Mapping[str, Any] | None) -> dict[str, Any]:
     """The evidence columns of a posterior, from the ``attrs["evidence"]`` of
     :func:`_default_bayes_fit`; "not computed" for a posterior without them. A posterior that
@@ -1653,9 +1662,7 @@ def _evidence_row(idata: xr.DataTree, check: Mapping[str, Any] | None) -> dict[s
             }
         )
     elif check is not None and not check.get("passed", True):
-        row[EVIDENCE_NOTE] = (
-            f"not estimable: the convergence checks failed ({_join(_failure_reasons(check))})"
-        )
+        row[EVIDENCE_NOTE] = f"{_FAILED_CHECKS} ({_join(_failure_reasons(check))})"
     else:
         row[EVIDENCE_NOTE] = str(found.get("reason") or "not estimable")
     return row

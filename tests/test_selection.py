@@ -950,10 +950,13 @@ def test_evidence_names_the_k_left_out_and_compares_with_bic(acidity_evidence):
     post = result.k_posterior["full"]
     assert sorted(post.excluded) == sorted(int(m[-1]) for m in failed)
     verdict = result.verdict
-    assert "Left out of p(K | y)" in verdict
+    left = next(s for s in result.evidence_notes if s.startswith("Left out of p(K | y): "))
+    assert left in verdict and "(not estimable: the convergence checks failed)" in left
     for name in failed:
+        assert name in left
+        # the list under the table carries the numbers of the failed check
         line = next(s for s in result.evidence_excluded if s.startswith(f"{name}: "))
-        assert "not estimable: the convergence checks failed" in line and line in verdict
+        assert "not estimable: the convergence checks failed (" in line and "R-hat" in line
     assert "uniform prior on K" in verdict
     k_ev = max(post.probabilities, key=post.probabilities.get)
     k_bic = result.best["bic"][1]
