@@ -842,11 +842,9 @@ class ComparisonResult:
             return out
         if not self._evidence_computed():
             if BAYES_STATUS in table and table[BAYES_STATUS].eq("ok").any():
-                out.append(
-                    "The evidence log p(y | K) and p(K | y) were not computed: "
-                    + str(table.loc[table[BAYES_STATUS].eq("ok"), EVIDENCE_NOTE].iloc[0])
-                    + "."
-                )
+                why = str(table.loc[table[BAYES_STATUS].eq("ok"), EVIDENCE_NOTE].iloc[0])
+                why = why.removeprefix("not computed: ")
+                out.append(f"The evidence log p(y | K) and p(K | y) were not computed: {why}.")
             return out
         picks, agree, disagree, unknown, none = [], [], [], [], []
         bic_rows = _eligible(table, "bic")
@@ -1949,6 +1947,10 @@ def compare_models(
     table[RETRIED] = table[RETRIED].astype(bool)
     for column in (N_HIGH_P_WAIC, N_HIGH_PARETO_K, N_DIVERGENT, OCCUPIED):
         table[column] = pd.to_numeric(table[column]).astype("Int64")
+    if not evidence:
+        table.loc[table[BAYES_STATUS].eq("ok"), EVIDENCE_NOTE] = (
+            "not computed: evidence=False (on the command line: --no-evidence)"
+        )
     table, result.k_posterior = _add_k_posterior(table, prior_kind, prior_rate)
     result.k_prior = prior_kind if prior_rate is None else f"{prior_kind}({prior_rate:g})"
     result.table = _add_ranks(table)

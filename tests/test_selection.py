@@ -1004,3 +1004,25 @@ def test_cli_k_prior_parsing():
     for bad in ("poisson", "poisson:-1", "poisson:x", "gamma:2"):
         with pytest.raises(ValueError, match="--k-prior"):
             cli._parse_k_prior(bad)
+
+
+def test_evidence_false_skips_the_bridge_sampling():
+    result = compare_models(
+        load_acidity(),
+        n_components=[1],
+        covariance_types=("full",),
+        random_state=0,
+        retry=False,
+        evidence=False,
+        draws=200,
+        tune=200,
+        chains=2,
+    )
+    assert "evidence" not in result.posteriors["full-K1"].attrs
+    row = result.table.iloc[0]
+    assert pd.isna(row[sel.LOG_EVIDENCE]) and pd.isna(row[sel.P_K_GIVEN_Y])
+    assert (
+        row[sel.EVIDENCE_NOTE]
+        == "not computed: evidence=False (on the command line: --no-evidence)"
+    )
+    assert "were not computed: evidence=False" in result.verdict
