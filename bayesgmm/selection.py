@@ -1690,6 +1690,9 @@ def _progress_message(i: int, n_cells: int, name: str, row: dict[str, Any]) -> s
             f"elpd_loo {row[ELPD_LOO]:.1f} ± {row[SE_LOO]:.1f} "
             f"(max Pareto k {row[MAX_PARETO_K]:.2f}){state}"
         )
+        value = row.get(LOG_EVIDENCE, np.nan)
+        if value is not None and np.isfinite(value):
+            pieces.append(f"log p(y | K) {value:.1f} ± {row[SE_LOG_EVIDENCE]:.2f}")
     return msg + " " + "; ".join(pieces)
 
 

@@ -903,17 +903,20 @@ def acidity_evidence():
     Measured (seeds 0 and 1): K = 1 and K = 2 pass their checks; the overfitted K = 3 fails
     them (R-hat 1.14 and 1.035), so its evidence is refused.
     """
-    return compare_models(
+    messages: list[str] = []
+    result = compare_models(
         load_acidity(),
         n_components=range(1, 4),
         covariance_types=("full",),
         random_state=0,
         retry=False,
+        progress=messages.append,
     )
+    return result, messages
 
 
 def test_evidence_columns_filled_for_converged_cells(acidity_evidence):
-    result = acidity_evidence
+    result, messages = acidity_evidence
     table = result.table.set_index("model")
     for column in [*EVIDENCE_COLUMNS, sel.EVIDENCE_NOTE]:
         assert result.header.get(column)
@@ -922,7 +925,8 @@ def test_evidence_columns_filled_for_converged_cells(acidity_evidence):
     assert columns.index(sel.EVIDENCE_DEVIANCE) == columns.index(sel.BIC) + 1
     converged = table["converged"].astype(bool)
     assert converged.sum() >= 2 and not converged.all()  # both branches are exercised
-    for name, row in table.iterrows():
+    for (name, row), message in zip(table.iterrows(), messages, strict=True):
+        assert ("log p(y | K)" in message) == bool(row["converged"]), message
         if row["converged"]:
             assert np.isfinite(row[sel.LOG_EVIDENCE]), name
             assert row[sel.EVIDENCE_DEVIANCE] == pytest.approx(-2 * row[sel.LOG_EVIDENCE])
@@ -944,7 +948,7 @@ def test_evidence_columns_filled_for_converged_cells(acidity_evidence):
 
 
 def test_evidence_names_the_k_left_out_and_compares_with_bic(acidity_evidence):
-    result = acidity_evidence
+    result, _ = acidity_evidence
     table = result.table.set_index("model")
     failed = [m for m in table.index if not table.loc[m, "converged"]]
     post = result.k_posterior["full"]
@@ -967,7 +971,7 @@ def test_evidence_names_the_k_left_out_and_compares_with_bic(acidity_evidence):
 
 
 def test_k_prior_poisson_reweights_the_estimable_k(acidity_evidence):
-    table = acidity_evidence.table
+    table = acidity_evidence[0].table
     _, uniform = sel._add_k_posterior(table, "uniform", None)
     reweighted, poisson = sel._add_k_posterior(table, "poisson", 0.5)
     u, p = uniform["full"].probabilities, poisson["full"].probabilities
