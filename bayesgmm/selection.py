@@ -1287,7 +1287,12 @@ def _estimate_evidence(model: Any, random_state: int | None) -> dict[str, Any]:
     from .evidence import log_marginal_likelihood
 
     try:
-        return log_marginal_likelihood(model, random_state=random_state).to_dict()
+        found = log_marginal_likelihood(model, random_state=random_state).to_dict()
+        # strict JSON: NaN (e.g. the overlap of a bridge that did not run) becomes null
+        return {
+            key: None if isinstance(v, float) and not math.isfinite(v) else v
+            for key, v in found.items()
+        }
     except Exception as exc:  # the comparison reports it, as it reports a failed fit
         name = _model_name(model.covariance_type, model.n_components)
         logger.warning("Evidence of %s failed: %s: %s", name, type(exc).__name__, exc)

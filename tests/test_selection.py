@@ -937,6 +937,10 @@ def test_evidence_columns_filled_for_converged_cells(acidity_evidence):
             assert row[sel.EVIDENCE_NOTE].startswith(
                 "not estimable: the convergence checks failed ("
             )
+    # the posterior carries its evidence as strict JSON (no NaN), as the table reads it
+    for name, idata in result.posteriors.items():
+        found = json.loads(idata.attrs["evidence"], parse_constant=lambda c: pytest.fail(c))
+        assert found["estimable"] == bool(table.loc[name, "converged"])
     # p(K | y) sums to one over the estimable K of the covariance type
     assert table[sel.P_K_GIVEN_Y].sum() == pytest.approx(1.0)
     post = result.k_posterior["full"]
