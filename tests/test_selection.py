@@ -1034,3 +1034,21 @@ def test_evidence_false_skips_the_bridge_sampling():
         == "not computed: evidence=False (on the command line: --no-evidence)"
     )
     assert "were not computed: evidence=False" in result.verdict
+
+
+def test_report_shows_p_k_in_its_own_table_and_lists_the_k_left_out(acidity_evidence):
+    from bayesgmm import report
+
+    result, _ = acidity_evidence
+    blocks = report._comparison_section(result, None)
+    tables = [b for b in blocks if isinstance(b, report._Table)]
+    small = next(t for t in tables if "p(K | y)" in t.frame.columns)
+    converged = result.table.loc[result.table["converged"].astype(bool), "model"]
+    assert list(small.frame["model"]) == list(converged)
+    assert "uniform prior on K" in small.caption
+    # the compact table keeps its columns; the evidence is not squeezed into it
+    assert all("p(K | y)" not in t.frame.columns for t in tables if t is not small)
+    lists = [b for b in blocks if isinstance(b, report._List)]
+    assert any(b.items == result.evidence_excluded for b in lists) and result.evidence_excluded
+    verdict = next(b for b in blocks if isinstance(b, report._Para)).text
+    assert "Left out of p(K | y)" not in verdict and "BIC and the evidence" in verdict
