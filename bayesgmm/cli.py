@@ -850,10 +850,28 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_k_prior(text: str) -> str | tuple[str, float]:
+    """``--k-prior``: ``uniform`` or ``poisson:RATE`` -> compare_models' ``k_prior``."""
+    if text == "uniform":
+        return "uniform"
+    kind, _, rate = text.partition(":")
+    try:
+        value = float(rate)
+    except ValueError:
+        value = float("nan")
+    if kind != "poisson" or not value > 0 or value == float("inf"):
+        raise ValueError(
+            f"--k-prior {text!r} is not understood; give 'uniform' or 'poisson:RATE' with a "
+            "positive rate, e.g. --k-prior poisson:3."
+        )
+    return ("poisson", value)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare numbers of components and covariance types; save the table and figure."""
     from .selection import compare_models
 
+    k_prior = _parse_k_prior(args.k_prior)
     out = Path(args.out)
     _check_out(out, args.force)
     X = _read(args)
@@ -873,6 +891,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             n_init=args.n_init,
             progress=None if args.quiet else lambda msg: print(msg, file=sys.stderr, flush=True),
             retry=not args.no_retry,
+            evidence=not args.no_evidence,
+            k_prior=k_prior,
             **options,
         )
         result.table.to_csv(tmp / "comparison.csv", index=False)
@@ -1257,6 +1277,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not sample a posterior that failed its convergence checks a second time "
         "(it is excluded from WAIC/LOO either way)",
+    )
+    compare.add_argument(
+        "--no-evidence",
+        action="store_true",
+        help="skip the log marginal likelihood log p(y | K) (bridge sampling) and p(K | y)",
+    )
+    compare.add_argument(
+        "--k-prior",
+        default="uniform",
+        help="prior on K for p(K | y): 'uniform' over the grid (default) or 'poisson:RATE', a "
+        "Poisson truncated to the grid; renormalised over the K whose evidence is estimable",
     )
     compare.add_argument("--out", required=True, help="results directory")
     compare.set_defaults(func=cmd_compare)

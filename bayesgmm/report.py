@@ -715,9 +715,24 @@ def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> l
             if text and text != "nan":
                 notes.append(f"{row[sel.MODEL]}: {text}")
     excluded = result.excluded_posteriors
+    evidence_left = getattr(result, "evidence_excluded", [])
     verdict = result.verdict
-    for sentence in excluded:  # listed under the verdict instead
+    moved = [n for n in getattr(result, "evidence_notes", []) if n.startswith("Left out of")]
+    for sentence in [*excluded, *moved]:  # listed under the verdict instead
         verdict = verdict.replace(" " + sentence, "").replace(sentence, "")
+    # p(K | y) in a small table of its own, so the compact table keeps one short line per row
+    evidence_rows = []
+    if sel.P_K_GIVEN_Y in table and table[sel.P_K_GIVEN_Y].notna().any():
+        for _, row in table[table[sel.P_K_GIVEN_Y].notna()].iterrows():
+            evidence_rows.append(
+                {
+                    "model": row[sel.MODEL],
+                    "BIC ↓": row.get(sel.BIC),
+                    "-2 log p(y|K) ↓": row[sel.EVIDENCE_DEVIANCE],
+                    "se": 2.0 * row[sel.SE_LOG_EVIDENCE],
+                    "p(K | y)": row[sel.P_K_GIVEN_Y],
+                }
+            )
     blocks: list[_Block] = [_Heading("Model comparison"), _Para(verdict.strip())]
     if best_rows:
         blocks.append(_Table(_kv(best_rows, ("criterion", "chosen model"))))
@@ -731,6 +746,18 @@ def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> l
             "column is in the full table, comparison.csv).",
         )
     )
+    if evidence_rows:
+        blocks.append(
+            _Table(
+                _frame(pd.DataFrame(evidence_rows)),
+                f"The evidence by bridge sampling beside BIC, which approximates it (se: of "
+                f"-2 log p(y|K)), and p(K | y) per covariance type under a {result.k_prior} "
+                "prior on K, normalised over the K whose evidence is estimable.",
+            )
+        )
+    if evidence_left:
+        blocks.append(_Para("Left out of p(K | y):"))
+        blocks.append(_List(evidence_left))
     if notes:
         blocks.append(_Para("Notes on the fits:"))
         blocks.append(_List(notes))

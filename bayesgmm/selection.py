@@ -78,6 +78,7 @@ from ._validation import (
 )
 from .diagnostics import EBFMI_MIN, OCCUPIED_MIN_SHARE, occupied_components
 from .em import EMGaussianMixture
+from .evidence import KPosterior
 from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
 
 __all__ = [
@@ -149,6 +150,11 @@ MAX_PARETO_K = "max_pareto_k (lower better)"
 PARETO_K_GOOD = "pareto_k_threshold"
 N_HIGH_PARETO_K = "n_high_pareto_k"
 LOO_DEVIANCE = "loo_deviance (lower better)"
+LOG_EVIDENCE = "log_evidence (higher better)"
+EVIDENCE_DEVIANCE = "evidence_deviance (lower better)"
+SE_LOG_EVIDENCE = "se_log_evidence"
+P_K_GIVEN_Y = "p_k_given_y"
+EVIDENCE_NOTE = "evidence_note"
 
 #: criterion -> (table column, "lower" or "higher" is better, method that computes it)
 CRITERIA: dict[str, tuple[str, str, str]] = {
@@ -213,6 +219,16 @@ HEADER: dict[str, str] = {
     "0.7) for S posterior draws",
     N_HIGH_PARETO_K: "observations with Pareto k above pareto_k_threshold",
     LOO_DEVIANCE: "-2 elpd_loo, on the scale of BIC and AIC (lower is better)",
+    LOG_EVIDENCE: "log marginal likelihood log p(y | K) of the posterior's model, by bridge "
+    "sampling (bayesgmm.evidence.log_marginal_likelihood; higher is better); missing when not "
+    "estimable (see evidence_note)",
+    EVIDENCE_DEVIANCE: "-2 log p(y | K), on the scale of BIC, which approximates it (lower is "
+    "better); the difference to BIC shows how good that approximation is",
+    SE_LOG_EVIDENCE: "Monte Carlo standard error of log_evidence (nats)",
+    P_K_GIVEN_Y: "posterior probability p(K | y) of this K among the K of the same covariance "
+    "type whose evidence is estimable, under the stated prior on K (uniform by default); "
+    "missing for the K left out",
+    EVIDENCE_NOTE: "why the evidence of this K is not estimable or was not computed",
 }
 for _criterion in CRITERIA:
     HEADER[_rank_column(_criterion)] = (
@@ -240,6 +256,7 @@ _BAYES_COLUMNS = (
     N_HIGH_PARETO_K,
     LOO_DEVIANCE,
 )
+_EVIDENCE_COLUMNS = (EVIDENCE_DEVIANCE, SE_LOG_EVIDENCE, LOG_EVIDENCE, P_K_GIVEN_Y)
 
 
 def _model_name(covariance_type: str, n_components: int) -> str:
@@ -664,6 +681,12 @@ class ComparisonResult:
         Per checked posterior, the headline convergence numbers
         (:meth:`bayesgmm.diagnostics.DiagnosticsReport.summary`: ``passed``, ``max_rhat``,
         ``min_ess_bulk``, ``min_ess_tail``, ``n_divergent``...).
+    k_posterior : dict of str to KPosterior
+        Per covariance type, ``p(K | y)`` over the ``K`` whose evidence is estimable
+        (:class:`bayesgmm.evidence.KPosterior`; ``excluded`` names the others and why; empty
+        probabilities when no ``K`` is estimable).
+    k_prior : str
+        The prior on ``K`` of ``k_posterior``: ``"uniform"`` or ``"poisson(rate)"``.
     """
 
     table: pd.DataFrame
@@ -675,6 +698,8 @@ class ComparisonResult:
     notes: list[str] = field(default_factory=list)
     occupancy: dict[str, pd.Series] = field(default_factory=dict)
     convergence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    k_posterior: dict[str, KPosterior] = field(default_factory=dict)
+    k_prior: str = "uniform"
 
     @property
     def header(self) -> dict[str, str]:
@@ -782,12 +807,119 @@ class ComparisonResult:
                 "command line: --method both) to see "
                 "whether the marginal-likelihood view (BIC) and the predictive view (LOO) agree."
             )
+        parts.extend(self.evidence_notes)
         parts.extend(self._exclusions())
         parts.extend(self.excluded_posteriors)
         parts.extend(self._posterior_notes())
         parts.extend(self._diagnostics())
         parts.extend(self.notes)
         return " ".join(p for p in parts if p)
+
+    @property
+    def evidence_excluded(self) -> list[str]:
+        """One line per ``K`` left out of ``p(K | y)``: the model and why (for the table)."""
+        if not self._evidence_computed():
+            return []
+        out = []
+        for cov, post in self.k_posterior.items():
+            for k, reason in post.excluded.items():
+                out.append(f"{_model_name(cov, k)}: {reason}")
+        return out
+
+    def _evidence_computed(self) -> bool:
+        """Whether the evidence was attempted for some posterior (estimable or not)."""
+        if EVIDENCE_NOTE not in self.table:
+            return False
+        notes = self.table[EVIDENCE_NOTE].fillna("").astype(str)
+        return bool((~notes.str.startswith("not computed")).any())
+
+    @property
+    def evidence_notes(self) -> list[str]:
+        """Sentences on the evidence: ``p(K | y)`` per covariance type, where BIC and the
+        evidence disagree, and the ``K`` left out and why."""
+        table, out = self.table, []
+        if EVIDENCE_NOTE not in table or not self.k_posterior:
+            return out
+        if not self._evidence_computed():
+            if BAYES_STATUS in table and table[BAYES_STATUS].eq("ok").any():
+                why = str(table.loc[table[BAYES_STATUS].eq("ok"), EVIDENCE_NOTE].iloc[0])
+                why = why.removeprefix("not computed: ")
+                out.append(f"The evidence log p(y | K) and p(K | y) were not computed: {why}.")
+            return out
+        picks, agree, disagree, unknown, none = [], [], [], [], []
+        bic_rows = _eligible(table, "bic")
+        for cov, post in self.k_posterior.items():
+            if not post.probabilities:
+                none.append(str(cov))
+                continue
+            k_ev = max(post.probabilities, key=lambda k: (post.probabilities[k], -k))
+            picks.append(f"{_model_name(cov, k_ev)} (p(K | y) = {post.probabilities[k_ev]:.2f})")
+            sub = table[table[COVARIANCE_TYPE].eq(cov)]
+            ordered = _ordered(table, "bic", bic_rows & table[COVARIANCE_TYPE].eq(cov))
+            if ordered.empty:
+                continue
+            k_bic = int(ordered.iloc[0][N_COMPONENTS])
+            gap = (sub[EVIDENCE_DEVIANCE] - sub[BIC]).dropna()
+            if len(gap) == 1:
+                only = int(sub.loc[gap.index[0], N_COMPONENTS])
+                gap_text = f"; -2 log p(y | K) - BIC is {gap.iloc[0]:+.1f} at K={only}"
+            elif len(gap):
+                gap_text = (
+                    f"; -2 log p(y | K) - BIC runs from {gap.min():+.1f} to {gap.max():+.1f} "
+                    "over the estimable K"
+                )
+            else:
+                gap_text = ""
+            if k_bic == k_ev:
+                agree.append(f"{cov} (K={k_bic}{gap_text})")
+            elif k_bic in post.probabilities:
+                disagree.append(
+                    f"for {cov} covariance BIC prefers K={k_bic} (p(K | y) = "
+                    f"{post.probabilities[k_bic]:.2f}), the evidence K={k_ev}{gap_text}"
+                )
+            else:
+                unknown.append(
+                    f"for {cov} covariance BIC prefers K={k_bic}, whose evidence is not "
+                    f"estimable, so the evidence's K={k_ev} (the best of the estimable K) "
+                    f"neither confirms nor contradicts it{gap_text}"
+                )
+        if picks:
+            out.append(
+                f"The evidence (bridge sampling; a {self.k_prior} prior on K, normalised over "
+                f"the K whose evidence is estimable) favours {_join(picks)}."
+            )
+        if agree:
+            out.append(f"BIC and the evidence agree for {_join(agree)}.")
+        if disagree:
+            out.append(
+                "BIC and the evidence disagree: "
+                + "; ".join(disagree)
+                + ". BIC is a large-sample approximation to -2 log p(y | K) that ignores the "
+                "prior; where they differ, the evidence is the Bayesian answer under this "
+                "model's priors."
+            )
+        if unknown:
+            out.append("BIC and the evidence cannot be compared: " + "; ".join(unknown) + ".")
+        if none:
+            out.append(
+                f"No K has an estimable evidence for {_join(none)} covariance, so p(K | y) is "
+                "undefined there."
+            )
+        if self._evidence_computed():
+            by_reason: dict[str, list[str]] = {}
+            for cov, post in self.k_posterior.items():
+                for k, reason in post.excluded.items():
+                    # the numbers of a failed check are in the sentence naming the posterior
+                    if reason.startswith(_FAILED_CHECKS):
+                        reason = _FAILED_CHECKS
+                    by_reason.setdefault(reason, []).append(_model_name(cov, k))
+            if by_reason:
+                out.append(
+                    "Left out of p(K | y): "
+                    + "; ".join(f"{_join(models)} ({why})" for why, models in by_reason.items())
+                    + "."
+                )
+        return out
 
     @property
     def excluded_posteriors(self) -> list[str]:
@@ -1113,6 +1245,8 @@ def _fit_posterior(
     covariance_type: str,
     random_state: int | None,
     em_start: EMGaussianMixture | None = None,
+    *,
+    evidence: bool = True,
     **sampler_options: Any,
 ) -> Any:
     """Fit :class:`bayesgmm.bayes.BayesGaussianMixture` as the comparison does; return it.
@@ -1121,7 +1255,10 @@ def _fit_posterior(
     table's EM row and the posterior share one EM fit.
 
     The headline convergence numbers (:meth:`DiagnosticsReport.summary`) go into the
-    posterior's ``attrs["diagnostics_summary"]`` (JSON) for the comparison table.
+    posterior's ``attrs["diagnostics_summary"]`` (JSON) for the comparison table, and with
+    ``evidence`` the bridge-sampling estimate of ``log p(y | K)``
+    (:func:`bayesgmm.evidence.log_marginal_likelihood`, which refuses a posterior that failed
+    its checks) into ``attrs["evidence"]`` (JSON of :meth:`EvidenceResult.to_dict`).
     """
     from .bayes import BayesGaussianMixture
     from .exceptions import SamplingWarning
@@ -1140,7 +1277,31 @@ def _fit_posterior(
         warnings.simplefilter("ignore", SamplingWarning)
         model.fit(X, em_start=em_start)
     model.idata_.attrs["diagnostics_summary"] = json.dumps(model.diagnostics_.summary())
+    if evidence:
+        model.idata_.attrs["evidence"] = json.dumps(_estimate_evidence(model, random_state))
     return model
+
+
+def _estimate_evidence(model: Any, random_state: int | None) -> dict[str, Any]:
+    """:func:`log_marginal_likelihood` of a fitted posterior as a dict; an error is a reason."""
+    from .evidence import log_marginal_likelihood
+
+    try:
+        found = log_marginal_likelihood(model, random_state=random_state).to_dict()
+        # strict JSON: NaN (e.g. the overlap of a bridge that did not run) becomes null
+        return {
+            key: None if isinstance(v, float) and not math.isfinite(v) else v
+            for key, v in found.items()
+        }
+    except Exception as exc:  # the comparison reports it, as it reports a failed fit
+        name = _model_name(model.covariance_type, model.n_components)
+        logger.warning("Evidence of %s failed: %s: %s", name, type(exc).__name__, exc)
+        return {
+            "log_evidence": None,
+            "standard_error": None,
+            "estimable": False,
+            "reason": f"not estimable: bridge sampling raised {type(exc).__name__}: {exc}",
+        }
 
 
 def _default_bayes_fit(
@@ -1149,11 +1310,20 @@ def _default_bayes_fit(
     covariance_type: str,
     random_state: int | None,
     em_start: EMGaussianMixture | None = None,
+    *,
+    evidence: bool = True,
     **sampler_options: Any,
 ) -> xr.DataTree:
-    """The posterior of :func:`_fit_posterior` (the default ``bayes_fit``)."""
+    """The posterior of :func:`_fit_posterior` (the default ``bayes_fit``), with its evidence
+    in ``attrs["evidence"]`` unless ``evidence`` is False."""
     return _fit_posterior(
-        X, n_components, covariance_type, random_state, em_start, **sampler_options
+        X,
+        n_components,
+        covariance_type,
+        random_state,
+        em_start,
+        evidence=evidence,
+        **sampler_options,
     ).idata_
 
 
@@ -1385,6 +1555,8 @@ def _fit_bayes(
         logger.warning("Bayes fit %s failed: %s: %s", name, type(exc).__name__, exc)
         row.update({BAYES_STATUS: "failed", BAYES_NOTE: f"{type(exc).__name__}: {exc}"})
         row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
+        row.update(dict.fromkeys(_EVIDENCE_COLUMNS[:3], np.nan))
+        row[EVIDENCE_NOTE] = "not computed: the posterior fit failed"
         return row, None, None, None
     if retry and check is not None and not check["passed"]:
         stronger = retry_options(sampler_options)
@@ -1457,11 +1629,46 @@ def _fit_bayes(
     if w.n_high_p_waic:
         notes.append(f"{w.n_high_p_waic} observation(s) with p_waic_i > {P_WAIC_THRESHOLD}")
     row[BAYES_NOTE] = "; ".join(notes)
+    row.update(_evidence_row(idata, check))
     if occupancy is not None:
         row["_occupancy"] = occupancy
     if check is not None:
         row["_convergence"] = check
     return row, idata, res, w
+
+
+_FAILED_CHECKS = "not estimable: the convergence checks failed"
+
+
+def _evidence_row(idata: xr.DataTree, check: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The evidence columns of a posterior, from the ``attrs["evidence"]`` of
+    :func:`_default_bayes_fit`; "not computed" for a posterior without them. A posterior that
+    failed its convergence checks gets their short reasons (the evidence refuses it)."""
+    row: dict[str, Any] = dict.fromkeys((LOG_EVIDENCE, EVIDENCE_DEVIANCE, SE_LOG_EVIDENCE), np.nan)
+    text = idata.attrs.get("evidence")
+    if text is None:
+        row[EVIDENCE_NOTE] = (
+            "not computed: the posterior carries no evidence (evidence=False, or a custom "
+            "bayes_fit; bayesgmm.log_marginal_likelihood estimates it from a fitted "
+            "BayesGaussianMixture)"
+        )
+        return row
+    found = json.loads(text)
+    value, se = found.get("log_evidence"), found.get("standard_error")
+    if found.get("estimable") and value is not None and np.isfinite(value):
+        row.update(
+            {
+                LOG_EVIDENCE: float(value),
+                EVIDENCE_DEVIANCE: -2.0 * float(value),
+                SE_LOG_EVIDENCE: np.nan if se is None else float(se),
+                EVIDENCE_NOTE: "",
+            }
+        )
+    elif check is not None and not check.get("passed", True):
+        row[EVIDENCE_NOTE] = f"{_FAILED_CHECKS} ({_join(_failure_reasons(check))})"
+    else:
+        row[EVIDENCE_NOTE] = str(found.get("reason") or "not estimable")
+    return row
 
 
 def _progress_message(i: int, n_cells: int, name: str, row: dict[str, Any]) -> str:
@@ -1488,7 +1695,62 @@ def _progress_message(i: int, n_cells: int, name: str, row: dict[str, Any]) -> s
             f"elpd_loo {row[ELPD_LOO]:.1f} ± {row[SE_LOO]:.1f} "
             f"(max Pareto k {row[MAX_PARETO_K]:.2f}){state}"
         )
+        value = row.get(LOG_EVIDENCE, np.nan)
+        if value is not None and np.isfinite(value):
+            pieces.append(f"log p(y | K) {value:.1f} ± {row[SE_LOG_EVIDENCE]:.2f}")
     return msg + " " + "; ".join(pieces)
+
+
+def _check_k_prior(k_prior: Any) -> tuple[str, float | None]:
+    """``"uniform"`` or ``("poisson", rate)`` -> (kind, rate)."""
+    if isinstance(k_prior, str) and k_prior == "uniform":
+        return "uniform", None
+    if (
+        isinstance(k_prior, tuple | list)
+        and len(k_prior) == 2
+        and k_prior[0] == "poisson"
+        and isinstance(k_prior[1], numbers.Real)
+        and np.isfinite(k_prior[1])
+        and k_prior[1] > 0
+    ):
+        return "poisson", float(k_prior[1])
+    raise ValueError(
+        f"k_prior={k_prior!r} is not supported; give 'uniform' or ('poisson', rate) with a "
+        "positive rate, e.g. ('poisson', 3.0)."
+    )
+
+
+def _add_k_posterior(
+    table: pd.DataFrame, prior: str, rate: float | None
+) -> tuple[pd.DataFrame, dict[str, KPosterior]]:
+    """Add ``p(K | y)`` per covariance type and put the evidence columns beside BIC."""
+    from .evidence import posterior_over_k
+
+    table = table.copy()
+    table[P_K_GIVEN_Y] = np.nan
+    out: dict[str, KPosterior] = {}
+    for cov, sub in table.groupby(COVARIANCE_TYPE, sort=False):
+        values = {
+            int(r[N_COMPONENTS]): (None if pd.isna(r[LOG_EVIDENCE]) else float(r[LOG_EVIDENCE]))
+            for _, r in sub.iterrows()
+        }
+        reasons = {int(r[N_COMPONENTS]): str(r[EVIDENCE_NOTE]) for _, r in sub.iterrows()}
+        if all(v is None for v in values.values()):
+            name = "uniform" if rate is None else f"poisson({rate:g})"
+            out[str(cov)] = KPosterior({}, {}, dict(sorted(reasons.items())), name)
+            continue
+        post = posterior_over_k(values, prior=prior, poisson_rate=rate)  # type: ignore[arg-type]
+        excluded = {k: reasons[k] for k in post.excluded}
+        out[str(cov)] = KPosterior(post.probabilities, post.prior, excluded, post.prior_name)
+        for index, r in sub.iterrows():
+            table.loc[index, P_K_GIVEN_Y] = post.probabilities.get(int(r[N_COMPONENTS]), np.nan)
+    # the evidence beside BIC, which approximates it; the reasons beside the other notes
+    columns = [c for c in table.columns if c not in (*_EVIDENCE_COLUMNS, EVIDENCE_NOTE)]
+    at = columns.index(BIC) + 1 if BIC in columns else len(columns)
+    columns[at:at] = list(_EVIDENCE_COLUMNS)
+    at = columns.index(BAYES_NOTE) + 1 if BAYES_NOTE in columns else len(columns)
+    columns.insert(at, EVIDENCE_NOTE)
+    return table[columns], out
 
 
 def compare_models(
@@ -1503,6 +1765,8 @@ def compare_models(
     progress: Callable[[str], Any] | None = None,
     em_options: Mapping[str, Any] | None = None,
     retry: bool = True,
+    evidence: bool = True,
+    k_prior: str | tuple[str, float] = "uniform",
     **sampler_options: Any,
 ) -> ComparisonResult:
     """Fit a grid of mixtures and compare them by BIC, AIC, ICL, WAIC and PSIS-LOO.
@@ -1543,6 +1807,14 @@ def compare_models(
         settings of :func:`~bayesgmm.selection.retry_options`. A posterior that still fails
         stays in the table (``converged`` is False) but is excluded from the WAIC and
         PSIS-LOO choice, and the verdict names it with the reason.
+    evidence : bool, default=True
+        Estimate each posterior's log marginal likelihood ``log p(y | K)`` by bridge sampling
+        (:func:`~bayesgmm.evidence.log_marginal_likelihood`; only for posteriors that passed
+        their checks) and ``p(K | y)`` per covariance type. Only the default ``bayes_fit``
+        computes it (a custom one gets "not computed"); False skips it.
+    k_prior : "uniform" or ("poisson", rate), default="uniform"
+        The prior on ``K`` of ``p(K | y)``: uniform over the grid, or a Poisson(rate)
+        truncated to it; either is renormalised over the ``K`` whose evidence is estimable.
     **sampler_options
         Passed to ``bayes_fit``.
 
@@ -1579,6 +1851,7 @@ def compare_models(
     >>> res.best["bic"]
     ('full', 2)
     """
+    prior_kind, prior_rate = _check_k_prior(k_prior)
     X_checked = check_X(X)
     # Units the fits cannot work in are refused once, up front, not as a grid of failed cells.
     check_scale(X_checked, feature_names=getattr(X, "columns", None))
@@ -1604,7 +1877,11 @@ def compare_models(
                     "methods includes 'bayes' but bayesgmm.bayes.BayesGaussianMixture cannot "
                     f"be imported ({exc}); pass bayes_fit=... or methods=('em',)."
                 ) from exc
-            bayes_fit = _default_bayes_fit
+            bayes_fit = (
+                _default_bayes_fit
+                if evidence
+                else functools.partial(_default_bayes_fit, evidence=False)
+            )
         elif not callable(bayes_fit):
             raise TypeError(f"bayes_fit must be callable, got {type(bayes_fit).__name__}.")
     elif sampler_options:
@@ -1662,6 +1939,8 @@ def compare_models(
             else:
                 row.update({BAYES_STATUS: "not run", BAYES_NOTE: "", CONVERGED: pd.NA})
                 row.update({RETRIED: False, **dict.fromkeys(_BAYES_COLUMNS, np.nan)})
+                row.update(dict.fromkeys(_EVIDENCE_COLUMNS[:3], np.nan))
+                row[EVIDENCE_NOTE] = "not computed: no posterior was fitted (methods=('em',))"
             rows.append(row)
             message = _progress_message(len(rows), n_cells, name, row)
             if progress is not None:
@@ -1676,6 +1955,12 @@ def compare_models(
     table[RETRIED] = table[RETRIED].astype(bool)
     for column in (N_HIGH_P_WAIC, N_HIGH_PARETO_K, N_DIVERGENT, OCCUPIED):
         table[column] = pd.to_numeric(table[column]).astype("Int64")
+    if not evidence:
+        table.loc[table[BAYES_STATUS].eq("ok"), EVIDENCE_NOTE] = (
+            "not computed: evidence=False (on the command line: --no-evidence)"
+        )
+    table, result.k_posterior = _add_k_posterior(table, prior_kind, prior_rate)
+    result.k_prior = prior_kind if prior_rate is None else f"{prior_kind}({prior_rate:g})"
     result.table = _add_ranks(table)
 
     eligible = set(result.table.loc[_eligible(result.table, "loo"), MODEL])

@@ -890,3 +890,165 @@ def test_fit_from_a_given_em_start_checks_it():
         bgm.fit(X, em_start=EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(X))
     with pytest.raises(TypeError, match="fitted EMGaussianMixture"):
         bgm.fit(X, em_start="kmeans")
+
+
+# ============================================== evidence: log p(y | K) and p(K | y) (issue 17)
+EVIDENCE_COLUMNS = [sel.LOG_EVIDENCE, sel.EVIDENCE_DEVIANCE, sel.SE_LOG_EVIDENCE, sel.P_K_GIVEN_Y]
+
+
+@pytest.fixture(scope="module")
+def acidity_evidence():
+    """acidity, full K = 1..3, the default draws (4 x 1000), no retry: about 5-8 s.
+
+    Measured (seeds 0 and 1): K = 1 and K = 2 pass their checks; the overfitted K = 3 fails
+    them (R-hat 1.14 and 1.035), so its evidence is refused.
+    """
+    messages: list[str] = []
+    result = compare_models(
+        load_acidity(),
+        n_components=range(1, 4),
+        covariance_types=("full",),
+        random_state=0,
+        retry=False,
+        progress=messages.append,
+    )
+    return result, messages
+
+
+def test_evidence_columns_filled_for_converged_cells(acidity_evidence):
+    result, messages = acidity_evidence
+    table = result.table.set_index("model")
+    for column in [*EVIDENCE_COLUMNS, sel.EVIDENCE_NOTE]:
+        assert result.header.get(column)
+    # the evidence sits beside BIC, which approximates it
+    columns = list(result.table.columns)
+    assert columns.index(sel.EVIDENCE_DEVIANCE) == columns.index(sel.BIC) + 1
+    converged = table["converged"].astype(bool)
+    assert converged.sum() >= 2 and not converged.all()  # both branches are exercised
+    for (name, row), message in zip(table.iterrows(), messages, strict=True):
+        assert ("log p(y | K)" in message) == bool(row["converged"]), message
+        if row["converged"]:
+            assert np.isfinite(row[sel.LOG_EVIDENCE]), name
+            assert row[sel.EVIDENCE_DEVIANCE] == pytest.approx(-2 * row[sel.LOG_EVIDENCE])
+            assert 0 < row[sel.SE_LOG_EVIDENCE] < 0.5
+            assert 0 <= row[sel.P_K_GIVEN_Y] <= 1 and row[sel.EVIDENCE_NOTE] == ""
+        else:
+            assert row[[sel.LOG_EVIDENCE, sel.SE_LOG_EVIDENCE, sel.P_K_GIVEN_Y]].isna().all()
+            assert row[sel.EVIDENCE_NOTE].startswith(
+                "not estimable: the convergence checks failed ("
+            )
+    # the posterior carries its evidence as strict JSON (no NaN), as the table reads it
+    for name, idata in result.posteriors.items():
+        found = json.loads(idata.attrs["evidence"], parse_constant=lambda c: pytest.fail(c))
+        assert found["estimable"] == bool(table.loc[name, "converged"])
+    # p(K | y) sums to one over the estimable K of the covariance type
+    assert table[sel.P_K_GIVEN_Y].sum() == pytest.approx(1.0)
+    post = result.k_posterior["full"]
+    assert sum(post.probabilities.values()) == pytest.approx(1.0)
+    assert set(post.probabilities) == {int(m[-1]) for m in table.index[converged]}
+    # BIC approximates -2 log p(y | K); for K = 1 the approximation is good (measured:
+    # -2 log p(y | K=1) = 463.79 against BIC 461.66, a difference of +2.1).
+    assert abs(table.loc["full-K1", sel.EVIDENCE_DEVIANCE] - table.loc["full-K1", sel.BIC]) < 4.0
+
+
+def test_evidence_names_the_k_left_out_and_compares_with_bic(acidity_evidence):
+    result, _ = acidity_evidence
+    table = result.table.set_index("model")
+    failed = [m for m in table.index if not table.loc[m, "converged"]]
+    post = result.k_posterior["full"]
+    assert sorted(post.excluded) == sorted(int(m[-1]) for m in failed)
+    verdict = result.verdict
+    left = next(s for s in result.evidence_notes if s.startswith("Left out of p(K | y): "))
+    assert left in verdict and "(not estimable: the convergence checks failed)" in left
+    for name in failed:
+        assert name in left
+        # the list under the table carries the numbers of the failed check
+        line = next(s for s in result.evidence_excluded if s.startswith(f"{name}: "))
+        assert "not estimable: the convergence checks failed (" in line and "R-hat" in line
+    assert "uniform prior on K" in verdict
+    k_ev = max(post.probabilities, key=post.probabilities.get)
+    k_bic = result.best["bic"][1]
+    if k_ev == k_bic:
+        assert f"BIC and the evidence agree for full (K={k_bic}" in verdict
+    else:
+        assert "BIC and the evidence disagree" in verdict
+
+
+def test_k_prior_poisson_reweights_the_estimable_k(acidity_evidence):
+    table = acidity_evidence[0].table
+    _, uniform = sel._add_k_posterior(table, "uniform", None)
+    reweighted, poisson = sel._add_k_posterior(table, "poisson", 0.5)
+    u, p = uniform["full"].probabilities, poisson["full"].probabilities
+    assert set(u) == set(p) and sum(p.values()) == pytest.approx(1.0)
+    # the prior odds of K=1 against K=2 are 0.5**1/1! : 0.5**2/2! = 4 : 1
+    log_odds_u = math.log(u[1]) - math.log(u[2])
+    log_odds_p = math.log(p[1]) - math.log(p[2])
+    assert log_odds_p - log_odds_u == pytest.approx(math.log(4.0))
+    assert poisson["full"].prior_name == "poisson(0.5)"
+    assert reweighted[sel.P_K_GIVEN_Y].notna().sum() == len(p)
+
+
+def test_evidence_not_computed_for_a_custom_bayes_fit(scripted_result):
+    _, result = scripted_result
+    table = result.table
+    assert table[sel.LOG_EVIDENCE].isna().all() and table[sel.P_K_GIVEN_Y].isna().all()
+    assert table[sel.EVIDENCE_NOTE].str.startswith("not computed").all()
+    assert "were not computed" in result.verdict
+    assert result.evidence_excluded == []
+
+
+def test_bad_k_prior_is_rejected():
+    X = load_acidity()
+    for bad in ("poisson", ("poisson", -1.0), ("gamma", 2.0), ("poisson", float("nan"))):
+        with pytest.raises(ValueError, match="k_prior"):
+            compare_models(X, n_components=[1], methods=("em",), k_prior=bad)
+
+
+def test_cli_k_prior_parsing():
+    from bayesgmm import cli
+
+    assert cli._parse_k_prior("uniform") == "uniform"
+    assert cli._parse_k_prior("poisson:3") == ("poisson", 3.0)
+    for bad in ("poisson", "poisson:-1", "poisson:x", "gamma:2"):
+        with pytest.raises(ValueError, match="--k-prior"):
+            cli._parse_k_prior(bad)
+
+
+def test_evidence_false_skips_the_bridge_sampling():
+    result = compare_models(
+        load_acidity(),
+        n_components=[1],
+        covariance_types=("full",),
+        random_state=0,
+        retry=False,
+        evidence=False,
+        draws=200,
+        tune=200,
+        chains=2,
+    )
+    assert "evidence" not in result.posteriors["full-K1"].attrs
+    row = result.table.iloc[0]
+    assert pd.isna(row[sel.LOG_EVIDENCE]) and pd.isna(row[sel.P_K_GIVEN_Y])
+    assert (
+        row[sel.EVIDENCE_NOTE]
+        == "not computed: evidence=False (on the command line: --no-evidence)"
+    )
+    assert "were not computed: evidence=False" in result.verdict
+
+
+def test_report_shows_p_k_in_its_own_table_and_lists_the_k_left_out(acidity_evidence):
+    from bayesgmm import report
+
+    result, _ = acidity_evidence
+    blocks = report._comparison_section(result, None)
+    tables = [b for b in blocks if isinstance(b, report._Table)]
+    small = next(t for t in tables if "p(K | y)" in t.frame.columns)
+    converged = result.table.loc[result.table["converged"].astype(bool), "model"]
+    assert list(small.frame["model"]) == list(converged)
+    assert "uniform prior on K" in small.caption
+    # the compact table keeps its columns; the evidence is not squeezed into it
+    assert all("p(K | y)" not in t.frame.columns for t in tables if t is not small)
+    lists = [b for b in blocks if isinstance(b, report._List)]
+    assert any(b.items == result.evidence_excluded for b in lists) and result.evidence_excluded
+    verdict = next(b for b in blocks if isinstance(b, report._Para)).text
+    assert "Left out of p(K | y)" not in verdict and "BIC and the evidence" in verdict
