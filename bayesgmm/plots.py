@@ -925,6 +925,15 @@ def plot_rank(
     return fig
 
 
+def _panel_grid(fig: Figure) -> tuple[list[Any], int, int]:
+    """The visible panels of an arviz-plots figure and its grid's rows and columns."""
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    if not panels:
+        return [], 0, 0
+    n_rows, n_cols = panels[0].get_subplotspec().get_gridspec().get_geometry()
+    return panels, n_rows, n_cols
+
+
 def _tidy_rank_panels(fig: Figure) -> None:
     """Make arviz-plots' grid of rank panels legible at any number of panels.
 
@@ -933,10 +942,9 @@ def _tidy_rank_panels(fig: Figure) -> None:
     moves inside its panel's top-left corner, and constrained layout keeps titles clear of
     the tick labels of the panel above.
     """
-    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    panels, n_rows, n_cols = _panel_grid(fig)
     if not panels:
         return
-    n_rows, n_cols = panels[0].get_subplotspec().get_gridspec().get_geometry()
     fig.set_size_inches(3.3 * n_cols, 0.4 + 2.1 * n_rows)
     for ax in panels:
         var, _, element = ax.get_title().partition("\n")
@@ -1196,10 +1204,9 @@ def plot_prior_sensitivity(
 
 def _tidy_psense_panels(fig: Figure) -> None:
     """One-line panel titles, a legend above the panels and a layout that keeps text apart."""
-    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    panels, n_rows, n_cols = _panel_grid(fig)
     if not panels:
         return
-    n_rows, n_cols = panels[0].get_subplotspec().get_gridspec().get_geometry()
     fig.set_size_inches(3.4 * n_cols, 1.0 + 1.7 * n_rows)
     for ax in panels:
         var, _, rest = ax.get_title().partition("\n")

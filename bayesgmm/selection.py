@@ -1257,7 +1257,7 @@ def _fit_posterior(
     The headline convergence numbers (:meth:`DiagnosticsReport.summary`) go into the
     posterior's ``attrs["diagnostics_summary"]`` (JSON) for the comparison table, and with
     ``evidence`` the bridge-sampling estimate of ``log p(y | K)``
-    (:func:`bayesgmm.evidence.log_marginal_likelihood`, which refuses a posterior that failed
+    (:func:`~bayesgmm.log_marginal_likelihood`, which refuses a posterior that failed
     its checks) into ``attrs["evidence"]`` (JSON of :meth:`EvidenceResult.to_dict`).
     """
     from .bayes import BayesGaussianMixture
@@ -1809,7 +1809,7 @@ def compare_models(
         PSIS-LOO choice, and the verdict names it with the reason.
     evidence : bool, default=True
         Estimate each posterior's log marginal likelihood ``log p(y | K)`` by bridge sampling
-        (:func:`~bayesgmm.evidence.log_marginal_likelihood`; only for posteriors that passed
+        (:func:`~bayesgmm.log_marginal_likelihood`; only for posteriors that passed
         their checks) and ``p(K | y)`` per covariance type. Only the default ``bayes_fit``
         computes it (a custom one gets "not computed"); False skips it.
     k_prior : "uniform" or ("poisson", rate), default="uniform"

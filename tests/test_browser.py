@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
-from _devtools import DevTools
+from _devtools import FLAGS as DEVTOOLS_FLAGS
+from _devtools import DevTools, find_chromium
 
 from bayesgmm.report import write_report
 
@@ -54,27 +54,14 @@ window.addEventListener("load", function () {
 </script>"""
 
 FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *DEVTOOLS_FLAGS,
     "--virtual-time-budget=10000",
 ]
 
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail(
-            "Chromium is not installed; run the tests through ./dev test (which installs "
-            "Debian's chromium package) or install it: apt-get install chromium."
-        )
-    return path
+    return find_chromium()
 
 
 def _run(chromium: str, tmp_path, *args: str) -> subprocess.CompletedProcess:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import warnings
 
 import numpy as np
 import pytest
 import xarray as xr
+from _devtools import FLAGS as DEVTOOLS_FLAGS
+from _devtools import find_chromium
 
 from bayesgmm import load_faithful
 from bayesgmm.report import write_report
@@ -74,14 +75,7 @@ window.addEventListener("load", function () {
 </script>"""
 
 FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *DEVTOOLS_FLAGS,
     "--hide-scrollbars",
     "--virtual-time-budget=10000",
 ]
@@ -89,13 +83,7 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail(
-            "Chromium is not installed; run the tests through ./dev test (which installs "
-            "Debian's chromium package) or install it: apt-get install chromium."
-        )
-    return path
+    return find_chromium()
 
 
 def _posterior(X, n_components, covariance_type, random_state, **options):

@@ -964,7 +964,13 @@ def test_evidence_names_the_k_left_out_and_compares_with_bic(acidity_evidence):
         assert name in left
         # the list under the table carries the numbers of the failed check
         line = next(s for s in result.evidence_excluded if s.startswith(f"{name}: "))
-        assert "not estimable: the convergence checks failed (" in line and "R-hat" in line
+        assert "not estimable: the convergence checks failed (" in line
+        row = table.loc[name]
+        assert any(w in line for w in ("R-hat", "ESS", "diverged", "E-BFMI")), line
+        assert ("R-hat" in line) == bool(row[sel.MAX_RHAT] > sel.RHAT_MAX), line
+        assert ("diverged" in line) == bool(row[sel.N_DIVERGENT] > 0), line
+        if row[sel.MIN_ESS_BULK] < sel.ESS_MIN:  # the note gives min(bulk, tail) ESS
+            assert "ESS" in line, line
     assert "uniform prior on K" in verdict
     k_ev = max(post.probabilities, key=post.probabilities.get)
     k_bic = result.best["bic"][1]
