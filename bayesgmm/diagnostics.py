@@ -384,19 +384,11 @@ def occupied_components(
     n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     step = max(1, int(np.ceil(n_chains * n_draws / max(int(max_draws), 1))))
     kept = posterior.isel(draw=slice(None, None, step))
-    tail = {
-        "full": ("component", "feature", "feature_bis"),
-        "tied": ("feature", "feature_bis"),
-        "diag": ("component", "feature"),
-        "spherical": ("component",),
-    }[covariance_type]
-    w = kept["weights"].transpose("chain", "draw", "component").to_numpy()
-    mu = kept["means"].transpose("chain", "draw", "component", "feature").to_numpy()
-    pc = kept["precisions_cholesky"].transpose("chain", "draw", *tail).to_numpy()
-    lead, k, n = w.shape[:2], w.shape[-1], X.shape[0]
-    w = w.reshape(-1, k)
-    mu = mu.reshape(-1, *mu.shape[2:])
-    pc = pc.reshape(-1, *pc.shape[2:])
+    from .relabel import _draw_arrays
+
+    w, mu, pc = _draw_arrays(kept, covariance_type)  # (chain, draw) flattened
+    lead = (kept.sizes["chain"], kept.sizes["draw"])
+    k, n = w.shape[-1], X.shape[0]
     threshold = max(1, int(np.ceil(min_share * n)))
     occupied = np.empty(w.shape[0], dtype=np.int64)
     chunk = max(1, int(2**23 // max(n * k, 1)))  # about 64 MB of responsibilities at a time

@@ -58,6 +58,7 @@ from matplotlib.figure import Figure
 from ._numerics import n_parameters
 from ._validation import check_choice
 from ._version import __version__
+from .methods import _params  # the fit's recorded parameters, one reader for both
 from .plots import (
     plot_comparison,
     plot_em_vs_posterior,
@@ -445,16 +446,6 @@ def _em_section(bgm: BayesGaussianMixture) -> list[_Block]:
     else:
         blocks.append(_Para("No component collapsed (the EM fit is not degenerate)."))
     return blocks
-
-
-def _params(bgm: BayesGaussianMixture) -> dict[str, Any]:
-    raw = bgm.idata_.attrs.get("params")
-    if isinstance(raw, str):
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError:
-            return {}
-    return bgm.get_params()
 
 
 def _bayes_section(bgm: BayesGaussianMixture, figures: _Figures | None) -> list[_Block]:
