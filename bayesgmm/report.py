@@ -868,6 +868,54 @@ def _model_section(bgm: BayesGaussianMixture) -> list[_Block]:
     ]
 
 
+def _em_model_section(result: SegmentationResult) -> list[_Block]:
+    """The model of an EM-only segmentation: likelihood, estimation and spatial prior."""
+    em = result.estimator
+    k, cov = int(em.n_components), str(em.covariance_type)
+    names = ", ".join(result.features.names)
+    structure = {
+        "full": "its own full covariance matrix",
+        "tied": "one covariance matrix shared by all components",
+        "diag": "its own diagonal covariance matrix (independent features)",
+        "spherical": "its own single variance for all features",
+    }.get(cov, f"{cov!r} covariance")
+    rows = [
+        ("likelihood", f"mixture of {k} Gaussian components over the pixel features ({names})"),
+        ("component covariance", f"{structure} (covariance_type={cov!r})"),
+        ("weights", "one mixing proportion per component, estimated"),
+        (
+            "estimation",
+            "maximum likelihood by EM (Dempster et al. 1977), best of "
+            f"{em.n_init} start(s), tol={em.tol:g}",
+        ),
+        (
+            "regularisation",
+            f"reg_covar={em.reg_covar:g} times each feature's variance added to the "
+            "covariance diagonal (relative to the data's spread)",
+        ),
+    ]
+    if result.spatial == "potts":
+        beta = "estimated" if result.beta is None else f"{result.beta:.3g}"
+        rows.append(
+            (
+                "spatial prior",
+                "Potts model on the 4-neighbour pixel grid, labels by mean-field EM; "
+                f"interaction beta = {beta}",
+            )
+        )
+    else:
+        rows.append(("spatial prior", "none: pixels are independent given the components"))
+    return [
+        _Heading("Model"),
+        _Table(_kv(rows, ("part", "specification"))),
+        _Para(
+            "No priors on the component parameters: EM gives a point estimate, so the maps "
+            "carry no uncertainty about the components (epistemic uncertainty is zero); fit "
+            "with the Bayesian mixture for that."
+        ),
+    ]
+
+
 def _comparison_model_section(result: ComparisonResult) -> list[_Block]:
     """The stock model's priors for a comparison's posteriors, stated once for the grid.
 
@@ -1226,6 +1274,8 @@ def render_report(
     if source is None and segmentation is not None and segmentation.method == "bayes":
         source = segmentation.estimator
         blocks += _model_section(source)
+    elif source is None and segmentation is not None:
+        blocks += _em_model_section(segmentation)
     if source is not None:
         blocks += _methods_section(source, comparison, reproducibility)
     blocks += _provenance_section(source)

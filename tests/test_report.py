@@ -286,6 +286,26 @@ def test_segmentation_report(tmp_path):
         render_report(segmentation=image, figures=False)
 
 
+def test_em_segmentation_report_states_its_model():
+    """Issue 21: an EM-only segmentation report has a model section too, read from the fit
+    (its covariance type, starts, regularisation and spatial prior), and says it has no
+    priors."""
+    from bayesgmm import make_regions_image, segment_image
+
+    image, _ = make_regions_image((30, 36), random_state=1)
+    plain = segment_image(image, 3, random_state=0)
+    text = render_report(segmentation=plain, fmt="md", figures=False)
+    assert "## Model" in text
+    em = plain.estimator
+    assert f"covariance_type={em.covariance_type!r}" in text
+    assert f"best of {em.n_init} start(s), tol={em.tol:g}" in text
+    assert f"reg_covar={em.reg_covar:g}" in text
+    assert "none: pixels are independent" in text and "No priors" in text
+    spatial = segment_image(image, 3, random_state=0, spatial="potts", beta=0.7)
+    text = render_report(segmentation=spatial, fmt="md", figures=False)
+    assert "Potts model on the 4-neighbour pixel grid" in text and "beta = 0.7" in text
+
+
 def _markdown_tokens(text: str):
     from markdown_it import MarkdownIt
 
