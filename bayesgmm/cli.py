@@ -1170,6 +1170,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             lambda: write_report(
                 tmp / "report.html",
                 segmentation=result,
+                calibration=cal,
                 embed=True,
                 figures_dir=tmp,
                 title=f"bayesgmm segment: {Path(args.image).name}",

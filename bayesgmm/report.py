@@ -77,7 +77,7 @@ from .plots import (
 if TYPE_CHECKING:
     from .bayes import BayesGaussianMixture
     from .responsibilities import MembershipSummary
-    from .segmentation import SegmentationResult
+    from .segmentation import CalibrationResult, SegmentationResult
     from .selection import ComparisonResult
 
 __all__ = ["render_report", "write_report"]
@@ -868,6 +868,35 @@ def _model_section(bgm: BayesGaussianMixture) -> list[_Block]:
     ]
 
 
+def _calibration_section(cal: CalibrationResult, figures: _Figures | None) -> list[_Block]:
+    """Accuracy, ARI, ECE and the reliability diagram of a segmentation against its truth."""
+    from .plots import plot_reliability
+
+    rows = [
+        ("accuracy (labels matched to the truth)", f"{cal.accuracy:.3f}"),
+        ("adjusted Rand index", f"{cal.ari:.3f}"),
+        ("expected calibration error (ECE)", f"{cal.ece:.3f}"),
+    ]
+    blocks: list[_Block] = [
+        _Heading("Calibration against the truth map", level=3),
+        _Table(_kv(rows, ("measure", "value"))),
+        _Para(
+            "A label probability is calibrated when, among the pixels given probability p, a "
+            "share p carry the right label: in the reliability diagram the points then lie on "
+            "the diagonal. ECE is the mean distance from it, weighted by the pixels per bin."
+        ),
+    ]
+    if figures is not None:
+        blocks.append(
+            figures.add(
+                lambda: plot_reliability(cal),
+                "reliability",
+                "Reliability diagram: accuracy against the mean label probability per bin.",
+            )
+        )
+    return blocks
+
+
 def _em_model_section(result: SegmentationResult) -> list[_Block]:
     """The model of an EM-only segmentation: likelihood, estimation and spatial prior."""
     em = result.estimator
@@ -1139,6 +1168,7 @@ def render_report(
     bgm: BayesGaussianMixture | None = None,
     comparison: ComparisonResult | None = None,
     segmentation: SegmentationResult | None = None,
+    calibration: CalibrationResult | None = None,
     title: str = "bayesgmm report",
     figures_dir: str | os.PathLike | None = None,
     fmt: Literal["html", "md"] = "html",
@@ -1166,6 +1196,10 @@ def render_report(
     segmentation : SegmentationResult, optional
         From :func:`bayesgmm.segment_image`: the image segmentation section (and, for a
         Bayesian segmentation without ``bgm``, provenance from its estimator).
+    calibration : CalibrationResult, optional
+        From :func:`bayesgmm.segmentation.calibration` (the segmentation against a truth
+        map): its accuracy, ARI and ECE and the reliability diagram join the segmentation
+        section. Needs ``segmentation``.
     title : str, default="bayesgmm report"
     figures_dir : str or path-like, optional
         Folder for the figures as PNG files (created if missing). Needed for figures unless
@@ -1218,6 +1252,11 @@ def render_report(
     check_choice("fmt", fmt, FORMATS)
     from .segmentation import SegmentationResult
 
+    if calibration is not None and segmentation is None:
+        raise ValueError(
+            "calibration= describes a segmentation against its truth map; pass the "
+            "segmentation= it was computed from too."
+        )
     if bgm is None and comparison is None and segmentation is None:
         raise ValueError(
             "Nothing to report: pass bgm= (a fitted BayesGaussianMixture), comparison= (a "
@@ -1270,6 +1309,8 @@ def render_report(
         blocks += _comparison_section(comparison, fig_store)
     if segmentation is not None:
         blocks += _segmentation_section(segmentation, threshold, fig_store)
+    if calibration is not None:
+        blocks += _calibration_section(calibration, fig_store)
     source = bgm
     if source is None and segmentation is not None and segmentation.method == "bayes":
         source = segmentation.estimator

@@ -171,6 +171,12 @@ def test_calibration_bad_input():
     r4 = segment_image(image, 4, random_state=0)
     cal = calibration(r4, truth.astype(np.uint8))
     assert sorted(cal.label_map.tolist()) == [-1, 0, 1, 2]
+    from bayesgmm.report import render_report
+
+    with pytest.raises(ValueError, match="pass the segmentation= it was computed from"):
+        render_report(calibration=cal, figures=False)
+    text = render_report(segmentation=r4, calibration=cal, fmt="md", figures=False)
+    assert f"| expected calibration error (ECE) | {cal.ece:.3f} |" in text
 
 
 def test_spatial_bad_input():
@@ -228,6 +234,10 @@ def test_cli_spatial_and_truth(tmp_path, capsys):
     meta = json.loads((out / "segmentation.json").read_text())
     assert meta["spatial"] == "potts" and 0 < meta["beta"] <= 2.5
     assert (out / "reliability.png").stat().st_size > 0
+    # The report shows the calibration with its reliability diagram (issue 20, item 2).
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "Calibration against the truth map" in page and "Reliability diagram" in page
+    assert f"<td>{cal['ece']:.3f}</td>" in page
     curve = (out / "reliability.csv").read_text().splitlines()
     assert curve[0] == "bin,lower,upper,n_pixels,confidence,accuracy" and len(curve) == 16
     # A truth map of another size is refused before anything is fitted or written.
