@@ -114,6 +114,7 @@ table.data tr:nth-child(even) td { background: #fafafa; }
 table.data td:first-child, table.data th:first-child { text-align: left; position: sticky;
        left: 0; z-index: 1; border-left-width: 1px; }
 table.data td:first-child { background: #f7f7f7; }
+table.data td.text, table.data th.text { text-align: left; }
 p.pass { border-left: 5px solid #2a7d2a; background: #eef7ee; padding: .5em .8em; }
 p.fail { border-left: 5px solid #b22; background: #fbeeee; padding: .5em .8em; }
 figure { margin: 1em 0 2em; }
@@ -199,6 +200,43 @@ def _esc(text: str) -> str:
     return html.escape(str(text), quote=True)
 
 
+_NUMBER = re.compile(r"^[-+\u2212]?(\d[\d,]*\.?\d*|\.\d+)([eE][-+]?\d+)?\s*%?$")
+
+
+def _is_text_column(values: list[Any]) -> bool:
+    """Whether a column holds mostly words (left-aligned) rather than numbers (right)."""
+    cells = [str(v).strip() for v in values if not _missing(v) and str(v).strip()]
+    words = sum(not _NUMBER.match(c) and c not in ("NA", "nan", "inf", "-inf") for c in cells)
+    return bool(cells) and words > len(cells) / 2
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    """An HTML table of ``frame``'s cells (escaped); columns of words are left-aligned."""
+    text = [_is_text_column(frame.iloc[:, j].tolist()) for j in range(frame.shape[1])]
+    # The first column is left-aligned (and sticky) by the style sheet already.
+    attr = [' class="text"' if t and j else "" for j, t in enumerate(text)]
+    head = "".join(f"<th{a}>{_esc(c)}</th>" for c, a in zip(frame.columns, attr, strict=True))
+    rows = [
+        "<tr>"
+        + "".join(
+            f"<td{a}>{_esc(_MISSING if _missing(v) else v)}</td>"
+            for v, a in zip(values, attr, strict=True)
+        )
+        + "</tr>"
+        for values in frame.itertuples(index=False, name=None)
+    ]
+    return (
+        f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
 def _render_html(title: str, blocks: list[_Block]) -> str:
     out = [
         "<!DOCTYPE html>",
@@ -225,10 +263,7 @@ def _render_html(title: str, blocks: list[_Block]) -> str:
                 out.append(f'<p class="caption">{_esc(block.caption)}</p>')
             # A table wider than the page scrolls inside its own box; its first column stays
             # in view (position: sticky).
-            table = block.frame.to_html(
-                index=False, escape=True, border=0, classes="data", na_rep=_MISSING
-            )
-            out.append(f'<div class="table">{table}</div>')
+            out.append(f'<div class="table">{_table_html(block.frame)}</div>')
         elif isinstance(block, _Image):
             out.append(
                 f'<figure><img src="{_esc(block.src)}" alt="{_esc(block.caption)}">'
@@ -785,6 +820,8 @@ def _segmentation_section(
             else f"{result.fit_pixels.size} of {n_pixels} (uniform random sample)",
         ),
     ]
+    if result.spatial == "potts":
+        settings.append(("spatial prior", f"Potts, beta = {result.beta:.3g}"))
     if result.n_map_draws is not None:
         settings.append(("posterior draws behind the maps", result.n_map_draws))
     settings += [(f"seconds: {k}", round(v, 2)) for k, v in result.timings.items()]
