@@ -891,6 +891,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             n_init=args.n_init,
             progress=None if args.quiet else lambda msg: print(msg, file=sys.stderr, flush=True),
             retry=not args.no_retry,
+            retry_budget=args.retry_budget,
             evidence=not args.no_evidence,
             k_prior=k_prior,
             **options,
@@ -1280,6 +1281,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(it is excluded from WAIC/LOO either way)",
     )
     compare.add_argument(
+        "--retry-budget",
+        type=float,
+        default=0.3,
+        metavar="SHARE",
+        help="retries of failed posteriors may add at most this share of the grid's time, "
+        "nearest misses first (default 0.3; inf retries every failure)",
+    )
+    compare.add_argument(
         "--no-evidence",
         action="store_true",
         help="skip the log marginal likelihood log p(y | K) (bridge sampling) and p(K | y)",
@@ -1377,6 +1386,11 @@ def _preflight(args: argparse.Namespace) -> None:
         ks = _parse_k(args.k)
         if args.command == "fit" and len(ks) != 1:
             raise ValueError("fit takes one -k; use 'bayesgmm compare' for a range.")
+    if args.command == "compare" and not args.retry_budget >= 0:
+        raise ValueError(
+            f"--retry-budget {args.retry_budget}: it must be at least 0 (a share of the "
+            "grid's time; inf retries every failure)."
+        )
     if args.command == "compare":
         known = ("full", "tied", "diag", "spherical")
         unknown = [c.strip() for c in args.covariance.split(",") if c.strip() not in known]

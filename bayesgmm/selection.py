@@ -25,12 +25,15 @@ maximises it; the ranking is the same). ``log L`` is the maximised log-likelihoo
 fit and ``p`` the number of free parameters (:func:`bayesgmm._numerics.n_parameters`).
 
 A posterior that fails its convergence checks (:func:`bayesgmm.diagnose`: R-hat, ESS,
-divergences, E-BFMI) is sampled once more with stronger settings (:func:`retry_options`); if
-it still fails, its elpd cannot be trusted (overfitted mixtures have multimodal posteriors that
-NUTS cannot mix between), so it is never ranked or chosen by WAIC or PSIS-LOO, and the verdict
-names it with the reason (``ComparisonResult.excluded_posteriors``). The posterior
-distribution of the number of occupied components of each cell
-(:func:`bayesgmm.diagnostics.occupied_components`) tells what such a posterior behaves like.
+divergences, E-BFMI) is sampled once more with stronger settings (:func:`retry_options`):
+near misses always, farther misses nearest first within a time budget (``retry_budget``: by
+default those retries add at most 30 % to the grid's time); if it still fails, its elpd
+cannot be trusted (overfitted mixtures have multimodal posteriors that NUTS cannot mix
+between), so it is never ranked or chosen by WAIC or PSIS-LOO, and the verdict names it with
+the reason
+(``ComparisonResult.excluded_posteriors``). The posterior distribution of the number of
+occupied components of each cell (:func:`bayesgmm.diagnostics.occupied_components`) tells
+what such a posterior behaves like.
 Pareto ``k`` is judged against arviz-stats' sample-size dependent threshold
 (:func:`pareto_k_threshold`).
 
@@ -53,6 +56,7 @@ import json
 import logging
 import math
 import numbers
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -1441,6 +1445,40 @@ def retry_options(sampler_options: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
+#: Retries of failed posteriors may add at most this fraction of the grid's first-pass time.
+RETRY_BUDGET = 0.3
+#: A retry (twice the draws and tuning, target_accept 0.9) is predicted to take this many times
+#: the first attempt of its cell (``bench/compare_time.py`` measured 2.0 to 2.4).
+RETRY_COST_FACTOR = 2.5
+#: A failed posterior whose miss (:func:`_miss`) is at most this is a near miss (R-hat up to
+#: about 1.05, ESS above 80): retried whatever the budget, as such posteriors usually pass
+#: on the retry; farther misses are retried only within ``retry_budget``.
+NEAR_MISS = 5.0
+
+
+def _miss(check: Mapping[str, Any]) -> float:
+    """How far a failed posterior is from passing its checks (1 = on the thresholds).
+
+    The larger of ``log R-hat / log 1.01`` and ``400 / ESS`` (bulk and tail), so a near miss
+    (R-hat 1.012, or ESS 300) scores close to 1 and chains in different modes (R-hat 2,
+    ESS 5) score far above it; divergent transitions add their percentage.
+    """
+    rhat = check.get("max_rhat")
+    score = 1.0
+    if rhat is not None and np.isfinite(rhat) and rhat > 1.0:
+        score = max(score, float(np.log(rhat) / np.log(RHAT_MAX)))
+    elif rhat is not None and not np.isfinite(rhat):
+        score = np.inf
+    for key in ("min_ess_bulk", "min_ess_tail"):
+        ess = check.get(key)
+        if ess is not None and np.isfinite(ess):
+            score = max(score, ESS_MIN / max(float(ess), 1.0))
+    n_div, total = check.get("n_divergent"), check.get("n_draws_total")
+    if n_div and total:
+        score += 100.0 * float(n_div) / float(total)
+    return score
+
+
 def _sample(
     X: Any,
     k: int,
@@ -1534,6 +1572,42 @@ def _criteria(idata: xr.DataTree, n_samples: int) -> tuple[WAICResult, ELPDData]
     return w, res
 
 
+@dataclass
+class _Attempt:
+    """One sampled posterior of a grid cell, with its checks and criteria."""
+
+    idata: xr.DataTree
+    check: dict[str, Any] | None
+    waic: WAICResult
+    loo: ELPDData
+    seconds: float
+
+
+def _attempt(
+    X: Any,
+    k: int,
+    cov: str,
+    seed: int,
+    n_samples: int,
+    bayes_fit: Callable[..., xr.DataTree],
+    options: Mapping[str, Any],
+) -> _Attempt:
+    t0 = time.perf_counter()
+    idata = _sample(X, k, cov, seed, n_samples, bayes_fit, options)
+    check = _convergence(idata)
+    w, res = _criteria(idata, n_samples)
+    return _Attempt(idata, check, w, res, time.perf_counter() - t0)
+
+
+def _failed_bayes_row(exc: BaseException) -> dict[str, Any]:
+    row: dict[str, Any] = {BAYES_STATUS: "failed", BAYES_NOTE: f"{type(exc).__name__}: {exc}"}
+    row.update({CONVERGED: pd.NA, RETRIED: False})
+    row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
+    row.update(dict.fromkeys(_EVIDENCE_COLUMNS[:3], np.nan))
+    row[EVIDENCE_NOTE] = "not computed: the posterior fit failed"
+    return row
+
+
 def _fit_bayes(
     X: Any,
     k: int,
@@ -1542,43 +1616,34 @@ def _fit_bayes(
     n_samples: int,
     bayes_fit: Callable[..., xr.DataTree],
     sampler_options: Mapping[str, Any],
-    retry: bool,
-) -> tuple[dict[str, Any], xr.DataTree | None, ELPDData | None, WAICResult | None]:
+) -> tuple[dict[str, Any], _Attempt | None]:
+    """The first attempt at a cell's posterior: its table row and the attempt (None if the
+    fit raised; the row then says why)."""
     name = _model_name(cov, k)
-    row: dict[str, Any] = {BAYES_STATUS: "ok", BAYES_NOTE: "", CONVERGED: pd.NA, RETRIED: False}
-    notes = []
     try:
-        idata = _sample(X, k, cov, seed, n_samples, bayes_fit, sampler_options)
-        check = _convergence(idata)
-        w, res = _criteria(idata, n_samples)
+        attempt = _attempt(X, k, cov, seed, n_samples, bayes_fit, sampler_options)
     except Exception as exc:  # a failed cell is reported, not fatal to the grid
         logger.warning("Bayes fit %s failed: %s: %s", name, type(exc).__name__, exc)
-        row.update({BAYES_STATUS: "failed", BAYES_NOTE: f"{type(exc).__name__}: {exc}"})
-        row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
-        row.update(dict.fromkeys(_EVIDENCE_COLUMNS[:3], np.nan))
-        row[EVIDENCE_NOTE] = "not computed: the posterior fit failed"
-        return row, None, None, None
-    if retry and check is not None and not check["passed"]:
-        stronger = retry_options(sampler_options)
-        logger.info(
-            "%s failed its convergence checks (%s); sampling again with %s.",
-            name,
-            ", ".join(_failure_reasons(check)),
-            stronger,
-        )
-        row[RETRIED] = True
-        try:
-            again = _sample(X, k, cov, seed + 1, n_samples, bayes_fit, stronger)
-            check_again = _convergence(again)
-            w_again, res_again = _criteria(again, n_samples)
-        except Exception as exc:  # an unusable retry keeps the first posterior
-            logger.warning("The retry of %s failed: %s: %s", name, type(exc).__name__, exc)
-            notes.append(
-                f"the retry gave no usable posterior ({type(exc).__name__}: {exc}); the first "
-                "attempt is kept"
-            )
-        else:
-            idata, check, w, res = again, check_again, w_again, res_again
+        return _failed_bayes_row(exc), None
+    return _bayes_row(X, k, cov, attempt), attempt
+
+
+def _bayes_row(
+    X: Any,
+    k: int,
+    cov: str,
+    attempt: _Attempt,
+    *,
+    first: Mapping[str, Any] | None = None,
+    notes: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The Bayesian columns of a cell from its (final) attempt; ``first`` is the check of a
+    failed first attempt when this one is its retry."""
+    name = _model_name(cov, k)
+    idata, check, w, res = attempt.idata, attempt.check, attempt.waic, attempt.loo
+    retried = first is not None
+    row: dict[str, Any] = {BAYES_STATUS: "ok", CONVERGED: pd.NA, RETRIED: retried}
+    notes = list(notes)
     summary = loo_summary(res)
     occupancy = _occupancy(idata, X, k, cov)
     if check is not None:
@@ -1605,14 +1670,21 @@ def _fit_bayes(
         }
     )
     if check is not None and not check["passed"]:
-        notes.append(
+        notes.insert(
+            0,
             "convergence checks failed"
-            + (" after a retry" if row[RETRIED] else "")
+            + (" after a retry" if retried else "")
             + ": "
-            + "; ".join(_failure_reasons(check))
+            + "; ".join(_failure_reasons(check)),
         )
-    elif row[RETRIED]:
-        notes.append("passed its checks on the retry")
+    elif retried:
+        assert first is not None
+        notes.insert(
+            0,
+            "passed its checks on the retry (first attempt: "
+            + "; ".join(_failure_reasons(first))
+            + ")",
+        )
     if summary["n_pareto_k_gt"]:
         notes.append(
             f"{summary['n_pareto_k_gt']} observation(s) with Pareto k > "
@@ -1634,10 +1706,108 @@ def _fit_bayes(
         row["_occupancy"] = occupancy
     if check is not None:
         row["_convergence"] = check
-    return row, idata, res, w
+    return row
+
+
+@dataclass
+class _Pending:
+    """A cell whose first posterior failed its checks: what a retry needs."""
+
+    index: int
+    k: int
+    cov: str
+    seed: int
+    bayes_fit: Callable[..., xr.DataTree]
+    first: _Attempt
+    cell_seconds: float
+
+
+def _retry_failed(
+    pending: list[_Pending],
+    budget: float,
+    X: Any,
+    n_samples: int,
+    sampler_options: Mapping[str, Any],
+    progress: Callable[[str], None],
+) -> dict[int, tuple[dict[str, Any], _Attempt | None]]:
+    """Retry failed posteriors, nearest misses first: near misses (``NEAR_MISS``) always,
+    farther ones while the retries fit in ``budget`` seconds. Returns the new Bayesian columns
+    (and final attempt) of each pending cell."""
+    stronger = retry_options(sampler_options)
+    out: dict[int, tuple[dict[str, Any], _Attempt | None]] = {}
+    spent = 0.0
+    order = sorted(pending, key=lambda p: (_miss(p.first.check or {}), p.index))
+    for p in order:
+        name = _model_name(p.cov, p.k)
+        first_check = p.first.check or {}
+        predicted = RETRY_COST_FACTOR * p.cell_seconds
+        if _miss(first_check) > NEAR_MISS and spent + predicted > budget:
+            note = (
+                f"not retried: a retry would take about {predicted:.0f} s and the retries may "
+                f"add {budget - spent:.0f} s more (retry_budget), spent on nearer misses"
+                if spent > 0
+                else f"not retried: a retry would take about {predicted:.0f} s, more than the "
+                f"{budget:.0f} s the retries may add (retry_budget)"
+            )
+            out[p.index] = (_bayes_row(X, p.k, p.cov, p.first, notes=[note]), p.first)
+            logger.info("%s %s.", name, note)
+            continue
+        logger.info(
+            "%s failed its convergence checks (%s); sampling again with %s.",
+            name,
+            ", ".join(_failure_reasons(first_check)),
+            stronger,
+        )
+        t0 = time.perf_counter()
+        try:
+            again = _attempt(X, p.k, p.cov, p.seed + 1, n_samples, p.bayes_fit, stronger)
+        except Exception as exc:  # an unusable retry keeps the first posterior
+            logger.warning("The retry of %s failed: %s: %s", name, type(exc).__name__, exc)
+            note = (
+                f"the retry gave no usable posterior ({type(exc).__name__}: {exc}); the first "
+                "attempt is kept"
+            )
+            row = _bayes_row(X, p.k, p.cov, p.first, notes=[note])
+            row[RETRIED] = True
+            out[p.index] = (row, p.first)
+        else:
+            out[p.index] = (_bayes_row(X, p.k, p.cov, again, first=first_check), again)
+        spent += time.perf_counter() - t0
+        row = out[p.index][0]
+        progress(
+            f"[retry] {name}: "
+            + ("passed its checks" if row.get(CONVERGED) is True else "still fails its checks")
+            + f" ({time.perf_counter() - t0:.0f} s)"
+        )
+    return out
 
 
 _FAILED_CHECKS = "not estimable: the convergence checks failed"
+
+
+def _store_bayes(
+    result: ComparisonResult,
+    row: dict[str, Any],
+    name: str,
+    k: int,
+    b_row: dict[str, Any],
+    attempt: _Attempt | None,
+) -> None:
+    """Put a cell's Bayesian columns in its row and its posterior in the result."""
+    b_row = dict(b_row)
+    occupancy = b_row.pop("_occupancy", None)
+    check = b_row.pop("_convergence", None)
+    row.update(b_row)
+    if occupancy is not None:
+        result.occupancy[name] = pd.Series(
+            occupancy, index=pd.RangeIndex(1, k + 1, name="occupied components")
+        )
+    if check is not None:
+        result.convergence[name] = check
+    if attempt is not None:
+        result.posteriors[name] = attempt.idata
+        result.loo_results[name] = attempt.loo
+        result.waic_results[name] = attempt.waic
 
 
 def _evidence_row(idata: xr.DataTree, check: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -1765,6 +1935,7 @@ def compare_models(
     progress: Callable[[str], Any] | None = None,
     em_options: Mapping[str, Any] | None = None,
     retry: bool = True,
+    retry_budget: float = RETRY_BUDGET,
     evidence: bool = True,
     k_prior: str | tuple[str, float] = "uniform",
     **sampler_options: Any,
@@ -1804,9 +1975,21 @@ def compare_models(
         ``max_iter=5000``) so that BIC, AIC and ICL are those of the converged optimum.
     retry : bool, default=True
         Sample a posterior that fails its convergence checks once more, with the stronger
-        settings of :func:`~bayesgmm.selection.retry_options`. A posterior that still fails
+        settings of :func:`~bayesgmm.selection.retry_options`, after the grid, nearest misses
+        first, as long as the retries fit in ``retry_budget``. A posterior that fails
         stays in the table (``converged`` is False) but is excluded from the WAIC and
         PSIS-LOO choice, and the verdict names it with the reason.
+    retry_budget : float, default=0.3
+        Near misses (R-hat up to about 1.05 and ESS above about 80, few divergences) are
+        always retried; farther misses, typically overfitted mixtures whose chains sit in
+        different modes, only while the retries add at most this fraction of the time the
+        grid took without them (``RETRY_BUDGET``). Each retry is predicted to take
+        ``RETRY_COST_FACTOR`` (2.5) times its cell's first attempt; the failed posteriors
+        nearest to passing are retried first, and one that does not fit in what is left of
+        the budget is not retried (its note says so). ``float("inf")`` retries every failure.
+        Measured on iris (4 covariance types, K = 1..6; ``bench/compare_time.py``), retrying
+        every failure added more than half the grid's time and rescued none of its
+        overfitted cells, whose chains sit in different modes.
     evidence : bool, default=True
         Estimate each posterior's log marginal likelihood ``log p(y | K)`` by bridge sampling
         (:func:`~bayesgmm.log_marginal_likelihood`; only for posteriors that passed
@@ -1858,6 +2041,15 @@ def compare_models(
     n_samples = X_checked.shape[0]
     ks, cov_types, methods = _check_grid(n_components, covariance_types, methods, n_samples)
     check_positive("n_init", n_init, integer=True)
+    if isinstance(retry_budget, bool) or not isinstance(retry_budget, numbers.Real):
+        raise TypeError(
+            f"retry_budget must be a number, got {retry_budget!r} ({type(retry_budget).__name__})."
+        )
+    if not retry_budget >= 0:  # NaN fails too
+        raise ValueError(
+            f"retry_budget={retry_budget!r} is invalid; it must be >= 0 (a share of the grid's "
+            "time; float('inf') retries every failed posterior)."
+        )
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
     em_options = dict(em_options or {})
@@ -1893,6 +2085,8 @@ def compare_models(
     rs = check_random_state(random_state)
     n_features = X_checked.shape[1]
     rows: list[dict[str, Any]] = []
+    pending: list[_Pending] = []
+    t_grid = time.perf_counter()
     result = ComparisonResult(table=pd.DataFrame())
     n_cells = len(ks) * len(cov_types)
     for cov in cov_types:
@@ -1920,22 +2114,23 @@ def compare_models(
                 if gm is not None and not gm.degenerate_.any() and _takes_em_start(bayes_fit):
                     # one EM fit per model: the table's EM row starts and pivots the posterior
                     cell_fit = functools.partial(bayes_fit, em_start=gm)
-                b_row, idata, res, w = _fit_bayes(
-                    X, k, cov, bayes_seed, n_samples, cell_fit, sampler_options, retry
+                t_cell = time.perf_counter()
+                b_row, attempt = _fit_bayes(
+                    X, k, cov, bayes_seed, n_samples, cell_fit, sampler_options
                 )
-                occupancy = b_row.pop("_occupancy", None)
-                if occupancy is not None:
-                    result.occupancy[name] = pd.Series(
-                        occupancy, index=pd.RangeIndex(1, k + 1, name="occupied components")
-                    )
-                row.update(b_row)
-                check = b_row.pop("_convergence", None)
-                if check is not None:
-                    result.convergence[name] = check
-                if idata is not None:
-                    result.posteriors[name] = idata
-                    result.loo_results[name] = res
-                    result.waic_results[name] = w
+                _store_bayes(result, row, name, k, b_row, attempt)
+                if (
+                    retry
+                    and attempt is not None
+                    and attempt.check is not None
+                    and not attempt.check["passed"]
+                ):
+                    pending.append(
+                        _Pending(
+                            len(rows), k, cov, bayes_seed, cell_fit, attempt,
+                            time.perf_counter() - t_cell,
+                        )
+                    )  # fmt: skip
             else:
                 row.update({BAYES_STATUS: "not run", BAYES_NOTE: "", CONVERGED: pd.NA})
                 row.update({RETRIED: False, **dict.fromkeys(_BAYES_COLUMNS, np.nan)})
@@ -1947,6 +2142,18 @@ def compare_models(
                 progress(message)
             else:
                 logger.info(message)
+
+    if pending:
+        # Retries come after the grid, nearest misses first, within a budget that is a share
+        # of the grid's own time: failures of overfitted mixtures are common, slow to sample
+        # and rarely rescued, and must not double the cost of a comparison.
+        budget = float(retry_budget) * (time.perf_counter() - t_grid)
+        report = progress if progress is not None else logger.info
+        redone = _retry_failed(pending, budget, X, n_samples, sampler_options, report)
+        for index, (b_row, attempt) in redone.items():
+            row = rows[index]
+            name, k = row[MODEL], int(row[N_COMPONENTS])
+            _store_bayes(result, row, name, k, b_row, attempt)
 
     table = pd.DataFrame(rows)
     table[DEGENERATE] = table[DEGENERATE].astype(bool)

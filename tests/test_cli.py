@@ -50,6 +50,17 @@ def test_console_script_reports_errors_in_one_line():
     assert "Traceback" not in proc.stderr
 
 
+def test_bad_retry_budget_is_refused_before_any_work(tmp_path, capsys):
+    from bayesgmm.cli import main
+
+    data = tmp_path / "x.csv"
+    data.write_text("a,b\n" + "\n".join(f"{i},{i % 7}" for i in range(30)) + "\n")
+    out = tmp_path / "out"
+    assert main(["compare", str(data), "-k", "1:2", "--retry-budget", "-1", "--out", str(out)]) == 2
+    assert "--retry-budget -1.0: it must be at least 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_fit_compare_predict_round_trip_on_a_csv(tmp_path, capsys):
     import json
 

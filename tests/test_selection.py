@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import math
+import time
 import warnings
 
 import arviz_stats as azs
@@ -694,6 +695,7 @@ def scripted_result():
             random_state=0,
             bayes_fit=fake,
             draws=500,
+            retry_budget=float("inf"),  # every failure is retried; the budget is tested below
         )
     return fake, result
 
@@ -722,6 +724,61 @@ def test_failed_posterior_is_retried_once_with_stronger_settings(scripted_result
             methods=("bayes",), random_state=0, bayes_fit=fake2, retry=False,
         )  # fmt: skip
     assert len(fake2.calls) == 1 and not no_retry.table[sel.CONVERGED].iloc[0]
+
+
+class SlowScripted(ScriptedPosterior):
+    """ScriptedPosterior whose fits take ``seconds[K]`` of wall time."""
+
+    def __init__(self, script, seconds):
+        super().__init__(script)
+        self.seconds = seconds
+
+    def __call__(self, X, n_components, covariance_type, random_state, **options):
+        time.sleep(self.seconds[n_components])
+        return super().__call__(X, n_components, covariance_type, random_state, **options)
+
+
+def test_retries_stay_within_their_budget_nearest_misses_first():
+    """Issue 13: retries of far misses may add at most retry_budget (30 %) of the grid's time;
+    near misses are always retried. Here K = 1 passes (2 s), K = 2 is a near miss (R-hat
+    1.02), K = 3's chains sit in different modes and a retry would take about 2.5 s, more than
+    the 30 % of the grid's ~3 s: only K = 2 is retried, and K = 3's note says why it was not."""
+    far = {**MODES, "n_divergent": 184, "n_draws_total": 4000}
+    fake = SlowScripted({2: [NEAR_MISS, PASSED], 3: [far]}, seconds={1: 2.0, 2: 0.02, 3: 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = compare_models(
+            np.zeros((40, 1)), n_components=(1, 2, 3), covariance_types=("full",),
+            methods=("bayes",), random_state=0, bayes_fit=fake,
+        )  # fmt: skip
+    assert [k for k, _ in fake.calls] == [1, 2, 3, 2]
+    table = result.table.set_index("model")
+    assert table.loc["full-K2", sel.RETRIED] and table.loc["full-K2", sel.CONVERGED]
+    note = table.loc["full-K2", sel.BAYES_NOTE]
+    assert (
+        "passed its checks on the retry (first attempt: the chains disagree (R-hat 1.020)" in note
+    )
+    assert not table.loc["full-K3", sel.RETRIED] and not table.loc["full-K3", sel.CONVERGED]
+    note = table.loc["full-K3", sel.BAYES_NOTE]
+    assert "not retried: a retry would take about" in note and "(retry_budget)" in note
+    assert result.excluded_posteriors[0].startswith("full-K3: ")
+    assert "even after a retry" not in result.excluded_posteriors[0]
+    # The posterior kept for K = 2 is the retry's; K = 2 is eligible for WAIC/LOO again.
+    assert result.convergence["full-K2"]["passed"]
+    assert "full-K2" in result.loo_compare.index
+    # An infinite budget retries K = 3 as well; a zero budget only the near miss.
+    for budget, calls in ((float("inf"), [1, 2, 3, 2, 3]), (0.0, [1, 2, 3, 2])):
+        fake = SlowScripted({2: [NEAR_MISS, PASSED], 3: [far]}, seconds={1: 0, 2: 0, 3: 0})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            compare_models(
+                np.zeros((40, 1)), n_components=(1, 2, 3), covariance_types=("full",),
+                methods=("bayes",), random_state=0, bayes_fit=fake, retry_budget=budget,
+            )  # fmt: skip
+        assert [k for k, _ in fake.calls] == calls
+    for bad, error in ((-0.1, ValueError), (float("nan"), ValueError), ("30%", TypeError)):
+        with pytest.raises(error, match="retry_budget"):
+            compare_models(np.zeros((40, 1)), methods=("bayes",), bayes_fit=fake, retry_budget=bad)
 
 
 def test_outlying_elpd_of_a_failed_posterior_is_never_chosen(scripted_result):
@@ -845,6 +902,7 @@ def test_unusable_retry_keeps_the_first_posterior():
         result = compare_models(
             np.zeros((40, 1)), n_components=(1, 2), covariance_types=("full",),
             methods=("bayes",), random_state=0, bayes_fit=broken_retry,
+            retry_budget=float("inf"),
         )  # fmt: skip
     row = result.table.set_index("model").loc["full-K2"]
     assert row["bayes_status"] == "ok" and row["retried"] and not row["converged"]
