@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._dask import is_dask_collection
-from ._logdensity import allocation_probabilities, pointwise_log_density
+from ._draw_kernels import allocation_probabilities, pointwise_log_density
 from ._numerics import COVARIANCE_TYPES, log_weighted_prob, responsibilities
 from ._validation import (
     check_choice,

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _kernels
 from ._dask import is_dask_collection
-from ._logdensity import mixture_responsibilities
+from ._draw_kernels import mixture_responsibilities
 from ._numerics import (
     COVARIANCE_TYPES,
     covariances_from_precisions_cholesky,

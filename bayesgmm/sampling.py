@@ -54,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from . import _logdensity
+from . import _draw_kernels, _logdensity
 from ._nutpie_private import NutpiePrivateAPIError
 
 __all__ = ["SAMPLERS", "posterior_dataset", "sample_posterior", "standardization"]
@@ -435,7 +435,7 @@ def pointwise_log_likelihood(
 ) -> xr.DataArray:
     """``log p(x_i | theta_s)`` for every draw and observation, dims (chain, draw, obs_id).
 
-    Evaluated by :func:`bayesgmm._logdensity.pointwise_log_density` (compiled, parallel over
+    Evaluated by :func:`bayesgmm._draw_kernels.pointwise_log_density` (compiled, parallel over
     draws; tested against :func:`bayesgmm._numerics.log_mixture_density`), in chunks of draws.
     """
     w = posterior["weights"].values
@@ -449,7 +449,7 @@ def pointwise_log_likelihood(
     chunk = max(64, _LOGLIK_CHUNK_ELEMENTS // max(1, X.shape[0]))
     for s in range(0, flat, chunk):
         sl = slice(s, s + chunk)
-        out[sl] = _logdensity.pointwise_log_density(X, w[sl], mu[sl], pc[sl], covariance_type)
+        out[sl] = _draw_kernels.pointwise_log_density(X, w[sl], mu[sl], pc[sl], covariance_type)
     return xr.DataArray(
         out.reshape(n_chain, n_draw, X.shape[0]),
         dims=("chain", "draw", "obs_id"),

@@ -6,25 +6,9 @@ import numpy as np
 import pytest
 
 from bayesgmm import _logdensity as ld
-from bayesgmm import _numerics as nm
 from bayesgmm.model import Priors, build_model
 
 COV_TYPES = ("full", "tied", "diag", "spherical")
-
-
-def _random_draws(rng, cov, *, s, k, d):
-    """A stack of ``s`` random parameter draws in the layout of :mod:`bayesgmm._numerics`."""
-    w = rng.dirichlet(np.ones(k), size=s)
-    mu = rng.normal(size=(s, k, d))
-    a = rng.normal(size=(s, k, d, d))
-    covs = a @ np.swapaxes(a, -1, -2) + 0.5 * np.eye(d)
-    c = {
-        "full": covs,
-        "tied": covs[:, 0],
-        "diag": np.diagonal(covs, axis1=-2, axis2=-1),
-        "spherical": covs[:, :, 0, 0],
-    }[cov]
-    return w, mu, nm.precisions_cholesky_from_covariances(c, cov)
 
 
 def _pymc_point(theta, model, k, d, cov):
@@ -117,17 +101,6 @@ def test_unconstrained_round_trip(cov, rng):
     np.testing.assert_allclose(back[key][0], param, rtol=1e-12)
 
 
-@pytest.mark.parametrize("cov", COV_TYPES)
-def test_pointwise_log_density_equals_numerics(cov, rng):
-    X = rng.normal(size=(700, 3))  # more than one block of rows
-    w, mu, pc = _random_draws(rng, cov, s=7, k=3, d=3)
-    w[0, 1] = 0.0  # an empty component gives -inf log-weight, not NaN
-    w[0] /= w[0].sum()
-    ours = ld.pointwise_log_density(X, w, mu, pc, cov)
-    ref = nm.log_mixture_density(X, w, mu, pc, cov)
-    np.testing.assert_allclose(ours, ref, rtol=1e-12)
-
-
 def test_c_callbacks_agree_with_python_entry(rng):
     import ctypes
 
@@ -150,13 +123,3 @@ def test_c_callbacks_agree_with_python_entry(rng):
     assert code == 0
     assert out[0] == pytest.approx(value, rel=1e-14)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-14)
-
-
-@pytest.mark.parametrize("cov", COV_TYPES)
-def test_allocation_probabilities_equal_numerics(cov, rng):
-    X = rng.normal(size=(300, 2))
-    w, mu, pc = _random_draws(rng, cov, s=5, k=3, d=2)
-    ours = ld.allocation_probabilities(X, w, mu, pc, cov)
-    ref = nm.responsibilities(nm.log_weighted_prob(X, w, mu, pc, cov))[0]
-    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(ours.sum(-1), 1.0, rtol=1e-12)
