@@ -3,10 +3,18 @@
 This is the log-density that NUTS explores by default. It is *the same function* as the PyMC
 graph of :func:`bayesgmm.build_model` (priors, PyMC's default transforms and their
 log-Jacobians, normalising constants included), written out by hand with an analytic gradient
-and compiled with Numba; ``tests/test_logdensity.py`` checks value and gradient against the
-compiled PyMC graph for all four covariance types. One pass over the data computes the
-likelihood and the responsibility-weighted sufficient statistics from which every gradient
-follows (the E-step of EM):
+and compiled with Numba. Its prior hyper-parameters come from the one function that gives
+``build_model`` its priors (:func:`bayesgmm.model.prior_hyperparameters`), and
+``tests/test_fastpath_proof.py`` proves value and gradient equal to PyMC's compiled
+log-posterior of build_model's reference formulation on a grid of shapes ((K, D) in
+{(1, 1), (3, 1), (1, 3), (3, 3), (2, 9)}) for all four covariance types. It is used only where
+that proof holds: the stock model with a ``Priors`` object
+(:func:`bayesgmm.sampling._fast_path_applies`). It produces the constrained parameters
+(``weights``, ``means``, ``chol``/``sigma``; :func:`expand`); the deterministics derived from
+them are :func:`bayesgmm._numerics.covariance_deterministics`'s.
+
+One pass over the data computes the likelihood and the responsibility-weighted sufficient
+statistics from which every gradient follows (the E-step of EM):
 
 * ``d/dlog w_k``: ``S_k = sum_i r_ik``;
 * ``d/dmu_k = U_k z1_k`` with ``z_ik = (x_i - mu_k) U_k`` and ``z1_k = sum_i r_ik z_ik``;
@@ -87,8 +95,8 @@ class LogDensitySpec:
     covariance_type: str
     n_components: int
     alpha: np.ndarray  # Dirichlet concentration, (K,)
-    mean_loc: np.ndarray  # prior mean of the means, (D,)
-    mean_scale: np.ndarray  # prior sd of the means, (D,)
+    mean_loc: np.ndarray  # prior mean of the means, (K, D)
+    mean_scale: np.ndarray  # prior sd of the means, (K, D)
     sd_scale: np.ndarray  # half-normal scale of the standard deviations, (D,)
     lkj_eta: float
     constant: float
@@ -97,22 +105,21 @@ class LogDensitySpec:
     def from_data(
         cls, X: np.ndarray, n_components: int, covariance_type: str, priors
     ) -> LogDensitySpec:
-        """Hyper-parameters scaled to ``X`` as in :func:`bayesgmm.build_model`."""
+        """Hyper-parameters of ``X`` from :func:`bayesgmm.model.prior_hyperparameters`.
+
+        The same function gives :func:`bayesgmm.build_model` its priors; this adds the
+        normalising constants of the priors and of the likelihood.
+        """
+        from .model import prior_hyperparameters
+
         X = np.ascontiguousarray(X, dtype=np.float64)
         n, d = X.shape
         k = int(n_components)
-        loc = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        alpha = np.full(k, float(priors.weights_concentration))
-        tau = priors.mean_scale * scale
-        sds = priors.sd_scale * scale
-        if covariance_type == "spherical":
-            sds = np.full(d, float(sds.mean()))
-        eta = float(priors.lkj_eta)
+        hp = prior_hyperparameters(X, k, covariance_type=covariance_type, priors=priors)
+        alpha, tau, sds, eta = hp.weights_concentration, hp.means_scale, hp.sd_scale, hp.lkj_eta
         const = -0.5 * n * d * _LOG_2PI
         const += gammaln(alpha.sum()) - gammaln(alpha).sum() + math.log(k)
-        const += k * float(np.sum(-0.5 * _LOG_2PI - np.log(tau)))
+        const += float(np.sum(-0.5 * _LOG_2PI - np.log(tau)))
         half_normal = _HALF_LOG_2_OVER_PI - np.log(sds)
         if covariance_type in ("full", "tied"):
             n_cov = k if covariance_type == "full" else 1
@@ -125,7 +132,17 @@ class LogDensitySpec:
             const += k * float(half_normal.sum())
         else:
             const += k * float(half_normal[0])
-        return cls(X, covariance_type, k, alpha, loc, tau, sds, eta, float(const))
+        return cls(
+            X,
+            covariance_type,
+            k,
+            np.ascontiguousarray(alpha),
+            np.ascontiguousarray(hp.means_loc),
+            np.ascontiguousarray(tau),
+            np.ascontiguousarray(sds),
+            eta,
+            float(const),
+        )
 
     @property
     def n_dim(self) -> int:
@@ -137,7 +154,8 @@ class LogDensitySpec:
 
 
 def pack_user_data(spec: LogDensitySpec) -> np.ndarray:
-    """One contiguous float64 array: header, alpha, mean_loc, mean_scale, sd_scale, X."""
+    """One contiguous float64 array: header, alpha, mean_loc, mean_scale (row-major K x D),
+    sd_scale, X."""
     n, d = spec.X.shape
     header = [n, d, spec.n_components, COV_CODES[spec.covariance_type], spec.lkj_eta, spec.constant]
     return np.ascontiguousarray(
@@ -145,8 +163,8 @@ def pack_user_data(spec: LogDensitySpec) -> np.ndarray:
             [
                 np.asarray(header, dtype=np.float64),
                 spec.alpha,
-                spec.mean_loc,
-                spec.mean_scale,
+                spec.mean_loc.ravel(),
+                spec.mean_scale.ravel(),
                 spec.sd_scale,
                 spec.X.ravel(),
             ]
@@ -233,9 +251,9 @@ def _log_density_and_grad(
         for e in range(d):
             v = theta[off_mu + j * d + e]
             mu[j, e] = v
-            t = (v - mean_loc[e]) / mean_scale[e]
+            t = (v - mean_loc[j, e]) / mean_scale[j, e]
             logp -= 0.5 * t * t
-            grad[off_mu + j * d + e] = -t / mean_scale[e]
+            grad[off_mu + j * d + e] = -t / mean_scale[j, e]
 
     # ---- covariance parameters and their priors
     p_len = d * (d + 1) // 2
@@ -416,10 +434,10 @@ def _unpack(ud):  # pragma: no cover - compiled
     o = 6
     alpha = ud[o : o + k]
     o += k
-    loc = ud[o : o + d]
-    o += d
-    tau = ud[o : o + d]
-    o += d
+    loc = ud[o : o + k * d].reshape((k, d))
+    o += k * d
+    tau = ud[o : o + k * d].reshape((k, d))
+    o += k * d
     sds = ud[o : o + d]
     o += d
     X = ud[o : o + n * d].reshape((n, d))
@@ -429,7 +447,7 @@ def _unpack(ud):  # pragma: no cover - compiled
 def _logp_c(dim, x_ptr, grad_ptr, logp_ptr, ud_ptr):  # pragma: no cover - compiled
     head = numba.carray(ud_ptr, (_HEADER,))
     n, d, k = int(head[0]), int(head[1]), int(head[2])
-    ud = numba.carray(ud_ptr, (_HEADER + 3 * d + k + n * d,))
+    ud = numba.carray(ud_ptr, (_HEADER + k + 2 * k * d + d + n * d,))
     X, alpha, loc, tau, sds, eta, code, k, const = _unpack(ud)
     theta = numba.carray(x_ptr, (dim,))
     grad = numba.carray(grad_ptr, (dim,))

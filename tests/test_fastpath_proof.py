@@ -1,0 +1,255 @@
+"""Issue 15, item 3: the default sampler's compiled log-posterior is build_model's model.
+
+The default sampler never builds the PyMC graph: it runs :mod:`bayesgmm._logdensity`, the
+stock model's log-posterior written out by hand. These tests are what allows that:
+
+* one function derives the prior hyper-parameters for both (:func:`prior_hyperparameters`),
+  and the numbers in build_model's graph are those numbers;
+* value and gradient equal PyMC's compiled log-posterior of the reference formulation on the
+  grid (K, D) in {(1, 1), (3, 1), (1, 3), (3, 3), (2, 9)} x the four covariance types, on
+  the unconstrained scale and in PyMC's variable order (D = 9 is above
+  ``_UNROLL_MAX_FEATURES``, where build_model switches to a triangular solve);
+* one function derives the deterministics, and the posterior group built from the fast
+  path's draws equals build_model's ``Deterministic`` variables at the same points;
+* the posterior of the default sampler agrees with ``pm.sample`` on build_model's graph
+  (weights, means, standard deviations, correlations) within Monte Carlo error, and the same
+  comparison detects a wrong prior scale on one side.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+from bayesgmm import _logdensity as ld
+from bayesgmm.model import Priors, _build_model, build_model, prior_hyperparameters
+from bayesgmm.sampling import _fast_path_applies, posterior_dataset
+
+COV_TYPES = ("full", "tied", "diag", "spherical")
+GRID = [(1, 1), (3, 1), (1, 3), (3, 3), (2, 9)]
+#: Non-default values throughout, none of them a float32 number except eta's 2.5.
+PRIORS = Priors(weights_concentration=1.7, mean_scale=2.0, sd_scale=1.3, lkj_eta=2.5)
+DETERMINISTICS = {
+    "full": ("chol", "corr", "stds", "covariances", "precisions_cholesky"),
+    "tied": ("chol", "corr", "stds", "covariances", "precisions_cholesky"),
+    "diag": ("covariances", "precisions_cholesky"),
+    "spherical": ("covariances", "precisions_cholesky"),
+}
+
+
+def _data(d: int, seed: int = 0) -> np.ndarray:
+    """40 rows, features on very different scales and centres (the priors scale with them)."""
+    rng = np.random.default_rng(seed)
+    scales = np.geomspace(0.2, 30.0, d)
+    return rng.normal(size=(40, d)) * scales + np.linspace(-5.0, 50.0, d)
+
+
+def _reference_model(X, k, cov, priors=PRIORS):
+    """build_model's reference (pure-PyTensor) likelihood, whichever keyword selects it."""
+    kwargs = {"formulation": "whiten"}
+    if "likelihood" in inspect.signature(_build_model).parameters:
+        kwargs["likelihood"] = "reference"
+    return _build_model(X, k, covariance_type=cov, priors=priors, **kwargs)
+
+
+def _value_var_names(k: int, d: int, cov: str) -> list[str]:
+    """PyMC's value variables of the stock model, in the fast path's order."""
+    # one feature: the covariance is the standard deviation alone (log-transformed
+    # half-normal) instead of an LKJ Cholesky factor, on the same unconstrained scale
+    packed = "log" if d == 1 else "cholesky-cov-packed"
+    cov_names = {
+        "full": [f"chol_cov_{j}_{packed}__" for j in range(k)],
+        "tied": [f"chol_cov_{packed}__"],
+        "diag": ["sigma_log__"],
+        "spherical": ["sigma_log__"],
+    }[cov]
+    return ["weights_simplex__", "means", *cov_names]
+
+
+@functools.cache
+def _compiled(k: int, d: int, cov: str):
+    """The reference model of the grid case, with one compiled function (shared by tests):
+    point -> [logp, dlogp, *deterministics]."""
+    X = _data(d)
+    model = _reference_model(X, k, cov)
+    names = [v.name for v in model.value_vars]
+    assert names == _value_var_names(k, d, cov)  # the fast path's layout, same order
+    dets = model.replace_rvs_by_values([model[n] for n in DETERMINISTICS[cov]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTensor's "no BLAS" notice
+        fn = model.compile_fn(
+            [model.logp(), model.dlogp(), *dets],
+            inputs=model.value_vars,
+            mode="FAST_COMPILE",
+            on_unused_input="ignore",
+        )
+        point = model.initial_point()
+        fn(point)  # the first call links the thunks (and may warn again)
+    shapes = [tuple(point[n].shape) for n in names]
+    return X, fn, names, shapes
+
+
+def _point(theta: np.ndarray, names, shapes) -> dict[str, np.ndarray]:
+    """Split the fast path's unconstrained vector into PyMC's value variables."""
+    out, start = {}, 0
+    for name, shape in zip(names, shapes, strict=True):
+        size = int(np.prod(shape))
+        out[name] = theta[start : start + size].reshape(shape)
+        start += size
+    assert start == theta.size
+    return out
+
+
+def _thetas(spec: ld.LogDensitySpec, n: int, seed: int) -> list[np.ndarray]:
+    """The prior's centre and ``n`` random points around it on the unconstrained scale."""
+    from bayesgmm.sampling import _prior_centre
+
+    rng = np.random.default_rng(seed)
+    centre = _prior_centre(spec)
+    return [centre] + [centre + rng.normal(scale=0.7, size=spec.n_dim) for _ in range(n)]
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+@pytest.mark.parametrize(("k", "d"), GRID)
+def test_value_and_gradient_equal_pymc_reference(k, d, cov):
+    X, fn, names, shapes = _compiled(k, d, cov)
+    spec = ld.LogDensitySpec.from_data(X, k, cov, PRIORS)
+    assert spec.n_dim == sum(int(np.prod(s)) for s in shapes)
+    for theta in _thetas(spec, 3, seed=10 * k + d):
+        value, grad = ld.log_density_and_grad(theta, spec)
+        ref_value, ref_grad = fn(_point(theta, names, shapes))[:2]
+        np.testing.assert_allclose(value, ref_value, rtol=1e-10)
+        scale = max(1.0, float(np.max(np.abs(ref_grad))))
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-8, atol=1e-9 * scale)
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+@pytest.mark.parametrize(("k", "d"), GRID)
+def test_posterior_deterministics_equal_the_models(k, d, cov):
+    """sampling.posterior_dataset on the fast path's expanded draws gives build_model's
+    Deterministic variables (both call _numerics.covariance_deterministics; the graph with its
+    own triangular inverse)."""
+    X, fn, names, shapes = _compiled(k, d, cov)
+    spec = ld.LogDensitySpec.from_data(X, k, cov, PRIORS)
+    thetas = _thetas(spec, 2, seed=k + 7 * d)
+    flat = np.stack([ld.expand(t, k, d, cov) for t in thetas])[None]  # (chain, draw, n_exp)
+    draws = ld.from_unconstrained(flat, k, d, cov)
+    post = posterior_dataset(draws, cov, [f"x{j}" for j in range(d)])
+    for s, theta in enumerate(thetas):
+        ref = dict(zip(DETERMINISTICS[cov], fn(_point(theta, names, shapes))[2:], strict=True))
+        for name, value in ref.items():
+            np.testing.assert_allclose(
+                post[name].values[0, s], value, rtol=1e-9, atol=1e-12, err_msg=name
+            )
+        if cov in ("diag", "spherical"):  # sigma is a free variable, not a deterministic
+            np.testing.assert_allclose(
+                post["sigma"].values[0, s], 1.0 / ref["precisions_cholesky"], rtol=1e-12
+            )
+
+
+def _graph_hyperparameters(model, cov: str) -> dict[str, np.ndarray]:
+    """The hyper-parameters as they sit in build_model's graph."""
+
+    def params(rv):
+        return [np.asarray(p.eval()) for p in rv.owner.op.dist_params(rv.owner)]
+
+    (alpha,) = params(model["weights"])
+    mu, sigma = params(model["means"])
+    out = {"weights_concentration": alpha, "means_loc": mu, "means_scale": sigma}
+    if cov in ("full", "tied"):
+        name = "chol_cov_0" if cov == "full" else "chol_cov"
+        rv = model[name]
+        if type(rv.owner.op).__name__ == "HalfNormalRV":  # one feature: sd alone
+            out["sd_scale"] = params(rv)[1]
+        else:
+            _, eta, sd_dist = rv.owner.op.dist_params(rv.owner)
+            out["lkj_eta"] = np.asarray(eta.eval())
+            out["sd_scale"] = params(sd_dist)[1]
+    else:
+        out["sd_scale"] = params(model["sigma"])[1]
+    return out
+
+
+@pytest.mark.parametrize("cov", COV_TYPES)
+@pytest.mark.parametrize(("k", "d"), [(3, 1), (2, 3)])
+def test_one_function_gives_both_paths_their_hyperparameters(k, d, cov):
+    priors = Priors(weights_concentration=0.6, mean_scale=1.9, sd_scale=0.7, lkj_eta=1.3)
+    X = _data(d, seed=3)
+    X[:, -1] = 4.0  # a constant feature: scale 1 on both paths
+    hp = prior_hyperparameters(X, k, covariance_type=cov, priors=priors)
+    # the stated rules of Priors, from the data's own moments
+    loc, scale = X.mean(0), np.where(X.std(0) > 0, X.std(0), 1.0)
+    assert scale[-1] == 1.0
+    np.testing.assert_array_equal(hp.weights_concentration, np.full(k, 0.6))
+    np.testing.assert_allclose(hp.means_loc, np.tile(loc, (k, 1)), rtol=1e-15)
+    np.testing.assert_allclose(hp.means_scale, np.tile(1.9 * scale, (k, 1)), rtol=1e-15)
+    sd = 0.7 * scale if cov != "spherical" else np.full(d, 0.7 * scale.mean())
+    np.testing.assert_allclose(hp.sd_scale, sd, rtol=1e-15)
+    # the compiled path
+    spec = ld.LogDensitySpec.from_data(X, k, cov, priors)
+    np.testing.assert_array_equal(spec.alpha, hp.weights_concentration)
+    np.testing.assert_array_equal(spec.mean_loc, hp.means_loc)
+    np.testing.assert_array_equal(spec.mean_scale, hp.means_scale)
+    np.testing.assert_array_equal(spec.sd_scale, hp.sd_scale)
+    assert spec.lkj_eta == hp.lkj_eta
+    # the PyMC graph
+    graph = _graph_hyperparameters(build_model(X, k, covariance_type=cov, priors=priors), cov)
+    np.testing.assert_array_equal(graph["weights_concentration"], hp.weights_concentration)
+    np.testing.assert_array_equal(graph["means_loc"], hp.means_loc)
+    np.testing.assert_array_equal(graph["means_scale"], hp.means_scale)
+    sd_graph = np.broadcast_to(
+        graph["sd_scale"], {"diag": (k, d), "spherical": (k,)}.get(cov, (d,))
+    )
+    sd_expected = {
+        "diag": np.broadcast_to(hp.sd_scale, (k, d)),
+        "spherical": np.full(k, hp.sd_scale[0]),
+    }
+    np.testing.assert_array_equal(sd_graph, sd_expected.get(cov, hp.sd_scale))
+    if "lkj_eta" in graph:
+        assert float(graph["lkj_eta"]) == hp.lkj_eta
+
+
+def test_fast_path_only_for_the_stock_model():
+    assert _fast_path_applies(None, Priors())
+    assert _fast_path_applies(build_model, PRIORS)
+
+    def my_model(X, n_components, covariance_type, priors):  # pragma: no cover - not called
+        return build_model(X, n_components, covariance_type=covariance_type, priors=priors)
+
+    assert not _fast_path_applies(my_model, Priors())
+
+    class LookAlike:  # duck-typed priors: build_model would read them, the proof does not hold
+        weights_concentration, mean_scale, sd_scale, lkj_eta = 1.0, 2.5, 1.0, 2.0
+
+    assert not _fast_path_applies(None, LookAlike())
+
+
+def test_auto_takes_the_public_path_when_the_fast_path_does_not_apply(monkeypatch):
+    from bayesgmm import sampling
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_pymc(job):
+        seen.append(job.sampler)
+        raise Stop
+
+    def fake_nutpie(job):  # pragma: no cover - must not be reached
+        raise AssertionError("the fast path ran for priors it is not proven for")
+
+    monkeypatch.setattr(sampling, "_sample_pymc", fake_pymc)
+    monkeypatch.setattr(sampling, "_sample_nutpie", fake_nutpie)
+
+    class LookAlike:
+        weights_concentration, mean_scale, sd_scale, lkj_eta = 1.0, 2.5, 1.0, 2.0
+
+    X = _data(2)
+    with pytest.raises(Stop):
+        sampling.sample_posterior(X, 2, priors=LookAlike(), progressbar=False)
+    assert seen == ["pymc"]
