@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from bayesgmm import _logdensity as ld
 from bayesgmm.model import Priors, _build_model, build_model, prior_hyperparameters
@@ -253,3 +254,85 @@ def test_auto_takes_the_public_path_when_the_fast_path_does_not_apply(monkeypatc
     with pytest.raises(Stop):
         sampling.sample_posterior(X, 2, priors=LookAlike(), progressbar=False)
     assert seen == ["pymc"]
+
+
+# --------------------------------------------------------------------------- whole posterior
+
+
+def _scalars(fit) -> xr.Dataset:
+    """Every scalar the comparison covers: weights, means, standard deviations and the
+    correlation (the off-diagonal entry; the diagonal is exactly 1), relabelled draws."""
+    post = fit.idata_["posterior"].to_dataset()
+    out = post[["weights", "means", "stds"]]
+    out["corr"] = post["corr"].isel(feature=0, feature_bis=1)
+    return out
+
+
+def _z_scores(a: xr.Dataset, b: xr.Dataset) -> dict[tuple[str, str], np.ndarray]:
+    """|mean_a - mean_b| / sqrt(mcse_a^2 + mcse_b^2) per scalar (and the same for the sd)."""
+    import arviz_stats as azs
+
+    out = {}
+    for stat, method in (("mean", "mean"), ("std", "sd")):
+        diff = abs(getattr(a, stat)(("chain", "draw")) - getattr(b, stat)(("chain", "draw")))
+        tol = np.sqrt(azs.mcse(a, method=method) ** 2 + azs.mcse(b, method=method) ** 2)
+        for name in a.data_vars:
+            out[name, stat] = np.atleast_1d((diff[name] / tol[name]).values)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pymc_faithful():
+    """PyMC's own NUTS (pm.sample) on build_model's graph: Old Faithful, K = 2, full."""
+    from bayesgmm import BayesGaussianMixture, load_faithful
+    from bayesgmm.exceptions import SamplingWarning
+
+    fit = BayesGaussianMixture(
+        2, draws=1000, tune=500, chains=2, sampler="pymc", random_state=1, progressbar=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        fit.fit(load_faithful())
+    assert fit.idata_.attrs["sampler"] == "pymc"
+    return fit
+
+
+def test_default_posterior_agrees_with_pm_sample(faithful_fit, pymc_faithful):
+    """The default sampler (compiled log-posterior, nutpie) and pm.sample on build_model's
+    graph: posterior mean and sd of every weight, mean, sd and correlation agree within
+    4 sqrt(mcse_a^2 + mcse_b^2)."""
+    import arviz_stats as azs
+
+    assert faithful_fit.idata_.attrs["sampler"] == "nutpie"
+    a, b = _scalars(faithful_fit), _scalars(pymc_faithful)
+    assert float(azs.ess(b, method="bulk").to_array().min()) >= 400  # an honest comparison
+    z = _z_scores(a, b)
+    assert len(z) == 8 and sum(v.size for v in z.values()) == 2 * (2 + 4 + 4 + 2)
+    worst = {key: float(v.max()) for key, v in z.items()}
+    assert max(worst.values()) <= 4.0, worst
+    assert set(faithful_fit.idata_["posterior"].data_vars) == set(
+        pymc_faithful.idata_["posterior"].data_vars
+    )
+
+
+def test_the_comparison_detects_a_wrong_prior_on_one_path(pymc_faithful, monkeypatch):
+    """The same comparison fails when the fast path's prior on the means is ten times too
+    narrow (build_model's is unchanged): the test above can fail."""
+    import dataclasses
+
+    from bayesgmm import BayesGaussianMixture, load_faithful
+    from bayesgmm.exceptions import SamplingWarning
+
+    real = ld.LogDensitySpec.from_data.__func__
+
+    def wrong(cls, X, k, cov, priors):
+        narrow = dataclasses.replace(priors, mean_scale=priors.mean_scale / 10)
+        return real(cls, X, k, cov, narrow)
+
+    monkeypatch.setattr(ld.LogDensitySpec, "from_data", classmethod(wrong))
+    fit = BayesGaussianMixture(2, draws=500, tune=500, random_state=0, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        fit.fit(load_faithful())
+    z = _z_scores(_scalars(fit), _scalars(pymc_faithful))
+    assert float(z["means", "mean"].max()) > 4.0
