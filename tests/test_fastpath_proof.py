@@ -27,6 +27,7 @@ import pytest
 import xarray as xr
 
 from bayesgmm import _logdensity as ld
+from bayesgmm.methods import model_hyperparameters
 from bayesgmm.model import Priors, _build_model, build_model, prior_hyperparameters
 from bayesgmm.sampling import _fast_path_applies, posterior_dataset
 
@@ -106,12 +107,34 @@ def _point(theta: np.ndarray, names, shapes) -> dict[str, np.ndarray]:
 
 
 def _thetas(spec: ld.LogDensitySpec, n: int, seed: int) -> list[np.ndarray]:
-    """The prior's centre and ``n`` random points around it on the unconstrained scale."""
+    """The prior's centre and ``n`` random parameter sets on the unconstrained scale.
+
+    Drawn in the data's units (means within a few standard deviations of the data's centre,
+    standard deviations around the data's, correlated Cholesky factors), so that every
+    term of the log-posterior, the priors of large-scale features included, moves by O(1)
+    between points.
+    """
     from bayesgmm.sampling import _prior_centre
 
     rng = np.random.default_rng(seed)
-    centre = _prior_centre(spec)
-    return [centre] + [centre + rng.normal(scale=0.7, size=spec.n_dim) for _ in range(n)]
+    k, d, cov = spec.n_components, spec.X.shape[1], spec.covariance_type
+    loc, scale = spec.X.mean(axis=0), spec.X.std(axis=0)
+    out = [_prior_centre(spec)]
+    for _ in range(n):
+        w = rng.dirichlet(np.full(k, 2.0))
+        mu = loc + scale * rng.normal(scale=1.5, size=(k, d))
+        if cov in ("full", "tied"):
+            m = k if cov == "full" else 1
+            chol = np.tril(rng.normal(scale=0.5, size=(m, d, d)), -1)
+            chol[:, np.arange(d), np.arange(d)] = np.exp(rng.normal(scale=0.5, size=(m, d)))
+            chol = scale[:, None] * chol  # Sigma = S C S: the data's scales
+            param = chol if cov == "full" else chol[0]
+        elif cov == "diag":
+            param = scale * np.exp(rng.normal(scale=0.5, size=(k, d)))
+        else:
+            param = scale.mean() * np.exp(rng.normal(scale=0.5, size=k))
+        out.append(ld.to_unconstrained(w, mu, param, cov))
+    return out
 
 
 @pytest.mark.parametrize("cov", COV_TYPES)
@@ -152,29 +175,6 @@ def test_posterior_deterministics_equal_the_models(k, d, cov):
             )
 
 
-def _graph_hyperparameters(model, cov: str) -> dict[str, np.ndarray]:
-    """The hyper-parameters as they sit in build_model's graph."""
-
-    def params(rv):
-        return [np.asarray(p.eval()) for p in rv.owner.op.dist_params(rv.owner)]
-
-    (alpha,) = params(model["weights"])
-    mu, sigma = params(model["means"])
-    out = {"weights_concentration": alpha, "means_loc": mu, "means_scale": sigma}
-    if cov in ("full", "tied"):
-        name = "chol_cov_0" if cov == "full" else "chol_cov"
-        rv = model[name]
-        if type(rv.owner.op).__name__ == "HalfNormalRV":  # one feature: sd alone
-            out["sd_scale"] = params(rv)[1]
-        else:
-            _, eta, sd_dist = rv.owner.op.dist_params(rv.owner)
-            out["lkj_eta"] = np.asarray(eta.eval())
-            out["sd_scale"] = params(sd_dist)[1]
-    else:
-        out["sd_scale"] = params(model["sigma"])[1]
-    return out
-
-
 @pytest.mark.parametrize("cov", COV_TYPES)
 @pytest.mark.parametrize(("k", "d"), [(3, 1), (2, 3)])
 def test_one_function_gives_both_paths_their_hyperparameters(k, d, cov):
@@ -197,21 +197,18 @@ def test_one_function_gives_both_paths_their_hyperparameters(k, d, cov):
     np.testing.assert_array_equal(spec.mean_scale, hp.means_scale)
     np.testing.assert_array_equal(spec.sd_scale, hp.sd_scale)
     assert spec.lkj_eta == hp.lkj_eta
-    # the PyMC graph
-    graph = _graph_hyperparameters(build_model(X, k, covariance_type=cov, priors=priors), cov)
-    np.testing.assert_array_equal(graph["weights_concentration"], hp.weights_concentration)
-    np.testing.assert_array_equal(graph["means_loc"], hp.means_loc)
-    np.testing.assert_array_equal(graph["means_scale"], hp.means_scale)
-    sd_graph = np.broadcast_to(
-        graph["sd_scale"], {"diag": (k, d), "spherical": (k,)}.get(cov, (d,))
-    )
-    sd_expected = {
-        "diag": np.broadcast_to(hp.sd_scale, (k, d)),
-        "spherical": np.full(k, hp.sd_scale[0]),
-    }
-    np.testing.assert_array_equal(sd_graph, sd_expected.get(cov, hp.sd_scale))
-    if "lkj_eta" in graph:
-        assert float(graph["lkj_eta"]) == hp.lkj_eta
+    # the PyMC graph, read back by the report's reader of build_model's hyper-parameters
+    graph = model_hyperparameters(build_model(X, k, covariance_type=cov, priors=priors))
+    np.testing.assert_array_equal(graph["weights_alpha"], hp.weights_concentration)
+    np.testing.assert_array_equal(graph["means_mu"], hp.means_loc)
+    np.testing.assert_array_equal(graph["means_sigma"], hp.means_scale)
+    shape = {"diag": (k, d), "spherical": (k,)}.get(cov, (d,))
+    sd_graph = np.broadcast_to(graph["covariance"]["sd_sigma"], shape)
+    # spherical: one pooled scale (every entry of hp.sd_scale) for each component's sigma
+    sd_hp = np.full(k, hp.sd_scale[0]) if cov == "spherical" else hp.sd_scale
+    np.testing.assert_array_equal(sd_graph, np.broadcast_to(sd_hp, shape))
+    if cov in ("full", "tied") and d > 1:
+        assert graph["covariance"]["eta"] == hp.lkj_eta
 
 
 def test_fast_path_only_for_the_stock_model():
