@@ -149,11 +149,26 @@ def prior_hyperparameters(
     Returns
     -------
     PriorHyperparameters
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``covariance_type``, ``n_components < 1`` or ``X`` that is not a 2-D
+        array of at least one row.
     """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is not supported; choose one of "
+            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
+        )
+    if int(n_components) < 1:
+        raise ValueError(f"n_components must be a positive integer, got {n_components}.")
     priors = Priors() if priors is None else priors
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
         X = X[:, None]
+    if X.ndim != 2 or X.shape[0] < 1:
+        raise ValueError(f"X must be a 2-D array with at least one row, got shape {X.shape}.")
     k, d = int(n_components), X.shape[1]
     loc = X.mean(axis=0)
     scale = X.std(axis=0)

@@ -211,6 +211,16 @@ def test_one_function_gives_both_paths_their_hyperparameters(k, d, cov):
         assert graph["covariance"]["eta"] == hp.lkj_eta
 
 
+def test_prior_hyperparameters_refuse_bad_arguments():
+    X = _data(2)
+    with pytest.raises(ValueError, match="covariance_type='ful' is not supported"):
+        prior_hyperparameters(X, 2, covariance_type="ful")
+    with pytest.raises(ValueError, match="n_components must be a positive integer"):
+        prior_hyperparameters(X, 0)
+    with pytest.raises(ValueError, match="2-D array"):
+        prior_hyperparameters(X[None], 2)
+
+
 def test_fast_path_only_for_the_stock_model():
     assert _fast_path_applies(None, Priors())
     assert _fast_path_applies(build_model, PRIORS)
