@@ -93,7 +93,7 @@ class PriorHyperparameters:
     """The numbers the stock priors are built from, for one data set and ``K``.
 
     Computed by :func:`prior_hyperparameters`, the one place they are derived: both
-    :func:`build_model` and the compiled log-posterior of the default sampler
+    :func:`~bayesgmm.build_model` and the compiled log-posterior of the default sampler
     (:class:`bayesgmm._logdensity.LogDensitySpec`) take them from there.
 
     Attributes
@@ -131,7 +131,7 @@ def prior_hyperparameters(
     covariance_type: CovarianceType = "full",
     priors: Priors | None = None,
 ) -> PriorHyperparameters:
-    """Hyper-parameters of the stock priors of :func:`build_model` for data ``X``.
+    """Hyper-parameters of the stock priors of :func:`~bayesgmm.build_model` for data ``X``.
 
     The rules are those stated in :class:`Priors`: scales relative to the per-feature mean
     ``m`` and standard deviation ``s`` of ``X``.
