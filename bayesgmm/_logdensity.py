@@ -3,10 +3,18 @@
 This is the log-density that NUTS explores by default. It is *the same function* as the PyMC
 graph of :func:`bayesgmm.build_model` (priors, PyMC's default transforms and their
 log-Jacobians, normalising constants included), written out by hand with an analytic gradient
-and compiled with Numba; ``tests/test_logdensity.py`` checks value and gradient against the
-compiled PyMC graph for all four covariance types. One pass over the data computes the
-likelihood and the responsibility-weighted sufficient statistics from which every gradient
-follows (the E-step of EM):
+and compiled with Numba. Its prior hyper-parameters come from the one function that gives
+``build_model`` its priors (:func:`bayesgmm.model.prior_hyperparameters`), and
+``tests/test_fastpath_proof.py`` proves value and gradient equal to PyMC's compiled
+log-posterior of build_model's reference formulation on a grid of shapes ((K, D) in
+{(1, 1), (3, 1), (1, 3), (3, 3), (2, 9)}) for all four covariance types. It is used only where
+that proof holds: the stock model with a ``Priors`` object
+(:func:`bayesgmm.sampling._fast_path_applies`). It produces the constrained parameters
+(``weights``, ``means``, ``chol``/``sigma``; :func:`expand`); the deterministics derived from
+them are :func:`bayesgmm._numerics.covariance_deterministics`'s.
+
+One pass over the data computes the likelihood and the responsibility-weighted sufficient
+statistics from which every gradient follows (the E-step of EM):
 
 * ``d/dlog w_k``: ``S_k = sum_i r_ik``;
 * ``d/dmu_k = U_k z1_k`` with ``z_ik = (x_i - mu_k) U_k`` and ``z1_k = sum_i r_ik z_ik``;
@@ -38,31 +46,17 @@ import numpy as np
 from numba import types
 from scipy.special import gammaln
 
-from ._kernels import (
-    _BLOCK,
-    _FASTMATH,
-    _chunk_diag,
-    _chunk_full,
-    block_log_probs_diag,
-    block_log_probs_full,
-    parallel_parts,
-    run_on_threads,
-    softmax_block,
-)
+from ._kernels import _chunk_diag, _chunk_full
 from ._numerics import COVARIANCE_TYPES
 
 __all__ = [
     "LogDensitySpec",
-    "allocation_probabilities",
     "c_callbacks",
     "expand",
     "from_unconstrained",
     "log_density_and_grad",
-    "mixture_responsibilities",
     "n_unconstrained",
     "pack_user_data",
-    "pointwise_log_density",
-    "summarize_points",
     "to_unconstrained",
 ]
 
@@ -101,8 +95,8 @@ class LogDensitySpec:
     covariance_type: str
     n_components: int
     alpha: np.ndarray  # Dirichlet concentration, (K,)
-    mean_loc: np.ndarray  # prior mean of the means, (D,)
-    mean_scale: np.ndarray  # prior sd of the means, (D,)
+    mean_loc: np.ndarray  # prior mean of the means, (K, D)
+    mean_scale: np.ndarray  # prior sd of the means, (K, D)
     sd_scale: np.ndarray  # half-normal scale of the standard deviations, (D,)
     lkj_eta: float
     constant: float
@@ -111,22 +105,21 @@ class LogDensitySpec:
     def from_data(
         cls, X: np.ndarray, n_components: int, covariance_type: str, priors
     ) -> LogDensitySpec:
-        """Hyper-parameters scaled to ``X`` as in :func:`bayesgmm.build_model`."""
+        """Hyper-parameters of ``X`` from :func:`bayesgmm.model.prior_hyperparameters`.
+
+        The same function gives :func:`bayesgmm.build_model` its priors; this adds the
+        normalising constants of the priors and of the likelihood.
+        """
+        from .model import prior_hyperparameters
+
         X = np.ascontiguousarray(X, dtype=np.float64)
         n, d = X.shape
         k = int(n_components)
-        loc = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        alpha = np.full(k, float(priors.weights_concentration))
-        tau = priors.mean_scale * scale
-        sds = priors.sd_scale * scale
-        if covariance_type == "spherical":
-            sds = np.full(d, float(sds.mean()))
-        eta = float(priors.lkj_eta)
+        hp = prior_hyperparameters(X, k, covariance_type=covariance_type, priors=priors)
+        alpha, tau, sds, eta = hp.weights_concentration, hp.means_scale, hp.sd_scale, hp.lkj_eta
         const = -0.5 * n * d * _LOG_2PI
         const += gammaln(alpha.sum()) - gammaln(alpha).sum() + math.log(k)
-        const += k * float(np.sum(-0.5 * _LOG_2PI - np.log(tau)))
+        const += float(np.sum(-0.5 * _LOG_2PI - np.log(tau)))
         half_normal = _HALF_LOG_2_OVER_PI - np.log(sds)
         if covariance_type in ("full", "tied"):
             n_cov = k if covariance_type == "full" else 1
@@ -139,7 +132,17 @@ class LogDensitySpec:
             const += k * float(half_normal.sum())
         else:
             const += k * float(half_normal[0])
-        return cls(X, covariance_type, k, alpha, loc, tau, sds, eta, float(const))
+        return cls(
+            X,
+            covariance_type,
+            k,
+            np.ascontiguousarray(alpha),
+            np.ascontiguousarray(hp.means_loc),
+            np.ascontiguousarray(tau),
+            np.ascontiguousarray(sds),
+            eta,
+            float(const),
+        )
 
     @property
     def n_dim(self) -> int:
@@ -151,7 +154,8 @@ class LogDensitySpec:
 
 
 def pack_user_data(spec: LogDensitySpec) -> np.ndarray:
-    """One contiguous float64 array: header, alpha, mean_loc, mean_scale, sd_scale, X."""
+    """One contiguous float64 array: header, alpha, mean_loc, mean_scale (row-major K x D),
+    sd_scale, X."""
     n, d = spec.X.shape
     header = [n, d, spec.n_components, COV_CODES[spec.covariance_type], spec.lkj_eta, spec.constant]
     return np.ascontiguousarray(
@@ -159,8 +163,8 @@ def pack_user_data(spec: LogDensitySpec) -> np.ndarray:
             [
                 np.asarray(header, dtype=np.float64),
                 spec.alpha,
-                spec.mean_loc,
-                spec.mean_scale,
+                spec.mean_loc.ravel(),
+                spec.mean_scale.ravel(),
                 spec.sd_scale,
                 spec.X.ravel(),
             ]
@@ -247,9 +251,9 @@ def _log_density_and_grad(
         for e in range(d):
             v = theta[off_mu + j * d + e]
             mu[j, e] = v
-            t = (v - mean_loc[e]) / mean_scale[e]
+            t = (v - mean_loc[j, e]) / mean_scale[j, e]
             logp -= 0.5 * t * t
-            grad[off_mu + j * d + e] = -t / mean_scale[e]
+            grad[off_mu + j * d + e] = -t / mean_scale[j, e]
 
     # ---- covariance parameters and their priors
     p_len = d * (d + 1) // 2
@@ -430,10 +434,10 @@ def _unpack(ud):  # pragma: no cover - compiled
     o = 6
     alpha = ud[o : o + k]
     o += k
-    loc = ud[o : o + d]
-    o += d
-    tau = ud[o : o + d]
-    o += d
+    loc = ud[o : o + k * d].reshape((k, d))
+    o += k * d
+    tau = ud[o : o + k * d].reshape((k, d))
+    o += k * d
     sds = ud[o : o + d]
     o += d
     X = ud[o : o + n * d].reshape((n, d))
@@ -443,7 +447,7 @@ def _unpack(ud):  # pragma: no cover - compiled
 def _logp_c(dim, x_ptr, grad_ptr, logp_ptr, ud_ptr):  # pragma: no cover - compiled
     head = numba.carray(ud_ptr, (_HEADER,))
     n, d, k = int(head[0]), int(head[1]), int(head[2])
-    ud = numba.carray(ud_ptr, (_HEADER + 3 * d + k + n * d,))
+    ud = numba.carray(ud_ptr, (_HEADER + k + 2 * k * d + d + n * d,))
     X, alpha, loc, tau, sds, eta, code, k, const = _unpack(ud)
     theta = numba.carray(x_ptr, (dim,))
     grad = numba.carray(grad_ptr, (dim,))
@@ -482,326 +486,6 @@ def c_callbacks():
     logp = numba.cfunc(_LOGP_SIG, nogil=True, cache=True, error_model="numpy")(_logp_c)
     expand_ = numba.cfunc(_EXPAND_SIG, nogil=True, cache=True, error_model="numpy")(_expand_c)
     return logp, expand_
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _over_draws(
-    X, lo, hi, log_const, means, params, full, responsibilities, out, part
-):  # pragma: no cover
-    """Draws ``lo:hi``, blocks of rows: log-density or responsibilities into ``out``.
-
-    Serial and GIL-free; :func:`bayesgmm._kernels.run_on_threads` runs slices of the draws on
-    threads.
-    """
-    n, d = X.shape
-    k = log_const.shape[1]
-    lp = np.empty((k, _BLOCK))
-    diff = np.empty((k, d, _BLOCK))
-    y = np.empty(_BLOCK)
-    mx = np.empty(_BLOCK)
-    lse = np.empty(_BLOCK)
-    for s in range(lo, hi):
-        out_s = out[s]
-        for start in range(0, n, _BLOCK):
-            m = min(_BLOCK, n - start)
-            if full:
-                block_log_probs_full(X, start, m, log_const[s], means[s], params[s], diff, y, lp)
-            else:
-                block_log_probs_diag(
-                    X, start, m, log_const[s], means[s], params[s, :, :, 0], diff, lp
-                )
-            softmax_block(lp, m, None, 0, mx, lse)
-            for t in range(m):
-                if responsibilities:
-                    for j in range(k):
-                        out_s.flat[(start + t) * k + j] = lp[j, t]
-                else:
-                    out_s.flat[start + t] = lse[t]
-
-
-def _draw_parts(n_draws: int, n: int, k: int) -> int:
-    """Slices of the draws to run in parallel (one per thread for enough work)."""
-    return parallel_parts(n_draws * n * k, n_draws, min_per_part=1)
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _rows_one_draw(
-    X, lo, hi, log_const, means, params, full, resp, log_norm, part
-):  # pragma: no cover
-    """One parameter set, rows ``lo:hi`` in blocks: responsibilities and log-density.
-
-    Serial and GIL-free; :func:`bayesgmm._kernels.run_on_threads` runs slices on threads.
-    """
-    d = X.shape[1]
-    k = log_const.shape[0]
-    lp = np.empty((k, _BLOCK))
-    diff = np.empty((k, d, _BLOCK))
-    y = np.empty(_BLOCK)
-    mx = np.empty(_BLOCK)
-    for start in range(lo, hi, _BLOCK):
-        m = min(_BLOCK, hi - start)
-        if full:
-            block_log_probs_full(X, start, m, log_const, means, params, diff, y, lp)
-        else:
-            block_log_probs_diag(X, start, m, log_const, means, params[:, :, 0], diff, lp)
-        softmax_block(lp, m, None, 0, mx, log_norm[start : start + m])
-        for t in range(m):
-            for j in range(k):
-                resp[start + t, j] = lp[j, t]
-
-
-def _per_draw_inputs(X, weights, means, precisions_cholesky, covariance_type):
-    """Common layout for the compiled per-draw kernels (tied/spherical broadcast)."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    mu = np.ascontiguousarray(means, dtype=np.float64)
-    pc = np.asarray(precisions_cholesky, dtype=np.float64)
-    n_draws, k = w.shape
-    d = X.shape[1]
-    with np.errstate(divide="ignore"):
-        log_w = np.log(w)
-    full = covariance_type in ("full", "tied")
-    if covariance_type == "tied":
-        pc = np.broadcast_to(pc[:, None], (n_draws, k, d, d))
-    elif covariance_type == "spherical":
-        pc = np.broadcast_to(pc[:, :, None], (n_draws, k, d))
-    if full:
-        log_det = np.log(np.diagonal(pc, axis1=-2, axis2=-1)).sum(-1)
-        params = np.ascontiguousarray(pc)
-    else:
-        log_det = np.log(pc).sum(-1)
-        params = np.ascontiguousarray(pc[..., None])  # (S, K, D, 1): one array type for both
-    log_const = np.ascontiguousarray(log_w + log_det - 0.5 * d * _LOG_2PI)
-    return X, log_const, mu, params, full
-
-
-def pointwise_log_density(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    precisions_cholesky: np.ndarray,
-    covariance_type: str,
-) -> np.ndarray:
-    """Compiled, draw-parallel twin of :func:`bayesgmm._numerics.log_mixture_density`.
-
-    Parameters carry one leading draw axis (shapes of :mod:`bayesgmm._numerics` otherwise);
-    returns ``(n_draws, n_samples)``. Used for the ``log_likelihood`` group, where NumPy's
-    temporaries made it the slowest step after sampling.
-    """
-    X, log_const, mu, params, full = _per_draw_inputs(
-        X, weights, means, precisions_cholesky, covariance_type
-    )
-    out = np.empty((log_const.shape[0], X.shape[0]))
-    n_draws = log_const.shape[0]
-    parts = _draw_parts(n_draws, X.shape[0], log_const.shape[1])
-    run_on_threads(_over_draws, n_draws, parts, X, log_const, mu, params, full, False, out)
-    return out
-
-
-def mixture_responsibilities(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    precisions_cholesky: np.ndarray,
-    covariance_type: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Responsibilities ``(n_samples, n_components)`` and log-density ``(n_samples,)`` of one
-    parameter set (shapes of :mod:`bayesgmm._numerics`), compiled and parallel over rows.
-
-    The twin of :func:`bayesgmm._numerics.responsibilities` of
-    :func:`bayesgmm._numerics.log_weighted_prob`; memory is that of the outputs.
-    """
-    X, log_const, mu, params, full = _per_draw_inputs(
-        X,
-        np.asarray(weights)[None],
-        np.asarray(means)[None],
-        np.asarray(precisions_cholesky)[None],
-        covariance_type,
-    )
-    n, k = X.shape[0], log_const.shape[1]
-    resp, log_norm = np.empty((n, k)), np.empty(n)
-    run_on_threads(
-        _rows_one_draw,
-        n,
-        parallel_parts(n * k, n),
-        X,
-        log_const[0],
-        mu[0],
-        params[0],
-        full,
-        resp,
-        log_norm,
-    )
-    return resp, log_norm
-
-
-def allocation_probabilities(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    precisions_cholesky: np.ndarray,
-    covariance_type: str,
-) -> np.ndarray:
-    """Per-draw responsibilities ``(n_draws, n_samples, n_components)``, compiled.
-
-    The twin of :func:`bayesgmm._numerics.responsibilities` applied to
-    :func:`bayesgmm._numerics.log_weighted_prob`, parallel over draws.
-    """
-    X, log_const, mu, params, full = _per_draw_inputs(
-        X, weights, means, precisions_cholesky, covariance_type
-    )
-    out = np.empty((log_const.shape[0], X.shape[0], log_const.shape[1]))
-    n_draws = log_const.shape[0]
-    parts = _draw_parts(n_draws, X.shape[0], log_const.shape[1])
-    run_on_threads(_over_draws, n_draws, parts, X, log_const, mu, params, full, True, out)
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _sorted_quantile(v, q):  # pragma: no cover - compiled
-    """NumPy's default ("linear") quantile of the already sorted vector ``v``."""
-    h = (v.size - 1) * q
-    lo = int(h)  # h >= 0, so truncation is the floor
-    hi = min(lo + 1, v.size - 1)
-    return v[lo] + (h - lo) * (v[hi] - v[lo])
-
-
-@numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _summarize_points(
-    X,
-    lo,
-    hi,
-    log_const,
-    means,
-    params,
-    full,
-    q_lo,
-    q_hi,
-    label_only,
-    mean,
-    lower,
-    upper,
-    stats,
-    part,
-):  # pragma: no cover - compiled
-    """Per point ``lo:hi``, loop over every draw and summarise.
-
-    With ``label_only``, quantiles are computed for the most probable component only (the
-    others and the log-density's are NaN): one sort per point instead of ``K + 1``.
-
-    ``mean/lower/upper[i, j]``: mean and quantiles over draws of ``p(z_i = j | x_i, theta_s)``;
-    ``stats[i]``: mean per-draw entropy, ``log mean_s p(x_i | theta_s)``, and the ``q_lo``/
-    ``q_hi`` quantiles of ``log p(x_i | theta_s)``. Only ``draws x components`` floats are
-    held, so memory does not grow with the number of points. Serial and GIL-free;
-    :func:`bayesgmm._kernels.run_on_threads` runs slices of the points on threads.
-    """
-    d = X.shape[1]
-    n_draws, k = log_const.shape
-    resp = np.empty((k, n_draws))  # components x draws, for one point at a time
-    lnorm = np.empty(n_draws)
-    col = np.empty(n_draws)
-    diff = np.empty(d)
-    for i in range(lo, hi):
-        # resp[j, s] = log w_j + log N(x_i | theta_s); a scalar loop over one point's draws,
-        # since the block kernels of _kernels run over rows of one draw (calling them with
-        # one row per draw measured ~15 % slower here).
-        for s in range(n_draws):
-            for j in range(k):
-                for a in range(d):
-                    diff[a] = X[i, a] - means[s, j, a]
-                quad = 0.0
-                if full:
-                    for b in range(d):
-                        y = 0.0
-                        for a in range(b + 1):
-                            y += diff[a] * params[s, j, a, b]
-                        quad += y * y
-                else:
-                    for a in range(d):
-                        v = diff[a] * params[s, j, a, 0]
-                        quad += v * v
-                resp[j, s] = log_const[s, j] - 0.5 * quad
-        softmax_block(resp, n_draws, None, 0, col, lnorm)
-        entropy_sum = 0.0
-        for s in range(n_draws):
-            for j in range(k):
-                p = resp[j, s]
-                if p > 0.0:
-                    entropy_sum -= p * math.log(p)
-        best = 0
-        for j in range(k):
-            acc = 0.0
-            for s in range(n_draws):
-                acc += resp[j, s]
-            mean[i, j] = acc / n_draws
-            if mean[i, j] > mean[i, best]:
-                best = j
-        for j in range(k):
-            if label_only and j != best:
-                lower[i, j] = np.nan
-                upper[i, j] = np.nan
-                continue
-            for s in range(n_draws):
-                col[s] = resp[j, s]
-            col.sort()
-            lower[i, j] = _sorted_quantile(col, q_lo)
-            upper[i, j] = _sorted_quantile(col, q_hi)
-        mx = lnorm.max()
-        acc = 0.0
-        for s in range(n_draws):
-            acc += math.exp(lnorm[s] - mx)
-        stats[i, 0] = entropy_sum / n_draws
-        stats[i, 1] = mx + math.log(acc / n_draws)
-        if label_only:
-            stats[i, 2] = np.nan
-            stats[i, 3] = np.nan
-        else:
-            lnorm.sort()
-            stats[i, 2] = _sorted_quantile(lnorm, q_lo)
-            stats[i, 3] = _sorted_quantile(lnorm, q_hi)
-
-
-def summarize_points(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    precisions_cholesky: np.ndarray,
-    covariance_type: str,
-    quantiles: tuple[float, float],
-    label_only: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Streaming per-point summaries of the per-draw responsibilities, compiled.
-
-    Parameters carry one leading draw axis. Returns ``mean, lower, upper`` of shape
-    ``(n_samples, n_components)`` and ``stats`` of shape ``(n_samples, 4)``: mean per-draw
-    entropy, posterior predictive log-density and the two quantiles of the per-draw
-    log-densities. Memory is ``O(n_samples * n_components)`` for the outputs only; the
-    ``draws x points x components`` array is never formed.
-    """
-    X, log_const, mu, params, full = _per_draw_inputs(
-        X, weights, means, precisions_cholesky, covariance_type
-    )
-    n, k = X.shape[0], log_const.shape[1]
-    mean, lower, upper = (np.empty((n, k)) for _ in range(3))
-    stats = np.empty((n, 4))
-    run_on_threads(
-        _summarize_points,
-        n,
-        parallel_parts(n * log_const.shape[0] * k, n, min_per_part=8),
-        X,
-        log_const,
-        mu,
-        params,
-        full,
-        float(quantiles[0]),
-        float(quantiles[1]),
-        bool(label_only),
-        mean,
-        lower,
-        upper,
-        stats,
-    )
-    return mean, lower, upper, stats
 
 
 # --------------------------------------------------------------------------- Python side

@@ -20,12 +20,16 @@ the compiled EM kernel in :mod:`bayesgmm._kernels` is tested against it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "covariance_deterministics",
     "covariances_from_precisions_cholesky",
     "log_det_precision_cholesky",
     "log_gaussian_prob",
@@ -257,3 +261,77 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
         "spherical": k,
     }[covariance_type]
     return int(cov + k * d + k - 1)
+
+
+def _lower_inverse_transposed(chol: np.ndarray) -> np.ndarray:
+    """Upper ``U = L^{-T}`` (so that ``precision = U U^T``) from lower ``L``, batched."""
+    return np.swapaxes(np.tril(np.linalg.inv(chol)), -1, -2)
+
+
+def covariance_deterministics(
+    cov_param: Any,
+    covariance_type: str,
+    *,
+    n_features: int,
+    xp: Any = np,
+    precisions_cholesky_from_chol: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
+    """The posterior's derived covariance quantities, from ``chol`` or ``sigma``.
+
+    The one formula for the deterministics of :func:`bayesgmm.build_model`. The model's graph
+    calls it with ``xp=pytensor.tensor`` (so the same expressions become its
+    ``pm.Deterministic`` variables); everything that post-processes draws calls it with NumPy
+    (:func:`bayesgmm.sampling.posterior_dataset`). The graph keeps its own triangular inverse
+    (``precisions_cholesky_from_chol``: unrolled forward substitution or a batched
+    ``solve_triangular``, chosen for the PyTensor backends' speed); the NumPy default inverts
+    ``L`` by LAPACK. The compiled fast path (:mod:`bayesgmm._logdensity`) only produces
+    ``chol``/``sigma`` (the inverse of PyMC's transforms), and the rest is derived here.
+
+    Parameters
+    ----------
+    cov_param : array of shape (..., K, D, D), (..., D, D), (..., K, D) or (..., K)
+        Lower Cholesky factor ``L`` of the covariance (``Sigma = L L^T``) for ``"full"`` and
+        ``"tied"``; standard deviations ``sigma`` for ``"diag"`` and ``"spherical"``. Any
+        leading dimensions (chains, draws) are broadcast.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_features : int
+        ``D`` (needed for ``"spherical"``, whose ``sigma`` does not show it).
+    xp : module, default numpy
+        Array namespace: ``numpy`` or ``pytensor.tensor``.
+    precisions_cholesky_from_chol : callable, optional
+        ``L -> U = L^{-T}``; LAPACK's inverse of ``L`` by default (NumPy only).
+
+    Returns
+    -------
+    dict
+        ``"full"``/``"tied"``: ``chol``, ``corr``, ``stds``, ``covariances``,
+        ``precisions_cholesky`` (upper ``U`` with ``precision = U U^T``); ``"diag"``/
+        ``"spherical"``: ``sigma``, ``covariances`` (diagonal matrices) and
+        ``precisions_cholesky = 1 / sigma``. Shapes as in the module table.
+    """
+    if covariance_type in ("full", "tied"):
+        chol = cov_param
+        cov = chol @ xp.swapaxes(chol, -1, -2)
+        stds = xp.sqrt(xp.diagonal(cov, axis1=-2, axis2=-1))
+        corr = cov / (stds[..., :, None] * stds[..., None, :])
+        invert = precisions_cholesky_from_chol or _lower_inverse_transposed
+        return {
+            "chol": chol,
+            "corr": corr,
+            "stds": stds,
+            "covariances": cov,
+            "precisions_cholesky": invert(chol),
+        }
+    if covariance_type not in ("diag", "spherical"):
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is not supported; choose one of "
+            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
+        )
+    sigma = cov_param
+    var = sigma**2
+    var = var[..., :, :, None] if covariance_type == "diag" else var[..., :, None, None]
+    return {
+        "sigma": sigma,
+        "covariances": var * xp.eye(n_features),
+        "precisions_cholesky": 1.0 / sigma,
+    }

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ._draw_kernels import mixture_responsibilities
 from ._kernels import parallel_parts, run_on_threads
-from ._logdensity import mixture_responsibilities
 from ._numerics import precisions_cholesky_from_covariances
 
 #: Upper bound of the estimated beta. The critical value of the 4-neighbour Potts model with

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._dask import is_dask_collection
-from ._logdensity import allocation_probabilities, pointwise_log_density
+from ._draw_kernels import allocation_probabilities, pointwise_log_density
 from ._numerics import COVARIANCE_TYPES, log_weighted_prob, responsibilities
 from ._validation import (
     check_choice,
@@ -37,7 +37,7 @@ from ._validation import (
 )
 from ._version import __version__
 from .diagnostics import diagnose
-from .em import EMGaussianMixture, fitted_from_parameters
+from .em import EMGaussianMixture, em_from_dataset, em_to_dataset
 from .exceptions import ConvergenceWarning, DegenerateMixtureWarning, SamplingWarning
 from .model import Priors
 from .relabel import apply_permutations
@@ -292,7 +292,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             )
             tree["posterior"] = xr.DataTree(relabelled)
             tree["relabel"] = xr.DataTree(xr.Dataset({"permutation": perms}, attrs=dict(info)))
-        tree["em"] = xr.DataTree(_em_dataset(em, names))
+        tree["em"] = xr.DataTree(em_to_dataset(em, names))
         # The log prior of every draw, from the model's own prior terms: the group that
         # power-scaling prior sensitivity (prior_sensitivity) needs.
         try:
@@ -736,8 +736,11 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         named = names != [f"x{j}" for j in range(len(names))]
         if named:
             est.feature_names_in_ = np.asarray(names, dtype=object)
-        est.em_ = _em_from_dataset(
-            tree["em"].to_dataset(), params, feature_names=names if named else None
+        est.em_ = em_from_dataset(
+            tree["em"].to_dataset(),
+            covariance_type=params["covariance_type"],
+            feature_names=names if named else None,
+            n_init=params["n_init"],
         )
         before = None
         if "relabel" in tree.children:
@@ -862,42 +865,3 @@ def _fit_em_start(em: EMGaussianMixture, X: np.ndarray) -> None:
             )
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-
-
-def _em_dataset(em: EMGaussianMixture, names: list[str]) -> xr.Dataset:
-    comp = ("component",)
-    cov_dims = _PARAM_DIMS[em.covariance_type]
-    return xr.Dataset(
-        {
-            "weights": (comp, em.weights_),
-            "means": (("component", "feature"), em.means_),
-            "covariances": (cov_dims, em.covariances_),
-            "precisions_cholesky": (cov_dims, em.precisions_cholesky_),
-            "degenerate": (comp, em.degenerate_.astype(np.int8)),
-        },
-        coords={"component": np.arange(em.n_components), "feature": names, "feature_bis": names},
-        attrs={
-            "lower_bound": float(em.lower_bound_),
-            "converged": int(em.converged_),
-            "n_iter": int(em.n_iter_),
-        },
-    )
-
-
-def _em_from_dataset(
-    ds: xr.Dataset, params: dict[str, Any], feature_names: list[str] | None = None
-) -> EMGaussianMixture:
-    """A fitted EMGaussianMixture with the saved parameters (for prediction and pivoting)."""
-    return fitted_from_parameters(
-        ds["weights"].values,
-        ds["means"].values,
-        ds["covariances"].values,
-        ds["precisions_cholesky"].values,
-        covariance_type=params["covariance_type"],
-        degenerate=ds["degenerate"].values.astype(bool),
-        converged=bool(ds.attrs.get("converged", 1)),
-        n_iter=int(ds.attrs.get("n_iter", 0)),
-        lower_bound=float(ds.attrs.get("lower_bound", np.nan)),
-        n_init=params["n_init"],
-        feature_names=feature_names,
-    )

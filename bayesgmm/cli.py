@@ -565,22 +565,18 @@ def _separator(text: str | None) -> str | None:
 
 
 def _em_payload(gm, X: pd.DataFrame) -> dict:
+    """``em.json``: the fitted state (:func:`bayesgmm.em.em_state`) plus fit statistics."""
+    from .em import em_state
+
     n = len(X)
     return {
         "n_components": gm.n_components,
-        "covariance_type": gm.covariance_type,
-        "features": [str(c) for c in X.columns],
-        "weights": gm.weights_,
-        "means": gm.means_,
-        "covariances": gm.covariances_,
-        "precisions_cholesky": gm.precisions_cholesky_,
+        **em_state(gm, [str(c) for c in X.columns]),
         "log_likelihood": float(gm.score(X) * n),
         "bic (lower better)": float(gm.bic(X)),
         "aic (lower better)": float(gm.aic(X)),
         "icl (lower better)": float(gm.icl(X)),
         "n_parameters": int(gm.n_parameters_),
-        "degenerate": gm.degenerate_,
-        "converged": bool(gm.converged_),
     }
 
 
@@ -588,18 +584,9 @@ _EM_KEYS = ("weights", "means", "covariances", "precisions_cholesky", "covarianc
 
 
 def _em_from_json(payload: dict):
-    from .em import fitted_from_parameters
+    from .em import em_from_state
 
-    return fitted_from_parameters(
-        payload["weights"],
-        payload["means"],
-        payload["covariances"],
-        payload["precisions_cholesky"],
-        covariance_type=payload["covariance_type"],
-        degenerate=payload["degenerate"],
-        converged=payload["converged"],
-        feature_names=payload["features"],
-    )
+    return em_from_state(payload)
 
 
 def _load_em_json(path: Path):

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _kernels
 from ._dask import is_dask_collection
-from ._logdensity import mixture_responsibilities
+from ._draw_kernels import mixture_responsibilities
 from ._numerics import (
     COVARIANCE_TYPES,
     covariances_from_precisions_cholesky,
@@ -47,7 +47,14 @@ from ._validation import (
 )
 from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
 
-__all__ = ["EMGaussianMixture"]
+__all__ = [
+    "EMGaussianMixture",
+    "em_from_dataset",
+    "em_from_state",
+    "em_state",
+    "em_to_dataset",
+    "fitted_from_parameters",
+]
 
 logger = logging.getLogger("bayesgmm")
 
@@ -1164,3 +1171,146 @@ def fitted_from_parameters(
     if feature_names is not None:
         em.feature_names_in_ = np.asarray(feature_names, dtype=object)
     return em
+
+
+#: Names and dims of a fitted EM's arrays in its serialised form (per covariance type).
+_STATE_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky", "degenerate")
+_COV_DIMS = {
+    "full": ("component", "feature", "feature_bis"),
+    "tied": ("feature", "feature_bis"),
+    "diag": ("component", "feature"),
+    "spherical": ("component",),
+}
+
+
+def em_state(em: EMGaussianMixture, feature_names: ArrayLike | None = None) -> dict[str, Any]:
+    """The fitted state of ``em`` as plain values: the one serialisation of a fitted EM.
+
+    :func:`em_from_state` rebuilds the estimator from it (no refitting). ``bayesgmm fit``
+    writes it to ``em.json`` (plus fit statistics); :func:`em_to_dataset` stores it beside a
+    saved posterior.
+
+    Parameters
+    ----------
+    em : EMGaussianMixture
+        A fitted estimator.
+    feature_names : array-like of str, optional
+        Feature names; ``em.feature_names_in_`` when omitted and present, else ``x0, x1, ...``.
+
+    Returns
+    -------
+    dict
+        ``covariance_type``, ``features`` (list of str), ``weights``, ``means``,
+        ``covariances``, ``precisions_cholesky``, ``degenerate`` (ndarrays in the layout of
+        the fitted attributes), ``converged`` (bool), ``n_iter`` (int) and ``lower_bound``
+        (float).
+    """
+    check_is_fitted(em, "weights_")
+    if feature_names is None:
+        feature_names = getattr(em, "feature_names_in_", None)
+    if feature_names is None:
+        feature_names = [f"x{j}" for j in range(em.means_.shape[1])]
+    return {
+        "covariance_type": em.covariance_type,
+        "features": [str(f) for f in feature_names],
+        "weights": np.asarray(em.weights_, dtype=np.float64),
+        "means": np.asarray(em.means_, dtype=np.float64),
+        "covariances": np.asarray(em.covariances_, dtype=np.float64),
+        "precisions_cholesky": np.asarray(em.precisions_cholesky_, dtype=np.float64),
+        "degenerate": np.asarray(em.degenerate_, dtype=bool),
+        "converged": bool(em.converged_),
+        "n_iter": int(em.n_iter_),
+        "lower_bound": float(em.lower_bound_),
+    }
+
+
+def em_from_state(
+    state: Any, *, feature_names: ArrayLike | None = None, **params: Any
+) -> EMGaussianMixture:
+    """A fitted :class:`EMGaussianMixture` from :func:`em_state`'s values (no refitting).
+
+    ``state`` is a mapping with the keys of :func:`em_state` (``converged``, ``n_iter``,
+    ``lower_bound`` and ``features`` are optional: files written before they were recorded
+    load too). ``feature_names`` (default: ``state["features"]`` if present) become
+    ``feature_names_in_``; leave both out for a fit on an unnamed array. ``params`` go to the
+    constructor (e.g. ``n_init``).
+    """
+    if feature_names is None:
+        feature_names = state.get("features")
+    return fitted_from_parameters(
+        state["weights"],
+        state["means"],
+        state["covariances"],
+        state["precisions_cholesky"],
+        covariance_type=state["covariance_type"],
+        degenerate=state.get("degenerate"),
+        converged=bool(state.get("converged", True)),
+        n_iter=int(state.get("n_iter", 0)),
+        lower_bound=float(state.get("lower_bound", np.nan)),
+        feature_names=feature_names,
+        **params,
+    )
+
+
+def em_to_dataset(em: EMGaussianMixture, feature_names: ArrayLike | None = None) -> Any:
+    """:func:`em_state` as an :class:`xarray.Dataset` (the ``em`` group of a saved fit).
+
+    Arrays with dims ``component``/``feature``/``feature_bis`` (``degenerate`` as int8 for
+    netCDF), the scalars ``converged``, ``n_iter``, ``lower_bound`` and the
+    ``covariance_type`` as attributes. :func:`em_from_dataset` reads it back.
+    """
+    import xarray as xr
+
+    state = em_state(em, feature_names)
+    names = state["features"]
+    dims = {
+        "weights": ("component",),
+        "means": ("component", "feature"),
+        "covariances": _COV_DIMS[state["covariance_type"]],
+        "precisions_cholesky": _COV_DIMS[state["covariance_type"]],
+        "degenerate": ("component",),
+    }
+    data = {name: (dims[name], state[name]) for name in _STATE_ARRAYS}
+    data["degenerate"] = (dims["degenerate"], state["degenerate"].astype(np.int8))
+    return xr.Dataset(
+        data,
+        coords={
+            "component": np.arange(state["weights"].size),
+            "feature": names,
+            "feature_bis": names,
+        },
+        attrs={
+            "covariance_type": state["covariance_type"],
+            "lower_bound": state["lower_bound"],
+            "converged": int(state["converged"]),
+            "n_iter": state["n_iter"],
+        },
+    )
+
+
+def em_from_dataset(
+    ds: Any,
+    *,
+    covariance_type: str | None = None,
+    feature_names: ArrayLike | None = None,
+    **params: Any,
+) -> EMGaussianMixture:
+    """A fitted :class:`EMGaussianMixture` from :func:`em_to_dataset`'s Dataset.
+
+    ``covariance_type`` is read from the Dataset's attributes when it records it (files
+    written before it did need it passed). The ``feature`` coordinate is always present, so
+    ``feature_names_in_`` is set only from ``feature_names`` (pass them for a fit on named
+    columns). ``params`` go to the constructor.
+    """
+    cov = covariance_type or ds.attrs.get("covariance_type")
+    if cov is None:
+        raise ValueError(
+            "This EM dataset does not record its covariance_type; pass covariance_type=..."
+        )
+    state: dict[str, Any] = {name: ds[name].values for name in _STATE_ARRAYS}
+    state["degenerate"] = state["degenerate"].astype(bool)
+    state["covariance_type"] = cov
+    for key in ("converged", "n_iter", "lower_bound"):
+        if key in ds.attrs:
+            state[key] = ds.attrs[key]
+    return em_from_state(state, feature_names=feature_names, **params)

@@ -246,7 +246,7 @@ def _compiled_log_target(X: np.ndarray, layout: _Layout, priors: Any) -> Callabl
     """``theta (n, dim) -> (n,)``: the Numba twin of PyMC's log-posterior (what NUTS samples).
 
     :mod:`bayesgmm._logdensity` writes out the same function as ``build_model``'s graph
-    (``tests/test_logdensity.py`` proves value and gradient equal for every covariance type);
+    (``tests/test_fastpath_proof.py`` proves value and gradient equal on a grid of shapes);
     it needs no PyTensor compilation.
     """
     from ._logdensity import LogDensitySpec, log_density_and_grad

@@ -33,13 +33,13 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ._numerics import COVARIANCE_TYPES
+from ._numerics import COVARIANCE_TYPES, covariance_deterministics
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from pytensor.tensor import TensorVariable
 
-__all__ = ["Priors", "build_model"]
+__all__ = ["PriorHyperparameters", "Priors", "build_model", "prior_hyperparameters"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 #: Largest number of features for which the triangular inverse is unrolled into the graph.
@@ -86,6 +86,105 @@ class Priors:
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 raise ValueError(f"Priors.{name} must be a positive finite number, got {value!r}.")
+
+
+@dataclass(frozen=True)
+class PriorHyperparameters:
+    """The numbers the stock priors are built from, for one data set and ``K``.
+
+    Computed by :func:`prior_hyperparameters`, the one place they are derived: both
+    :func:`~bayesgmm.build_model` and the compiled log-posterior of the default sampler
+    (:class:`bayesgmm._logdensity.LogDensitySpec`) take them from there.
+
+    Attributes
+    ----------
+    loc : ndarray of shape (n_features,)
+        Per-feature sample mean ``m`` of the data.
+    scale : ndarray of shape (n_features,)
+        Per-feature standard deviation ``s`` of the data (``ddof=0``; 1 for a constant
+        feature).
+    weights_concentration : ndarray of shape (n_components,)
+        Dirichlet concentration of ``weights``.
+    means_loc, means_scale : ndarray of shape (n_components, n_features)
+        Mean and standard deviation of the normal prior of ``means``.
+    sd_scale : ndarray of shape (n_features,)
+        Half-normal scale of each feature's standard deviation (the LKJ ``sd_dist`` for
+        ``"full"``/``"tied"``, ``sigma``'s prior for ``"diag"``); for ``"spherical"`` every
+        entry is the one pooled scale ``sd_scale * mean(s)`` of ``sigma``.
+    lkj_eta : float
+        LKJ shape of the correlation matrices (``"full"``, ``"tied"``; unused otherwise).
+    """
+
+    loc: np.ndarray
+    scale: np.ndarray
+    weights_concentration: np.ndarray
+    means_loc: np.ndarray
+    means_scale: np.ndarray
+    sd_scale: np.ndarray
+    lkj_eta: float
+
+
+def prior_hyperparameters(
+    X: ArrayLike,
+    n_components: int,
+    *,
+    covariance_type: CovarianceType = "full",
+    priors: Priors | None = None,
+) -> PriorHyperparameters:
+    """Hyper-parameters of the stock priors of :func:`~bayesgmm.build_model` for data ``X``.
+
+    The rules are those stated in :class:`Priors`: scales relative to the per-feature mean
+    ``m`` and standard deviation ``s`` of ``X``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Finite observations.
+    n_components : int
+        Number of mixture components ``K``.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
+    priors : Priors, optional
+        ``Priors()`` when omitted.
+
+    Returns
+    -------
+    PriorHyperparameters
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``covariance_type``, ``n_components < 1`` or ``X`` that is not a 2-D
+        array of at least one row.
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is not supported; choose one of "
+            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
+        )
+    if int(n_components) < 1:
+        raise ValueError(f"n_components must be a positive integer, got {n_components}.")
+    priors = Priors() if priors is None else priors
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or X.shape[0] < 1:
+        raise ValueError(f"X must be a 2-D array with at least one row, got shape {X.shape}.")
+    k, d = int(n_components), X.shape[1]
+    loc = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    sd_scale = priors.sd_scale * scale
+    if covariance_type == "spherical":
+        sd_scale = np.full(d, float(sd_scale.mean()))
+    return PriorHyperparameters(
+        loc=loc,
+        scale=scale,
+        weights_concentration=np.full(k, float(priors.weights_concentration)),
+        means_loc=np.tile(loc, (k, 1)),
+        means_scale=np.tile(priors.mean_scale * scale, (k, 1)),
+        sd_scale=sd_scale,
+        lkj_eta=float(priors.lkj_eta),
+    )
 
 
 def build_model(
@@ -308,13 +407,10 @@ def _build_model(
     n_components = int(n_components)
     if n_components < 1:
         raise ValueError(f"n_components must be a positive integer, got {n_components}.")
-    priors = Priors() if priors is None else priors
     X, columns = _prepare_data(X)
     n, d = X.shape
     k = n_components
-    loc = X.mean(axis=0)
-    scale = X.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    hp = prior_hyperparameters(X, k, covariance_type=covariance_type, priors=priors)
 
     coords = {
         "obs_id": np.arange(n),
@@ -323,53 +419,51 @@ def _build_model(
         "feature_bis": columns,
     }
     with pm.Model(coords=coords) as model:
-        weights = pm.Dirichlet(
-            "weights", a=np.full(k, priors.weights_concentration), dims="component"
-        )
+        weights = pm.Dirichlet("weights", a=hp.weights_concentration, dims="component")
         means = pm.Normal(
-            "means",
-            mu=np.broadcast_to(loc, (k, d)),
-            sigma=np.broadcast_to(priors.mean_scale * scale, (k, d)),
-            dims=("component", "feature"),
+            "means", mu=hp.means_loc, sigma=hp.means_scale, dims=("component", "feature")
         )
-        sd_scale = priors.sd_scale * scale
+        sd_scale = hp.sd_scale
         if covariance_type in ("full", "tied"):
             n_cov = k if covariance_type == "full" else 1
             packed = [
                 _cholesky_prior(
                     "chol_cov" if covariance_type == "tied" else f"chol_cov_{j}",
                     d,
-                    eta=priors.lkj_eta,
+                    eta=hp.lkj_eta,
                     sd_scale=sd_scale,
                 )
                 for j in range(n_cov)
             ]
             chol = _unpack_lower(pt.stack(packed) if covariance_type == "full" else packed[0], d)
-            cov = chol @ pt.swapaxes(chol, -1, -2)
-            stds = pt.sqrt(pt.diagonal(cov, axis1=-2, axis2=-1))
-            corr = cov / (stds[..., :, None] * stds[..., None, :])
-            prec_chol = _precision_cholesky_from_chol(chol, d, inverse)
+            derived = covariance_deterministics(
+                chol,
+                covariance_type,
+                n_features=d,
+                xp=pt,
+                precisions_cholesky_from_chol=lambda c: _precision_cholesky_from_chol(
+                    c, d, inverse
+                ),
+            )
             mat_dims = ("feature", "feature_bis")
             lead = ("component",) if covariance_type == "full" else ()
-            pm.Deterministic("chol", chol, dims=(*lead, *mat_dims))
-            pm.Deterministic("corr", corr, dims=(*lead, *mat_dims))
-            pm.Deterministic("stds", stds, dims=(*lead, "feature"))
-            pm.Deterministic("covariances", cov, dims=(*lead, *mat_dims))
-            pm.Deterministic("precisions_cholesky", prec_chol, dims=(*lead, *mat_dims))
-        elif covariance_type == "diag":
-            sigma = pm.HalfNormal(
-                "sigma", sigma=np.broadcast_to(sd_scale, (k, d)), dims=("component", "feature")
-            )
-            prec_chol = 1.0 / sigma
-            cov = sigma[:, :, None] ** 2 * pt.eye(d)[None, :, :]
-            pm.Deterministic("covariances", cov, dims=("component", "feature", "feature_bis"))
-            pm.Deterministic("precisions_cholesky", prec_chol, dims=("component", "feature"))
+            for name in ("chol", "corr", "stds", "covariances", "precisions_cholesky"):
+                dims = (*lead, "feature") if name == "stds" else (*lead, *mat_dims)
+                pm.Deterministic(name, derived[name], dims=dims)
         else:
-            sigma = pm.HalfNormal("sigma", sigma=float(sd_scale.mean()), dims="component")
-            prec_chol = 1.0 / sigma
-            cov = (sigma**2)[:, None, None] * pt.eye(d)[None, :, :]
-            pm.Deterministic("covariances", cov, dims=("component", "feature", "feature_bis"))
-            pm.Deterministic("precisions_cholesky", prec_chol, dims="component")
+            if covariance_type == "diag":
+                sigma_dims: tuple[str, ...] = ("component", "feature")
+                sigma = pm.HalfNormal(
+                    "sigma", sigma=np.broadcast_to(sd_scale, (k, d)), dims=sigma_dims
+                )
+            else:
+                sigma_dims = ("component",)
+                sigma = pm.HalfNormal("sigma", sigma=float(sd_scale[0]), dims=sigma_dims)
+            derived = covariance_deterministics(sigma, covariance_type, n_features=d, xp=pt)
+            dims = ("component", "feature", "feature_bis")
+            pm.Deterministic("covariances", derived["covariances"], dims=dims)
+            pm.Deterministic("precisions_cholesky", derived["precisions_cholesky"], dims=sigma_dims)
+        prec_chol = derived["precisions_cholesky"]
 
         if formulation == "mvnormal" and covariance_type in ("full", "tied"):
             full_chol = chol if covariance_type == "full" else pt.stack([chol] * k)

@@ -29,7 +29,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 # Per-draw allocation probabilities: compiled, parallel over draws, tested against _numerics.
-from ._logdensity import allocation_probabilities
+from ._draw_kernels import allocation_probabilities
 from ._validation import check_choice
 
 __all__ = [

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ._logdensity import allocation_probabilities, summarize_points
+from ._draw_kernels import allocation_probabilities, summarize_points
 from ._validation import check_choice, check_X
 
 __all__ = ["MembershipSummary", "responsibility_draws", "summarize_responsibilities"]

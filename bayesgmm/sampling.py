@@ -54,7 +54,8 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from . import _logdensity
+from . import _draw_kernels, _logdensity
+from ._numerics import covariance_deterministics
 from ._nutpie_private import NutpiePrivateAPIError
 
 __all__ = ["SAMPLERS", "posterior_dataset", "sample_posterior", "standardization"]
@@ -96,6 +97,20 @@ def resolve_sampler(sampler: str) -> str:
             f"(available: {', '.join(available)}); install it or use sampler='auto'."
         )
     return sampler
+
+
+def _fast_path_applies(model: Any, priors: Any) -> bool:
+    """Whether the compiled log-posterior of :mod:`bayesgmm._logdensity` is the model to sample.
+
+    It is written out for the stock :func:`bayesgmm.build_model` with a
+    :class:`bayesgmm.model.Priors` object, and tested equal to that model's graph
+    (``tests/test_fastpath_proof.py``) and nothing else: ``model`` must be ``None`` (the
+    stock model) or ``build_model`` itself, and ``priors`` exactly a ``Priors``. Anything
+    else is sampled on its own PyMC graph (the public path).
+    """
+    from .model import Priors, build_model
+
+    return (model is None or model is build_model) and type(priors) is Priors
 
 
 @dataclass(frozen=True)
@@ -216,6 +231,9 @@ def sample_posterior(
     loc, scale = standardization(X, covariance_type, feature_names=names)
     Z = np.ascontiguousarray((X - loc) / scale)
     chosen = resolve_sampler(sampler)
+    if chosen == "nutpie" and not _fast_path_applies(None, priors):
+        _log.info("The priors are not a bayesgmm Priors object: sampling the PyMC graph.")
+        chosen = "pymc"
     cores = max(1, min(chains, cores or os.cpu_count() or 1))
     _log.info("Sampling %d chains x (%d tune + %d draws) with %s.", chains, tune, draws, chosen)
     t0 = time.perf_counter()
@@ -386,7 +404,6 @@ def posterior_dataset(
     mu = np.asarray(draws["means"], dtype=np.float64)
     n_chain, n_draw, k = w.shape
     d = mu.shape[-1]
-    eye = np.eye(d)
     comp, feat = ("component",), ("feature",)
     mat = ("feature", "feature_bis")
     out: dict[str, tuple] = {
@@ -394,32 +411,18 @@ def posterior_dataset(
         "means": (("chain", "draw", *comp, *feat), mu),
     }
     if covariance_type in ("full", "tied"):
-        chol = np.tril(np.asarray(draws["chol"], dtype=np.float64))
+        param = np.tril(np.asarray(draws["chol"], dtype=np.float64))
         lead = comp if covariance_type == "full" else ()
-        cov = chol @ np.swapaxes(chol, -1, -2)
-        stds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-        corr = cov / (stds[..., :, None] * stds[..., None, :])
-        inv = np.linalg.inv(chol)
-        prec_chol = np.swapaxes(np.tril(inv), -1, -2)
-        for name, value, dims in (
-            ("chol", chol, (*lead, *mat)),
-            ("corr", corr, (*lead, *mat)),
-            ("stds", stds, (*lead, *feat)),
-            ("covariances", cov, (*lead, *mat)),
-            ("precisions_cholesky", prec_chol, (*lead, *mat)),
-        ):
-            out[name] = (("chain", "draw", *dims), value)
+        dims = {"stds": (*lead, *feat)} | {
+            name: (*lead, *mat) for name in ("chol", "corr", "covariances", "precisions_cholesky")
+        }
     else:
-        sigma = np.asarray(draws["sigma"], dtype=np.float64)
-        if covariance_type == "diag":
-            cov = (sigma**2)[..., :, :, None] * eye
-            sdims = (*comp, *feat)
-        else:
-            cov = (sigma**2)[..., :, None, None] * eye
-            sdims = comp
-        out["sigma"] = (("chain", "draw", *sdims), sigma)
-        out["covariances"] = (("chain", "draw", *comp, *mat), cov)
-        out["precisions_cholesky"] = (("chain", "draw", *sdims), 1.0 / sigma)
+        param = np.asarray(draws["sigma"], dtype=np.float64)
+        sdims = (*comp, *feat) if covariance_type == "diag" else comp
+        dims = {"sigma": sdims, "covariances": (*comp, *mat), "precisions_cholesky": sdims}
+    derived = covariance_deterministics(param, covariance_type, n_features=d)
+    for name, value in derived.items():
+        out[name] = (("chain", "draw", *dims[name]), value)
     coords = {
         "chain": np.arange(n_chain),
         "draw": np.arange(n_draw),
@@ -435,7 +438,7 @@ def pointwise_log_likelihood(
 ) -> xr.DataArray:
     """``log p(x_i | theta_s)`` for every draw and observation, dims (chain, draw, obs_id).
 
-    Evaluated by :func:`bayesgmm._logdensity.pointwise_log_density` (compiled, parallel over
+    Evaluated by :func:`bayesgmm._draw_kernels.pointwise_log_density` (compiled, parallel over
     draws; tested against :func:`bayesgmm._numerics.log_mixture_density`), in chunks of draws.
     """
     w = posterior["weights"].values
@@ -449,7 +452,7 @@ def pointwise_log_likelihood(
     chunk = max(64, _LOGLIK_CHUNK_ELEMENTS // max(1, X.shape[0]))
     for s in range(0, flat, chunk):
         sl = slice(s, s + chunk)
-        out[sl] = _logdensity.pointwise_log_density(X, w[sl], mu[sl], pc[sl], covariance_type)
+        out[sl] = _draw_kernels.pointwise_log_density(X, w[sl], mu[sl], pc[sl], covariance_type)
     return xr.DataArray(
         out.reshape(n_chain, n_draw, X.shape[0]),
         dims=("chain", "draw", "obs_id"),

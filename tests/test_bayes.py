@@ -303,23 +303,6 @@ def test_parameter_recovery_interval_coverage():
     assert lo_ok <= hits <= hi_ok, f"{hits}/{total} intervals covered the truth"
 
 
-def test_pymc_sampler_agrees_with_default(faithful_fit):
-    """PyMC's own NUTS on the PyMC graph gives the same posterior (within Monte Carlo error)."""
-    fit = BayesGaussianMixture(
-        2, draws=400, tune=400, chains=2, sampler="pymc", random_state=1, progressbar=False
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SamplingWarning)
-        fit.fit(load_faithful())
-    assert fit.idata_.attrs["sampler"] == "pymc"
-    a = fit.idata_["posterior"]["means"]
-    b = faithful_fit.idata_["posterior"]["means"]
-    sd = b.std(("chain", "draw")).values
-    diff = np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values)
-    assert np.all(diff <= 0.5 * sd)
-    assert set(fit.idata_["posterior"].data_vars) == set(faithful_fit.idata_["posterior"].data_vars)
-
-
 @pytest.mark.parametrize("cov", ["tied", "diag", "spherical"])
 def test_other_covariance_types_sample(cov, separated):
     X, _ = separated

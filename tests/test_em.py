@@ -629,3 +629,35 @@ def test_non_finite_parameters_are_never_returned_as_a_fit(monkeypatch):
     with pytest.raises(ValueError, match="non-finite parameters"):
         gm.fit(load_faithful())
     assert not hasattr(gm, "means_")
+
+
+@pytest.mark.parametrize("cov", COVARIANCE_TYPES)
+def test_one_serialisation_round_trips_through_json_and_netcdf(cov, separated, tmp_path):
+    """Issue 15, item 8: em_state/em_to_dataset are the one serialisation of a fitted EM (used by
+    BayesGaussianMixture.save/load and by the CLI's em.json); both round trips rebuild it."""
+    import json
+
+    import xarray as xr
+
+    from bayesgmm.em import em_from_dataset, em_from_state, em_state, em_to_dataset
+
+    X, _ = separated
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    gm = EMGaussianMixture(3, covariance_type=cov, random_state=0).fit(frame)
+    state = em_state(gm)
+    assert state["features"] == ["a", "b"]
+    text = json.dumps(state, default=lambda v: v.tolist())
+    path = tmp_path / "em.nc"
+    em_to_dataset(gm).to_netcdf(path)
+    with xr.open_dataset(path) as ds:
+        from_nc = em_from_dataset(ds.load(), feature_names=["a", "b"])
+    for back in (em_from_state(json.loads(text)), from_nc):
+        assert back.covariance_type == cov
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
+            np.testing.assert_allclose(getattr(back, name), getattr(gm, name), rtol=1e-15)
+        np.testing.assert_array_equal(back.degenerate_, gm.degenerate_)
+        assert (back.converged_, back.n_iter_) == (gm.converged_, gm.n_iter_)
+        assert back.lower_bound_ == gm.lower_bound_
+        assert list(back.feature_names_in_) == ["a", "b"]
+        np.testing.assert_allclose(back.predict_proba(frame), gm.predict_proba(frame), rtol=1e-12)
+        assert back.bic(frame) == pytest.approx(gm.bic(frame), rel=1e-14)

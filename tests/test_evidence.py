@@ -367,7 +367,7 @@ def test_estimate_does_not_depend_on_the_labels_of_the_draws(k2_fits):
 
 @pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
 def test_permutations_leave_the_log_posterior_unchanged_and_preserve_volume(cov):
-    # the compiled twin of PyMC's log-posterior (tests/test_logdensity.py proves them equal)
+    # the compiled twin of PyMC's log-posterior (tests/test_fastpath_proof.py proves them equal)
     from bayesgmm import _logdensity as ld
     from bayesgmm.model import Priors
 
