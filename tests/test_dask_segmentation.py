@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from PIL import Image
+from test_dask import client  # noqa: F401  (the LocalCluster of two worker processes)
 
 from bayesgmm.datasets import make_regions_image
 from bayesgmm.exceptions import SamplingWarning
@@ -235,3 +237,96 @@ def test_refusals_are_clear(color_image):
         segment_image(da.zeros((8, 8, 4), chunks=4), 2)
     with pytest.raises(TypeError, match="block by block"):
         image_features(image)
+
+
+def test_on_a_cluster_of_worker_processes(client, color_image, tmp_path):  # noqa: F811
+    """The same maps from two worker processes as in-process, written to zarr there."""
+    import distributed
+
+    image = da.from_array(color_image, chunks=(16, 16, 3))
+    local = segment_image(image, 3, features=("color", "position"), random_state=0)
+    with dask.config.set(scheduler=client.get), distributed.get_task_stream(client=client) as ts:
+        remote = segment_image(image, 3, features=("color", "position"), random_state=0)
+        stored = remote.to_zarr(tmp_path / "maps.zarr")
+        maps = _maps(stored)
+    assert len({t["worker"] for t in ts.data}) == 2  # both workers took part
+    for name, values in _maps(local).items():
+        np.testing.assert_array_equal(maps[name], values, err_msg=name)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _zarr_image(path, values: np.ndarray, chunks) -> None:
+    z = zarr.create_array(str(path), shape=values.shape, chunks=chunks, dtype=values.dtype)
+    z[:] = values
+
+
+def test_cli_segments_a_zarr_image_into_zarr_maps(tmp_path, capsys, monkeypatch):
+    import bayesgmm.cli as cli
+
+    monkeypatch.setattr(cli, "PREVIEW_SIDE", 40)  # a 61 x 47 image: previews of every 2nd pixel
+    image = make_regions_image((61, 47), color=True, random_state=4)[0]
+    uint8 = (image.clip(0, 1) * 255).round().astype(np.uint8)
+    src = tmp_path / "scene.zarr"
+    _zarr_image(src, uint8, (24, 24, 3))
+    before = sorted(p.name for p in src.rglob("*"))
+    out = tmp_path / "seg"
+    argv = ["segment", str(src), "-k", "3", "--out", str(out), "--n-init", "2"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert "results written" in capsys.readouterr().out
+    names = {p.name for p in out.iterdir()}
+    assert {"maps.zarr", "labels.png", "uncertainty.png", "segments.csv", "report.html"} <= names
+    assert "maps.npz" not in names
+    assert json.loads((out / cli.MARKER).read_text())["files"] == sorted(names - {cli.MARKER})
+    meta = json.loads((out / "segmentation.json").read_text())
+    assert meta["maps"] == "maps.zarr" and meta["png_and_report_step"] == 2
+    assert meta["image_shape"] == [61, 47, 3]
+    # The maps are the whole image's, equal to the in-memory segmentation's.
+    ref = segment_image(uint8, 3, features=("color",), random_state=0, n_init=2)
+    group = zarr.open_group(str(out / "maps.zarr"), mode="r")
+    np.testing.assert_array_equal(group["labels"][:], ref.labels)
+    np.testing.assert_allclose(group["probabilities"][:], ref.probabilities, atol=1e-10)
+    assert group["labels"].chunks == (24, 24)
+    # PNGs and report show the preview, and say so; the table is the whole image's.
+    labels_png = np.asarray(Image.open(out / "labels.png"))
+    np.testing.assert_array_equal(labels_png, ref.labels[::2, ::2])
+    html = (out / "report.html").read_text()
+    assert "a preview, one row and one column in 2 (24 x 31 pixels)" in html
+    table = pd.read_csv(out / "segments.csv", index_col=0)
+    np.testing.assert_allclose(table["pixel_share"], ref.summary()["pixel_share"], rtol=1e-12)
+    assert sorted(p.name for p in src.rglob("*")) == before  # the input is untouched
+
+    # Results are replaced only with --force; the input store is never an output.
+    assert cli.main(["--quiet", *argv]) == 2
+    assert "--force" in capsys.readouterr().err
+    inside = ["--quiet", "segment", str(src), "-k", "3", "--out", str(src / "out")]
+    assert cli.main(inside) == 2 and "inside the input" in capsys.readouterr().err
+    for extra, message in [
+        (["--spatial", "potts"], "needs the image in memory"),
+        (["--truth", str(png_of(tmp_path, ref.labels))], "--truth: calibration"),
+    ]:
+        bad = ["--quiet", "segment", str(src), "-k", "3", "--out", str(tmp_path / "y"), *extra]
+        assert cli.main(bad) == 2 and message in capsys.readouterr().err
+        assert not (tmp_path / "y").exists()
+    assert sorted(p.name for p in src.rglob("*")) == before
+
+
+def png_of(directory, values: np.ndarray):
+    path = directory / "truth.png"
+    Image.fromarray(values.astype(np.uint8)).save(path)
+    return path
+
+
+def test_cli_maps_zarr_option_for_an_image_in_memory(tmp_path):
+    from bayesgmm.cli import main
+
+    image = make_regions_image((40, 36), random_state=1)[0]
+    png = tmp_path / "regions.png"
+    Image.fromarray((image.clip(0, 1) * 255).round().astype(np.uint8)).save(png)
+    out = tmp_path / "seg"
+    argv = ["--quiet", "segment", str(png), "-k", "3", "--out", str(out), "--maps-zarr"]
+    assert main([*argv, "--features", "intensity"]) == 0
+    assert (out / "maps.zarr").is_dir() and not (out / "maps.npz").exists()
+    labels = zarr.open_group(str(out / "maps.zarr"), mode="r")["labels"][:]
+    np.testing.assert_array_equal(labels, np.asarray(Image.open(out / "labels.png")))
