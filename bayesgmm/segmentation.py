@@ -48,6 +48,23 @@ labels, float32 probabilities and uncertainties): about ``4 K + 13`` bytes per p
 ``4 K + 21`` for the Bayesian maps, plus the image itself. An 8000 x 8000 photograph with
 K = 4 needs about 2 GB of maps (see ``bench/segment_speed.py``), and
 :meth:`~bayesgmm.SegmentationResult.to_npz` logs a warning before writing more than 1 GB.
+
+**Images larger than memory.** A Dask array (or a Dask-backed xarray ``DataArray``), a zarr
+array or the path of a ``.zarr`` store is segmented without being loaded: the features are
+computed per image block by the same functions as above; the scaling comes from one lazy pass
+over the blocks (each block's mean and centred sum of squares of its differences from the
+first pixel, combined in block order, so exactly constant images are still caught and the
+result does not depend on scheduling; the same pass reports NaN or infinity with the pixel);
+the mixture is fitted on the same uniform sample of ``n_fit_pixels`` pixels as in memory,
+gathered block by block. The maps come back as lazy Dask arrays chunked like the image (the
+components of ``probabilities`` in one chunk), computed by the estimators' own Dask paths
+(``predict_proba``; ``membership`` for ``method="bayes"``) when they are asked for:
+:meth:`~bayesgmm.SegmentationResult.to_zarr` writes them all in one pass, block by block, and
+:meth:`~bayesgmm.SegmentationResult.preview` gives a strided view in memory for figures. One
+task needs the block's maps plus its float64 features and probabilities, about
+``(8 D + 12 K + 40)`` bytes per pixel of the block for EM: chunks of 1-4 million pixels
+(1024 to 2048 on a side) suit a worker with a few GB. The spatial prior needs the image in
+memory and is refused for a Dask image.
 """
 
 from __future__ import annotations
@@ -718,18 +735,24 @@ class _lock:
 class SegmentationResult:
     """Label map, membership probabilities and uncertainty maps of one segmented image.
 
-    Maps have the image's height and width. Entropies are in nats (at most ``log K``). Maps
-    use compact dtypes, about ``4 K + 13`` bytes per pixel for EM (``4 K + 21`` Bayesian):
+    Maps have the image's height and width. When the image was a Dask or zarr array they are
+    lazy Dask arrays chunked like it (``lazy`` is True): compute several together
+    (``dask.compute(result.labels, result.uncertainty_total)``) or write them all with
+    :meth:`~bayesgmm.SegmentationResult.to_zarr`, so that each block's features are
+    computed once; :meth:`~bayesgmm.SegmentationResult.preview` gives NumPy maps of every
+    ``step``-th pixel for figures. Entropies are in nats (at most ``log K``). Maps use
+    compact dtypes, about ``4 K + 13`` bytes per pixel for EM (``4 K + 21`` Bayesian):
     labels the smallest unsigned integer that holds ``K - 1`` (uint8 up to 256 segments),
     every other map float32 (computed in float64 and rounded once when stored: relative error
     at most 2**-24, 6e-8).
 
     Attributes
     ----------
-    image : ndarray
+    image : ndarray or dask.array.Array
         The input image as given (validated; the caller's own array, not a copy, when it is
         C-contiguous), in its own dtype: ``as_image(result.image)`` gives it as float on
-        [0, 1] for uint8 and uint16 images.
+        [0, 1] for uint8 and uint16 images. For a Dask or zarr image, the Dask array read
+        (the colour axis in one chunk).
     labels : ndarray of unsigned int, shape (H, W)
         Most probable component of every pixel (decided in float64).
     probabilities : ndarray of float32, shape (H, W, K)
@@ -753,11 +776,18 @@ class SegmentationResult:
         Posterior draws behind the Bayesian maps.
     interval : float or None
     timings : dict
-        Seconds spent on ``features``, ``fit`` and ``maps``.
+        Seconds spent on ``features``, ``fit`` and ``maps`` (for lazy maps, building their
+        graph: they are computed when asked for).
     spatial : str or None
         The spatial prior (``"potts"``), or None for independent pixels.
     beta : float or None
         Strength of the Potts prior used (estimated or given).
+    preview_step : int
+        1, or for a :meth:`~bayesgmm.SegmentationResult.preview` the step between the
+        image's pixels that the maps show.
+    full_shape : tuple of int or None
+        For a :meth:`~bayesgmm.SegmentationResult.preview`, the (height, width) of the whole
+        image.
     """
 
     image: np.ndarray
@@ -794,11 +824,11 @@ class SegmentationResult:
 
     @property
     def n_pixels(self) -> int:
-        """Pixels of the segmented image (of the whole image for a :meth:`preview`)."""
+        """Pixels of the segmented image (of the whole image for a preview)."""
         h, w = self.full_shape if self.full_shape is not None else self.labels.shape
         return int(h) * int(w)
 
-    #: Set by :meth:`preview`: the summary of the whole image the preview was made from.
+    #: Set by ``preview``: the summary of the whole image the preview was made from.
     _full_summary = None
 
     def _maps(self) -> dict[str, Any]:
@@ -824,8 +854,8 @@ class SegmentationResult:
         """Per segment: share of pixels, mean probability of the label, mean uncertainties.
 
         For lazy maps this reads every map once, block by block (sums combined in block
-        order). The summary of a :meth:`preview` is that of the whole image when the preview
-        was made from it, else of the preview's pixels.
+        order). The summary of a :meth:`~bayesgmm.SegmentationResult.preview` is that of
+        the whole image when the preview was made from it, else of the preview's pixels.
         """
         if self._full_summary is not None:
             return self._full_summary.copy()
@@ -861,8 +891,8 @@ class SegmentationResult:
         step : int
             Keep rows and columns ``0, step, 2 step, ...``.
         whole_summary : bool, default=True
-            Compute :meth:`summary` on the whole maps first (one more pass over them), so
-            the preview's summary is the whole image's.
+            Compute the summary on the whole maps first (one more pass over them), so the
+            preview's summary is the whole image's.
 
         Returns
         -------
@@ -1089,7 +1119,10 @@ def segment_image(
     Parameters
     ----------
     image : array-like of shape (H, W) or (H, W, 3)
-        Grayscale or RGB image, uint8, uint16 or float.
+        Grayscale or RGB image, uint8, uint16 or float. A Dask array (also backed by an
+        xarray ``DataArray``), a zarr array or the path of a ``.zarr`` store holding one is
+        segmented block by block without being loaded, and the maps are lazy Dask arrays
+        chunked like it (see "Images larger than memory" in :mod:`bayesgmm.segmentation`).
     n_components : int
         Number of segments (mixture components).
     features : str or sequence, default ("intensity",)
@@ -1113,10 +1146,11 @@ def segment_image(
         field) prior on the labels, 4-neighbour, fitted by mean-field EM started from the
         independent-pixel fit (see :mod:`bayesgmm._spatial`): neighbouring pixels tend to
         share a label, which removes most noise-driven label flips. ``method="em"`` only,
-        so far. Needs about ``8 K`` more bytes per pixel while it runs. Meant for colour or
-        intensity features: the prior has no mixing weights, and with ``"position"``
-        features, whose components differ widely in spread, it was measured to lower the
-        accuracy (ARI 0.99 to 0.93 on the colour regions image at noise 0.06).
+        so far, and an image in memory (refused for a Dask image). Needs about ``8 K`` more
+        bytes per pixel while it runs. Meant for colour or intensity features: the prior
+        has no mixing weights, and with ``"position"`` features, whose components differ
+        widely in spread, it was measured to lower the accuracy (ARI 0.99 to 0.93 on the
+        colour regions image at noise 0.06).
     beta : float, optional
         Strength of the Potts prior (``>= 0``; 0 is the independent-pixel model) when
         ``spatial="potts"``; by default estimated from the image by maximising the

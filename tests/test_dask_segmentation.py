@@ -204,7 +204,11 @@ def test_zarr_array_and_store_path_inputs(color_image, tmp_path):
     z = zarr.create_array(str(path), shape=uint8.shape, chunks=(24, 24, 3), dtype=np.uint8)
     z[:] = uint8
     ref = segment_image(uint8, 3, random_state=0)
-    for image in (zarr.open_array(str(path), mode="r"), path, str(path)):
+    import xarray as xr
+
+    dims = ("y", "x", "channel")
+    as_xarray = xr.DataArray(da.from_zarr(str(path)), dims=dims)
+    for image in (zarr.open_array(str(path), mode="r"), path, str(path), as_xarray):
         result = segment_image(image, 3, random_state=0)
         assert result.labels.chunks == ((24, 24, 13), (24, 23))
         _assert_same(result, ref)
