@@ -60,10 +60,11 @@ gathered block by block. The maps come back as lazy Dask arrays chunked like the
 components of ``probabilities`` in one chunk), computed by the estimators' own Dask paths
 (``predict_proba``; ``membership`` for ``method="bayes"``) when they are asked for:
 :meth:`~bayesgmm.SegmentationResult.to_zarr` writes them all in one pass, block by block, and
-:meth:`~bayesgmm.SegmentationResult.preview` gives a strided view in memory for figures. One
-task needs the block's maps plus its float64 features and probabilities, about
-``(8 D + 12 K + 40)`` bytes per pixel of the block for EM: chunks of 1-4 million pixels
-(1024 to 2048 on a side) suit a worker with a few GB. The spatial prior needs the image in
+:meth:`~bayesgmm.SegmentationResult.preview` gives a strided view in memory for figures. A
+task holds one block's float64 features, probabilities and work arrays: measured, about
+110 bytes per pixel of a block (RGB, K = 3), so an 8192 x 8192 RGB image in 2048 x 2048
+blocks peaked at 1.2 GB with two threads, against 4.0 GB in memory (``bench/dask_segment.py``).
+Blocks of 1 to 4 million pixels suit a worker with a few GB. The spatial prior needs the image in
 memory and is refused for a Dask image.
 """
 
