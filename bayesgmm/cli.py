@@ -1070,34 +1070,12 @@ def _is_zarr_path(path: Path) -> bool:
     return path.suffix.lower() == ".zarr"
 
 
-def _open_zarr_image(path: Path):
-    """A zarr store's image array (the store's root array, or its only array) as a lazy
-    Dask array: nothing is read."""
-    import dask.array as da
-    import zarr
-
-    try:
-        node = zarr.open(str(path), mode="r")
-    except Exception as exc:  # zarr raises several types for a store it cannot read
-        raise ValueError(f"{str(path)!r} is not a zarr store zarr can open: {exc}") from None
-    if isinstance(node, zarr.Group):
-        arrays = sorted(name for name, _ in node.arrays())
-        if len(arrays) != 1:
-            raise ValueError(
-                f"{str(path)!r} is a zarr group holding {len(arrays)} arrays "
-                f"({', '.join(arrays[:5]) or 'none'}); give the path of the image array "
-                f"itself, e.g. {str(path / (arrays[0] if arrays else 'image'))!r}."
-            )
-        node = node[arrays[0]]
-    return da.from_zarr(node)
-
-
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment an image: label map, uncertainty maps, figure and per-segment summary."""
     from PIL import Image
 
     from .exceptions import SamplingWarning
-    from .segmentation import segment_image
+    from .segmentation import _open_zarr, segment_image
 
     out = Path(args.out)
     _check_out(out, args.force)
@@ -1112,7 +1090,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             "--truth: calibration against a truth map needs the maps in memory; it is not "
             "available for a .zarr image (segment a PNG crop of it with --truth instead)."
         )
-    image = _open_zarr_image(Path(args.image)) if lazy else _read_image(Path(args.image))
+    image = _open_zarr(Path(args.image)) if lazy else _read_image(Path(args.image))
     truth = None
     if args.truth is not None:
         truth = _read_image(Path(args.truth))

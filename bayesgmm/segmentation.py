@@ -61,11 +61,12 @@ components of ``probabilities`` in one chunk), computed by the estimators' own D
 (``predict_proba``; ``membership`` for ``method="bayes"``) when they are asked for:
 :meth:`~bayesgmm.SegmentationResult.to_zarr` writes them all in one pass, block by block, and
 :meth:`~bayesgmm.SegmentationResult.preview` gives a strided view in memory for figures. A
-task holds one block's float64 features, probabilities and work arrays: measured, about
-110 bytes per pixel of a block (RGB, K = 3), so an 8192 x 8192 RGB image in 2048 x 2048
-blocks peaked at 1.2 GB with two threads, against 4.0 GB in memory (``bench/dask_segment.py``).
-Blocks of 1 to 4 million pixels suit a worker with a few GB. The spatial prior needs the image in
-memory and is refused for a Dask image.
+task holds one block's float64 features, probabilities and work arrays: an 8192 x 8192 RGB
+image in 2048 x 2048 blocks (K = 3) peaked at 1.2 GB with two threads, against 4.0 GB in
+memory (``bench/dask_segment.py``), that is about 100 bytes per pixel of each block in work
+beyond the 0.35 GB the process needs for a small image. Blocks of 1 to 4 million pixels suit
+a worker with a few GB. The spatial prior needs the image in memory and is refused for a
+Dask image.
 """
 
 from __future__ import annotations
@@ -391,6 +392,32 @@ def _is_lazy_image(image: Any) -> bool:
     return is_dask_collection(image) or type(image).__module__.startswith("zarr")
 
 
+def _open_zarr(path: str | os.PathLike) -> Any:
+    """The image array of a zarr store (its root array, or the only array of its root
+    group) as a lazy Dask array: nothing is read."""
+    import dask.array as da
+    import zarr
+
+    shown = os.fspath(path)
+    if not os.path.isdir(shown):
+        raise FileNotFoundError(f"zarr store {shown!r} does not exist; check the path.")
+    try:
+        node = zarr.open(shown, mode="r")
+    except Exception as exc:  # zarr raises several types for a store it cannot read
+        raise ValueError(f"{shown!r} is not a zarr store zarr can open: {exc}") from None
+    if isinstance(node, zarr.Group):
+        arrays = sorted(name for name, _ in node.arrays())
+        if len(arrays) != 1:
+            example = os.path.join(shown, arrays[0] if arrays else "image")
+            raise ValueError(
+                f"{shown!r} is a zarr group holding {len(arrays)} arrays "
+                f"({', '.join(arrays[:5]) or 'none'}); give the path of the image array "
+                f"itself, e.g. {example!r}."
+            )
+        node = node[arrays[0]]
+    return da.from_zarr(node)
+
+
 def _check_dask_image(image: Any) -> tuple[Any, float | None]:
     """The lazy counterpart of :func:`_check_image`: a Dask array of shape (H, W) or
     (H, W, 3) with the channels in one chunk, and the divisor of integer codes. Reads no
@@ -399,10 +426,7 @@ def _check_dask_image(image: Any) -> tuple[Any, float | None]:
     import dask.array as da
 
     if isinstance(image, str | os.PathLike):
-        path = os.fspath(image)
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"zarr store {path!r} does not exist; check the path.")
-        image = da.from_zarr(path)
+        image = _open_zarr(image)
     elif type(image).__module__.startswith("zarr"):
         image = da.from_zarr(image)
     elif not isinstance(image, da.Array):
@@ -511,7 +535,7 @@ class _DaskPixels:
             "the image's feature scaling",
         )
         n_bad = sum(p[4] for p in parts)
-        if n_bad or not np.isfinite(ref).all():
+        if n_bad:
             r, c = next(p[5] for p in parts if p[4])
             raise ValueError(
                 f"image has {n_bad} pixel(s) with NaN or infinite values (the first at row {r}, "

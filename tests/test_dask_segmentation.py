@@ -334,3 +334,19 @@ def test_cli_maps_zarr_option_for_an_image_in_memory(tmp_path):
     assert (out / "maps.zarr").is_dir() and not (out / "maps.npz").exists()
     labels = zarr.open_group(str(out / "maps.zarr"), mode="r")["labels"][:]
     np.testing.assert_array_equal(labels, np.asarray(Image.open(out / "labels.png")))
+
+
+def test_a_zarr_group_with_one_array_is_read_and_other_stores_are_explained(tmp_path):
+    image = make_regions_image((20, 24), random_state=0)[0]
+    one = tmp_path / "one.zarr"
+    zarr.open_group(str(one), mode="w").create_array("image", data=image, chunks=(10, 12))
+    result = segment_image(one, 2, random_state=0)
+    assert result.labels.chunks == ((10, 10), (12, 12))
+    two = tmp_path / "two.zarr"
+    group = zarr.open_group(str(two), mode="w")
+    group.create_array("a", data=image)
+    group.create_array("b", data=image)
+    with pytest.raises(ValueError, match=r"holding 2 arrays \(a, b\).*two.zarr/a"):
+        segment_image(two, 2)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        segment_image(tmp_path / "missing.zarr", 2)
