@@ -1529,7 +1529,8 @@ def calibration(
     pixel counts (the matching that maximises the pixels labelled correctly); a pixel counts
     as correct when its segment's matched class is its true class. The confidence of a pixel
     is ``result.label_probability``, the probability of its assigned label; a calibrated map
-    is right on 90 % of the pixels it gives probability 0.9.
+    is right on 90 % of the pixels it gives probability 0.9. Lazy (Dask) maps are computed:
+    the label map and the label probabilities are brought into memory, as for a NumPy image.
 
     Parameters
     ----------

@@ -350,3 +350,13 @@ def test_a_zarr_group_with_one_array_is_read_and_other_stores_are_explained(tmp_
         segment_image(two, 2)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         segment_image(tmp_path / "missing.zarr", 2)
+
+
+def test_calibration_of_lazy_maps_equals_in_memory():
+    from bayesgmm.segmentation import calibration
+
+    image, truth = make_regions_image((48, 48), random_state=0)
+    ref = calibration(segment_image(image, 3, random_state=0), truth)
+    got = calibration(segment_image(da.from_array(image, chunks=20), 3, random_state=0), truth)
+    assert (got.accuracy, got.ari, got.ece) == (ref.accuracy, ref.ari, ref.ece)
+    pd.testing.assert_frame_equal(got.curve, ref.curve)
