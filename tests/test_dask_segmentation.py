@@ -86,7 +86,7 @@ def test_grayscale_and_single_channel_images(color_image):
     _assert_same(lazy, ref)
 
 
-def test_bayes_maps_are_the_membership_of_every_pixel():
+def test_bayes_maps_are_the_membership_of_every_pixel(tmp_path):
     image, _ = make_regions_image((30, 34), random_state=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)  # short chains, on purpose
@@ -122,6 +122,11 @@ def test_bayes_maps_are_the_membership_of_every_pixel():
         want = values.astype(np.float32).reshape(got[name].shape)
         np.testing.assert_allclose(got[name], want, rtol=0, atol=1e-10, err_msg=name)
     assert got["uncertainty_epistemic"].max() > 0  # posterior draws disagree somewhere
+    lazy.to_zarr(tmp_path / "bayes.zarr")
+    group = zarr.open_group(str(tmp_path / "bayes.zarr"), mode="r")
+    assert group.attrs["method"] == "bayes" and group.attrs["n_map_draws"] == 50
+    for name, values in got.items():
+        np.testing.assert_array_equal(group[name][:], values, err_msg=name)
 
 
 class _Guarded:
