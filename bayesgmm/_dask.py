@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DaskRows", "is_dask_collection", "map_rows"]
+__all__ = [
+    "DaskRows",
+    "blocks_from_rows",
+    "combine_moments",
+    "is_dask_collection",
+    "map_rows",
+    "rows_from_blocks",
+]
 
 
 def is_dask_collection(X: Any) -> bool:
@@ -151,6 +158,22 @@ def _chunk_moments(block: np.ndarray, weights, index: int, lo: int, name: str):
     return total, mean, np.einsum("i,ij,ij->j", w, dev, dev)
 
 
+def combine_moments(parts, d: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """Total weight, mean and centred sum of squares of all chunks from each chunk's
+    ``(weight, mean, centred sum of squares, ...)``, combined in the order given (Chan, Golub
+    & LeVeque's pairwise update), so the result does not depend on scheduling."""
+    n, mean, m2 = 0.0, np.zeros(d), np.zeros(d)
+    for nb, mb, m2b, *_ in parts:
+        if nb == 0:
+            continue
+        tot = n + nb
+        delta = mb - mean
+        mean = mean + delta * (nb / tot)
+        m2 = m2 + m2b + delta**2 * (n * nb / tot)
+        n = tot
+    return n, mean, m2
+
+
 def _chunk_em(block, weights, centre, scale, kind, log_const, means, prec_chol):
     """One chunk's EM statistics in standardised units: (ll, nk, s1, s2)."""
     from . import _kernels
@@ -265,16 +288,7 @@ class DaskRows:
             [fn(b, w, i, int(bounds[i]), self.name) for i, (b, w) in enumerate(blocks)],
             "the data's moments",
         )
-        d = self.shape[1]
-        n, mean, m2 = 0.0, np.zeros(d), np.zeros(d)
-        for nb, mb, m2b in parts:  # Chan et al.'s pairwise update, in chunk order
-            if nb == 0:
-                continue
-            tot = n + nb
-            delta = mb - mean
-            mean = mean + delta * (nb / tot)
-            m2 = m2 + m2b + delta**2 * (n * nb / tot)
-            n = tot
+        n, mean, m2 = combine_moments(parts, self.shape[1])
         if n <= 0:
             raise ValueError("sample_weight sums to zero; at least one sample needs weight > 0.")
         self.total_weight = n
@@ -459,3 +473,68 @@ def summarize_rows(
         fields[field] = da.concatenate(pieces)
     n_draws = int(np.prod(weights.shape[:-1]))
     return MembershipSummary(**fields, interval=interval, n_draws=n_draws)
+
+
+# ----------------------------------------------------------------------------- images
+#
+# An image (H, W) or (H, W, C) chunked in spatial blocks (the channel axis in one chunk) is
+# seen by the row-wise machinery above as a matrix of pixel rows in *block order*: block
+# (0, 0)'s pixels (row-major within the block), then block (0, 1)'s, and so on, one row
+# chunk per block. These two graph layers go from blocks to rows and back, one task per
+# block and nothing moved between blocks.
+
+
+def _offsets(chunks: tuple[int, ...]) -> list[int]:
+    return [int(v) for v in _row_bounds(chunks)[:-1]]
+
+
+def rows_from_blocks(image: Any, fn, *, n_cols: int, dtype, label: str):
+    """Lazy ``fn(block, r0, c0)`` of every spatial block of ``image``, as pixel rows.
+
+    ``fn`` gets a block in memory and the global row and column of its top-left pixel, and
+    returns an array of shape ``(block_height * block_width, n_cols)``. The result is a Dask
+    array of shape ``(H * W, n_cols)`` in block order, one row chunk per block.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    rows, cols = image.chunks[:2]
+    if image.ndim == 3 and len(image.chunks[2]) != 1:
+        raise ValueError("the channel axis must be one chunk; rechunk it with {2: -1}.")
+    extra = (0,) * (image.ndim - 2)
+    name = f"{label}-{tokenize(image, fn, n_cols, np.dtype(dtype).str)}"
+    dsk, sizes = {}, []
+    for i, (r0, bh) in enumerate(zip(_offsets(rows), rows, strict=True)):
+        for j, (c0, bw) in enumerate(zip(_offsets(cols), cols, strict=True)):
+            dsk[(name, len(sizes), 0)] = (fn, (image.name, i, j, *extra), r0, c0)
+            sizes.append(int(bh) * int(bw))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[image])
+    return da.Array(graph, name, chunks=(tuple(sizes), (int(n_cols),)), dtype=dtype)
+
+
+def blocks_from_rows(flat: Any, like: Any, *, label: str):
+    """Pixel rows in block order (as made by :func:`rows_from_blocks` from ``like``) back to
+    an image chunked like ``like``'s spatial blocks: ``(H, W)`` for a 1-D ``flat``,
+    ``(H, W, K)`` (the last axis in one chunk) for ``flat`` of shape ``(H * W, K)``."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    rows, cols = like.chunks[:2]
+    sizes = tuple(int(bh) * int(bw) for bh in rows for bw in cols)
+    if flat.ndim == 2 and len(flat.chunks[1]) != 1:
+        flat = flat.rechunk({1: -1})
+    if tuple(flat.chunks[0]) != sizes:
+        raise ValueError("the pixel rows are not chunked one chunk per block of the image.")
+    tail = tuple(int(v) for v in flat.shape[1:])
+    extra = (0,) * len(tail)
+    name = f"{label}-{tokenize(flat, rows, cols)}"
+    dsk, b = {}, 0
+    for i, bh in enumerate(rows):
+        for j, bw in enumerate(cols):
+            dsk[(name, i, j, *extra)] = (np.reshape, (flat.name, b, *extra), (bh, bw, *tail))
+            b += 1
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[flat])
+    chunks = (tuple(rows), tuple(cols), *((t,) for t in tail))
+    return da.Array(graph, name, chunks=chunks, dtype=flat.dtype)

@@ -342,6 +342,11 @@ def _check_out(out: Path, force: bool, inputs: Sequence[Path] = ()) -> str | Non
                 f"--out {shown!r} holds the input {str(item)!r}; bayesgmm never replaces the "
                 "directory of its input. Choose another --out."
             )
+        if item.is_dir() and item in where.parents:  # an input store (.zarr) is a directory
+            raise ValueError(
+                f"--out {shown!r} is inside the input {str(item)!r}; bayesgmm never writes into "
+                "its input. Choose another --out."
+            )
     for parent in out.parents:
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
@@ -1044,16 +1049,36 @@ def _read_image(path: Path) -> np.ndarray:
         raise ValueError(f"{str(path)!r} is damaged or truncated: {exc}.") from None
 
 
+#: A zarr image's PNGs, figure and report show a strided preview at most this many pixels
+#: on a side (its maps are written whole, to maps.zarr).
+PREVIEW_SIDE = 1024
+
+
+def _is_zarr_path(path: Path) -> bool:
+    return path.suffix.lower() == ".zarr"
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment an image: label map, uncertainty maps, figure and per-segment summary."""
     from PIL import Image
 
     from .exceptions import SamplingWarning
-    from .segmentation import segment_image
+    from .segmentation import _open_zarr, segment_image
 
     out = Path(args.out)
     _check_out(out, args.force)
-    image = _read_image(Path(args.image))
+    lazy = _is_zarr_path(Path(args.image))
+    if lazy and args.spatial != "none":
+        raise ValueError(
+            f"--spatial {args.spatial}: the spatial prior needs the image in memory; a .zarr "
+            "image is segmented with --spatial none."
+        )
+    if lazy and args.truth is not None:
+        raise ValueError(
+            "--truth: calibration against a truth map needs the maps in memory; it is not "
+            "available for a .zarr image (segment a PNG crop of it with --truth instead)."
+        )
+    image = _open_zarr(Path(args.image)) if lazy else _read_image(Path(args.image))
     truth = None
     if args.truth is not None:
         truth = _read_image(Path(args.truth))
@@ -1105,12 +1130,24 @@ def cmd_segment(args: argparse.Namespace) -> int:
             print(f"{w.category.__name__}: {w.message}", file=sys.stderr)
     if args.method == "bayes" and not args.quiet:
         print(f"NUTS: {result.estimator.diagnostics_.verdict}")
+    maps_zarr = lazy or args.maps_zarr
+    h, w = image.shape[:2]
+    step = max(1, -(-max(h, w) // PREVIEW_SIDE)) if lazy else 1
     with _staged_dir(out, args.force) as tmp:
+        if maps_zarr:
+            # Written first, block by block: the maps are computed as they are stored.
+            t0 = time.perf_counter()
+            stored = result.to_zarr(tmp / "maps.zarr")
+            result.timings["maps"] += time.perf_counter() - t0
+            if lazy:  # PNGs, figure and report from a strided preview of the stored maps
+                result = stored.preview(step)
         _write_json(
             tmp / "segmentation.json",
             {
                 **_provenance(args, "segment"),
                 "image_shape": list(image.shape),
+                "maps": "maps.zarr" if maps_zarr else "maps.npz",
+                "png_and_report_step": step,
                 "features": result.features.names,
                 "feature_offset": result.features.offset,
                 "feature_scale": result.features.scale,
@@ -1124,7 +1161,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 ),
             },
         )
-        result.to_npz(tmp / "maps.npz")
+        if not maps_zarr:
+            result.to_npz(tmp / "maps.npz")
         summary = result.summary().join(result.component_means())
         summary.to_csv(tmp / "segments.csv")
         Image.fromarray(result.labels.astype(np.uint8)).save(tmp / "labels.png")
@@ -1179,6 +1217,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"fit {result.timings['fit']:.1f} s on {result.fit_pixels.size} pixels, maps "
             f"{result.timings['maps']:.1f} s; results written to {out}"
         )
+        if step > 1:
+            print(
+                f"maps of all pixels in {out / 'maps.zarr'}; the PNGs, figure and report show "
+                f"one row and column in {step}"
+            )
     if not args.quiet and cal is not None:
         print(
             f"against {Path(args.truth).name}: accuracy {cal.accuracy:.3f}, ARI {cal.ari:.3f}, "
@@ -1308,7 +1351,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser(
         "segment", help="segment an image (PNG/JPEG) with label and uncertainty maps"
     )
-    seg.add_argument("image", help="image file: PNG, JPEG or anything Pillow reads")
+    seg.add_argument(
+        "image",
+        help="image file: PNG, JPEG or anything Pillow reads; or a .zarr array (H, W) or "
+        "(H, W, 3), segmented block by block without loading it (maps go to maps.zarr; "
+        "PNGs, figure and report show a preview of at most 1024 pixels a side)",
+    )
     seg.add_argument("-k", type=int, required=True, help="number of segments")
     seg.add_argument("--out", required=True, help="results directory")
     seg.add_argument("--method", default="em", choices=["em", "bayes"])
@@ -1346,6 +1394,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="MASK",
         help="true label image (integer codes): writes calibration.json, reliability.csv/.png",
+    )
+    seg.add_argument(
+        "--maps-zarr",
+        action="store_true",
+        help="write the maps to maps.zarr instead of maps.npz (always so for a .zarr image)",
     )
     seg.add_argument("--n-init", type=int, default=5, help="EM restarts (default 5)")
     seg.add_argument("--seed", type=int, default=0)
@@ -1401,11 +1454,12 @@ def _preflight(args: argparse.Namespace) -> None:
         _PROTECTED.append(check_data_path(args.data))
     if args.command == "segment":
         image = Path(args.image)
-        if not image.is_file():
-            what = "is a directory, not an image" if image.is_dir() else "does not exist"
-            raise FileNotFoundError(f"image file {str(image)!r} {what}; check the path.")
-        if image.stat().st_size == 0:
-            raise ValueError(f"image file {str(image)!r} is empty (0 bytes).")
+        if not (_is_zarr_path(image) and image.is_dir()):  # a zarr store is a directory
+            if not image.is_file():
+                what = "is a directory, not an image" if image.is_dir() else "does not exist"
+                raise FileNotFoundError(f"image file {str(image)!r} {what}; check the path.")
+            if image.stat().st_size == 0:
+                raise ValueError(f"image file {str(image)!r} is empty (0 bytes).")
         _PROTECTED.append(image)
         if args.truth is not None:
             _PROTECTED.append(Path(args.truth))

@@ -1069,7 +1069,9 @@ def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figu
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    note = f"fitted on {result.fit_pixels.size} of {h * w} pixels"
+    note = f"fitted on {result.fit_pixels.size} of {result.n_pixels} pixels"
+    if result.preview_step > 1:
+        note += f"; maps show one row and column in {result.preview_step}"
     if bayes:
         note += f"; maps from {result.n_map_draws} posterior draws"
     fig.suptitle(note, fontsize="small")

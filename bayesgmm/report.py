@@ -804,7 +804,7 @@ def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> l
 def _segmentation_section(
     result: SegmentationResult, threshold: float, figures: _Figures | None
 ) -> list[_Block]:
-    h, w = result.labels.shape
+    h, w = result.labels.shape if result.full_shape is None else result.full_shape
     n_pixels = h * w
     how = "EM" if result.method == "em" else "the Bayesian mixture (NUTS, started from EM)"
     settings = [
@@ -822,6 +822,17 @@ def _segmentation_section(
     ]
     if result.spatial == "potts":
         settings.append(("spatial prior", f"Potts, beta = {result.beta:.3g}"))
+    if result.preview_step > 1:  # an image too large to draw: a strided preview
+        ph, pw = result.labels.shape
+        table = "all pixels" if result._full_summary is not None else "the preview"
+        settings.append(
+            (
+                "maps shown",
+                f"a preview, one row and one column in {result.preview_step} ({pw} x {ph} "
+                "pixels): the figure and the share of uncertain pixels are from the preview, "
+                f"the per-segment table from {table}",
+            )
+        )
     if result.n_map_draws is not None:
         settings.append(("posterior draws behind the maps", result.n_map_draws))
     settings += [(f"seconds: {k}", round(v, 2)) for k, v in result.timings.items()]

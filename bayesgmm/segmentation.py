@@ -48,6 +48,25 @@ labels, float32 probabilities and uncertainties): about ``4 K + 13`` bytes per p
 ``4 K + 21`` for the Bayesian maps, plus the image itself. An 8000 x 8000 photograph with
 K = 4 needs about 2 GB of maps (see ``bench/segment_speed.py``), and
 :meth:`~bayesgmm.SegmentationResult.to_npz` logs a warning before writing more than 1 GB.
+
+**Images larger than memory.** A Dask array (or a Dask-backed xarray ``DataArray``), a zarr
+array or the path of a ``.zarr`` store is segmented without being loaded: the features are
+computed per image block by the same functions as above; the scaling comes from one lazy pass
+over the blocks (each block's mean and centred sum of squares of its differences from the
+first pixel, combined in block order, so exactly constant images are still caught and the
+result does not depend on scheduling; the same pass reports NaN or infinity with the pixel);
+the mixture is fitted on the same uniform sample of ``n_fit_pixels`` pixels as in memory,
+gathered block by block. The maps come back as lazy Dask arrays chunked like the image (the
+components of ``probabilities`` in one chunk), computed by the estimators' own Dask paths
+(``predict_proba``; ``membership`` for ``method="bayes"``) when they are asked for:
+:meth:`~bayesgmm.SegmentationResult.to_zarr` writes them all in one pass, block by block, and
+:meth:`~bayesgmm.SegmentationResult.preview` gives a strided view in memory for figures. A
+task holds one block's float64 features, probabilities and work arrays: an 8192 x 8192 RGB
+image in 2048 x 2048 blocks (K = 3) peaked at 1.2 GB with two threads, against 4.0 GB in
+memory (``bench/dask_segment.py``), that is about 100 bytes per pixel of each block in work
+beyond the 0.35 GB the process needs for a small image. Blocks of 1 to 4 million pixels suit
+a worker with a few GB. The spatial prior needs the image in memory and is refused for a
+Dask image.
 """
 
 from __future__ import annotations
@@ -55,8 +74,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -93,10 +112,9 @@ CONSTANT_ULPS = 64
 _log = logging.getLogger("bayesgmm")
 
 
-def _check_image(image: ArrayLike) -> tuple[np.ndarray, float | None]:
-    """Validate an image without converting it: C-contiguous (H, W) or (H, W, 3) in its own
-    dtype, and the divisor that maps integer codes to [0, 1] (None for float images)."""
-    arr = np.asarray(image)
+def _check_layout(arr: Any) -> Any:
+    """Check an image's dtype and shape (NumPy or Dask, no data read); drop a single
+    channel axis."""
     if arr.dtype == bool or not (
         np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     ):
@@ -117,9 +135,20 @@ def _check_image(image: ArrayLike) -> tuple[np.ndarray, float | None]:
         )
     if min(arr.shape[:2]) < 2:
         raise ValueError(f"image of shape {arr.shape} is too small to segment.")
+    return arr
+
+
+#: Integer codes of these dtypes are read on their full range.
+_TOPS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+def _check_image(image: ArrayLike) -> tuple[np.ndarray, float | None]:
+    """Validate an image without converting it: C-contiguous (H, W) or (H, W, 3) in its own
+    dtype, and the divisor that maps integer codes to [0, 1] (None for float images)."""
+    arr = _check_layout(np.asarray(image))
     arr = np.ascontiguousarray(arr)  # flat pixel rows are then views, never copies
     if np.issubdtype(arr.dtype, np.integer):
-        top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(arr.dtype)
+        top = _TOPS.get(arr.dtype)
         if top is None:
             top = float(max(arr.max(), 1))
         return arr, top
@@ -183,6 +212,73 @@ def _check_groups(features: str | Sequence[str]) -> tuple[str, ...]:
     return groups
 
 
+def _feature_names(groups: tuple[str, ...], n_channels: int) -> tuple[list[str], list[int]]:
+    """Feature column names, and the number of columns of each group."""
+    names: list[str] = []
+    widths: list[int] = []
+    for g in groups:
+        if g == "position":
+            group_names = ["row", "col"]
+        elif g == "intensity" or n_channels == 1:
+            group_names = ["intensity"]
+        else:
+            group_names = ["red", "green", "blue"]
+        names += group_names
+        widths.append(len(group_names))
+    return names, widths
+
+
+def _raw_features(
+    pix: np.ndarray,
+    top: float | None,
+    groups: tuple[str, ...],
+    coords: Callable[[], tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """THE definition of the unscaled pixel features (float64, one row per pixel).
+
+    ``pix`` holds the pixels' values in the image's own dtype, shape ``(m, channels)``;
+    ``top`` divides integer codes (None for float images); ``coords()`` returns the pixels'
+    row and column in the whole image (called only for the position features).
+    """
+    pix = pix.astype(np.float64)  # a copy: callers scale it in place
+    if top is not None:
+        pix /= top
+    cols = []
+    for g in groups:
+        if g == "position":
+            r, c = coords()
+            cols.append(np.column_stack([r, c]).astype(np.float64))
+        elif pix.shape[1] == 3 and g == "intensity":
+            cols.append((pix @ LUMA)[:, None])
+        else:
+            cols.append(pix)
+    return cols[0] if len(cols) == 1 else np.hstack(cols)
+
+
+def _group_scales(
+    groups: tuple[str, ...],
+    widths: list[int],
+    variance: np.ndarray,
+    largest: np.ndarray,
+    eps: float,
+    dtype: np.dtype,
+    position_weight: float,
+) -> np.ndarray:
+    """One pooled standard deviation per feature group (position divided by its weight),
+    refusing a constant colour or intensity group (see :data:`CONSTANT_ULPS`)."""
+    scales, col = [], 0
+    for g, width in zip(groups, widths, strict=True):
+        cols = slice(col, col + width)
+        col += width
+        spread = float(np.sqrt(variance[cols].mean()))
+        if g != "position":
+            _check_not_constant(g, spread, float(largest[cols].max()), eps, dtype)
+        else:
+            spread /= position_weight
+        scales.append(np.full(width, spread))
+    return np.concatenate(scales)
+
+
 class _Pixels:
     """Feature rows of any set of pixels, computed on demand from the checked image.
 
@@ -196,17 +292,7 @@ class _Pixels:
         h, w = arr.shape[:2]
         self.width, self.n = w, h * w
         self.flat = arr.reshape(self.n, -1)  # a view: _check_image made arr contiguous
-        self.names: list[str] = []
-        self.widths: list[int] = []  # feature columns per group
-        for g in groups:
-            if g == "position":
-                group_names = ["row", "col"]
-            elif g == "intensity" or self.flat.shape[1] == 1:
-                group_names = ["intensity"]
-            else:
-                group_names = ["red", "green", "blue"]
-            self.names += group_names
-            self.widths.append(len(group_names))
+        self.names, self.widths = _feature_names(groups, self.flat.shape[1])
         self.offset = np.zeros(len(self.names))
         self.scale = np.ones(len(self.names))
 
@@ -217,20 +303,12 @@ class _Pixels:
 
     def raw(self, rows: slice | np.ndarray) -> np.ndarray:
         """Unscaled feature rows, float64, of the flat (row-major) pixel indices ``rows``."""
-        pix = self.flat[rows].astype(np.float64)
-        if self.top is not None:
-            pix /= self.top
-        cols = []
-        for g in self.groups:
-            if g == "position":
-                idx = np.arange(*rows.indices(self.n)) if isinstance(rows, slice) else rows
-                r, c = np.divmod(np.asarray(idx, dtype=np.int64), self.width)
-                cols.append(np.column_stack([r, c]).astype(np.float64))
-            elif pix.shape[1] == 3 and g == "intensity":
-                cols.append((pix @ LUMA)[:, None])
-            else:
-                cols.append(pix)
-        return cols[0] if len(cols) == 1 else np.hstack(cols)
+
+        def coords() -> tuple[np.ndarray, np.ndarray]:
+            idx = np.arange(*rows.indices(self.n)) if isinstance(rows, slice) else rows
+            return np.divmod(np.asarray(idx, dtype=np.int64), self.width)
+
+        return _raw_features(self.flat[rows], self.top, self.groups, coords)
 
     def features(self, rows: slice | np.ndarray) -> np.ndarray:
         """Scaled feature rows (``(raw - offset) / scale``) of the pixels ``rows``."""
@@ -262,17 +340,10 @@ class _Pixels:
             squares += np.einsum("ij,ij->j", block, block)
         variance = squares / self.n
         eps = 0.0 if self.top is not None else float(np.finfo(self.arr.dtype).eps)
-        scales, col = [], 0
-        for g, width in zip(self.groups, self.widths, strict=True):
-            cols = slice(col, col + width)
-            col += width
-            spread = float(np.sqrt(variance[cols].mean()))
-            if g != "position":
-                _check_not_constant(g, spread, float(largest[cols].max()), eps, self.arr.dtype)
-            else:
-                spread /= position_weight
-            scales.append(np.full(width, spread))
-        self.offset, self.scale = centre, np.concatenate(scales)
+        scales = _group_scales(
+            self.groups, self.widths, variance, largest, eps, self.arr.dtype, position_weight
+        )
+        self.offset, self.scale = centre, scales
         return PixelFeatures(
             self.groups, list(self.names), self.offset, self.scale, float(position_weight)
         )
@@ -297,12 +368,243 @@ def _check_not_constant(group: str, spread: float, largest: float, eps: float, d
 
 def _pixels(
     image: ArrayLike, features: str | Sequence[str], position_weight: float
-) -> tuple[_Pixels, PixelFeatures]:
+) -> tuple[_Pixels | _DaskPixels, PixelFeatures]:
     groups = _check_groups(features)
     check_positive("position_weight", position_weight)
-    arr, top = _check_image(image)
-    pixels = _Pixels(arr, top, groups)
+    if _is_lazy_image(image):
+        arr, top = _check_dask_image(image)
+        pixels: _Pixels | _DaskPixels = _DaskPixels(arr, top, groups)
+    else:
+        arr, top = _check_image(image)
+        pixels = _Pixels(arr, top, groups)
     return pixels, pixels.fit_scaler(position_weight)
+
+
+# ------------------------------------------------------------------ images larger than memory
+
+
+def _is_lazy_image(image: Any) -> bool:
+    """A Dask array (or Dask-backed xarray), a zarr array, or the path of a ``.zarr`` store."""
+    from ._dask import is_dask_collection
+
+    if isinstance(image, str | os.PathLike):
+        return os.fspath(image).rstrip("/\\").endswith(".zarr")
+    return is_dask_collection(image) or type(image).__module__.startswith("zarr")
+
+
+def _open_zarr(path: str | os.PathLike) -> Any:
+    """The image array of a zarr store (its root array, or the only array of its root
+    group) as a lazy Dask array: nothing is read."""
+    import dask.array as da
+    import zarr
+
+    shown = os.fspath(path)
+    if not os.path.isdir(shown):
+        raise FileNotFoundError(f"zarr store {shown!r} does not exist; check the path.")
+    try:
+        node = zarr.open(shown, mode="r")
+    except Exception as exc:  # zarr raises several types for a store it cannot read
+        raise ValueError(f"{shown!r} is not a zarr store zarr can open: {exc}") from None
+    if isinstance(node, zarr.Group):
+        arrays = sorted(name for name, _ in node.arrays())
+        if len(arrays) != 1:
+            example = os.path.join(shown, arrays[0] if arrays else "image")
+            raise ValueError(
+                f"{shown!r} is a zarr group holding {len(arrays)} arrays "
+                f"({', '.join(arrays[:5]) or 'none'}); give the path of the image array "
+                f"itself, e.g. {example!r}."
+            )
+        node = node[arrays[0]]
+    return da.from_zarr(node)
+
+
+def _check_dask_image(image: Any) -> tuple[Any, float | None]:
+    """The lazy counterpart of :func:`_check_image`: a Dask array of shape (H, W) or
+    (H, W, 3) with the channels in one chunk, and the divisor of integer codes. Reads no
+    pixel, except one pass for the largest code of an integer dtype other than uint8/uint16.
+    """
+    import dask.array as da
+
+    if isinstance(image, str | os.PathLike):
+        image = _open_zarr(image)
+    elif type(image).__module__.startswith("zarr"):
+        image = da.from_zarr(image)
+    elif not isinstance(image, da.Array):
+        image = image.data  # xarray.DataArray backed by Dask
+    arr = _check_layout(image)
+    if any(np.isnan(c) for axis in arr.chunks for c in axis):
+        raise ValueError(
+            f"image has unknown chunk sizes (shape {arr.shape}); call "
+            "image.compute_chunk_sizes() first."
+        )
+    if arr.ndim == 3 and len(arr.chunks[2]) > 1:
+        arr = arr.rechunk({2: -1})  # a pixel's channels in one block
+    if np.issubdtype(arr.dtype, np.integer):
+        top = _TOPS.get(arr.dtype)
+        if top is None:
+            top = float(max(int(arr.max().compute()), 1))
+        return arr, top
+    return arr, None
+
+
+def _block_coords(r0: int, c0: int, bh: int, bw: int) -> tuple[np.ndarray, np.ndarray]:
+    """Global row and column of every pixel of a block, row-major within the block."""
+    return (
+        np.repeat(np.arange(r0, r0 + bh, dtype=np.int64), bw),
+        np.tile(np.arange(c0, c0 + bw, dtype=np.int64), bh),
+    )
+
+
+def _block_raw(block: np.ndarray, r0: int, c0: int, top: float | None, groups) -> np.ndarray:
+    """Unscaled features of one image block's pixels (block order: row-major in the block)."""
+    bh, bw = block.shape[:2]
+    pix = np.asarray(block).reshape(bh * bw, -1)
+    return _raw_features(pix, top, groups, lambda: _block_coords(r0, c0, bh, bw))
+
+
+def _block_moments(block, r0: int, c0: int, top: float | None, groups, ref: np.ndarray):
+    """One block's pixel count, mean and centred sum of squares of ``raw - ref``, the
+    largest absolute raw value, and its number of non-finite pixels with the first one."""
+    block = np.asarray(block)
+    bh, bw = block.shape[:2]
+    if top is None:
+        bad = ~np.isfinite(block.reshape(bh * bw, -1)).all(axis=1)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            d = ref.size
+            where = (r0 + first // bw, c0 + first % bw)
+            return 0, np.zeros(d), np.zeros(d), np.zeros(d), int(bad.sum()), where
+    X = _block_raw(block, r0, c0, top, groups)
+    largest = np.abs(X).max(axis=0)
+    X -= ref  # differences from the first pixel: exactly zero for a constant image
+    mean = X.mean(axis=0)
+    X -= mean
+    return X.shape[0], mean, np.einsum("ij,ij->j", X, X), largest, 0, None
+
+
+def _block_features(top, groups, offset, scale, block, r0: int, c0: int) -> np.ndarray:
+    """Scaled features of one image block's pixels (the task of the lazy feature rows)."""
+    X = _block_raw(block, r0, c0, top, groups)
+    X -= offset
+    X /= scale
+    return X
+
+
+def _gather(block, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.asarray(block)[r, c]
+
+
+class _DaskPixels:
+    """The pixels of a Dask image: the same features as :class:`_Pixels`, computed lazily
+    block by block (an image block is one task; nothing is gathered but a fitted sample)."""
+
+    def __init__(self, arr: Any, top: float | None, groups: tuple[str, ...]) -> None:
+        self.arr, self.top, self.groups = arr, top, groups
+        h, w = arr.shape[:2]
+        self.width, self.n = int(w), int(h) * int(w)
+        self.channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+        self.names, self.widths = _feature_names(groups, self.channels)
+        self.offset = np.zeros(len(self.names))
+        self.scale = np.ones(len(self.names))
+
+    def _blocks(self) -> list[tuple[Any, int, int]]:
+        """(delayed block, first row, first column) of every block, in block order."""
+        r_off = np.concatenate([[0], np.cumsum(self.arr.chunks[0])])
+        c_off = np.concatenate([[0], np.cumsum(self.arr.chunks[1])])
+        grid = self.arr.to_delayed().reshape(len(r_off) - 1, len(c_off) - 1)
+        return [
+            (grid[i, j], int(r_off[i]), int(c_off[j]))
+            for i in range(grid.shape[0])
+            for j in range(grid.shape[1])
+        ]
+
+    def fit_scaler(self, position_weight: float) -> PixelFeatures:
+        """Centre and pooled scale of every feature group over all pixels, in one lazy pass
+        over the blocks (each block's mean and centred sum of squares of its differences from
+        the first pixel, combined in block order: Chan, Golub & LeVeque); the same pass finds
+        NaN or infinity. Refuses a constant group as :class:`_Pixels` does."""
+        from dask import delayed
+
+        from ._dask import _compute, combine_moments
+
+        first = np.asarray(self.arr[:1, :1].compute())
+        ref = _block_raw(first, 0, 0, self.top, self.groups)[0]
+        fn = delayed(_block_moments, pure=True)
+        parts = _compute(
+            [fn(b, r0, c0, self.top, self.groups, ref) for b, r0, c0 in self._blocks()],
+            "the image's feature scaling",
+        )
+        n_bad = sum(p[4] for p in parts)
+        if n_bad:
+            r, c = next(p[5] for p in parts if p[4])
+            raise ValueError(
+                f"image has {n_bad} pixel(s) with NaN or infinite values (the first at row {r}, "
+                f"column {c})."
+            )
+        n, mean, m2 = combine_moments(parts, ref.size)
+        largest = np.max([p[3] for p in parts], axis=0)
+        eps = 0.0 if self.top is not None else float(np.finfo(self.arr.dtype).eps)
+        scales = _group_scales(
+            self.groups, self.widths, m2 / n, largest, eps, self.arr.dtype, position_weight
+        )
+        self.offset, self.scale = ref + mean, scales
+        return PixelFeatures(
+            self.groups, list(self.names), self.offset, self.scale, float(position_weight)
+        )
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """Scaled features of the pixels at the sorted flat (row-major) indices ``rows``, in
+        memory: each block holding some of them is read once."""
+        from dask import delayed
+
+        from ._dask import _compute
+
+        rows = np.asarray(rows, dtype=np.int64)
+        r, c = np.divmod(rows, self.width)
+        r_off = np.concatenate([[0], np.cumsum(self.arr.chunks[0])])
+        c_off = np.concatenate([[0], np.cumsum(self.arr.chunks[1])])
+        bi = np.searchsorted(r_off, r, side="right") - 1
+        bj = np.searchsorted(c_off, c, side="right") - 1
+        grid = self.arr.to_delayed().reshape(len(r_off) - 1, len(c_off) - 1)
+        block_of = bi * grid.shape[1] + bj
+        order = np.argsort(block_of, kind="stable")
+        ids, starts = np.unique(block_of[order], return_index=True)
+        groups = np.split(order, starts[1:])
+        fn = delayed(_gather, pure=True)
+        tasks = [
+            fn(
+                grid[b // grid.shape[1], b % grid.shape[1]],
+                r[g] - r_off[bi[g[0]]],
+                c[g] - c_off[bj[g[0]]],
+            )
+            for b, g in zip(ids, groups, strict=True)
+        ]
+        parts = _compute(tasks, "the fitted pixel sample")
+        pix = np.empty((rows.size, self.channels), dtype=self.arr.dtype)
+        for g, values in zip(groups, parts, strict=True):
+            pix[g] = np.asarray(values).reshape(g.size, self.channels)
+        X = _raw_features(pix, self.top, self.groups, lambda: (r, c))
+        X -= self.offset
+        X /= self.scale
+        return X
+
+    def feature_rows(self) -> Any:
+        """Lazy scaled features of every pixel, shape (n_pixels, n_features), in block order
+        with one row chunk per image block (see :func:`bayesgmm._dask.rows_from_blocks`)."""
+        import functools
+
+        from ._dask import rows_from_blocks
+
+        fn = functools.partial(_block_features, self.top, self.groups, self.offset, self.scale)
+        return rows_from_blocks(
+            self.arr, fn, n_cols=len(self.names), dtype=np.float64, label="pixel-features"
+        )
+
+    def to_image(self, flat: Any, label: str) -> Any:
+        """Per-pixel values in block order back to a lazy map chunked like the image."""
+        from ._dask import blocks_from_rows
+
+        return blocks_from_rows(flat, self.arr, label=label)
 
 
 def image_features(
@@ -331,26 +633,151 @@ def image_features(
         :func:`~bayesgmm.segment_image` never builds this whole array).
     scaler : PixelFeatures
     """
+    if _is_lazy_image(image):
+        raise TypeError(
+            "image_features builds every pixel's features in memory; for a Dask or zarr image "
+            "segment_image computes them block by block (or pass image.compute())."
+        )
     pixels, scaler = _pixels(image, features, position_weight)
     return pixels.features(slice(None)), scaler
+
+
+#: The per-pixel maps of a :class:`SegmentationResult`, as saved.
+MAP_NAMES = (
+    "labels",
+    "probabilities",
+    "label_probability",
+    "uncertainty_total",
+    "uncertainty_aleatoric",
+    "uncertainty_epistemic",
+    "interval_width",
+)
+#: Attributes that mark a zarr store of maps written by :meth:`SegmentationResult.to_zarr`.
+_MAPS_STORE_ATTRS = {"written_by": "bayesgmm", "content": "segmentation maps"}
+
+
+def _block_label_sums(k: int, labels: np.ndarray, *values: np.ndarray):
+    """Pixels per label and, for each map in ``values``, its sum over each label's pixels."""
+    lab = np.asarray(labels).ravel()
+    counts = np.bincount(lab, minlength=k)
+    return counts, [np.bincount(lab, weights=np.asarray(v).ravel(), minlength=k) for v in values]
+
+
+def _label_sums(labels: Any, values: list[Any], k: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`_block_label_sums` over a whole label map, chunk by chunk (image blocks for a
+    Dask map, added in block order; :data:`CHUNK_PIXELS` flat pixels for a NumPy map)."""
+    from ._dask import is_dask_collection
+
+    if is_dask_collection(labels):
+        from dask import delayed
+
+        from ._dask import _compute
+
+        fn = delayed(_block_label_sums, pure=True)
+        blocks = [a.to_delayed().ravel() for a in (labels, *values)]
+        parts = _compute([fn(k, *b) for b in zip(*blocks, strict=True)], "the summary")
+    else:
+        # bincount works on intp labels and float64 weights, 16 bytes per pixel at once.
+        lab, flats = labels.ravel(), [v.ravel() for v in values]
+        step = max(1, int(CHUNK_PIXELS))
+        parts = [
+            _block_label_sums(k, lab[c], *(f[c] for f in flats))
+            for c in (slice(lo, lo + step) for lo in range(0, lab.size, step))
+        ]
+    counts = sum(p[0] for p in parts)
+    sums = [sum(p[1][i] for p in parts) for i in range(len(values))]
+    return counts, sums
+
+
+def _regular_chunks(arr: Any) -> Any:
+    """Rechunk a Dask array whose chunks zarr cannot store (uneven inside an axis)."""
+    if all(len(set(c[:-1])) <= 1 and c[-1] <= c[0] for c in arr.chunks):
+        return arr
+    return arr.rechunk(tuple(max(c) for c in arr.chunks))
+
+
+def _check_maps_target(path: Any, overwrite: bool) -> None:
+    """Refuse to write maps where they would replace what bayesgmm did not write."""
+    import json
+
+    shown = str(path)
+    if path.is_symlink():
+        raise FileExistsError(
+            f"{shown!r} is a symbolic link; bayesgmm writes its maps only to a new path or "
+            "over a maps store it wrote. Choose another path."
+        )
+    if not path.exists():
+        return
+    attrs = None
+    if path.is_dir():
+        try:
+            meta = json.loads((path / "zarr.json").read_text())
+            attrs = meta.get("attributes", {})
+        except (OSError, ValueError, AttributeError):
+            attrs = None
+    ours = isinstance(attrs, dict) and all(
+        attrs.get(key) == value for key, value in _MAPS_STORE_ATTRS.items()
+    )
+    if not ours:
+        raise FileExistsError(
+            f"{shown!r} already exists and is not a maps store bayesgmm wrote; bayesgmm never "
+            "replaces it. Choose another path."
+        )
+    foreign = sorted({p.name for p in path.iterdir()} - {"zarr.json", "fit_pixels", *MAP_NAMES})
+    if foreign:
+        raise FileExistsError(
+            f"{shown!r} is a maps store bayesgmm wrote but also holds {', '.join(foreign[:5])}; "
+            "bayesgmm does not replace it. Move those out or choose another path."
+        )
+    if not overwrite:
+        raise FileExistsError(
+            f"{shown!r} already holds maps bayesgmm wrote; pass overwrite=True to replace them, "
+            "or choose another path."
+        )
+
+
+class _lock:
+    """An exclusive advisory lock on a directory while a store is renamed into it."""
+
+    def __init__(self, directory: Any) -> None:
+        self.directory = directory
+        self.fd: int | None = None
+
+    def __enter__(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: the rename is the only guard
+            return
+        self.fd = os.open(self.directory, os.O_RDONLY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the lock
 
 
 @dataclass
 class SegmentationResult:
     """Label map, membership probabilities and uncertainty maps of one segmented image.
 
-    Maps have the image's height and width. Entropies are in nats (at most ``log K``). Maps
-    use compact dtypes, about ``4 K + 13`` bytes per pixel for EM (``4 K + 21`` Bayesian):
+    Maps have the image's height and width. When the image was a Dask or zarr array they are
+    lazy Dask arrays chunked like it (``lazy`` is True): compute several together
+    (``dask.compute(result.labels, result.uncertainty_total)``) or write them all with
+    :meth:`~bayesgmm.SegmentationResult.to_zarr`, so that each block's features are
+    computed once; :meth:`~bayesgmm.SegmentationResult.preview` gives NumPy maps of every
+    ``step``-th pixel for figures. Entropies are in nats (at most ``log K``). Maps use
+    compact dtypes, about ``4 K + 13`` bytes per pixel for EM (``4 K + 21`` Bayesian):
     labels the smallest unsigned integer that holds ``K - 1`` (uint8 up to 256 segments),
     every other map float32 (computed in float64 and rounded once when stored: relative error
     at most 2**-24, 6e-8).
 
     Attributes
     ----------
-    image : ndarray
+    image : ndarray or dask.array.Array
         The input image as given (validated; the caller's own array, not a copy, when it is
         C-contiguous), in its own dtype: ``as_image(result.image)`` gives it as float on
-        [0, 1] for uint8 and uint16 images.
+        [0, 1] for uint8 and uint16 images. For a Dask or zarr image, the Dask array read
+        (the colour axis in one chunk).
     labels : ndarray of unsigned int, shape (H, W)
         Most probable component of every pixel (decided in float64).
     probabilities : ndarray of float32, shape (H, W, K)
@@ -374,11 +801,18 @@ class SegmentationResult:
         Posterior draws behind the Bayesian maps.
     interval : float or None
     timings : dict
-        Seconds spent on ``features``, ``fit`` and ``maps``.
+        Seconds spent on ``features``, ``fit`` and ``maps`` (for lazy maps, building their
+        graph: they are computed when asked for).
     spatial : str or None
         The spatial prior (``"potts"``), or None for independent pixels.
     beta : float or None
         Strength of the Potts prior used (estimated or given).
+    preview_step : int
+        1, or for a :meth:`~bayesgmm.SegmentationResult.preview` the step between the
+        image's pixels that the maps show.
+    full_shape : tuple of int or None
+        For a :meth:`~bayesgmm.SegmentationResult.preview`, the (height, width) of the whole
+        image.
     """
 
     image: np.ndarray
@@ -398,11 +832,35 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
     spatial: str | None = None
     beta: float | None = None
+    preview_step: int = 1
+    full_shape: tuple[int, int] | None = None
 
     @property
     def n_components(self) -> int:
         """Number of segments (mixture components)."""
         return self.probabilities.shape[-1]
+
+    @property
+    def lazy(self) -> bool:
+        """Whether the maps are lazy Dask arrays (the image was a Dask or zarr array)."""
+        from ._dask import is_dask_collection
+
+        return is_dask_collection(self.labels)
+
+    @property
+    def n_pixels(self) -> int:
+        """Pixels of the segmented image (of the whole image for a preview)."""
+        h, w = self.full_shape if self.full_shape is not None else self.labels.shape
+        return int(h) * int(w)
+
+    #: Set by ``preview``: the summary of the whole image the preview was made from.
+    _full_summary = None
+
+    def _maps(self) -> dict[str, Any]:
+        maps = {name: getattr(self, name) for name in MAP_NAMES}
+        if maps["interval_width"] is None:
+            del maps["interval_width"]
+        return maps
 
     def component_means(self) -> pd.DataFrame:
         """Fitted component means in image units (e.g. RGB in [0, 1], pixels), with weights."""
@@ -418,32 +876,167 @@ class SegmentationResult:
         return frame
 
     def summary(self) -> pd.DataFrame:
-        """Per segment: share of pixels, mean probability of the label, mean uncertainties."""
+        """Per segment: share of pixels, mean probability of the label, mean uncertainties.
+
+        For lazy maps this reads every map once, block by block (sums combined in block
+        order). The summary of a :meth:`~bayesgmm.SegmentationResult.preview` is that of
+        the whole image when the preview was made from it, else of the preview's pixels.
+        """
+        if self._full_summary is not None:
+            return self._full_summary.copy()
         k = self.n_components
-        lab = self.labels.ravel()
-        # Chunk by chunk: bincount works on intp labels and float64 weights, 16 bytes per
-        # pixel if done at once.
-        step = max(1, int(CHUNK_PIXELS))
-        chunks = [slice(lo, lo + step) for lo in range(0, lab.size, step)]
-        counts = sum(np.bincount(lab[c], minlength=k) for c in chunks)
-
-        def per_label(values: np.ndarray) -> np.ndarray:
-            flat = values.ravel()
-            sums = sum(np.bincount(lab[c], weights=flat[c], minlength=k) for c in chunks)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return sums / counts
-
+        values = [self.label_probability, self.uncertainty_total, self.uncertainty_epistemic]
+        if self.interval_width is not None:
+            values.append(self.interval_width)
+        counts, sums = _label_sums(self.labels, values, k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = [s / counts for s in sums]
         cols = {
-            "pixel_share": counts / lab.size,
-            "mean_label_probability": per_label(self.label_probability),
-            "mean_total_uncertainty": per_label(self.uncertainty_total),
-            "mean_epistemic_uncertainty": per_label(self.uncertainty_epistemic),
+            "pixel_share": counts / counts.sum(),
+            "mean_label_probability": means[0],
+            "mean_total_uncertainty": means[1],
+            "mean_epistemic_uncertainty": means[2],
         }
         if self.interval_width is not None:
-            cols["mean_interval_width"] = per_label(self.interval_width)
+            cols["mean_interval_width"] = means[3]
         frame = pd.DataFrame(cols)
         frame.index.name = "component"
         return frame
+
+    def preview(self, step: int, *, whole_summary: bool = True) -> SegmentationResult:
+        """Every ``step``-th pixel of the image and of every map, in memory.
+
+        For figures and reports of an image too large to draw (``plot_segmentation`` and
+        ``write_report`` take the preview; they say that it is one). Lazy maps are computed
+        together, block by block, keeping only the strided pixels. ``fit_pixels`` still
+        index the whole image, and ``n_pixels`` counts it.
+
+        Parameters
+        ----------
+        step : int
+            Keep rows and columns ``0, step, 2 step, ...``.
+        whole_summary : bool, default=True
+            Compute the summary on the whole maps first (one more pass over them), so the
+            preview's summary is the whole image's.
+
+        Returns
+        -------
+        SegmentationResult
+            With NumPy maps; ``preview_step`` and ``full_shape`` say what it shows.
+        """
+        check_positive("step", step, integer=True)
+        full = self.summary() if whole_summary else None
+        keep = (slice(None, None, step), slice(None, None, step))
+        arrays = {"image": self.image, **self._maps()}
+        shown = {name: a[keep] for name, a in arrays.items()}
+        if self.lazy:
+            from ._dask import _compute
+
+            shown = dict(zip(shown, _compute(list(shown.values()), "the preview"), strict=True))
+        out = replace(
+            self,
+            **{name: np.ascontiguousarray(a) for name, a in shown.items()},
+            preview_step=self.preview_step * int(step),
+            full_shape=tuple(int(v) for v in self.full_shape or self.labels.shape),
+        )
+        out._full_summary = full
+        return out
+
+    def to_zarr(self, path: str | os.PathLike, *, overwrite: bool = False) -> SegmentationResult:
+        """Write the maps to a zarr store (a directory), block by block, and open them.
+
+        Lazy maps are computed together, so every image block's features and probabilities
+        are computed once, and stored as they come: nothing of the size of the image is held
+        in memory. Maps in memory are written too. The store holds one array per map (the
+        dtypes of the class, chunked like the image; ``probabilities`` with the components
+        in one chunk) and ``fit_pixels``; its attributes record the method, the feature
+        scaling and who wrote it. The store is written under a temporary name beside
+        ``path`` and renamed into place when complete.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The store to create, e.g. ``"maps.zarr"``.
+        overwrite : bool, default=False
+            Replace ``path`` if it is a maps store that bayesgmm wrote and holds nothing
+            else. Anything else at ``path`` is never replaced.
+
+        Returns
+        -------
+        SegmentationResult
+            This result with its maps read lazily from the store (Dask arrays).
+
+        Raises
+        ------
+        FileExistsError
+            If ``path`` exists and is not a bayesgmm maps store that may be replaced.
+        """
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        import dask.array as da
+        import zarr
+
+        from ._dask import _compute
+        from ._version import __version__
+
+        path = Path(path)
+        _check_maps_target(path, overwrite)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(
+            tempfile.mkdtemp(
+                prefix=f".{path.name}.bayesgmm-{os.getpid()}-", suffix=".tmp", dir=path.parent
+            )
+        )
+        try:
+            group = zarr.open_group(str(tmp), mode="w")
+            group.attrs.update(
+                {
+                    **_MAPS_STORE_ATTRS,
+                    "bayesgmm_version": __version__,
+                    "method": self.method,
+                    "n_components": int(self.n_components),
+                    "image_shape": [int(v) for v in self.image.shape],
+                    "features": list(self.features.names),
+                    "feature_offset": [float(v) for v in self.features.offset],
+                    "feature_scale": [float(v) for v in self.features.scale],
+                    "position_weight": float(self.features.position_weight),
+                    "n_map_draws": self.n_map_draws,
+                    "interval": self.interval,
+                    "spatial": self.spatial,
+                    "beta": self.beta,
+                    "preview_step": int(self.preview_step),
+                }
+            )
+            group.create_array("fit_pixels", data=np.asarray(self.fit_pixels, dtype=np.int64))
+            stores = []
+            for name, values in self._maps().items():
+                if not self.lazy:
+                    values = da.from_array(values, chunks=(1024, 1024, -1)[: values.ndim])
+                stores.append(
+                    da.to_zarr(_regular_chunks(values), str(tmp), component=name, compute=False)
+                )
+            _compute(stores, "the maps")
+            with _lock(path.parent):
+                _check_maps_target(path, overwrite)
+                if path.exists():
+                    old = path.with_name(f".{path.name}.bayesgmm-{os.getpid()}-old.tmp")
+                    path.rename(old)
+                    tmp.rename(path)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self._from_store(path)
+
+    def _from_store(self, path: os.PathLike) -> SegmentationResult:
+        import dask.array as da
+
+        maps = {name: da.from_zarr(str(path), component=name) for name in self._maps()}
+        return replace(self, **maps)
 
     def to_npz(self, path: str | os.PathLike, *, warn_bytes: int = LARGE_OUTPUT_BYTES) -> None:
         """Save every map (and the fitted pixel indices) to a compressed ``.npz`` file.
@@ -458,6 +1051,11 @@ class SegmentationResult:
         warn_bytes : int, default=10**9
             Size of the maps above which a warning is logged before writing.
         """
+        if self.lazy:
+            raise TypeError(
+                "the maps are lazy Dask arrays (the image was a Dask or zarr array) and an "
+                ".npz file holds arrays in memory; write them with result.to_zarr(path)."
+            )
         arrays = {
             "labels": self.labels,
             "probabilities": self.probabilities,
@@ -518,7 +1116,7 @@ class _Maps:
         """Round one chunk's float64 results into the maps."""
         self.probabilities[rows] = prob
         self.labels[rows] = labels
-        self.label_probability[rows] = prob[np.arange(labels.size), labels]
+        self.label_probability[rows] = _at_label(prob, labels)
         self.total[rows] = total
         if aleatoric is not None:
             self.aleatoric[rows] = aleatoric
@@ -546,7 +1144,10 @@ def segment_image(
     Parameters
     ----------
     image : array-like of shape (H, W) or (H, W, 3)
-        Grayscale or RGB image, uint8, uint16 or float.
+        Grayscale or RGB image, uint8, uint16 or float. A Dask array (also backed by an
+        xarray ``DataArray``), a zarr array or the path of a ``.zarr`` store holding one is
+        segmented block by block without being loaded, and the maps are lazy Dask arrays
+        chunked like it (see "Images larger than memory" in :mod:`bayesgmm.segmentation`).
     n_components : int
         Number of segments (mixture components).
     features : str or sequence, default ("intensity",)
@@ -570,10 +1171,11 @@ def segment_image(
         field) prior on the labels, 4-neighbour, fitted by mean-field EM started from the
         independent-pixel fit (see :mod:`bayesgmm._spatial`): neighbouring pixels tend to
         share a label, which removes most noise-driven label flips. ``method="em"`` only,
-        so far. Needs about ``8 K`` more bytes per pixel while it runs. Meant for colour or
-        intensity features: the prior has no mixing weights, and with ``"position"``
-        features, whose components differ widely in spread, it was measured to lower the
-        accuracy (ARI 0.99 to 0.93 on the colour regions image at noise 0.06).
+        so far, and an image in memory (refused for a Dask image). Needs about ``8 K`` more
+        bytes per pixel while it runs. Meant for colour or intensity features: the prior
+        has no mixing weights, and with ``"position"`` features, whose components differ
+        widely in spread, it was measured to lower the accuracy (ARI 0.99 to 0.93 on the
+        colour regions image at noise 0.06).
     beta : float, optional
         Strength of the Potts prior (``>= 0``; 0 is the independent-pixel model) when
         ``spatial="potts"``; by default estimated from the image by maximising the
@@ -614,6 +1216,14 @@ def segment_image(
             raise ValueError(f"beta={beta!r} is invalid; it must be a finite number >= 0.")
     if "n_components" in estimator_options or "random_state" in estimator_options:
         raise TypeError("pass n_components and random_state as segment_image's own arguments.")
+    lazy = _is_lazy_image(image)
+    if lazy and spatial is not None:
+        raise ValueError(
+            f"spatial={spatial!r}: the spatial prior needs the image in memory (its mean-field "
+            "EM updates every pixel from its neighbours at each iteration); segment this Dask "
+            "or zarr image with spatial=None, or pass a NumPy image (e.g. a crop or a "
+            "downscaled copy, image[::4, ::4].compute())."
+        )
     t0 = time.perf_counter()
     pixels, scaler = _pixels(image, features, position_weight)
     n_pixels = pixels.n
@@ -694,6 +1304,20 @@ def segment_image(
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    if lazy:
+        fields, used_draws = _lazy_maps(pixels, est, k, method, n_map_draws, interval)
+        timings["maps"] = time.perf_counter() - t0  # building the graph: nothing computed
+        return SegmentationResult(
+            image=pixels.arr,
+            **fields,
+            method=method,
+            features=scaler,
+            estimator=est,
+            fit_pixels=fit_idx,
+            n_map_draws=used_draws,
+            interval=interval if method == "bayes" else None,
+            timings=timings,
+        )
     maps = _Maps(n_pixels, k, bayes=method == "bayes")
     _log.info(
         "computing the maps of %d pixels%s (%.2f GB)",
@@ -723,7 +1347,6 @@ def segment_image(
             s = summarize_responsibilities(
                 X, *draws, est.covariance_type, interval=interval, intervals="label"
             )
-            at = np.arange(s.labels.size)
             maps.store(
                 rows,
                 s.mean,
@@ -731,7 +1354,7 @@ def segment_image(
                 s.entropy_total,
                 aleatoric=s.entropy_aleatoric,
                 epistemic=s.entropy_epistemic,
-                width=s.upper[at, s.labels] - s.lower[at, s.labels],
+                width=_label_width(s.upper, s.lower, s.labels),
             )
     timings["maps"] = time.perf_counter() - t0
     return SegmentationResult(
@@ -753,6 +1376,78 @@ def segment_image(
         spatial=spatial,
         beta=None if potts is None else potts.beta,
     )
+
+
+def _lazy_maps(
+    pixels: _DaskPixels, est: Any, k: int, method: str, n_map_draws: int, interval: float
+) -> tuple[dict[str, Any], int | None]:
+    """The maps of a Dask image as lazy Dask arrays chunked like the image.
+
+    The same computations as the in-memory loop of :func:`segment_image`, per image block:
+    EM's ``predict_proba`` and the Bayesian membership summary go through the estimators'
+    own Dask paths on the lazy feature rows (one row chunk per block), then back to blocks.
+    """
+    import dask.array as da
+
+    X = pixels.feature_rows()
+    ltype = np.min_scalar_type(k - 1)
+    used_draws = None
+    if method == "em":
+        prob = est.predict_proba(X)
+        labels = prob.argmax(axis=1)
+        total = prob.map_blocks(_entropy, drop_axis=1, dtype=np.float64)
+        aleatoric = epistemic = width = None
+    else:
+        s = est.membership(X, interval=interval, max_draws=n_map_draws, intervals="label")
+        used_draws = int(s.n_draws)
+        prob, labels, total = s.mean, s.labels, s.entropy_total
+        aleatoric, epistemic = s.entropy_aleatoric, s.entropy_epistemic
+        width = da.blockwise(
+            _label_width,
+            "i",
+            s.upper,
+            "ij",
+            s.lower,
+            "ij",
+            labels,
+            "i",
+            dtype=np.float64,
+            concatenate=True,
+        )
+    label_probability = da.blockwise(
+        _at_label, "i", prob, "ij", labels, "i", dtype=np.float64, concatenate=True
+    )
+    f32 = np.float32
+
+    def image(flat: Any, name: str) -> Any:
+        return pixels.to_image(flat, f"segment-{name}")
+
+    fields = {
+        "labels": image(labels.astype(ltype), "labels"),
+        "probabilities": image(prob.astype(f32), "probabilities"),
+        "label_probability": image(label_probability.astype(f32), "label-probability"),
+        "uncertainty_total": image(total.astype(f32), "uncertainty-total"),
+    }
+    if method == "em":  # as in memory: aleatoric is total, epistemic zero
+        fields["uncertainty_aleatoric"] = fields["uncertainty_total"]
+        fields["uncertainty_epistemic"] = da.zeros_like(fields["uncertainty_total"])
+        fields["interval_width"] = None
+    else:
+        fields["uncertainty_aleatoric"] = image(aleatoric.astype(f32), "uncertainty-aleatoric")
+        fields["uncertainty_epistemic"] = image(epistemic.astype(f32), "uncertainty-epistemic")
+        fields["interval_width"] = image(width.astype(f32), "interval-width")
+    return fields, used_draws
+
+
+def _at_label(prob: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row's probability of its label."""
+    return prob[np.arange(labels.size), labels]
+
+
+def _label_width(upper: np.ndarray, lower: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Width of each row's interval of its label's probability."""
+    at = np.arange(labels.size)
+    return upper[at, labels] - lower[at, labels]
 
 
 def _smoothed_features(pixels: _Pixels, idx: np.ndarray) -> np.ndarray:
@@ -834,7 +1529,8 @@ def calibration(
     pixel counts (the matching that maximises the pixels labelled correctly); a pixel counts
     as correct when its segment's matched class is its true class. The confidence of a pixel
     is ``result.label_probability``, the probability of its assigned label; a calibrated map
-    is right on 90 % of the pixels it gives probability 0.9.
+    is right on 90 % of the pixels it gives probability 0.9. Lazy (Dask) maps are computed:
+    the label map and the label probabilities are brought into memory, as for a NumPy image.
 
     Parameters
     ----------
@@ -868,7 +1564,7 @@ def calibration(
         raise TypeError(f"truth has dtype {truth.dtype}; pass integer class codes.")
     check_positive("n_bins", n_bins, integer=True)
     classes, t = np.unique(truth.ravel(), return_inverse=True)
-    lab = result.labels.ravel().astype(np.intp)
+    lab = np.asarray(result.labels).ravel().astype(np.intp)  # (computes lazy maps)
     k = result.n_components
     counts = np.zeros((k, classes.size), dtype=np.int64)
     np.add.at(counts, (lab, t), 1)
@@ -876,7 +1572,7 @@ def calibration(
     matched = np.full(k, -1, dtype=np.int64)
     matched[seg] = cls
     correct = matched[lab] == t
-    conf = result.label_probability.ravel().astype(np.float64)
+    conf = np.asarray(result.label_probability).ravel().astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
     n_b = np.bincount(b, minlength=n_bins)
