@@ -426,6 +426,34 @@ def bootstrap(
        estimate  std_error
     0      0.36       0.03
     """
+    return _bootstrap(
+        em,
+        X,
+        n_boot=n_boot,
+        kind=kind,
+        sample_weight=sample_weight,
+        random_state=random_state,
+        tol=tol,
+        max_iter=max_iter,
+        progress=progress,
+        stacklevel=3,
+    )
+
+
+def _bootstrap(
+    em: EMGaussianMixture,
+    X: ArrayLike,
+    *,
+    n_boot: int = 200,
+    kind: str = "nonparametric",
+    sample_weight: ArrayLike | None = None,
+    random_state: int | np.random.Generator | np.random.RandomState | None = None,
+    tol: float | None = None,
+    max_iter: int | None = None,
+    progress: Callable[[str], Any] | None = None,
+    stacklevel: int = 2,
+) -> BootstrapResult:
+    """:func:`bootstrap`, warning at ``stacklevel`` (the caller of the public entry point)."""
     from .em import EMGaussianMixture
 
     if not isinstance(em, EMGaussianMixture):
@@ -571,9 +599,10 @@ def bootstrap(
         warnings.warn(
             f"{bad} of {n_boot} bootstrap replicates are not usable ({result._counts_text()}); "
             "BootstrapResult.table() leaves them out (include_unconverged=True keeps the "
-            "unconverged ones). Many collapsed replicates mean the data support fewer "
-            "components; many unconverged ones, pass a larger max_iter.",
+            "unconverged ones). Collapsed replicates mean that a component rests on very few "
+            "points (the data may support fewer components); unconverged ones ask for a "
+            "larger max_iter.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     return result

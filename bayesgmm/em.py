@@ -1135,10 +1135,12 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             ``.table(interval)`` gives estimates, standard errors and intervals;
             ``.replicates`` the aligned replicates; ``.counts`` the replicates per status.
         """
-        from .bootstrap import bootstrap
+        from .bootstrap import _bootstrap
 
         seed = self.random_state if random_state is None else random_state
-        return bootstrap(self, X, n_boot=n_boot, kind=kind, random_state=seed, **options)
+        return _bootstrap(
+            self, X, n_boot=n_boot, kind=kind, random_state=seed, stacklevel=3, **options
+        )
 
 
 def _predict_block(

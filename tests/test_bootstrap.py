@@ -159,8 +159,9 @@ def test_full_covariances_of_every_storage():
 
 def test_unusable_replicates_are_counted_and_left_out_of_the_table(separated_fit):
     X, em = separated_fit
-    with pytest.warns(ConvergenceWarning, match="12 of 12 bootstrap replicates"):
+    with pytest.warns(ConvergenceWarning, match="12 of 12 bootstrap replicates") as record:
         boot = em.bootstrap(X, n_boot=12, random_state=0, max_iter=1, tol=0.0)
+    assert record[0].filename == __file__  # the warning points at the caller
     assert boot.counts["not converged"] == 12 and boot.counts["ok"] == 0
     assert boot.replicates.attrs["n_not_converged"] == 12
     with pytest.raises(ValueError, match="Only 0 of 12 bootstrap replicates are usable"):
