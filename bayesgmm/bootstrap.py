@@ -135,7 +135,8 @@ def _derived(
     k, d = means.shape
     cov = _full_covariances(covariances, covariance_type, k, d)
     sds = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-    corr = cov / (sds[:, :, None] * sds[:, None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / (sds[:, :, None] * sds[:, None, :])
     return {"weights": weights, "means": means, "stds": sds, "corr": corr, "cov": cov}
 
 
@@ -469,7 +470,13 @@ def _bootstrap(
     check_choice("kind", kind, BOOTSTRAP_KINDS)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {type(progress).__name__}.")
-    Xv = em._check_X_predict(X)  # fitted, same width (and names) as the fit
+    try:
+        Xv = em._check_X_predict(X)  # same width (and names) as the fit
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} The bootstrap refits the estimator to its own data: pass the X it was "
+            "fitted to."
+        ) from exc
     n, d = Xv.shape
     base = check_sample_weight(sample_weight, n)
     if tol is None:
