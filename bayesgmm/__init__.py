@@ -13,6 +13,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from .bayes import BayesGaussianMixture
+    from .bootstrap import BootstrapResult
     from .datasets import (
         load_acidity,
         load_enzyme,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
 
 _LAZY = {
     "BayesGaussianMixture": "bayes",
+    "BootstrapResult": "bootstrap",
     "ConvergenceWarning": "exceptions",
     "DegenerateMixtureWarning": "exceptions",
     "EMGaussianMixture": "em",
@@ -54,6 +56,7 @@ _LAZY = {
 
 __all__ = [
     "BayesGaussianMixture",
+    "BootstrapResult",
     "ConvergenceWarning",
     "DegenerateMixtureWarning",
     "EMGaussianMixture",

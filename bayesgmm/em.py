@@ -13,7 +13,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -46,6 +46,9 @@ from ._validation import (
     check_X,
 )
 from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
+
+if TYPE_CHECKING:
+    from .bootstrap import BootstrapResult
 
 __all__ = [
     "EMGaussianMixture",
@@ -1114,6 +1117,37 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+    def bootstrap(
+        self,
+        X: ArrayLike,
+        *,
+        n_boot: int = 200,
+        kind: str = "nonparametric",
+        random_state: int | np.random.Generator | np.random.RandomState | None = None,
+        **options: Any,
+    ) -> BootstrapResult:
+        """Bootstrap standard errors and percentile intervals of the fitted parameters.
+
+        Refits EM, started from this fit, to ``n_boot`` resamples (``"nonparametric"``) or
+        Dirichlet reweightings (``"weighted"``) of ``X`` and aligns the replicates' labels
+        to this fit. See :func:`bayesgmm.bootstrap.bootstrap`, which takes the same
+        arguments (``options``: ``sample_weight``, ``tol``, ``max_iter``, ``progress``),
+        except that ``random_state=None`` takes the estimator's own ``random_state``, as
+        :meth:`sample` does.
+
+        Returns
+        -------
+        BootstrapResult
+            ``.table(interval)`` gives estimates, standard errors and intervals;
+            ``.replicates`` the aligned replicates; ``.counts`` the replicates per status.
+        """
+        from .bootstrap import _bootstrap
+
+        seed = self.random_state if random_state is None else random_state
+        return _bootstrap(
+            self, X, n_boot=n_boot, kind=kind, random_state=seed, stacklevel=3, **options
+        )
 
 
 def _predict_block(
