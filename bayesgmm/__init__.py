@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         make_mixture,
         make_noisy_shape,
         make_regions_image,
+        make_regions_volume,
     )
     from .diagnostics import diagnose
     from .em import EMGaussianMixture
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .model import Priors, build_model
     from .segmentation import SegmentationResult, segment_image
     from .selection import compare_models
+    from .volume import VolumeSegmentationResult, segment_volume
 
 _LAZY = {
     "BayesGaussianMixture": "bayes",
@@ -42,6 +44,7 @@ _LAZY = {
     "Priors": "model",
     "SamplingWarning": "exceptions",
     "SegmentationResult": "segmentation",
+    "VolumeSegmentationResult": "volume",
     "build_model": "model",
     "compare_models": "selection",
     "diagnose": "diagnostics",
@@ -57,7 +60,9 @@ _LAZY = {
     "make_mixture": "datasets",
     "make_noisy_shape": "datasets",
     "make_regions_image": "datasets",
+    "make_regions_volume": "datasets",
     "segment_image": "segmentation",
+    "segment_volume": "volume",
 }
 
 __all__ = [
@@ -68,6 +73,7 @@ __all__ = [
     "Priors",
     "SamplingWarning",
     "SegmentationResult",
+    "VolumeSegmentationResult",
     "__version__",
     "build_model",
     "compare_models",
@@ -84,7 +90,9 @@ __all__ = [
     "make_mixture",
     "make_noisy_shape",
     "make_regions_image",
+    "make_regions_volume",
     "segment_image",
+    "segment_volume",
 ]
 
 
