@@ -575,3 +575,90 @@ def plot_volume(result: VolumeSegmentationResult, *, width: float = 3.0) -> Any:
             if col == 2:
                 fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
+
+
+def _report_html(
+    result: VolumeSegmentationResult,
+    *,
+    calibration: Any = None,
+    title: str = "bayesgmm volume segmentation",
+    figures_dir: str | os.PathLike | None = None,
+    threshold: float = 0.9,
+) -> str:
+    """A self-contained HTML report of a volume segmentation (settings, per-segment tables,
+    the middle slices and, given a truth volume, the calibration), in the layout of
+    :mod:`bayesgmm.report`, whose blocks and renderer it uses. The figures are embedded, and
+    also saved as PNG in ``figures_dir`` when given."""
+    from pathlib import Path
+
+    from .report import (
+        _calibration_section,
+        _Figures,
+        _frame,
+        _Heading,
+        _kv,
+        _Para,
+        _render_html,
+        _Table,
+    )
+
+    z, y, x = result.labels.shape
+    n = result.labels.size
+    channels = result.volume.shape[-1]
+    how = "EM" if result.method == "em" else "the Bayesian mixture (NUTS, started from EM)"
+    if result.spatial == "potts":
+        prior = f"Potts, 6 neighbours, beta = {result.beta:.3g}, labels by mean-field EM"
+    else:
+        prior = "none: voxels are independent given the components"
+    settings = [
+        ("volume (z, y, x)", f"{z} x {y} x {x} voxels, {channels} channel(s)"),
+        ("segments (components)", result.n_components),
+        ("method", how),
+        ("features", ", ".join(result.features.names)),
+        ("spatial prior", prior),
+        (
+            "voxels fitted",
+            f"all {n}"
+            if result.fit_voxels.size == n
+            else f"{result.fit_voxels.size} of {n} (uniform random sample)",
+        ),
+    ]
+    if result.n_map_draws is not None:
+        settings.append(("posterior draws behind the maps", result.n_map_draws))
+    settings += [(f"seconds: {k}", round(v, 2)) for k, v in result.timings.items()]
+    unsure = float(np.mean(result.label_probability < threshold))
+    figures = _Figures(
+        None if figures_dir is None else Path(figures_dir), Path.cwd(), embed=True, dpi=100
+    )
+    names = {
+        "pixel_share": "voxel share",
+        "mean_label_probability": "mean P(label)",
+        "mean_total_uncertainty": "total (nats)",
+        "mean_epistemic_uncertainty": "epistemic (nats)",
+        "mean_interval_width": "interval width",
+    }
+    summary = result.summary().rename(columns=names).rename_axis("segment")
+    means = result.component_means().rename_axis("segment")
+    blocks: list[Any] = [
+        _Heading("Volume segmentation"),
+        _Table(_kv(settings, ("setting", "value"))),
+        _Para(
+            f"{unsure:.1%} of the voxels have a label probability below {threshold:g}. Total "
+            "uncertainty is the entropy of a voxel's membership probabilities (nats, at most "
+            f"log K = {np.log(max(result.n_components, 2)):.2f}); epistemic is the part due to "
+            "uncertainty about the components (zero for EM)."
+        ),
+        _Table(_frame(summary.reset_index()), "Per segment: share of voxels and means."),
+        _Table(
+            _frame(means.reset_index()),
+            "Per segment: its weight and fitted mean in the volume's units.",
+        ),
+        figures.add(
+            lambda: plot_volume(result),
+            "slices",
+            "The middle slice along each axis: the volume, its labels and total uncertainty.",
+        ),
+    ]
+    if calibration is not None:
+        blocks += _calibration_section(calibration, figures)
+    return _render_html(title, blocks)

@@ -160,3 +160,79 @@ def test_volume_bad_input():
         segment_volume(good, 2, spatial="potts", method="bayes")
     with pytest.raises(ValueError, match="too small"):
         segment_volume(np.random.default_rng(0).random((3, 1, 5)), 2)
+
+
+def _save_tiff(path, volume):
+    from PIL import Image
+
+    pages = [Image.fromarray(p) for p in volume]
+    pages[0].save(path, save_all=True, append_images=pages[1:])
+
+
+def test_cli_segments_a_multipage_tiff_and_a_npy_volume(tmp_path, capsys):
+    import json
+
+    from bayesgmm.cli import main
+
+    volume, truth = make_regions_volume((24, 24, 24), noise=0.12, random_state=0)
+    codes = np.rint(np.clip(volume, 0, 1) * 255).astype(np.uint8)
+    tif = tmp_path / "stack.tif"
+    _save_tiff(tif, codes)
+    np.save(tmp_path / "truth.npy", truth.astype(np.uint8))
+    out = tmp_path / "out"
+    argv = ["segment", str(tif), "-k", "3", "--spatial", "potts", "--out", str(out)]
+    assert main([*argv, "--truth", str(tmp_path / "truth.npy")]) == 0
+    printed = capsys.readouterr()
+    assert "ARI" in printed.out and "24 x 24 x 24 voxels" in printed.err
+    labels = np.load(out / "labels.npy")
+    unc = np.load(out / "uncertainty.npy")
+    assert labels.shape == unc.shape == (24, 24, 24) and unc.dtype == np.float32
+    cal = json.loads((out / "calibration.json").read_text())
+    assert cal["ari"] > 0.9  # measured 0.94 (the TIFF holds the volume rounded to 8 bits)
+    meta = json.loads((out / "segmentation.json").read_text())
+    assert meta["volume_shape"] == [24, 24, 24, 1] and meta["spatial"] == "potts"
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "Volume segmentation" in page and "Calibration against the truth map" in page
+    for name in ("slices.png", "reliability.png", "segments.csv", "maps.npz"):
+        assert (out / name).stat().st_size > 0
+    from bayesgmm.cli import MARKER
+
+    marker = json.loads((out / MARKER).read_text())
+    assert "labels.npy" in marker["files"]
+
+    # The same volume as .npy (float, no prior) into a new directory; the TIFF results are
+    # refused without --force, and replaced with it.
+    np.save(tmp_path / "stack.npy", volume)
+    out2 = tmp_path / "out2"
+    assert main(["segment", str(tmp_path / "stack.npy"), "-k", "3", "--out", str(out2)]) == 0
+    assert np.load(out2 / "labels.npy").shape == (24, 24, 24)
+    assert main(["--quiet", *argv]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["--quiet", *argv, "--force"]) == 0
+
+
+def test_cli_volume_bad_input(tmp_path, capsys):
+    from bayesgmm.cli import main
+
+    np.save(tmp_path / "flat.npy", np.zeros((5, 6)))
+    argv = ["segment", str(tmp_path / "flat.npy"), "-k", "2", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "(z, y, x)" in capsys.readouterr().err
+    volume, truth = make_regions_volume((8, 10, 12), random_state=0)
+    np.save(tmp_path / "v.npy", volume)
+    np.save(tmp_path / "t.npy", truth[:4])
+    base = ["segment", str(tmp_path / "v.npy"), "-k", "2", "--out", str(tmp_path / "o")]
+    assert main([*base, "--truth", str(tmp_path / "t.npy")]) == 2
+    assert "(8, 10, 12)" in capsys.readouterr().err
+    assert main([*base, "--features", "intensity,position"]) == 2
+    assert "position features are for 2-D images" in capsys.readouterr().err
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    assert main(["segment", str(tmp_path / "bad.npy"), "-k", "2", "--out", str(tmp_path / "o")])
+    assert "bad.npy" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    # A one-page TIFF is an image, not a volume.
+    from bayesgmm.cli import _is_volume
+
+    _save_tiff(tmp_path / "one.tif", np.zeros((1, 8, 8), dtype=np.uint8))
+    _save_tiff(tmp_path / "two.tif", np.zeros((2, 8, 8), dtype=np.uint8))
+    assert not _is_volume(tmp_path / "one.tif") and _is_volume(tmp_path / "two.tif")
