@@ -236,3 +236,33 @@ def test_cli_volume_bad_input(tmp_path, capsys):
     _save_tiff(tmp_path / "one.tif", np.zeros((1, 8, 8), dtype=np.uint8))
     _save_tiff(tmp_path / "two.tif", np.zeros((2, 8, 8), dtype=np.uint8))
     assert not _is_volume(tmp_path / "one.tif") and _is_volume(tmp_path / "two.tif")
+
+
+def test_bayes_volume_maps():
+    import warnings
+
+    from bayesgmm.exceptions import SamplingWarning
+
+    volume, _ = make_regions_volume((12, 16, 16), noise=0.06, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # short chains; checked elsewhere
+        r = segment_volume(
+            volume,
+            3,
+            method="bayes",
+            n_map_draws=50,
+            random_state=0,
+            draws=150,
+            tune=150,
+            chains=2,
+            progressbar=False,
+        )
+    assert r.method == "bayes" and r.n_map_draws == 50 and r.interval == 0.89
+    assert r.interval_width.shape == r.uncertainty_epistemic.shape == (12, 16, 16)
+    assert (r.uncertainty_epistemic >= -1e-6).all() and r.uncertainty_epistemic.max() > 0
+    np.testing.assert_allclose(
+        r.uncertainty_aleatoric + r.uncertainty_epistemic, r.uncertainty_total, atol=1e-5
+    )
+    np.testing.assert_allclose(r.probabilities.sum(axis=-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(r.labels, r.probabilities.argmax(axis=-1))
+    assert r.estimator.idata_["posterior"].sizes["chain"] == 2
