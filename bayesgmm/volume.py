@@ -1,12 +1,12 @@
 """Uncertainty-aware segmentation of volumes: voxel features -> mixture -> 3-D maps.
 
-:func:`segment_volume` is :func:`~bayesgmm.segment_image` for (z, y, x) stacks (a confocal or
-light-sheet stack, an MRI or CT volume), one value per voxel or several channels: a Gaussian
-mixture is fitted to the voxel values and every voxel gets a label, membership probabilities
-and uncertainty maps, each of the volume's shape. With ``spatial="potts"`` the labels get a
-Potts (hidden Markov random field) prior over the 6 face neighbours of each voxel (two along
-each axis), fitted by the mean-field EM of :mod:`bayesgmm._spatial`, as FSL FAST and ANTs
-Atropos do for brain MRI.
+:func:`~bayesgmm.segment_volume` is :func:`~bayesgmm.segment_image` for (z, y, x) stacks
+(a confocal or light-sheet stack, an MRI or CT volume), one value per voxel or several
+channels: a Gaussian mixture is fitted to the voxel values and every voxel gets a label,
+membership probabilities and uncertainty maps, each of the volume's shape. With
+``spatial="potts"`` the labels get a Potts (hidden Markov random field) prior over the 6 face
+neighbours of each voxel (two along each axis), fitted by the mean-field EM of
+:mod:`bayesgmm._spatial`, as FSL FAST and ANTs Atropos do for brain MRI.
 
 **Features.** The voxel's value, or its channels; integer volumes are read on their full
 range (uint8 / 255, uint16 / 65535), float volumes as they are. Each channel is centred and
@@ -20,9 +20,10 @@ within them.
 
 **Memory.** Like :func:`~bayesgmm.segment_image`, the mixture is fitted to a subsample of
 ``n_fit_voxels`` voxels and the maps are computed chunk by chunk, about ``4 K + 13`` bytes
-per voxel for EM. The Potts prior needs ``8 K`` more bytes per voxel while it runs (its label
-probabilities and data term, float32), and the voxel features in float64 when they fit in
-256 MB: a 256^3 volume with K = 3 needs about 1.3 GB in all.
+per voxel for EM. The Potts prior needs ``8 K`` to ``12 K`` more bytes per voxel while it
+runs (its label probabilities and data term, float32), and the voxel features in float64 when
+they fit in 256 MB. Measured on a 256^3 float64 volume with K = 3: a peak of 0.75 GB above
+the volume itself (``bench/segment_speed.py --only volume`` times it).
 """
 
 from __future__ import annotations
@@ -324,7 +325,7 @@ def segment_volume(
         ``n_init`` (restarts, the best likelihood kept) defaults to 5 here, not 1: the
         regions of a volume are often a small share of its voxels, and with one start EM
         split the background and merged the regions in 2 of 3 seeds of the 32^3
-        :func:`~bayesgmm.datasets.make_regions_volume` test volume at noise 0.2.
+        :func:`~bayesgmm.make_regions_volume` test volume at noise 0.2.
 
     Returns
     -------
@@ -527,7 +528,7 @@ def plot_volume(result: VolumeSegmentationResult, *, width: float = 3.0) -> Any:
     Parameters
     ----------
     result : VolumeSegmentationResult
-        From :func:`segment_volume`.
+        From :func:`~bayesgmm.segment_volume`.
     width : float, default=3.0
         Width of one panel in inches.
 
