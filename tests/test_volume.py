@@ -266,3 +266,23 @@ def test_bayes_volume_maps():
     np.testing.assert_allclose(r.probabilities.sum(axis=-1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(r.labels, r.probabilities.argmax(axis=-1))
     assert r.estimator.idata_["posterior"].sizes["chain"] == 2
+
+
+def test_cli_volume_report_failure_keeps_the_maps(tmp_path, capsys, monkeypatch):
+    import bayesgmm.volume
+    from bayesgmm.cli import main
+
+    volume, _ = make_regions_volume((8, 10, 12), random_state=0)
+    np.save(tmp_path / "v.npy", volume)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk quota exceeded")
+
+    monkeypatch.setattr(bayesgmm.volume, "_report_html", broken)
+    out = tmp_path / "seg"
+    code = main(["--quiet", "segment", str(tmp_path / "v.npy"), "-k", "3", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "the report failed (RuntimeError: disk quota exceeded)" in err
+    names = {p.name for p in out.iterdir()}
+    assert {"labels.npy", "uncertainty.npy", "maps.npz", "slices.png"} <= names
+    assert "report.html" not in names
