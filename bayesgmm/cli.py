@@ -1230,10 +1230,12 @@ def _read_volume(path: Path, what: str = "volume") -> np.ndarray:
         raise ValueError(f"{what} file {str(path)!r} does not exist.")
     if path.suffix.lower() == ".npy":
         try:
-            arr = np.load(path, allow_pickle=False)
+            # Memory-mapped: the maps are computed chunk by chunk from the file.
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
             raise ValueError(
-                f"{str(path)!r} is not a plain NumPy array file (np.save of a numeric array): {exc}"
+                f"{str(path)!r} is not a complete NumPy array file (np.save of a numeric "
+                f"array): {exc}"
             ) from None
         except (OSError, EOFError) as exc:
             raise ValueError(f"{str(path)!r} is damaged or truncated: {exc}.") from None
