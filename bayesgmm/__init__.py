@@ -19,9 +19,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         load_enzyme,
         load_faithful,
         load_galaxy,
+        load_horse,
+        load_ihc,
+        load_phantom,
         load_sample_photo,
         make_mixture,
+        make_noisy_shape,
         make_regions_image,
+        make_regions_volume,
     )
     from .diagnostics import diagnose
     from .em import EMGaussianMixture
@@ -30,6 +35,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .model import Priors, build_model
     from .segmentation import SegmentationResult, segment_image
     from .selection import compare_models
+    from .volume import VolumeSegmentationResult, segment_volume
 
 _LAZY = {
     "BayesGaussianMixture": "bayes",
@@ -40,6 +46,7 @@ _LAZY = {
     "Priors": "model",
     "SamplingWarning": "exceptions",
     "SegmentationResult": "segmentation",
+    "VolumeSegmentationResult": "volume",
     "build_model": "model",
     "compare_models": "selection",
     "diagnose": "diagnostics",
@@ -47,11 +54,17 @@ _LAZY = {
     "load_enzyme": "datasets",
     "load_faithful": "datasets",
     "load_galaxy": "datasets",
+    "load_horse": "datasets",
+    "load_ihc": "datasets",
+    "load_phantom": "datasets",
     "load_sample_photo": "datasets",
     "log_marginal_likelihood": "evidence",
     "make_mixture": "datasets",
+    "make_noisy_shape": "datasets",
     "make_regions_image": "datasets",
+    "make_regions_volume": "datasets",
     "segment_image": "segmentation",
+    "segment_volume": "volume",
 }
 
 __all__ = [
@@ -63,6 +76,7 @@ __all__ = [
     "Priors",
     "SamplingWarning",
     "SegmentationResult",
+    "VolumeSegmentationResult",
     "__version__",
     "build_model",
     "compare_models",
@@ -71,11 +85,17 @@ __all__ = [
     "load_enzyme",
     "load_faithful",
     "load_galaxy",
+    "load_horse",
+    "load_ihc",
+    "load_phantom",
     "load_sample_photo",
     "log_marginal_likelihood",
     "make_mixture",
+    "make_noisy_shape",
     "make_regions_image",
+    "make_regions_volume",
     "segment_image",
+    "segment_volume",
 ]
 
 

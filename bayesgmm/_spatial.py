@@ -4,7 +4,8 @@ The labels ``z`` of an image's pixels get the prior
 
     p(z) ∝ exp( beta * sum_{i ~ j} [z_i = z_j] ),
 
-``i ~ j`` running over 4-neighbour pixel pairs: neighbouring pixels tend to share a label, the
+``i ~ j`` running over 4-neighbour pixel pairs (for a volume's voxels, the 6 face neighbours,
+two along each axis): neighbouring pixels tend to share a label, the
 more so the larger ``beta`` (``beta = 0`` is the mixture with equal weights). The posterior of
 the labels given the pixel features is approximated by the mean-field factorisation
 ``q(z) = prod_i q_i(z_i)`` (Zhang, Brady & Smith 2001; Celeux, Forbes & Peyrard 2003):
@@ -16,7 +17,8 @@ measured on the three-region test image, the majority label won every pixel with
 neighbours of each label (the corners of a region) at each sweep, and the smaller regions
 eroded away over the iterations. The reported weights are the shares ``mean_i q_i(k)``.
 
-Updates are red-black (checkerboard): the pixels of one colour depend only on the other's, so a
+Updates are red-black (checkerboard; in a volume the colour of voxel ``(z, y, x)`` is the parity
+of ``z + y + x``): the pixels of one colour depend only on the other's, so a
 sweep updates every pixel once from its neighbours' latest values without the oscillation of
 simultaneous updates. One EM iteration is one sweep, then the M-step: the component means and
 covariances from the pixel subsample the mixture was fitted to, each pixel weighted by its
@@ -62,77 +64,106 @@ BETA_PIXELS = 20_000
 
 @njit(cache=True, nogil=True)
 def _half_sweep(q, lo, hi, r, beta, colour, part):  # pragma: no cover
-    """Mean-field update, in place, of the pixels ``(i, j)`` of rows ``lo:hi`` with
-    ``(i + j) % 2 == colour``; returns the sum of the absolute changes of their q_i(k).
+    """Mean-field update, in place, of the voxels ``(z, y, x)`` of rows ``lo:hi`` (row
+    ``t = z * Y + y``) with ``(z + y + x) % 2 == colour``; returns the sum of the absolute
+    changes of their q_i(k).
 
-    ``q`` (H, W, K) current label probabilities, ``r`` (H, W, K) the data term
-    ``N(x_i | theta_k) / sum_l N(x_i | theta_l)``. A pixel of one colour reads only pixels of
-    the other, so row bands of one colour can run on separate threads.
+    ``q`` (Z, Y, X, K) current label probabilities, ``r`` (Z, Y, X, K) the data term
+    ``N(x_i | theta_k) / sum_l N(x_i | theta_l)``; an image is the volume with ``Z = 1``.
+    A voxel of one colour reads only voxels of the other, so row bands of one colour can run
+    on separate threads. The neighbours are summed in the order z, y, x (before, after): with
+    ``Z = 1`` the sums, and so the results, are those of the 4-neighbour image sweep.
     """
-    h, w, k = q.shape
+    nz, h, w, k = q.shape
     s = np.empty(k)
     u = np.empty(k)
     change = 0.0
-    for i in range(lo, hi):
-        for j in range((i + colour) % 2, w, 2):
+    for t in range(lo, hi):
+        z = t // h
+        i = t - z * h
+        for j in range((z + i + colour) % 2, w, 2):
             for c in range(k):
                 acc = 0.0
+                if z > 0:
+                    acc += q[z - 1, i, j, c]
+                if z < nz - 1:
+                    acc += q[z + 1, i, j, c]
                 if i > 0:
-                    acc += q[i - 1, j, c]
+                    acc += q[z, i - 1, j, c]
                 if i < h - 1:
-                    acc += q[i + 1, j, c]
+                    acc += q[z, i + 1, j, c]
                 if j > 0:
-                    acc += q[i, j - 1, c]
+                    acc += q[z, i, j - 1, c]
                 if j < w - 1:
-                    acc += q[i, j + 1, c]
+                    acc += q[z, i, j + 1, c]
                 s[c] = acc
             top = s[0]
             for c in range(1, k):
                 top = max(top, s[c])
             tot = 0.0
             for c in range(k):
-                u[c] = r[i, j, c] * np.exp(beta * (s[c] - top))
+                u[c] = r[z, i, j, c] * np.exp(beta * (s[c] - top))
                 tot += u[c]
             if tot > 0.0:
                 for c in range(k):
                     v = u[c] / tot
-                    change += abs(v - q[i, j, c])
-                    q[i, j, c] = v
+                    change += abs(v - q[z, i, j, c])
+                    q[z, i, j, c] = v
     return change
 
 
+def _as_volume(a: np.ndarray) -> np.ndarray:
+    """An image's (H, W, K) map as a (1, H, W, K) volume (a view); volumes as they are."""
+    return a[None] if a.ndim == 3 else a
+
+
 def _sweep(q: np.ndarray, r: np.ndarray, beta: float) -> float:
-    """One red-black mean-field sweep in place (row bands on threads); returns the mean
-    absolute change of the q_i(k)."""
-    h, w, k = q.shape
-    parts = parallel_parts(h * w * k, h, min_per_part=8)
+    """One red-black mean-field sweep in place (bands of rows on threads); returns the mean
+    absolute change of the q_i(k).
+
+    ``q`` and ``r`` of shape (H, W, K) for an image (4 neighbours) or (Z, Y, X, K) for a
+    volume (6 neighbours).
+    """
+    q4, r4 = _as_volume(q), _as_volume(r)
+    nz, h, w, k = q4.shape
+    rows = nz * h
+    parts = parallel_parts(rows * w * k, rows, min_per_part=8)
     total = 0.0
     for colour in range(2):
-        total += sum(run_on_threads(_half_sweep, h, parts, q, r, float(beta), colour))
-    return total / (h * w * k)
+        total += sum(run_on_threads(_half_sweep, rows, parts, q4, r4, float(beta), colour))
+    return total / (rows * w * k)
 
 
 def neighbour_sums(q: np.ndarray) -> np.ndarray:
-    """``s_ik = sum_{j ~ i} q_j(k)`` over the 4 neighbours (none beyond the border)."""
+    """``s_ik = sum_{j ~ i} q_j(k)`` over the 4 neighbours of an image's pixels ((H, W, K)
+    maps) or the 6 of a volume's voxels ((Z, Y, X, K)); none beyond the border."""
     s = np.zeros_like(q)
-    s[1:] += q[:-1]
-    s[:-1] += q[1:]
-    s[:, 1:] += q[:, :-1]
-    s[:, :-1] += q[:, 1:]
+    for axis in range(q.ndim - 1):
+        lo = [slice(None)] * q.ndim
+        hi = [slice(None)] * q.ndim
+        lo[axis], hi[axis] = slice(1, None), slice(None, -1)
+        s[tuple(lo)] += q[tuple(hi)]
+        s[tuple(hi)] += q[tuple(lo)]
     return s
 
 
-def _neighbour_index(idx: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices (n, 4) of the 4 neighbours of the flat pixels ``idx``, and which exist
+def _neighbour_index(idx: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices (n, 2 d) of the neighbours of the flat pixels (or voxels) ``idx`` of a
+    grid of ``shape`` (d axes; per axis the one before, then the one after), and which exist
     (a missing neighbour beyond the border points at the pixel itself, weight 0)."""
-    rows, cols = np.divmod(idx, w)
-    nbr = np.empty((idx.size, 4), dtype=np.intp)
-    valid = np.empty((idx.size, 4), dtype=np.float32)
-    for n, (dr, dc) in enumerate(((-1, 0), (1, 0), (0, -1), (0, 1))):
-        rr, cc = rows + dr, cols + dc
-        ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-        nbr[:, n] = np.where(ok, rr * w + cc, idx)
-        valid[:, n] = ok
+    coords = np.unravel_index(idx, shape)
+    nbr = np.empty((idx.size, 2 * len(shape)), dtype=np.intp)
+    valid = np.empty((idx.size, 2 * len(shape)), dtype=np.float32)
+    n = 0
+    for axis, size in enumerate(shape):
+        for step in (-1, 1):
+            moved = coords[axis] + step
+            ok = (moved >= 0) & (moved < size)
+            at = list(coords)
+            at[axis] = np.where(ok, moved, coords[axis])
+            nbr[:, n] = np.ravel_multi_index(tuple(at), shape)
+            valid[:, n] = ok
+            n += 1
     return nbr, valid
 
 
@@ -179,7 +210,7 @@ def estimate_beta(
 class PottsFit:
     """Result of :func:`potts_em`: label probabilities and the fitted parameters."""
 
-    q: np.ndarray  # (H, W, K) float32
+    q: np.ndarray  # (H, W, K) or (Z, Y, X, K) float32
     beta: float
     weights: np.ndarray
     means: np.ndarray
@@ -216,7 +247,7 @@ def _weighted_m_step(
 
 def potts_em(
     features,
-    shape: tuple[int, int],
+    shape: tuple[int, ...],
     X_fit: np.ndarray,
     fit_idx: np.ndarray,
     start,
@@ -231,7 +262,9 @@ def potts_em(
     ----------
     features : callable
         ``features()`` yields ``(rows, X)`` pairs: flat pixel slices and their scaled features.
-    shape : (H, W)
+    shape : (H, W) or (Z, Y, X)
+        The grid: an image's pixels (4 neighbours) or a volume's voxels (6 neighbours),
+        flat indices row-major.
     X_fit : ndarray of shape (n_fit, D)
         Features of the fitting subsample ``fit_idx`` (flat indices).
     start : EMGaussianMixture
@@ -244,7 +277,8 @@ def potts_em(
         ``q_i(k)`` in a sweep and the largest change of a component mean (in scaled feature
         units) are below ``tol``, and beta moved by less than :data:`BETA_TOL`.
     """
-    h, w = shape
+    shape = tuple(int(v) for v in shape)
+    n_pixels = int(np.prod(shape))
     cov_type = start.covariance_type
     weights = start.weights_.copy()
     means, covs = start.means_.copy(), start.covariances_.copy()
@@ -256,17 +290,17 @@ def potts_em(
     uniform = np.full(k, 1.0 / k)
 
     def data_term() -> np.ndarray:
-        r = np.empty((h * w, k), dtype=np.float32)
+        r = np.empty((n_pixels, k), dtype=np.float32)
         for sl, X in features():
             r[sl] = mixture_responsibilities(X, uniform, means, prec_chol, cov_type)[0]
-        return r.reshape(h, w, k)
+        return r.reshape(*shape, k)
 
     r = data_term()
     q = r.copy()
     # beta is estimated on up to BETA_PIXELS of the fitted pixels (evenly spaced in the
     # random subsample), their neighbours gathered by precomputed flat indices.
     sub = np.linspace(0, fit_idx.size - 1, min(fit_idx.size, BETA_PIXELS)).astype(np.intp)
-    nbr, valid = _neighbour_index(fit_idx[sub], h, w)
+    nbr, valid = _neighbour_index(fit_idx[sub], shape)
     b = BETA_STEP if beta is None else float(beta)
     betas: list[float] = []
     converged = False

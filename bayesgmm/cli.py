@@ -1065,6 +1065,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .exceptions import SamplingWarning
     from .segmentation import _open_zarr, segment_image
 
+    if _is_volume(Path(args.image)):  # a .npy array or a multipage TIFF (issue 20)
+        return _cmd_segment_volume(args)
     out = Path(args.out)
     _check_out(out, args.force)
     lazy = _is_zarr_path(Path(args.image))
@@ -1232,6 +1234,218 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ volumes (segment)
+
+
+def _is_volume(path: Path) -> bool:
+    """Whether ``bayesgmm segment`` reads ``path`` as a volume: a ``.npy`` array or a TIFF
+    with more than one page (a one-page TIFF is an image)."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return True
+    if suffix not in (".tif", ".tiff"):
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "n_frames", 1) > 1
+    except Exception:  # unreadable: the image path says why
+        return False
+
+
+def _read_volume(path: Path, what: str = "volume") -> np.ndarray:
+    """A ``.npy`` volume (z, y, x) or (z, y, x, channel), or a multipage TIFF, one page per
+    slice (grey or RGB pages)."""
+    if not path.is_file():
+        raise ValueError(f"{what} file {str(path)!r} does not exist.")
+    if path.suffix.lower() == ".npy":
+        try:
+            # Memory-mapped: the maps are computed chunk by chunk from the file.
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(
+                f"{str(path)!r} is not a complete NumPy array file (np.save of a numeric "
+                f"array): {exc}"
+            ) from None
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{str(path)!r} is damaged or truncated: {exc}.") from None
+        if arr.ndim not in (3, 4):
+            raise ValueError(
+                f"{what} {str(path)!r} has shape {arr.shape}; a .npy volume is (z, y, x) or "
+                "(z, y, x, channel). For a 2-D image save it as PNG or TIFF, or add a first "
+                "axis of length 1."
+            )
+        return arr
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    pages = []
+    try:
+        with Image.open(path) as im:
+            for n, page in enumerate(ImageSequence.Iterator(im)):
+                if page.mode in ("L", "I;16", "I;16B", "I;16L"):
+                    a = np.asarray(page)
+                elif page.mode in ("I", "F"):
+                    a = np.asarray(page, dtype=np.float64)
+                else:
+                    a = np.asarray(page.convert("RGB"))
+                if pages and (a.shape != pages[0].shape or a.dtype != pages[0].dtype):
+                    raise ValueError(
+                        f"{what} {str(path)!r}: page {n + 1} has shape {a.shape} and dtype "
+                        f"{a.dtype}, page 1 {pages[0].shape} and {pages[0].dtype}; the pages "
+                        "of a volume must match."
+                    )
+                pages.append(a)
+    except UnidentifiedImageError:
+        raise ValueError(f"{str(path)!r} is not a TIFF file Pillow can read.") from None
+    except OSError as exc:
+        raise ValueError(f"{str(path)!r} is damaged or truncated: {exc}.") from None
+    return np.stack(pages)
+
+
+def _cmd_segment_volume(args: argparse.Namespace) -> int:
+    """``bayesgmm segment`` of a volume: label and uncertainty volumes (.npy), the middle
+    slices, the per-segment summary and the report."""
+    from .exceptions import SamplingWarning
+    from .segmentation import LUMA
+    from .volume import _report_html, plot_volume, segment_volume
+
+    out = Path(args.out)
+    _check_out(out, args.force)
+    volume = _read_volume(Path(args.image))
+    features = tuple(f.strip() for f in args.features.split(","))
+    if "position" in features or len(features) != 1 or features[0] not in ("color", "intensity"):
+        raise ValueError(
+            f"--features {args.features}: a volume is segmented on its values, 'color' (every "
+            "channel, the default) or 'intensity'; position features are for 2-D images."
+        )
+    channels = volume.ndim == 4
+    if channels and features == ("intensity",):
+        if volume.shape[-1] != 3:
+            raise ValueError(
+                f"--features intensity: the volume has {volume.shape[-1]} channels, not RGB; "
+                "use --features color to segment on all channels."
+            )
+        top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(volume.dtype, 1.0)
+        volume = volume.astype(np.float64) @ (LUMA / top)
+        channels = False
+    truth = None
+    if args.truth is not None:
+        truth = _read_volume(Path(args.truth), "--truth")
+        if np.issubdtype(truth.dtype, np.floating) and np.array_equal(truth, np.round(truth)):
+            truth = truth.astype(np.int64)
+        if truth.shape != volume.shape[:3] or not np.issubdtype(truth.dtype, np.integer):
+            raise ValueError(
+                f"--truth {args.truth!r}: expected integer class codes of the volume's shape "
+                f"{volume.shape[:3]} (z, y, x), got shape {truth.shape} and dtype {truth.dtype}."
+            )
+    spatial = None if args.spatial == "none" else args.spatial
+    options: dict = {"n_init": args.n_init}
+    if args.method == "bayes":
+        options.update(
+            draws=args.draws, tune=args.tune, chains=args.chains, progressbar=not args.quiet
+        )
+    shape = " x ".join(map(str, volume.shape[:3]))
+    if not args.quiet:
+        print(
+            f"segmenting {Path(args.image).name} ({shape} voxels (z, y, x)"
+            f"{f', {volume.shape[3]} channels' if channels else ''}) into {args.k} segments "
+            f"by {args.method.upper()}",
+            file=sys.stderr,
+        )
+    with warnings.catch_warnings(record=True) as caught, _verdicts_on_stdout():
+        warnings.simplefilter("always", SamplingWarning)
+        result = segment_volume(
+            volume,
+            args.k,
+            channel_axis=-1 if channels else None,
+            method=args.method,
+            n_fit_voxels=args.n_fit_pixels,
+            n_map_draws=args.map_draws,
+            spatial=spatial,
+            beta=args.beta,
+            random_state=args.seed,
+            **options,
+        )
+    for w in caught:
+        if args.quiet or not issubclass(w.category, SamplingWarning):
+            print(f"{w.category.__name__}: {w.message}", file=sys.stderr)
+    if args.method == "bayes" and not args.quiet:
+        print(f"NUTS: {result.estimator.diagnostics_.verdict}")
+    with _staged_dir(out, args.force) as tmp:
+        _write_json(
+            tmp / "segmentation.json",
+            {
+                **_provenance(args, "segment"),
+                "volume_shape": list(result.volume.shape),
+                "features": result.features.names,
+                "feature_offset": result.features.offset,
+                "feature_scale": result.features.scale,
+                "n_fit_voxels": int(result.fit_voxels.size),
+                "n_map_draws": result.n_map_draws,
+                "spatial": result.spatial,
+                "beta": result.beta,
+                "timings_seconds": result.timings,
+                "diagnostics": (
+                    result.estimator.diagnostics_.verdict if args.method == "bayes" else None
+                ),
+            },
+        )
+        np.save(tmp / "labels.npy", result.labels)
+        np.save(tmp / "uncertainty.npy", result.uncertainty_total)
+        result.to_npz(tmp / "maps.npz")
+        summary = result.summary().join(result.component_means())
+        summary.to_csv(tmp / "segments.csv")
+        cal = None
+        if truth is not None:
+            from .segmentation import calibration
+
+            cal = calibration(result, truth)
+            _write_json(
+                tmp / "calibration.json",
+                {
+                    "truth": str(args.truth),
+                    "accuracy": cal.accuracy,
+                    "ari": cal.ari,
+                    "ece": cal.ece,
+                    "label_map": cal.label_map,
+                },
+            )
+            cal.curve.to_csv(tmp / "reliability.csv")
+        # The maps above are kept whatever happens to the figures and the report.
+        report_error = _try_report(
+            tmp,
+            ("slices.png",),
+            lambda: plot_volume(result).savefig(tmp / "slices.png", dpi=100),
+        )
+
+        def report() -> None:
+            page = _report_html(
+                result,
+                calibration=cal,
+                title=f"bayesgmm segment: {Path(args.image).name}",
+                figures_dir=tmp if cal is not None else None,
+            )
+            (tmp / "report.html").write_text(page, encoding="utf-8")
+
+        names = ("report.html", "reliability.png") if cal is not None else ("report.html",)
+        report_error = report_error or _try_report(tmp, names, report)
+    if not args.quiet:
+        _print_table(summary)
+        print(
+            f"fit {result.timings['fit']:.1f} s on {result.fit_voxels.size} voxels, maps "
+            f"{result.timings['maps']:.1f} s; results written to {out}"
+        )
+    if not args.quiet and cal is not None:
+        print(
+            f"against {Path(args.truth).name}: accuracy {cal.accuracy:.3f}, ARI {cal.ari:.3f}, "
+            f"ECE {cal.ece:.3f} (labels matched to the truth)"
+        )
+    if report_error is not None:
+        return _partial(out, "the report", report_error)
+    return 0
+
+
 def _add_text_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sep",
@@ -1353,9 +1567,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument(
         "image",
-        help="image file: PNG, JPEG or anything Pillow reads; or a .zarr array (H, W) or "
+        help="image file: PNG, JPEG or anything Pillow reads; a .zarr array (H, W) or "
         "(H, W, 3), segmented block by block without loading it (maps go to maps.zarr; "
-        "PNGs, figure and report show a preview of at most 1024 pixels a side)",
+        "PNGs, figure and report show a preview of at most 1024 pixels a side); or a volume: "
+        "a .npy array (z, y, x) or (z, y, x, channel), or a multipage TIFF",
     )
     seg.add_argument("-k", type=int, required=True, help="number of segments")
     seg.add_argument("--out", required=True, help="results directory")

@@ -25,9 +25,14 @@ __all__ = [
     "load_enzyme",
     "load_faithful",
     "load_galaxy",
+    "load_horse",
+    "load_ihc",
+    "load_phantom",
     "load_sample_photo",
     "make_mixture",
+    "make_noisy_shape",
     "make_regions_image",
+    "make_regions_volume",
     "read_data",
 ]
 
@@ -228,6 +233,78 @@ def make_regions_image(
     return clean + noise * rng.standard_normal((h, w, 3)), labels
 
 
+def make_regions_volume(
+    shape: tuple[int, int, int] = (32, 32, 32),
+    *,
+    levels: Sequence[float] = (0.2, 0.5, 0.8),
+    noise: float = 0.06,
+    blur: float = 0.8,
+    random_state: int | np.random.RandomState | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic (z, y, x) volume of three regions with known labels: the 3-D
+    :func:`make_regions_image`.
+
+    A background (label 0), a ball (label 1) and a box (label 2) get the intensities
+    ``levels``; the volume is blurred with a Gaussian of ``blur`` voxels and Gaussian noise of
+    standard deviation ``noise`` is added. The ball (radius 0.3 of the smallest side) and the
+    box (0.35 to 0.45 of each side) hold about 11 % and 6 % of the voxels; the box overlaps
+    the ball's edge.
+
+    Parameters
+    ----------
+    shape : (z, y, x), default (32, 32, 32)
+    levels : three floats, default (0.2, 0.5, 0.8)
+    noise : float, default 0.06
+    blur : float, default 0.8
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    volume : ndarray of float64, shape (z, y, x)
+    labels : ndarray of int64, shape (z, y, x)
+
+    Examples
+    --------
+    >>> volume, labels = make_regions_volume((16, 20, 24), random_state=0)
+    >>> volume.shape, np.bincount(labels.ravel()).size
+    ((16, 20, 24), 3)
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from ._validation import check_positive, check_random_state
+
+    if len(shape) != 3:
+        raise ValueError(f"shape={shape!r} is invalid; give (z, y, x).")
+    nz, h, w = (int(v) for v in shape)
+    if min(nz, h, w) < 8:
+        raise ValueError(f"shape={shape!r} is too small; use at least 8 voxels on each axis.")
+    levels = np.asarray(levels, dtype=np.float64)
+    if levels.shape != (3,):
+        raise ValueError(f"levels must hold three intensities, got {levels.shape[0]}.")
+    check_positive("noise", noise, allow_zero=True)
+    check_positive("blur", blur, allow_zero=True)
+    rng = check_random_state(random_state)
+    zz, rr, cc = np.indices((nz, h, w), dtype=np.float64)
+    ball = (zz - 0.6 * nz) ** 2 + (rr - 0.6 * h) ** 2 + (cc - 0.33 * w) ** 2 <= (
+        0.3 * min(nz, h, w)
+    ) ** 2
+    box = (
+        (zz >= 0.1 * nz)
+        & (zz < 0.55 * nz)
+        & (rr >= 0.15 * h)
+        & (rr < 0.5 * h)
+        & (cc >= 0.5 * w)
+        & (cc < 0.9 * w)
+    )
+    labels = np.zeros((nz, h, w), dtype=np.int64)
+    labels[ball] = 1
+    labels[box] = 2
+    clean = levels[labels]
+    if blur > 0:
+        clean = gaussian_filter(clean, blur)
+    return clean + noise * rng.standard_normal((nz, h, w)), labels
+
+
 def load_sample_photo(name: str = "flower") -> np.ndarray:
     """A real photograph for segmentation examples, as uint8 RGB of shape (427, 640, 3).
 
@@ -242,6 +319,168 @@ def load_sample_photo(name: str = "flower") -> np.ndarray:
     if name not in names:
         raise ValueError(f"name={name!r} is not a sample photo; choose one of {names}.")
     return np.asarray(load_sample_image(f"{name}.jpg"), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- test shapes
+
+#: Grey levels (8-bit codes) of the shipped Shepp-Logan phantom, and the class each belongs to
+#: in :func:`make_noisy_shape`: 25 (0.1) is merged into 0 and 102 (0.4) into 76 (0.3).
+_PHANTOM_CLASSES = {0: 0, 25: 0, 51: 1, 76: 2, 102: 2, 255: 3}
+_SHAPES = ("horse", "phantom")
+
+
+def _load_png(name: str) -> np.ndarray:
+    from PIL import Image
+
+    with resources.files("bayesgmm").joinpath("data", f"{name}.png").open("rb") as fh:
+        with Image.open(fh) as im:
+            return np.asarray(im.convert("RGB"))
+
+
+def load_horse() -> np.ndarray:
+    """A horse silhouette: bool array of shape (328, 400), True on the horse.
+
+    ``horse.png`` as shipped in scikit-image 0.26's wheel (``skimage/data``; drawn by Andreas
+    Preuss (marauder) for openclipart, released under CC0). The picture is black on white,
+    anti-aliased on its edges; a pixel is on the horse when its grey value is below 128 (of
+    255). 33 % of the pixels are on the horse.
+
+    Examples
+    --------
+    >>> horse = load_horse()
+    >>> horse.shape, horse.dtype
+    ((328, 400), dtype('bool'))
+    """
+    return _load_png("horse")[..., 0] < 128
+
+
+def load_phantom() -> np.ndarray:
+    """The Shepp-Logan head phantom: float array of shape (400, 400), grey levels in [0, 1].
+
+    ``phantom.png`` as shipped in scikit-image 0.26's wheel (``skimage/data``, BSD-3-Clause;
+    the phantom is Shepp & Logan's 1974 definition in its modified, higher-contrast form). Its
+    six grey levels are the 8-bit codes 0, 25, 51, 76, 102 and 255 divided by 255: background
+    and ventricles 0 (58 % of the pixels), 0.1 (0.14 %), brain 0.2 (33 %), 0.3 (4.3 %), 0.4
+    (0.08 %) and the skull 1.0 (4.4 %).
+
+    References
+    ----------
+    Shepp, L. A. & Logan, B. F. (1974) The Fourier reconstruction of a head section. IEEE
+    Transactions on Nuclear Science 21(3), 21-43.
+
+    Examples
+    --------
+    >>> phantom = load_phantom()
+    >>> phantom.shape, np.unique(phantom).size
+    ((400, 400), 6)
+    """
+    return _load_png("phantom")[..., 0] / 255.0
+
+
+def load_ihc() -> np.ndarray:
+    """A real microscopy photograph, with no truth: uint8 RGB of shape (512, 512, 3).
+
+    Immunohistochemical (IHC) staining of colonic glands: the FHL2 protein revealed with DAB
+    (brown), hematoxylin counterstain (blue). ``ihc.png`` as shipped in scikit-image 0.26's
+    wheel (``skimage/data``), acquired at the Center for Microscopy And Molecular Imaging
+    (CMMI); no known copyright restrictions, as scikit-image records.
+
+    Examples
+    --------
+    >>> load_ihc().shape
+    (512, 512, 3)
+    """
+    return _load_png("ihc")
+
+
+def make_noisy_shape(
+    name: str,
+    *,
+    noise: float,
+    size: int = 128,
+    blur: float = 0.8,
+    random_state: int | np.random.RandomState | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A shipped shape, downsampled, blurred and with Gaussian noise, and its true classes.
+
+    The truth is the shape's classes sampled at the centres of the pixels of the smaller
+    picture (nearest neighbour, no averaging); the image is each pixel's grey level, blurred
+    by a Gaussian of ``blur`` pixels (edges spread as a camera's do), plus Gaussian noise of
+    standard deviation ``noise``, as in :func:`make_regions_image`.
+
+    - ``"horse"`` (:func:`load_horse`): 2 classes, background (0, grey level 1.0) and the horse
+      (1, grey level 0.0); the contrast is 1.
+    - ``"phantom"`` (:func:`load_phantom`): 4 classes by grey level: 0 background and
+      ventricles (0.0), 1 brain (0.2), 2 the inner ellipses (0.3) and 3 the skull (1.0); the
+      smallest contrast is 0.1. The phantom's two other levels are merged into a neighbour:
+      0.1 (a sliver of 225 of its 160 000 pixels, about 20 pixels at 128 x 128) into 0.0, and
+      0.4 (a disc of 122 pixels, about 12 at 128 x 128) into 0.3. Each is one contrast step
+      (0.1) from that neighbour and too small to separate under noise: a component cannot be
+      estimated from a dozen pixels, and the spatial prior smooths regions a few pixels
+      across into their surroundings. Their pixels keep their own grey levels in the image.
+
+    Parameters
+    ----------
+    name : {"horse", "phantom"}
+    noise : float
+        Standard deviation of the noise, in the grey levels' units (a contrast of 1 for the
+        horse, 0.1 between the phantom's closest classes).
+    size : int, default 128
+        Length of the longer side in pixels (the horse keeps its aspect ratio: 105 x 128 at
+        the default); at most the shape's own size.
+    blur : float, default 0.8
+        Standard deviation of the blur in pixels (0 for sharp edges).
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    image : ndarray of float64, shape (height, width)
+    truth : ndarray of int64, shape (height, width)
+        The true class of every pixel.
+
+    Examples
+    --------
+    >>> image, truth = make_noisy_shape("phantom", noise=0.05, random_state=0)
+    >>> image.shape, np.unique(truth).tolist()
+    ((128, 128), [0, 1, 2, 3])
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from ._validation import check_positive, check_random_state
+
+    if name not in _SHAPES:
+        raise ValueError(f"name={name!r} is not a shape; choose one of {_SHAPES}.")
+    check_positive("noise", noise, allow_zero=True)
+    check_positive("blur", blur, allow_zero=True)
+    check_positive("size", size, integer=True)
+    if name == "horse":
+        horse = load_horse()
+        truth_full = horse.astype(np.int64)
+        level_full = np.where(horse, 0.0, 1.0)
+    else:
+        codes = _load_png("phantom")[..., 0]
+        lut = np.zeros(256, dtype=np.int64)
+        for code, cls in _PHANTOM_CLASSES.items():
+            lut[code] = cls
+        truth_full = lut[codes]
+        level_full = codes / 255.0
+    h_full, w_full = truth_full.shape
+    longer = max(h_full, w_full)
+    if not 8 <= size <= longer:
+        raise ValueError(
+            f"size={size} is invalid for the {name} ({w_full} x {h_full} pixels); use 8 to "
+            f"{longer}."
+        )
+    h, w = (max(1, round(n * size / longer)) for n in (h_full, w_full))
+    # Nearest neighbour at the centres of the new pixels.
+    rows = ((np.arange(h) + 0.5) * h_full / h).astype(np.intp)
+    cols = ((np.arange(w) + 0.5) * w_full / w).astype(np.intp)
+    truth = truth_full[np.ix_(rows, cols)]
+    clean = level_full[np.ix_(rows, cols)]
+    if blur > 0:
+        clean = gaussian_filter(clean, blur)
+    rng = check_random_state(random_state)
+    return clean + noise * rng.standard_normal((h, w)), truth
 
 
 # --------------------------------------------------------------------------- reading data files

@@ -20,8 +20,12 @@ RSS is its own; "cold" runs with empty compile caches, "warm" is a second run re
   process, its peak RSS and the size of what it writes. Target: peak RSS under 4 GB (issue
   14: 12.6 GB before the maps were computed in chunks into compact dtypes). Run warm (a small
   segmentation fills the compile cache first); not part of the default rows.
+- ``volume``: EM with the 6-neighbour Potts prior on a 256^3 volume (16.8 million voxels,
+  ``make_regions_volume`` at noise 0.2, K = 3, beta estimated) by ``segment_volume``, warm
+  (a 16^3 segmentation in the same process compiles first): wall time, CPU time (on an
+  otherwise idle machine wall is about CPU / cores), peak RSS, ARI. Target: under 60 s warm.
 
-    python bench/segment_speed.py            # em, potts, sklearn, bayes
+    python bench/segment_speed.py            # em, potts, sklearn, bayes, volume
     python bench/segment_speed.py --only em --only sklearn
     python bench/segment_speed.py --only cli8000
 """
@@ -41,6 +45,7 @@ from _env import worker_env
 
 SIZE = 1024
 BIG = 8000
+VOLUME = 256
 K = 4
 
 
@@ -177,13 +182,40 @@ def run_bayes(image) -> dict:
     }
 
 
+def run_volume() -> dict:
+    from bayesgmm.datasets import make_regions_volume
+    from bayesgmm.segmentation import calibration
+    from bayesgmm.volume import segment_volume
+
+    small, _ = make_regions_volume((16, 16, 16), noise=0.2, random_state=0)
+    segment_volume(small, 3, spatial="potts", random_state=0)  # compiles: the row is warm
+    volume, truth = make_regions_volume((VOLUME,) * 3, noise=0.2, random_state=0)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
+    t0 = time.perf_counter()
+    r = segment_volume(volume, 3, spatial="potts", random_state=0)
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "seconds": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime - cpu0,
+        "fit_s": r.timings["fit"],
+        "maps_s": r.timings["maps"],
+        "beta": r.beta,
+        "n_iter": r.estimator.n_iter_,
+        "ari": calibration(r, truth).ari,
+    }
+
+
 RUNNERS = {"em": run_em, "potts": run_potts, "sklearn": run_sklearn, "bayes": run_bayes}
-KINDS = [*RUNNERS, "cli8000"]
+KINDS = [*RUNNERS, "cli8000", "volume"]
 
 
 def worker(kind: str, cache: str) -> None:
     if kind == "cli8000":
         result = run_cli_big(cache)
+    elif kind == "volume":
+        result = run_volume()
     else:
         result = RUNNERS[kind](photo())
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -210,7 +242,22 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.cache)
         return
-    kinds = args.only or ["em", "potts", "sklearn", "bayes"]
+    kinds = args.only or ["em", "potts", "sklearn", "bayes", "volume"]
+    if "volume" in kinds:
+        kinds.remove("volume")
+        with tempfile.TemporaryDirectory(prefix="bayesgmm_segment_") as cache:
+            r = run_process("volume", cache)
+        print(
+            f"segment_volume, {VOLUME}^3 volume ({VOLUME**3 / 1e6:.1f} million voxels), EM + "
+            f"6-neighbour Potts prior, K = 3, noise 0.2, warm; {os.cpu_count()} CPUs\n"
+            f"  wall time {r['seconds']:.1f} s (fit {r['fit_s']:.1f} s, maps {r['maps_s']:.1f} "
+            f"s), CPU time {r['cpu_s']:.1f} s; target < 60 s warm\n"
+            f"  {r['n_iter']} iterations, beta {r['beta']:.2f}, ARI {r['ari']:.3f}; peak RSS "
+            f"{r['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
+        if not kinds:
+            return
     if "cli8000" in kinds:
         kinds.remove("cli8000")
         with tempfile.TemporaryDirectory(prefix="bayesgmm_segment_") as cache:
