@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
@@ -23,7 +23,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _kernels
 from ._dask import is_dask_collection
+from ._hc import HC_SUBSET, hc_labels, quantile_labels
 from ._logdensity import mixture_responsibilities
+from ._mclust import (
+    MCLUST_MODELS,
+    constrained_covariances,
+    covariance_layout,
+    is_scale_invariant,
+    mclust_name,
+)
 from ._numerics import (
     COVARIANCE_TYPES,
     covariances_from_precisions_cholesky,
@@ -49,9 +57,12 @@ from .exceptions import ConvergenceWarning, DegenerateMixtureWarning
 
 __all__ = ["EMGaussianMixture"]
 
+#: The four covariance types with their own M-steps, by either name.
+_FOUR_MODELS = (*COVARIANCE_TYPES, "VVV", "EEE", "VVI", "VII")
+
 logger = logging.getLogger("bayesgmm")
 
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data", "hc")
 _LOG_2PI = np.log(2.0 * np.pi)
 _EPS10 = 10 * np.finfo(np.float64).eps
 #: Rows of the in-memory sample on which EM on Dask input is initialised (at least
@@ -68,6 +79,7 @@ class _Params:
     means: np.ndarray
     covariances: np.ndarray
     precisions_cholesky: np.ndarray
+    state: dict = field(default_factory=dict)  # an iterative mclust M-step's last blocks
 
 
 @dataclass
@@ -146,11 +158,15 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         (scikit-learn keeps the last).
     n_init : int, default=1
         Number of initialisations; the best non-degenerate run (highest lower bound) is kept.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", "hc"}, default="kmeans"
         ``"kmeans"``: responsibilities from a k-means partition; ``"k-means++"`` and
         ``"random_from_data"``: centres chosen by k-means++ seeding or at random among the
         samples, every sample assigned to its nearest centre; ``"random"``: random soft
-        responsibilities.
+        responsibilities; ``"hc"``: the partition of model-based agglomerative hierarchical
+        clustering, mclust's default start (:mod:`bayesgmm._hc`: unconstrained-covariance
+        classification likelihood on mclust's SVD-transformed data; a random subset of
+        2000 rows when there are more, quantile classes for one feature). It is
+        deterministic up to that subset, so ``n_init > 1`` only helps with large data.
     weights_init : array-like of shape (n_components,), optional
         Initial weights; overrides the initialisation's.
     means_init : array-like of shape (n_components, n_features), optional
@@ -271,9 +287,15 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
+    @property
+    def _layout(self) -> str:
+        """How this covariance type's parameters are stored and evaluated: one of
+        scikit-learn's four types (:func:`bayesgmm._mclust.covariance_layout`)."""
+        return covariance_layout(self.covariance_type)
+
     def _check_parameters(self, n_samples: int) -> None:
         check_n_components(self.n_components, n_samples)
-        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_choice("covariance_type", self.covariance_type, (*COVARIANCE_TYPES, *MCLUST_MODELS))
         check_choice("init_params", self.init_params, INIT_PARAMS)
         check_positive("tol", self.tol, allow_zero=True)
         check_positive("reg_covar", self.reg_covar, allow_zero=True)
@@ -281,7 +303,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         check_positive("n_init", self.n_init, integer=True)
 
     def _check_inits(self, n_features: int) -> dict[str, np.ndarray]:
-        k, cov_type = self.n_components, self.covariance_type
+        k, cov_type = self.n_components, self._layout
         out: dict[str, np.ndarray] = {}
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
@@ -329,7 +351,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         self, X: np.ndarray, wresp: np.ndarray, centres: np.ndarray | None
     ) -> _Params:
         """M-step from (sample-weighted) responsibilities, for initialisation."""
-        cov_type = self.covariance_type
+        cov_type = self._layout
         nk = wresp.sum(axis=0) + _EPS10
         means = (wresp.T @ X) / nk[:, None]
         empty = nk < 1e-8 * nk.sum()
@@ -352,10 +374,26 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             covs[empty] = pooled if cov_type in ("full", "tied") else np.diag(pooled)
         return self._finish_m_step(nk, means, covs)
 
-    def _finish_m_step(self, nk: np.ndarray, means: np.ndarray, covs: np.ndarray) -> _Params:
-        """Turn per-component covariances (``(K, D, D)`` or ``(K, D)``) into parameters."""
-        cov_type, reg = self.covariance_type, self.reg_covar
+    def _finish_m_step(
+        self, nk: np.ndarray, means: np.ndarray, covs: np.ndarray, state: dict | None = None
+    ) -> _Params:
+        """Turn per-component covariances (``(K, D, D)`` or ``(K, D)``) into parameters.
+
+        ``state`` is what the previous M-step of an iterative mclust model left
+        (:func:`bayesgmm._mclust.constrained_covariances`).
+        """
+        cov_type, reg = self._layout, self.reg_covar
         d = means.shape[1]
+        if self.covariance_type not in _FOUR_MODELS:
+            # an mclust model beyond the four: its constrained M-step on the regularised
+            # sample covariances, stored in its layout
+            if covs.ndim == 3:
+                covs[:, np.arange(d), np.arange(d)] += reg
+            else:
+                covs = covs + reg
+            covariances, new_state = constrained_covariances(self.covariance_type, nk, covs, state)
+            prec_chol = precisions_cholesky_from_covariances(covariances, cov_type)
+            return _Params(nk / nk.sum(), means, covariances, prec_chol, new_state)
         if cov_type == "full":
             covariances = covs
             covariances[:, np.arange(d), np.arange(d)] += reg
@@ -378,9 +416,9 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             out["means"] = (out["means"] - centre) / scale
         if "precisions_cholesky" in out:
             pc = out["precisions_cholesky"]
-            if self.covariance_type in ("full", "tied"):
+            if self._layout in ("full", "tied"):
                 out["precisions_cholesky"] = pc * scale[:, None]
-            elif self.covariance_type == "diag":
+            elif self._layout == "diag":
                 out["precisions_cholesky"] = pc * scale
             else:
                 out["precisions_cholesky"] = pc * scale[0]
@@ -406,6 +444,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         if len(inits) == 3:
             return self._params_from_inits(inits)
         centres = None
+        if self.init_params == "hc":
+            return self._initialize_hc(X, sample_weight, random_state, inits)
         if self.init_params == "random":
             resp = random_state.uniform(size=(n, k))
             resp /= resp.sum(axis=1, keepdims=True)
@@ -436,6 +476,38 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             params = self._params_from_inits(inits, params)
         return params
 
+    def _initialize_hc(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray,
+        random_state: np.random.RandomState,
+        inits: dict[str, np.ndarray],
+    ) -> _Params:
+        """Initial parameters from a hierarchical partition (:mod:`bayesgmm._hc`), as mclust.
+
+        With more than :data:`~bayesgmm._hc.HC_SUBSET` rows the partition is of a random
+        subset of them (drawn in proportion to ``sample_weight``), and the M-step uses that
+        subset only. One feature: classes between quantiles, as mclust starts 1-D data.
+        """
+        n, k = X.shape[0], self.n_components
+        rows = np.arange(n)
+        if n > HC_SUBSET:
+            positive = np.flatnonzero(sample_weight > 0)
+            size = min(HC_SUBSET, positive.size)
+            p = sample_weight[positive] / sample_weight[positive].sum()
+            rows = np.sort(random_state.choice(positive, size=size, replace=False, p=p))
+        Xs, ws = X[rows], sample_weight[rows]
+        if X.shape[1] == 1:
+            labels = quantile_labels(Xs[:, 0], k)
+        else:
+            labels = hc_labels(Xs, k, ws)
+        resp = np.zeros((rows.size, k))
+        resp[np.arange(rows.size), labels] = 1.0
+        params = self._params_from_resp(Xs, resp * ws[:, None], None)
+        if inits:
+            params = self._params_from_inits(inits, params)
+        return params
+
     def _params_from_inits(
         self, inits: dict[str, np.ndarray], base: _Params | None = None
     ) -> _Params:
@@ -443,7 +515,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         means = inits.get("means", base.means if base else None)
         if "precisions_cholesky" in inits:
             pc = inits["precisions_cholesky"]
-            covs = covariances_from_precisions_cholesky(pc, self.covariance_type)
+            covs = covariances_from_precisions_cholesky(pc, self._layout)
         else:
             pc, covs = base.precisions_cholesky, base.covariances
         return _Params(weights.copy(), means.copy(), covs.copy(), pc.copy())
@@ -452,7 +524,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     def _em_pass(
         self, X: np.ndarray, sample_weight: np.ndarray, p: _Params
     ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        cov_type = self.covariance_type
+        cov_type = self._layout
         k, d = p.means.shape
         log_det = log_det_precision_cholesky(p.precisions_cholesky, cov_type, d)
         with np.errstate(divide="ignore"):
@@ -473,11 +545,11 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         nk = nk + _EPS10
         delta = s1 / nk[:, None]
         means = p.means + delta
-        if self.covariance_type in ("full", "tied"):
+        if self._layout in ("full", "tied"):
             covs = s2 / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         else:
             covs = s2 / nk[:, None] - delta**2
-        return self._finish_m_step(nk, means, covs)
+        return self._finish_m_step(nk, means, covs, p.state)
 
     def _run_em(
         self,
@@ -525,7 +597,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The per-feature scale of the standardisation, given the data's centre and sd."""
         constant = std == 0.0
-        if self.covariance_type == "spherical":
+        if not is_scale_invariant(self.covariance_type):
             pooled = float(np.sqrt(np.mean(std**2)))
             scale = np.full(std.shape[0], pooled)
         elif constant.any():
@@ -549,11 +621,11 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         """
         k = self.n_components
         floor = max(10.0 * self.reg_covar, 1e-10 * data_var)
-        small_var = _smallest_variances(p.covariances, self.covariance_type, k) <= floor
-        if self.covariance_type == "tied":
-            # The covariance is shared: a component with few points (even one) cannot shrink
-            # it, so it does not make the likelihood unbounded. Only the shared covariance
-            # can collapse (onto the floor), and then it does so for every component.
+        small_var = _smallest_variances(p.covariances, self._layout, k) <= floor
+        if mclust_name(self.covariance_type)[0] == "E":
+            # The volume is shared (e.g. "tied"): a component with few points (even one)
+            # cannot shrink it, so it does not make the likelihood unbounded. Only the
+            # covariances as a whole can collapse (onto the floor).
             few_points = np.zeros(k, dtype=bool)
         else:
             few_points = p.weights * total_weight < n_features + 1
@@ -628,7 +700,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
                 fitted = _Params(
                     self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
                 )
-                params = _rescale(fitted, self.covariance_type, 1.0 / scale, -centre / scale)
+                params = _rescale(fitted, self._layout, 1.0 / scale, -centre / scale)
                 lower_bound = self.lower_bound_ + log_scale
             else:
                 params = self._initialize(Z, sample_weight, random_state, inits, units)
@@ -661,7 +733,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         start: float,
     ) -> None:
         """Map the kept run back to the data's units, refuse non-finite parameters, store."""
-        best.params = _rescale(best.params, self.covariance_type, scale, centre)
+        best.params = _rescale(best.params, self._layout, scale, centre)
         best.lower_bounds = [lb - log_scale for lb in best.lower_bounds]
         best.lower_bound -= log_scale
         p = best.params
@@ -716,7 +788,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             fitted = _Params(
                 self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
             )
-            params = _rescale(fitted, self.covariance_type, 1.0 / scale, -centre / scale)
+            params = _rescale(fitted, self._layout, 1.0 / scale, -centre / scale)
             lower_bound = self.lower_bound_ + log_scale
         elif len(inits) == 3:
             params = self._params_from_inits(inits)
@@ -861,18 +933,18 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     def _set_online_fitted(self, state: dict) -> None:
         """Public attributes from the online state (data units, the stable order); no
         warnings: a stream has no convergence to report."""
-        p = _rescale(state["params"], self.covariance_type, state["scale"], state["centre"])
+        p = _rescale(state["params"], self._layout, state["scale"], state["centre"])
         degenerate, _ = self._degenerate(
             state["params"], state["n_seen"], p.means.shape[1], state["data_var"]
         )
         order = np.lexsort(p.means.T[::-1])
-        tied = self.covariance_type == "tied"
+        tied = self._layout == "tied"
         self.weights_ = p.weights[order]
         self.means_ = p.means[order]
         self.covariances_ = p.covariances if tied else p.covariances[order]
         self.precisions_cholesky_ = p.precisions_cholesky if tied else p.precisions_cholesky[order]
         self.precisions_ = precisions_from_precisions_cholesky(
-            self.precisions_cholesky_, self.covariance_type
+            self.precisions_cholesky_, self._layout
         )
         self.degenerate_ = degenerate[order]
         self.converged_ = False
@@ -894,12 +966,12 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         order = np.lexsort(p.means.T[::-1])
         self.weights_ = p.weights[order]
         self.means_ = p.means[order]
-        tied = self.covariance_type == "tied"
+        tied = self._layout == "tied"
         self.covariances_ = p.covariances if tied else p.covariances[order]
         pc = p.precisions_cholesky
         self.precisions_cholesky_ = pc if tied else pc[order]
         self.precisions_ = precisions_from_precisions_cholesky(
-            self.precisions_cholesky_, self.covariance_type
+            self.precisions_cholesky_, self._layout
         )
         self.degenerate_ = run.degenerate[order]
         few_points = run.few_points[order]
@@ -960,7 +1032,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
 
     def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
         return log_weighted_prob(
-            X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+            X, self.weights_, self.means_, self.precisions_cholesky_, self._layout
         )
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
@@ -1019,7 +1091,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             self.weights_,
             self.means_,
             self.precisions_cholesky_,
-            self.covariance_type,
+            self._layout,
         )
         k = self.n_components if what == "predict_proba" else None
         dtype = np.int64 if what == "predict" else np.float64
@@ -1029,7 +1101,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         """Validated ``X`` -> (responsibilities, log-density), compiled and parallel over rows."""
         X = self._check_X_predict(X)
         return mixture_responsibilities(
-            X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+            X, self.weights_, self.means_, self.precisions_cholesky_, self._layout
         )
 
     def _total_log_likelihood(
@@ -1091,11 +1163,11 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         cov = self.covariances_
         parts, labels = [], []
         for j in range(k):
-            if self.covariance_type == "full":
+            if self._layout == "full":
                 c = cov[j]
-            elif self.covariance_type == "tied":
+            elif self._layout == "tied":
                 c = cov
-            elif self.covariance_type == "diag":
+            elif self._layout == "diag":
                 c = np.diag(cov[j])
             else:
                 c = np.eye(d) * cov[j]
@@ -1153,7 +1225,9 @@ def fitted_from_parameters(
     em.means_ = np.asarray(means, dtype=np.float64)
     em.covariances_ = np.asarray(covariances, dtype=np.float64)
     em.precisions_cholesky_ = np.asarray(precisions_cholesky, dtype=np.float64)
-    em.precisions_ = precisions_from_precisions_cholesky(em.precisions_cholesky_, covariance_type)
+    em.precisions_ = precisions_from_precisions_cholesky(
+        em.precisions_cholesky_, covariance_layout(covariance_type)
+    )
     k = em.weights_.size
     em.degenerate_ = np.zeros(k, bool) if degenerate is None else np.asarray(degenerate, bool)
     em.converged_ = bool(converged)
