@@ -42,7 +42,10 @@ of the trace term over its angle.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 __all__ = [
     "MCLUST_MODELS",
@@ -130,37 +133,89 @@ def _sorted_eigh(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vals[..., ::-1], vecs[..., ::-1]
 
 
-def _jacobi_orientation(W: np.ndarray, inv_shape: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """Decrease ``sum_k tr(D^T W_k D diag(inv_shape_k))`` over orthogonal ``D`` by Jacobi
-    sweeps from ``D``; each plane rotation is the exact minimiser over its angle."""
-    d = W.shape[1]
+@njit(cache=True)
+def _diagonals_given_orientation(W, nk, D, equal_volume, M, lam):  # pragma: no cover
+    """``M_k = D^T W_k D`` and the optimal diagonal ``Lambda_k`` given ``D`` (into ``M`` and
+    ``lam``); returns the objective of :func:`_common_orientation`."""
+    k, d = W.shape[0], W.shape[1]
+    for g in range(k):
+        for a in range(d):
+            for b in range(d):
+                acc = 0.0
+                for u in range(d):
+                    for v in range(d):
+                        acc += D[u, a] * W[g, u, v] * D[v, b]
+                M[g, a, b] = acc
+    if equal_volume:
+        geo = np.empty(k)
+        for g in range(k):
+            t = 0.0
+            for a in range(d):
+                t += math.log(M[g, a, a])
+            geo[g] = math.exp(t / d)
+        volume = geo.sum() / nk.sum()
+        for g in range(k):
+            for a in range(d):
+                lam[g, a] = volume * M[g, a, a] / geo[g]
+    else:
+        for g in range(k):
+            for a in range(d):
+                lam[g, a] = M[g, a, a] / nk[g]
+    objective = 0.0
+    for g in range(k):
+        for a in range(d):
+            objective += nk[g] * math.log(lam[g, a]) + M[g, a, a] / lam[g, a]
+    return objective
+
+
+@njit(cache=True)
+def _common_orientation(W, nk, D, equal_volume, max_iter, tol):  # pragma: no cover
+    """EVE/VVE M-step: alternate the diagonal matrices ``Lambda_k`` given ``D`` (exact) and
+    Jacobi sweeps over ``D`` given them; returns ``D`` and ``Lambda`` (K, d).
+
+    The objective ``sum_k [n_k log det Lambda_k + tr(D^T W_k D Lambda_k^{-1})]`` never
+    increases: with ``M_k = D^T W_k D``, rotating columns ``j < m`` of ``D`` by ``theta``
+    changes ``sum_k tr(M_k Lambda_k^{-1})`` by ``P cos 2 theta + Q sin 2 theta`` (plus a
+    constant), minimised exactly at ``2 theta = atan2(-Q, -P)``.
+    """
+    k, d = W.shape[0], W.shape[1]
     D = D.copy()
-    for _ in range(_INNER_MAX_ITER):
-        moved = 0.0
+    M = np.empty((k, d, d))
+    lam = np.empty((k, d))
+    prev = np.inf
+    for _ in range(max_iter):
+        objective = _diagonals_given_orientation(W, nk, D, equal_volume, M, lam)
+        if prev - objective <= tol * abs(objective):
+            break
+        prev = objective
+        # one Jacobi sweep over D given Lambda
         for j in range(d - 1):
             for m in range(j + 1, d):
-                dj, dm = D[:, j], D[:, m]
-                a = np.einsum("a,kab,b->k", dj, W, dj)
-                b = np.einsum("a,kab,b->k", dm, W, dm)
-                c = np.einsum("a,kab,b->k", dj, W, dm)
-                u, v = inv_shape[:, j], inv_shape[:, m]
-                # objective(theta) = const + P cos(2 theta) + Q sin(2 theta)
-                P = 0.5 * np.sum((a - b) * (u - v))
-                Q = np.sum(c * (u - v))
-                amp = np.hypot(P, Q)
-                if amp == 0.0:
+                P = 0.0
+                Q = 0.0
+                for g in range(k):
+                    dif = 1.0 / lam[g, j] - 1.0 / lam[g, m]
+                    P += 0.5 * (M[g, j, j] - M[g, m, m]) * dif
+                    Q += M[g, j, m] * dif
+                if P * P + Q * Q == 0.0:
                     continue
-                two_theta = np.arctan2(-Q, -P)
-                theta = 0.5 * two_theta
-                gain = amp + P  # objective(0) - objective(theta*) >= 0
-                if gain <= 1e-15 * (abs(a).sum() + abs(b).sum()):
-                    continue
-                cs, sn = np.cos(theta), np.sin(theta)
-                D[:, j], D[:, m] = cs * dj + sn * dm, -sn * dj + cs * dm
-                moved = max(moved, abs(theta))
-        if moved < 1e-12:
-            break
-    return D
+                theta = 0.5 * math.atan2(-Q, -P)
+                cs, sn = math.cos(theta), math.sin(theta)
+                for a in range(d):
+                    dj, dm = D[a, j], D[a, m]
+                    D[a, j] = cs * dj + sn * dm
+                    D[a, m] = -sn * dj + cs * dm
+                for g in range(k):  # M_g <- R^T M_g R for the plane rotation R
+                    for a in range(d):
+                        x, y = M[g, a, j], M[g, a, m]
+                        M[g, a, j] = cs * x + sn * y
+                        M[g, a, m] = -sn * x + cs * y
+                    for a in range(d):
+                        x, y = M[g, j, a], M[g, m, a]
+                        M[g, j, a] = cs * x + sn * y
+                        M[g, m, a] = -sn * x + cs * y
+    _diagonals_given_orientation(W, nk, D, equal_volume, M, lam)
+    return D, lam
 
 
 def constrained_covariances(
@@ -268,25 +323,14 @@ def constrained_covariances(
             D = state["orientation"]
         else:
             D = _sorted_eigh(W.sum(axis=0))[1]
-        prev = np.inf
-        for _ in range(_INNER_MAX_ITER):
-            B = np.einsum("ak,jab,bk->jk", D, W, D)  # diag(D^T W_j D), (K, D)
-            if model == "VVE":
-                lam_diag = B / nk[:, None]
-            else:
-                g = _geo(B)
-                lam_diag = (g.sum() / n) * B / g[:, None]
-            objective = float(np.sum(nk * np.log(lam_diag).sum(axis=1)) + np.sum(B / lam_diag))
-            D = _jacobi_orientation(W, 1.0 / lam_diag, D)
-            if prev - objective <= _INNER_TOL * abs(objective):
-                break
-            prev = objective
-        B = np.einsum("ak,jab,bk->jk", D, W, D)
-        if model == "VVE":
-            lam_diag = B / nk[:, None]
-        else:
-            g = _geo(B)
-            lam_diag = (g.sum() / n) * B / g[:, None]
+        D, lam_diag = _common_orientation(
+            np.ascontiguousarray(W),
+            nk,
+            np.ascontiguousarray(D),
+            model == "EVE",
+            _INNER_MAX_ITER,
+            _INNER_TOL,
+        )
         return np.einsum("ab,kb,cb->kac", D, lam_diag, D), {"orientation": D}
     raise ValueError(
         f"covariance_type={model!r} is not an mclust model; choose one of "

@@ -134,9 +134,18 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    covariance_type : str, default="full"
         ``"full"``: each component has its own general covariance; ``"tied"``: all share one;
         ``"diag"``: each has its own diagonal covariance; ``"spherical"``: each has one variance.
+        Or one of mclust's 14 models ``"EII"``, ``"VII"``, ``"EEI"``, ``"VEI"``, ``"EVI"``,
+        ``"VVI"``, ``"EEE"``, ``"VEE"``, ``"EVE"``, ``"VVE"``, ``"EEV"``, ``"VEV"``,
+        ``"EVV"``, ``"VVV"`` (Celeux & Govaert 1995): volume, shape and orientation of
+        ``Sigma_k = lambda_k D_k A_k D_k^T`` equal (E) or varying (V) across components, or
+        the identity (I); see :mod:`bayesgmm._mclust`. ``"VVV"``, ``"EEE"``, ``"VVI"`` and
+        ``"VII"`` are the same as ``"full"``, ``"tied"``, ``"diag"`` and ``"spherical"``.
+        The others store their covariances as ``"spherical"`` (EII), ``"diag"`` (EEI, VEI,
+        EVI) or ``"full"`` (the rest) do. :meth:`bic` is ``-2 log L + p log n``, mclust's BIC
+        with the opposite sign.
     tol : float, default=1e-3
         EM stops when the mean log-likelihood per sample changes by less than ``tol``.
     reg_covar : float, default=1e-6
@@ -186,7 +195,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     weights_ : ndarray of shape (n_components,)
     means_ : ndarray of shape (n_components, n_features)
     covariances_ : ndarray
-        ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical.
+        ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical (mclust
+        models: the shape of their storage layout, see ``covariance_type``).
     precisions_ : ndarray
         Inverses of ``covariances_``, same shape.
     precisions_cholesky_ : ndarray
@@ -209,7 +219,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         rule is unit-free. Such fits have spuriously high likelihood. With
         ``covariance_type="tied"`` the covariance is shared, so a component with few points
         cannot make the likelihood unbounded and is not flagged; only the shared covariance
-        can collapse, and then every component is flagged.
+        can collapse, and then every component is flagged. The same holds for every mclust
+        model of equal volume (first letter E).
     n_parameters_ : int
         Free parameters, used by :meth:`bic` and :meth:`aic`.
     n_features_in_ : int
@@ -229,9 +240,10 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
 
     **Units.** EM runs on standardised data: each feature centred on its (weighted) mean and
     divided by its (weighted) standard deviation for ``"full"``, ``"tied"`` and ``"diag"``,
-    whose models are unchanged by rescaling single features; all features divided by one
-    pooled standard deviation (the root of the features' mean variance) for ``"spherical"``,
-    whose model is not. ``reg_covar`` and the degeneracy rule act there, and the fitted
+    whose models are unchanged by rescaling single features (as are mclust's EEI, VEI,
+    EVI, VEE and EVV); all features divided by one pooled standard deviation (the root of
+    the features' mean variance) for ``"spherical"`` and mclust's EII, EVE, VVE, EEV and VEV,
+    whose models are not. ``reg_covar`` and the degeneracy rule act there, and the fitted
     attributes are mapped back to the data's units, so multiplying ``X`` by a constant
     multiplies ``means_`` by it and ``covariances_`` by its square and changes no label;
     ``lower_bound_`` and the criteria shift by the log of the constant, as a density does.
