@@ -13,7 +13,10 @@ its ``VVV`` agglomeration so that clusters of a few points have finite cost: a c
 with ``beta = 1`` and ``alpha = trace(W_all) / (N D)`` for the whole data's scatter. Every
 step merges the two clusters whose union increases the total cost least; a tie goes to the
 pair listed last in mclust's packed order (a deterministic rule, so the partitions are the
-same on every machine). Identical rows start in one cluster.
+same on every machine). Every row starts as a cluster of its own, identical rows too, as in
+mclust (whose ``hc`` does not pass its duplicate-row partition on to the agglomeration);
+this matters, because a point joining a pair of identical points can cost less than
+merging another identical pair.
 
 Before agglomerating, the data are transformed as mclust's default ``hcUse = "SVD"`` does:
 each feature centred and divided by its standard deviation, then rotated onto the right
@@ -217,8 +220,9 @@ def hc_labels(
     X : ndarray of shape (n_samples, n_features)
     n_clusters : int
     sample_weight : ndarray of shape (n_samples,), optional
-        Frequency weights: a row of weight ``w`` counts as ``w`` identical rows. Rows of
-        weight 0 take no part and get label 0.
+        Frequency weights: a row of weight ``w`` starts as a cluster of ``w`` identical
+        points (which differs from ``w`` repeated rows only in the order of the first
+        merges). Rows of weight 0 take no part and get label 0.
     alpha, beta : float, default=1.0
         The regulariser of the criterion (module docstring); ``alpha`` is relative to the
         data's mean squared deviation per coordinate, as in mclust.
@@ -229,7 +233,7 @@ def hc_labels(
     -------
     labels : ndarray of int of shape (n_samples,)
         Values in ``0 .. n_clusters - 1`` (fewer distinct values when ``X`` has fewer
-        distinct rows than ``n_clusters``).
+        rows of positive weight than ``n_clusters``).
     """
     X = np.asarray(X, dtype=np.float64)
     n_rows = X.shape[0]
@@ -238,18 +242,12 @@ def hc_labels(
     active = np.flatnonzero(w > 0)
     Xa, wa = X[active], w[active]
     Z = svd_transform(Xa, wa) if transform else Xa
-    # identical rows start together, numbered in order of first appearance
-    _, first, inverse = np.unique(Z, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    start = rank[inverse]
-    g = order.size
-    p = Z.shape[1]
-    n = np.bincount(start, weights=wa, minlength=g)
-    count = n.copy()  # points per cluster (weights count as repeated rows)
-    mean = Z[first[order]].copy()
+    # every row starts as its own cluster, identical rows too (module docstring); a row of
+    # weight w as a cluster of w identical points
+    g, p = Z.shape
+    n = wa.copy()
+    count = wa.copy()
+    mean = Z.copy()
     W = np.zeros((g, p, p))
     trace = np.zeros(g)
     total = wa.sum()
@@ -257,7 +255,7 @@ def hc_labels(
     alpha_abs = alpha * float(wa @ ((Z - centre) ** 2).sum(axis=1)) / (total * p)
     alpha_abs = max(alpha_abs, np.finfo(float).eps)
     where = _agglomerate(n, count, mean, W, trace, min(n_clusters, g), alpha_abs, beta)
-    labels[active] = where[start]
+    labels[active] = where
     return labels
 
 
