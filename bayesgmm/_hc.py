@@ -25,11 +25,14 @@ singular vectors ``V`` of the result and divided by the square roots of its sing
 principal axis is ``sqrt(s)``, and the criterion is not invariant to it.)
 
 The cost is ``O(N^2)`` memory and about ``O(N^2 D^3)`` time, so callers agglomerate a random
-subset of at most :data:`HC_SUBSET` rows, as mclust does.
+subset of at most :data:`HC_SUBSET` rows, as mclust does. The whole tree is built once and
+the last few trees are kept (keyed by a hash of the data), so the partitions for many
+numbers of clusters, as in a BIC grid, cost one agglomeration.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -140,14 +143,14 @@ def _column_min(D, c):  # pragma: no cover
 
 
 @njit(cache=True)
-def _agglomerate(n, count, mean, W, trace, n_clusters, alpha, beta):  # pragma: no cover
-    """Merge the ``g`` starting clusters down to ``n_clusters``; the final position of each
-    starting cluster."""
+def _agglomerate(n, count, mean, W, trace, alpha, beta):  # pragma: no cover
+    """Merge the ``g`` starting clusters down to one; the positions ``(i, j)`` merged at each
+    step (the union takes position ``i``, the last position moves into ``j``)."""
     g, p = mean.shape
     term = np.empty(g)
     for c in range(g):
         term[c] = _term(n[c], count[c], W[c], trace[c], alpha, beta)
-    where = np.arange(g)
+    merges = np.empty((max(g - 1, 0), 2), dtype=np.int64)
     m_buf = np.empty(p)
     w_buf = np.empty((p, p))
     D = np.full((g, g), np.inf)
@@ -160,7 +163,7 @@ def _agglomerate(n, count, mean, W, trace, n_clusters, alpha, beta):  # pragma: 
     for c in range(1, g):
         cmin[c], carg[c] = _column_min(D, c)
     lg = g
-    while lg > n_clusters:
+    while lg > 1:
         # the pair to merge: the smallest cost, the last in (column, row) order on ties
         jo = 1
         for c in range(1, lg):
@@ -169,11 +172,8 @@ def _agglomerate(n, count, mean, W, trace, n_clusters, alpha, beta):  # pragma: 
         io = carg[jo]
         last = lg - 1
         nab, cab, tr = _merged(io, jo, n, count, mean, W, trace, m_buf, w_buf)
-        for u in range(g):
-            if where[u] == jo:
-                where[u] = io
-            elif where[u] == last:
-                where[u] = jo
+        merges[g - lg, 0] = io
+        merges[g - lg, 1] = jo
         # the last position moves into jo (its costs with it), the union goes to io
         if jo != last:
             n[jo], count[jo], trace[jo], term[jo] = n[last], count[last], trace[last], term[last]
@@ -201,7 +201,22 @@ def _agglomerate(n, count, mean, W, trace, n_clusters, alpha, beta):  # pragma: 
                     if r < c and (D[r, c] < cmin[c] or (D[r, c] == cmin[c] and r > carg[c])):
                         cmin[c] = D[r, c]
                         carg[c] = r
+    return merges
+
+
+def _labels_at(merges: np.ndarray, g: int, n_clusters: int) -> np.ndarray:
+    """Positions of the ``g`` starting clusters after merging down to ``n_clusters``."""
+    where = np.arange(g)
+    for step in range(g - max(n_clusters, 1)):
+        io, jo = merges[step]
+        last = g - 1 - step
+        where[where == jo] = io
+        where[where == last] = jo
     return where
+
+
+_CACHE: dict[bytes, np.ndarray] = {}
+_CACHE_SIZE = 4
 
 
 def hc_labels(
@@ -254,8 +269,16 @@ def hc_labels(
     centre = wa @ Z / total
     alpha_abs = alpha * float(wa @ ((Z - centre) ** 2).sum(axis=1)) / (total * p)
     alpha_abs = max(alpha_abs, np.finfo(float).eps)
-    where = _agglomerate(n, count, mean, W, trace, min(n_clusters, g), alpha_abs, beta)
-    labels[active] = where
+    key = hashlib.sha256(
+        b"".join([Z.tobytes(), wa.tobytes(), np.array([alpha_abs, beta, p]).tobytes()])
+    ).digest()
+    merges = _CACHE.get(key)
+    if merges is None:
+        merges = _agglomerate(n, count, mean, W, trace, alpha_abs, beta)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = merges
+    labels[active] = _labels_at(merges, g, n_clusters)
     return labels
 
 
