@@ -49,6 +49,7 @@ from numba import njit
 
 __all__ = [
     "MCLUST_MODELS",
+    "bayes_covariance_type",
     "constrained_covariances",
     "covariance_layout",
     "is_scale_invariant",
@@ -90,6 +91,14 @@ _INNER_MAX_ITER = 200
 def mclust_name(covariance_type: str) -> str:
     """The mclust name of a covariance type (scikit-learn's four names are aliases)."""
     return ALIASES.get(covariance_type, covariance_type)
+
+
+def bayes_covariance_type(covariance_type: str) -> str | None:
+    """The Bayesian fit's name for a covariance type, or None if it has no such model (it
+    has scikit-learn's four: mclust's VVV, EEE, VVI and VII)."""
+    if covariance_type in ALIASES:
+        return covariance_type
+    return {v: k for k, v in ALIASES.items()}.get(covariance_type)
 
 
 def covariance_layout(covariance_type: str) -> str:

@@ -337,3 +337,46 @@ def test_hc_on_a_subset_of_large_data(monkeypatch):
     em = EMGaussianMixture(2, init_params="hc", random_state=0).fit(X)
     assert seen == [300]
     np.testing.assert_allclose(np.sort(em.means_[:, 0]), [0.0, 6.0], atol=0.15)
+
+
+# ---------------------------------------------------------------- compare_models
+
+
+def test_compare_models_takes_mclust_names():
+    """EM criteria for every mclust model; the Bayesian fit runs only for the four it has
+    (under scikit-learn's names) and the other cells say there is no posterior."""
+    from bayesgmm.selection import BIC, compare_models
+
+    calls = []
+
+    def bayes_fit(X, n_components, covariance_type, random_state, **options):
+        calls.append(covariance_type)
+        raise RuntimeError("not sampled in this test")
+
+    X = load_faithful()
+    res = compare_models(
+        X,
+        n_components=[2, 3],
+        covariance_types=["EEE", "EEV", "VVV"],
+        methods=("em", "bayes"),
+        bayes_fit=bayes_fit,
+        random_state=0,
+        evidence=False,
+    )
+    table = res.table.set_index(["covariance_type", "n_components"])
+    assert calls == ["tied", "tied", "full", "full"]
+    eev = table.loc["EEV"]
+    assert (eev["bayes_status"] == "not run").all()
+    assert eev["bayes_note"].str.contains("no posterior").all()
+    assert eev[BIC].notna().all()
+    assert res.best["bic"] == ("EEE", 3)
+    assert table.loc[("EEE", 3), "n_parameters"] == expected_n_parameters("EEE", 3, 2)
+    eee3 = EMGaussianMixture(3, covariance_type="EEE", init_params="hc", tol=1e-10).fit(X)
+    np.testing.assert_allclose(table.loc[("EEE", 3), BIC], eee3.bic(X), atol=1e-3)
+
+
+def test_compare_models_refuses_unknown_names():
+    from bayesgmm.selection import compare_models
+
+    with pytest.raises(ValueError, match="mclust's models"):
+        compare_models(load_faithful(), covariance_types=["XYZ"], methods=("em",))
