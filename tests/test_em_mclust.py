@@ -380,3 +380,47 @@ def test_compare_models_refuses_unknown_names():
 
     with pytest.raises(ValueError, match="mclust's models"):
         compare_models(load_faithful(), covariance_types=["XYZ"], methods=("em",))
+
+
+# ---------------------------------------------------------------- M-step optimality
+
+
+def _contains(big: str, small: str) -> bool:
+    """Whether model ``small`` is a special case of ``big``: each of volume, shape and
+    orientation at most as free (I < E < V)."""
+    rank = {"I": 0, "E": 1, "V": 2}
+    return all(rank[s] <= rank[b] for s, b in zip(small, big, strict=True))
+
+
+def test_m_steps_are_maximisers_within_the_family():
+    """The M-step of a model can do no worse than that of any model nested in it, whose
+    optimum it can also reach: ``sum_k n_k log det S_k + tr(W_k S_k^-1)`` is never larger.
+    VVV, the free optimum, is the smallest of all."""
+    from bayesgmm._mclust import constrained_covariances
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        k, d = 3, 3
+        nk = rng.uniform(20, 100, size=k)
+        covs = np.stack([a @ a.T / d + 0.1 * np.eye(d) for a in rng.normal(size=(k, d, d))])
+        objective = {}
+        for model in MCLUST_MODELS:
+            layout = covariance_layout(model)
+            given = np.einsum("kaa->ka", covs).copy() if layout in ("diag", "spherical") else covs
+            sigma, _ = constrained_covariances(model, nk, given.copy())
+            if layout == "spherical":
+                sigma = sigma[:, None, None] * np.eye(d)
+            elif layout == "diag":
+                sigma = np.stack([np.diag(v) for v in sigma])
+            elif layout == "tied":
+                sigma = np.tile(sigma, (k, 1, 1))
+            W = nk[:, None, None] * covs  # (diagonal models use only its diagonal)
+            logdet = np.linalg.slogdet(sigma)[1]
+            objective[model] = float(nk @ logdet + np.einsum("kab,kba->", W, np.linalg.inv(sigma)))
+        for big in MCLUST_MODELS:
+            for small in MCLUST_MODELS:
+                if big != small and _contains(big, small):
+                    assert objective[big] <= objective[small] + 1e-8 * abs(objective[small]), (
+                        big,
+                        small,
+                    )
