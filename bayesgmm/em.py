@@ -175,7 +175,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         clustering, mclust's default start (:mod:`bayesgmm._hc`: unconstrained-covariance
         classification likelihood on mclust's SVD-transformed data; a random subset of
         2000 rows when there are more, quantile classes for one feature). It is
-        deterministic up to that subset, so ``n_init > 1`` only helps with large data.
+        deterministic up to that subset, so ``n_init`` is ignored (one start) up to 2000
+        rows.
     weights_init : array-like of shape (n_components,), optional
         Initial weights; overrides the initialisation's.
     means_init : array-like of shape (n_components, n_features), optional
@@ -705,6 +706,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         units = scale / scale.max()  # Z * units is X up to one constant: k-means' geometry
         data_var = float(np.mean((std / scale) ** 2))  # the mean variance of Z
         n_init = 1 if continuing else self.n_init
+        if self.init_params == "hc" and n <= HC_SUBSET:
+            n_init = 1  # the hierarchical start is deterministic: more would repeat it
         best: _Run | None = None
         start = time.perf_counter()
         for init in range(n_init):

@@ -424,3 +424,11 @@ def test_m_steps_are_maximisers_within_the_family():
                         big,
                         small,
                     )
+
+
+def test_hc_start_is_deterministic():
+    X = load_faithful()
+    a = EMGaussianMixture(3, init_params="hc", n_init=5, random_state=1).fit(X)
+    b = EMGaussianMixture(3, init_params="hc", random_state=2).fit(X)
+    np.testing.assert_array_equal(a.means_, b.means_)
+    assert a.lower_bound_ == b.lower_bound_
