@@ -8,12 +8,29 @@ import warnings
 import numpy as np
 import pytest
 from scipy.stats import ortho_group
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayesgmm import EMGaussianMixture, load_faithful
 from bayesgmm._hc import hc_labels, quantile_labels, svd_transform
 from bayesgmm._mclust import MCLUST_MODELS, covariance_layout
 from bayesgmm._numerics import n_parameters
 from bayesgmm.exceptions import ConvergenceWarning
+
+# ------------------------------------------------------------- scikit-learn
+
+
+@parametrize_with_checks(
+    [EMGaussianMixture(2, covariance_type=m, random_state=0) for m in ("EII", "VEI", "EVE", "VEV")],
+    expected_failed_checks=lambda est: {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "k-means seeding draws different centres for weighted and repeated rows (as in "
+            "test_em.py)"
+        )
+    },
+)
+def test_sklearn_compatible_with_mclust_models(estimator, check):
+    check(estimator)
+
 
 # ------------------------------------------------------------- parameter counts
 
