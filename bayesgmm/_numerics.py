@@ -11,6 +11,9 @@ covariance_type   covariances                 precisions_cholesky
 ``"spherical"``   ``(..., K)``                ``(..., K)``, ``1 / sqrt(variance)``
 ================  ==========================  =======================================
 
+mclust's model names (``"EEV"``, ...) are accepted too and mean their storage layout
+(:func:`bayesgmm._mclust.covariance_layout`).
+
 ``precision = U @ U.T`` with ``U`` the precision Cholesky factor, so that
 ``(x - mu) @ U`` is a whitened residual. Any leading dimensions ``...`` are broadcast: pass a
 stack of posterior draws (for example ``(chain, draw, K, D)`` means) and every function returns
@@ -26,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
+
+from ._mclust import covariance_layout, n_covariance_parameters
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -81,6 +86,7 @@ def precisions_cholesky_from_covariances(
     SingularCovarianceError
         A ``ValueError`` subclass, with a hint, when a covariance is not positive definite.
     """
+    covariance_type = covariance_layout(covariance_type)
     covariances = np.asarray(covariances, dtype=np.float64)
     if covariance_type in ("full", "tied"):
         try:
@@ -99,6 +105,7 @@ def precisions_from_precisions_cholesky(
     precisions_cholesky: np.ndarray, covariance_type: str
 ) -> np.ndarray:
     """Precision matrices (or precision values) from their Cholesky factors."""
+    covariance_type = covariance_layout(covariance_type)
     if covariance_type in ("full", "tied"):
         return precisions_cholesky @ np.swapaxes(precisions_cholesky, -1, -2)
     return precisions_cholesky**2
@@ -108,6 +115,7 @@ def covariances_from_precisions_cholesky(
     precisions_cholesky: np.ndarray, covariance_type: str
 ) -> np.ndarray:
     """Covariances from precision Cholesky factors (the inverse of the map above)."""
+    covariance_type = covariance_layout(covariance_type)
     if covariance_type in ("full", "tied"):
         eye = np.broadcast_to(np.eye(precisions_cholesky.shape[-1]), precisions_cholesky.shape)
         # U is upper triangular with precision = U U^T, so covariance = U^{-T} U^{-1}.
@@ -118,6 +126,7 @@ def covariances_from_precisions_cholesky(
 
 def precisions_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
     """Precision Cholesky factors (upper triangular ``U`` with ``U U^T = P``) from precisions."""
+    covariance_type = covariance_layout(covariance_type)
     precisions = np.asarray(precisions, dtype=np.float64)
     if covariance_type in ("full", "tied"):
         # P = U U^T with U upper triangular  <=>  flip(P) = L L^T with L = flip(U) lower.
@@ -141,6 +150,7 @@ def log_det_precision_cholesky(
     -------
     ndarray of shape (..., K), or (...) for ``"tied"``
     """
+    covariance_type = covariance_layout(covariance_type)
     if covariance_type in ("full", "tied"):
         return np.log(np.diagonal(precisions_cholesky, axis1=-2, axis2=-1)).sum(axis=-1)
     if covariance_type == "diag":
@@ -173,6 +183,7 @@ def log_gaussian_prob(
     Memory is ``prod(...) * K * n_samples * n_features`` floats; callers that evaluate many
     draws on many points pass them in chunks.
     """
+    covariance_type = covariance_layout(covariance_type)
     X = np.asarray(X, dtype=np.float64)
     means = np.asarray(means, dtype=np.float64)
     pc = np.asarray(precisions_cholesky, dtype=np.float64)
@@ -251,9 +262,13 @@ def n_parameters(n_components: int, n_features: int, covariance_type: str) -> in
     """Number of free parameters of a Gaussian mixture.
 
     ``K - 1`` weights, ``K * D`` means and the covariance parameters: ``K D (D + 1) / 2``
-    (full), ``D (D + 1) / 2`` (tied), ``K D`` (diag) or ``K`` (spherical).
+    (full), ``D (D + 1) / 2`` (tied), ``K D`` (diag) or ``K`` (spherical); for mclust's
+    model names (``"EEV"``, ...), mclust's count
+    (:func:`bayesgmm._mclust.n_covariance_parameters`).
     """
     k, d = n_components, n_features
+    if covariance_type not in COVARIANCE_TYPES:
+        return int(n_covariance_parameters(covariance_type, k, d) + k * d + k - 1)
     cov = {
         "full": k * d * (d + 1) // 2,
         "tied": d * (d + 1) // 2,

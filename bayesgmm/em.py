@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
@@ -24,6 +24,14 @@ from sklearn.utils.validation import check_is_fitted
 from . import _kernels
 from ._dask import is_dask_collection
 from ._draw_kernels import mixture_responsibilities
+from ._hc import HC_SUBSET, hc_labels, quantile_labels
+from ._mclust import (
+    MCLUST_MODELS,
+    constrained_covariances,
+    covariance_layout,
+    is_scale_invariant,
+    mclust_name,
+)
 from ._numerics import (
     COVARIANCE_TYPES,
     covariances_from_precisions_cholesky,
@@ -59,9 +67,12 @@ __all__ = [
     "fitted_from_parameters",
 ]
 
+#: The four covariance types with their own M-steps, by either name.
+_FOUR_MODELS = (*COVARIANCE_TYPES, "VVV", "EEE", "VVI", "VII")
+
 logger = logging.getLogger("bayesgmm")
 
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data", "hc")
 _LOG_2PI = np.log(2.0 * np.pi)
 _EPS10 = 10 * np.finfo(np.float64).eps
 #: Rows of the in-memory sample on which EM on Dask input is initialised (at least
@@ -78,6 +89,7 @@ class _Params:
     means: np.ndarray
     covariances: np.ndarray
     precisions_cholesky: np.ndarray
+    state: dict = field(default_factory=dict)  # an iterative mclust M-step's last blocks
 
 
 @dataclass
@@ -132,9 +144,18 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    covariance_type : str, default="full"
         ``"full"``: each component has its own general covariance; ``"tied"``: all share one;
         ``"diag"``: each has its own diagonal covariance; ``"spherical"``: each has one variance.
+        Or one of mclust's 14 models ``"EII"``, ``"VII"``, ``"EEI"``, ``"VEI"``, ``"EVI"``,
+        ``"VVI"``, ``"EEE"``, ``"VEE"``, ``"EVE"``, ``"VVE"``, ``"EEV"``, ``"VEV"``,
+        ``"EVV"``, ``"VVV"`` (Celeux & Govaert 1995): volume, shape and orientation of
+        ``Sigma_k = lambda_k D_k A_k D_k^T`` equal (E) or varying (V) across components, or
+        the identity (I); see :mod:`bayesgmm._mclust`. ``"VVV"``, ``"EEE"``, ``"VVI"`` and
+        ``"VII"`` are the same as ``"full"``, ``"tied"``, ``"diag"`` and ``"spherical"``.
+        The others store their covariances as ``"spherical"`` (EII), ``"diag"`` (EEI, VEI,
+        EVI) or ``"full"`` (the rest) do. :meth:`bic` is ``-2 log L + p log n``, mclust's BIC
+        with the opposite sign.
     tol : float, default=1e-3
         EM stops when the mean log-likelihood per sample changes by less than ``tol``.
     reg_covar : float, default=1e-6
@@ -156,11 +177,16 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         (scikit-learn keeps the last).
     n_init : int, default=1
         Number of initialisations; the best non-degenerate run (highest lower bound) is kept.
-    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    init_params : {"kmeans", "k-means++", "random", "random_from_data", "hc"}, default="kmeans"
         ``"kmeans"``: responsibilities from a k-means partition; ``"k-means++"`` and
         ``"random_from_data"``: centres chosen by k-means++ seeding or at random among the
         samples, every sample assigned to its nearest centre; ``"random"``: random soft
-        responsibilities.
+        responsibilities; ``"hc"``: the partition of model-based agglomerative hierarchical
+        clustering, mclust's default start (:mod:`bayesgmm._hc`: unconstrained-covariance
+        classification likelihood on mclust's SVD-transformed data; a random subset of
+        2000 rows when there are more, quantile classes for one feature). It is
+        deterministic up to that subset, so ``n_init`` is ignored (one start) up to 2000
+        rows.
     weights_init : array-like of shape (n_components,), optional
         Initial weights; overrides the initialisation's.
     means_init : array-like of shape (n_components, n_features), optional
@@ -180,7 +206,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     weights_ : ndarray of shape (n_components,)
     means_ : ndarray of shape (n_components, n_features)
     covariances_ : ndarray
-        ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical.
+        ``(K, D, D)`` full, ``(D, D)`` tied, ``(K, D)`` diag, ``(K,)`` spherical (mclust
+        models: the shape of their storage layout, see ``covariance_type``).
     precisions_ : ndarray
         Inverses of ``covariances_``, same shape.
     precisions_cholesky_ : ndarray
@@ -203,7 +230,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         rule is unit-free. Such fits have spuriously high likelihood. With
         ``covariance_type="tied"`` the covariance is shared, so a component with few points
         cannot make the likelihood unbounded and is not flagged; only the shared covariance
-        can collapse, and then every component is flagged.
+        can collapse, and then every component is flagged. The same holds for every mclust
+        model of equal volume (first letter E).
     n_parameters_ : int
         Free parameters, used by :meth:`bic` and :meth:`aic`.
     n_features_in_ : int
@@ -223,9 +251,10 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
 
     **Units.** EM runs on standardised data: each feature centred on its (weighted) mean and
     divided by its (weighted) standard deviation for ``"full"``, ``"tied"`` and ``"diag"``,
-    whose models are unchanged by rescaling single features; all features divided by one
-    pooled standard deviation (the root of the features' mean variance) for ``"spherical"``,
-    whose model is not. ``reg_covar`` and the degeneracy rule act there, and the fitted
+    whose models are unchanged by rescaling single features (as are mclust's EEI, VEI,
+    EVI, VEE and EVV); all features divided by one pooled standard deviation (the root of
+    the features' mean variance) for ``"spherical"`` and mclust's EII, EVE, VVE, EEV and VEV,
+    whose models are not. ``reg_covar`` and the degeneracy rule act there, and the fitted
     attributes are mapped back to the data's units, so multiplying ``X`` by a constant
     multiplies ``means_`` by it and ``covariances_`` by its square and changes no label;
     ``lower_bound_`` and the criteria shift by the log of the constant, as a density does.
@@ -281,9 +310,15 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
+    @property
+    def _layout(self) -> str:
+        """How this covariance type's parameters are stored and evaluated: one of
+        scikit-learn's four types (:func:`bayesgmm._mclust.covariance_layout`)."""
+        return covariance_layout(self.covariance_type)
+
     def _check_parameters(self, n_samples: int) -> None:
         check_n_components(self.n_components, n_samples)
-        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_choice("covariance_type", self.covariance_type, (*COVARIANCE_TYPES, *MCLUST_MODELS))
         check_choice("init_params", self.init_params, INIT_PARAMS)
         check_positive("tol", self.tol, allow_zero=True)
         check_positive("reg_covar", self.reg_covar, allow_zero=True)
@@ -291,7 +326,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         check_positive("n_init", self.n_init, integer=True)
 
     def _check_inits(self, n_features: int) -> dict[str, np.ndarray]:
-        k, cov_type = self.n_components, self.covariance_type
+        k, cov_type = self.n_components, self._layout
         out: dict[str, np.ndarray] = {}
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
@@ -339,7 +374,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         self, X: np.ndarray, wresp: np.ndarray, centres: np.ndarray | None
     ) -> _Params:
         """M-step from (sample-weighted) responsibilities, for initialisation."""
-        cov_type = self.covariance_type
+        cov_type = self._layout
         nk = wresp.sum(axis=0) + _EPS10
         means = (wresp.T @ X) / nk[:, None]
         empty = nk < 1e-8 * nk.sum()
@@ -362,10 +397,26 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             covs[empty] = pooled if cov_type in ("full", "tied") else np.diag(pooled)
         return self._finish_m_step(nk, means, covs)
 
-    def _finish_m_step(self, nk: np.ndarray, means: np.ndarray, covs: np.ndarray) -> _Params:
-        """Turn per-component covariances (``(K, D, D)`` or ``(K, D)``) into parameters."""
-        cov_type, reg = self.covariance_type, self.reg_covar
+    def _finish_m_step(
+        self, nk: np.ndarray, means: np.ndarray, covs: np.ndarray, state: dict | None = None
+    ) -> _Params:
+        """Turn per-component covariances (``(K, D, D)`` or ``(K, D)``) into parameters.
+
+        ``state`` is what the previous M-step of an iterative mclust model left
+        (:func:`bayesgmm._mclust.constrained_covariances`).
+        """
+        cov_type, reg = self._layout, self.reg_covar
         d = means.shape[1]
+        if self.covariance_type not in _FOUR_MODELS:
+            # an mclust model beyond the four: its constrained M-step on the regularised
+            # sample covariances, stored in its layout
+            if covs.ndim == 3:
+                covs[:, np.arange(d), np.arange(d)] += reg
+            else:
+                covs = covs + reg
+            covariances, new_state = constrained_covariances(self.covariance_type, nk, covs, state)
+            prec_chol = precisions_cholesky_from_covariances(covariances, cov_type)
+            return _Params(nk / nk.sum(), means, covariances, prec_chol, new_state)
         if cov_type == "full":
             covariances = covs
             covariances[:, np.arange(d), np.arange(d)] += reg
@@ -388,9 +439,9 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             out["means"] = (out["means"] - centre) / scale
         if "precisions_cholesky" in out:
             pc = out["precisions_cholesky"]
-            if self.covariance_type in ("full", "tied"):
+            if self._layout in ("full", "tied"):
                 out["precisions_cholesky"] = pc * scale[:, None]
-            elif self.covariance_type == "diag":
+            elif self._layout == "diag":
                 out["precisions_cholesky"] = pc * scale
             else:
                 out["precisions_cholesky"] = pc * scale[0]
@@ -416,6 +467,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         if len(inits) == 3:
             return self._params_from_inits(inits)
         centres = None
+        if self.init_params == "hc":
+            return self._initialize_hc(X, sample_weight, random_state, inits)
         if self.init_params == "random":
             resp = random_state.uniform(size=(n, k))
             resp /= resp.sum(axis=1, keepdims=True)
@@ -446,6 +499,38 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             params = self._params_from_inits(inits, params)
         return params
 
+    def _initialize_hc(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray,
+        random_state: np.random.RandomState,
+        inits: dict[str, np.ndarray],
+    ) -> _Params:
+        """Initial parameters from a hierarchical partition (:mod:`bayesgmm._hc`), as mclust.
+
+        With more than :data:`~bayesgmm._hc.HC_SUBSET` rows the partition is of a random
+        subset of them (drawn in proportion to ``sample_weight``), and the M-step uses that
+        subset only. One feature: classes between quantiles, as mclust starts 1-D data.
+        """
+        n, k = X.shape[0], self.n_components
+        rows = np.arange(n)
+        if n > HC_SUBSET:
+            positive = np.flatnonzero(sample_weight > 0)
+            size = min(HC_SUBSET, positive.size)
+            p = sample_weight[positive] / sample_weight[positive].sum()
+            rows = np.sort(random_state.choice(positive, size=size, replace=False, p=p))
+        Xs, ws = X[rows], sample_weight[rows]
+        if X.shape[1] == 1:
+            labels = quantile_labels(Xs[:, 0], k)
+        else:
+            labels = hc_labels(Xs, k, ws)
+        resp = np.zeros((rows.size, k))
+        resp[np.arange(rows.size), labels] = 1.0
+        params = self._params_from_resp(Xs, resp * ws[:, None], None)
+        if inits:
+            params = self._params_from_inits(inits, params)
+        return params
+
     def _params_from_inits(
         self, inits: dict[str, np.ndarray], base: _Params | None = None
     ) -> _Params:
@@ -453,7 +538,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         means = inits.get("means", base.means if base else None)
         if "precisions_cholesky" in inits:
             pc = inits["precisions_cholesky"]
-            covs = covariances_from_precisions_cholesky(pc, self.covariance_type)
+            covs = covariances_from_precisions_cholesky(pc, self._layout)
         else:
             pc, covs = base.precisions_cholesky, base.covariances
         return _Params(weights.copy(), means.copy(), covs.copy(), pc.copy())
@@ -462,7 +547,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     def _em_pass(
         self, X: np.ndarray, sample_weight: np.ndarray, p: _Params
     ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-        cov_type = self.covariance_type
+        cov_type = self._layout
         k, d = p.means.shape
         log_det = log_det_precision_cholesky(p.precisions_cholesky, cov_type, d)
         with np.errstate(divide="ignore"):
@@ -483,11 +568,11 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         nk = nk + _EPS10
         delta = s1 / nk[:, None]
         means = p.means + delta
-        if self.covariance_type in ("full", "tied"):
+        if self._layout in ("full", "tied"):
             covs = s2 / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         else:
             covs = s2 / nk[:, None] - delta**2
-        return self._finish_m_step(nk, means, covs)
+        return self._finish_m_step(nk, means, covs, p.state)
 
     def _run_em(
         self,
@@ -535,7 +620,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The per-feature scale of the standardisation, given the data's centre and sd."""
         constant = std == 0.0
-        if self.covariance_type == "spherical":
+        if not is_scale_invariant(self.covariance_type):
             pooled = float(np.sqrt(np.mean(std**2)))
             scale = np.full(std.shape[0], pooled)
         elif constant.any():
@@ -559,11 +644,11 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         """
         k = self.n_components
         floor = max(10.0 * self.reg_covar, 1e-10 * data_var)
-        small_var = _smallest_variances(p.covariances, self.covariance_type, k) <= floor
-        if self.covariance_type == "tied":
-            # The covariance is shared: a component with few points (even one) cannot shrink
-            # it, so it does not make the likelihood unbounded. Only the shared covariance
-            # can collapse (onto the floor), and then it does so for every component.
+        small_var = _smallest_variances(p.covariances, self._layout, k) <= floor
+        if mclust_name(self.covariance_type)[0] == "E":
+            # The volume is shared (e.g. "tied"): a component with few points (even one)
+            # cannot shrink it, so it does not make the likelihood unbounded. Only the
+            # covariances as a whole can collapse (onto the floor).
             few_points = np.zeros(k, dtype=bool)
         else:
             few_points = p.weights * total_weight < n_features + 1
@@ -631,6 +716,8 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         units = scale / scale.max()  # Z * units is X up to one constant: k-means' geometry
         data_var = float(np.mean((std / scale) ** 2))  # the mean variance of Z
         n_init = 1 if continuing else self.n_init
+        if self.init_params == "hc" and n <= HC_SUBSET:
+            n_init = 1  # the hierarchical start is deterministic: more would repeat it
         best: _Run | None = None
         start = time.perf_counter()
         for init in range(n_init):
@@ -638,7 +725,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
                 fitted = _Params(
                     self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
                 )
-                params = _rescale(fitted, self.covariance_type, 1.0 / scale, -centre / scale)
+                params = _rescale(fitted, self._layout, 1.0 / scale, -centre / scale)
                 lower_bound = self.lower_bound_ + log_scale
             else:
                 params = self._initialize(Z, sample_weight, random_state, inits, units)
@@ -671,7 +758,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         start: float,
     ) -> None:
         """Map the kept run back to the data's units, refuse non-finite parameters, store."""
-        best.params = _rescale(best.params, self.covariance_type, scale, centre)
+        best.params = _rescale(best.params, self._layout, scale, centre)
         best.lower_bounds = [lb - log_scale for lb in best.lower_bounds]
         best.lower_bound -= log_scale
         p = best.params
@@ -726,7 +813,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             fitted = _Params(
                 self.weights_, self.means_, self.covariances_, self.precisions_cholesky_
             )
-            params = _rescale(fitted, self.covariance_type, 1.0 / scale, -centre / scale)
+            params = _rescale(fitted, self._layout, 1.0 / scale, -centre / scale)
             lower_bound = self.lower_bound_ + log_scale
         elif len(inits) == 3:
             params = self._params_from_inits(inits)
@@ -871,18 +958,18 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
     def _set_online_fitted(self, state: dict) -> None:
         """Public attributes from the online state (data units, the stable order); no
         warnings: a stream has no convergence to report."""
-        p = _rescale(state["params"], self.covariance_type, state["scale"], state["centre"])
+        p = _rescale(state["params"], self._layout, state["scale"], state["centre"])
         degenerate, _ = self._degenerate(
             state["params"], state["n_seen"], p.means.shape[1], state["data_var"]
         )
         order = np.lexsort(p.means.T[::-1])
-        tied = self.covariance_type == "tied"
+        tied = self._layout == "tied"
         self.weights_ = p.weights[order]
         self.means_ = p.means[order]
         self.covariances_ = p.covariances if tied else p.covariances[order]
         self.precisions_cholesky_ = p.precisions_cholesky if tied else p.precisions_cholesky[order]
         self.precisions_ = precisions_from_precisions_cholesky(
-            self.precisions_cholesky_, self.covariance_type
+            self.precisions_cholesky_, self._layout
         )
         self.degenerate_ = degenerate[order]
         self.converged_ = False
@@ -904,12 +991,12 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         order = np.lexsort(p.means.T[::-1])
         self.weights_ = p.weights[order]
         self.means_ = p.means[order]
-        tied = self.covariance_type == "tied"
+        tied = self._layout == "tied"
         self.covariances_ = p.covariances if tied else p.covariances[order]
         pc = p.precisions_cholesky
         self.precisions_cholesky_ = pc if tied else pc[order]
         self.precisions_ = precisions_from_precisions_cholesky(
-            self.precisions_cholesky_, self.covariance_type
+            self.precisions_cholesky_, self._layout
         )
         self.degenerate_ = run.degenerate[order]
         few_points = run.few_points[order]
@@ -970,7 +1057,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
 
     def _weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
         return log_weighted_prob(
-            X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+            X, self.weights_, self.means_, self.precisions_cholesky_, self._layout
         )
 
     def score_samples(self, X: ArrayLike) -> np.ndarray:
@@ -1029,7 +1116,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
             self.weights_,
             self.means_,
             self.precisions_cholesky_,
-            self.covariance_type,
+            self._layout,
         )
         k = self.n_components if what == "predict_proba" else None
         dtype = np.int64 if what == "predict" else np.float64
@@ -1039,7 +1126,7 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         """Validated ``X`` -> (responsibilities, log-density), compiled and parallel over rows."""
         X = self._check_X_predict(X)
         return mixture_responsibilities(
-            X, self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type
+            X, self.weights_, self.means_, self.precisions_cholesky_, self._layout
         )
 
     def _total_log_likelihood(
@@ -1101,11 +1188,11 @@ class EMGaussianMixture(DensityMixin, BaseEstimator):
         cov = self.covariances_
         parts, labels = [], []
         for j in range(k):
-            if self.covariance_type == "full":
+            if self._layout == "full":
                 c = cov[j]
-            elif self.covariance_type == "tied":
+            elif self._layout == "tied":
                 c = cov
-            elif self.covariance_type == "diag":
+            elif self._layout == "diag":
                 c = np.diag(cov[j])
             else:
                 c = np.eye(d) * cov[j]
@@ -1194,7 +1281,9 @@ def fitted_from_parameters(
     em.means_ = np.asarray(means, dtype=np.float64)
     em.covariances_ = np.asarray(covariances, dtype=np.float64)
     em.precisions_cholesky_ = np.asarray(precisions_cholesky, dtype=np.float64)
-    em.precisions_ = precisions_from_precisions_cholesky(em.precisions_cholesky_, covariance_type)
+    em.precisions_ = precisions_from_precisions_cholesky(
+        em.precisions_cholesky_, covariance_layout(covariance_type)
+    )
     k = em.weights_.size
     em.degenerate_ = np.zeros(k, bool) if degenerate is None else np.asarray(degenerate, bool)
     em.converged_ = bool(converged)

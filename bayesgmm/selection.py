@@ -51,6 +51,7 @@ elpd differences, their standard errors and stacking weights.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -72,6 +73,7 @@ from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 
+from ._mclust import MCLUST_MODELS, bayes_covariance_type
 from ._numerics import COVARIANCE_TYPES, n_parameters
 from ._validation import (
     check_n_components,
@@ -1356,11 +1358,12 @@ def _check_grid(
     if isinstance(covariance_types, str):
         covariance_types = [covariance_types]
     cov_types = list(dict.fromkeys(covariance_types))
-    bad = [c for c in cov_types if c not in COVARIANCE_TYPES]
+    bad = [c for c in cov_types if c not in COVARIANCE_TYPES + MCLUST_MODELS]
     if bad or not cov_types:
         raise ValueError(
             f"covariance_types={tuple(covariance_types)!r} is not supported; choose among "
-            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
+            f"{', '.join(map(repr, COVARIANCE_TYPES))} or mclust's models "
+            f"{', '.join(MCLUST_MODELS)}."
         )
     if isinstance(methods, str):
         methods = [methods]
@@ -1949,6 +1952,11 @@ def compare_models(
     n_components : iterable of int, default=range(1, 7)
         Component counts ``K`` to try.
     covariance_types : iterable of str, default=("full", "tied", "diag", "spherical")
+        Also mclust's 14 model names (``"EII"`` ... ``"VVV"``; see
+        :class:`~bayesgmm.em.EMGaussianMixture`) for EM. The Bayesian fit has the four
+        scikit-learn types only (mclust's VVV, EEE, VVI, VII, fitted under those names);
+        other mclust models get EM criteria and a row whose posterior columns are empty,
+        with a note saying there is no posterior.
     methods : iterable of {"em", "bayes"}, default=("em", "bayes")
         ``"em"``: :class:`~bayesgmm.em.EMGaussianMixture` with BIC, AIC and ICL;
         ``"bayes"``: a posterior per cell with WAIC and PSIS-LOO.
@@ -2108,15 +2116,29 @@ def compare_models(
             else:
                 row.update({EM_STATUS: "not run", DEGENERATE: False, EM_CONVERGED: pd.NA})
                 row.update({EM_NOTE: "", **dict.fromkeys(_EM_COLUMNS, np.nan)})
-            if "bayes" in methods:
+            bayes_cov = bayes_covariance_type(cov)
+            if "bayes" in methods and bayes_cov is None:
+                row.update({BAYES_STATUS: "not run", CONVERGED: pd.NA, RETRIED: False})
+                row[BAYES_NOTE] = (
+                    f"no posterior: the Bayesian fit has no {cov} model (only full, tied, "
+                    "diag and spherical, i.e. mclust's VVV, EEE, VVI and VII)"
+                )
+                row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
+                row.update(dict.fromkeys(_EVIDENCE_COLUMNS[:3], np.nan))
+                row[EVIDENCE_NOTE] = "not computed: no posterior for this covariance model"
+            elif "bayes" in methods:
                 assert bayes_fit is not None
                 cell_fit = bayes_fit
                 if gm is not None and not gm.degenerate_.any() and _takes_em_start(bayes_fit):
                     # one EM fit per model: the table's EM row starts and pivots the posterior
-                    cell_fit = functools.partial(bayes_fit, em_start=gm)
+                    start = gm
+                    if bayes_cov != cov:  # an mclust alias: the same fit under the Bayes name
+                        start = copy.deepcopy(gm)
+                        start.covariance_type = bayes_cov
+                    cell_fit = functools.partial(bayes_fit, em_start=start)
                 t_cell = time.perf_counter()
                 b_row, attempt = _fit_bayes(
-                    X, k, cov, bayes_seed, n_samples, cell_fit, sampler_options
+                    X, k, bayes_cov, bayes_seed, n_samples, cell_fit, sampler_options
                 )
                 _store_bayes(result, row, name, k, b_row, attempt)
                 if (
@@ -2127,7 +2149,7 @@ def compare_models(
                 ):
                     pending.append(
                         _Pending(
-                            len(rows), k, cov, bayes_seed, cell_fit, attempt,
+                            len(rows), k, bayes_cov, bayes_seed, cell_fit, attempt,
                             time.perf_counter() - t_cell,
                         )
                     )  # fmt: skip

@@ -7,6 +7,11 @@ the relative difference of the final mean log-likelihoods.
 
     python bench/em_speed.py            # the three cases of the speed target
     python bench/em_speed.py --quick    # smaller data, for a smoke run
+
+A second table times each of mclust's covariance models beyond scikit-learn's four (one row
+per model, from the same start) against scikit-learn's ``"full"`` fit as the peer: the ratio
+of wall times and of times per iteration (the models stop after different numbers of
+iterations).
 """
 
 from __future__ import annotations
@@ -22,9 +27,13 @@ from sklearn.mixture import GaussianMixture
 from threadpoolctl import threadpool_info
 
 from bayesgmm import EMGaussianMixture, make_mixture
+from bayesgmm._mclust import MCLUST_MODELS, covariance_layout
 
 CASES = [(10_000, 2, 3), (100_000, 10, 8), (1_000_000, 2, 5)]
 QUICK_CASES = [(10_000, 2, 3), (20_000, 10, 8), (100_000, 2, 5)]
+MCLUST_CASES = [(10_000, 2, 3), (100_000, 10, 8)]
+QUICK_MCLUST_CASES = [(10_000, 2, 3), (20_000, 10, 8)]
+NEW_MODELS = [m for m in MCLUST_MODELS if m not in ("VVV", "EEE", "VVI", "VII")]
 
 
 def make_data(n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
@@ -89,6 +98,47 @@ def main() -> None:
             f"{n:>9} {d:>3} {k:>3} {ours.n_iter_:>4}/{sk.n_iter_:<4} {t_ours:>9.3f} "
             f"{t_sk:>11.3f} {t_ours / t_sk:>6.3f} {rel:>12.2e}"
         )
+
+    print()
+    print("mclust models (peer: scikit-learn 'full' from the same start)")
+    header = (
+        f"{'N':>9} {'D':>3} {'K':>3} {'model':>5} {'iters':>9} {'ours [s]':>9} "
+        f"{'sklearn [s]':>11} {'ratio':>6} {'ratio/iter':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for n, d, k in QUICK_MCLUST_CASES if args.quick else MCLUST_CASES:
+        X = make_data(n, d, k)
+        init = initial_parameters(X, k)
+        peer = dict(n_components=k, tol=args.tol, max_iter=args.max_iter, **init)
+        t_sk, sk = timed(lambda c=peer: GaussianMixture(**c), X, args.repeats)
+        for model in NEW_MODELS:
+            common = dict(
+                n_components=k,
+                covariance_type=model,
+                tol=args.tol,
+                max_iter=args.max_iter,
+                **layout_init(init, model),
+            )
+            t_ours, ours = timed(lambda c=common: EMGaussianMixture(**c), X, args.repeats)
+            per_iter = (t_ours / max(ours.n_iter_, 1)) / (t_sk / max(sk.n_iter_, 1))
+            print(
+                f"{n:>9} {d:>3} {k:>3} {model:>5} {ours.n_iter_:>4}/{sk.n_iter_:<4} "
+                f"{t_ours:>9.3f} {t_sk:>11.3f} {t_ours / t_sk:>6.3f} {per_iter:>10.3f}",
+                flush=True,
+            )
+
+
+def layout_init(init: dict[str, np.ndarray], model: str) -> dict[str, np.ndarray]:
+    """The full-covariance start in the storage layout of ``model`` (its precisions)."""
+    out = dict(init)
+    layout = covariance_layout(model)
+    covs = np.linalg.inv(init["precisions_init"])
+    if layout == "diag":
+        out["precisions_init"] = 1.0 / np.einsum("kaa->ka", covs)
+    elif layout == "spherical":
+        out["precisions_init"] = 1.0 / np.einsum("kaa->ka", covs).mean(axis=1)
+    return out
 
 
 if __name__ == "__main__":
