@@ -85,11 +85,18 @@ class CustomModel:
 
 
 def model_name(fn: Any) -> str:
-    """``module.qualname`` of a model function (its ``repr`` for other callables)."""
+    """``module.qualname`` of a model function (its ``repr`` for other callables).
+
+    A function loaded by :func:`load_model_function` is named ``path/to/file.py:function``,
+    as it was given on the command line.
+    """
     module = getattr(fn, "__module__", None)
     qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if qual is None:
         return repr(fn)
+    given = getattr(sys.modules.get(module or ""), "__bayesgmm_model_file__", None)
+    if given is not None:
+        return f"{given}:{qual}"
     return f"{module}.{qual}" if module else str(qual)
 
 
@@ -456,6 +463,7 @@ def load_model_function(spec: str) -> Callable[..., Any]:
     if loader_spec is None or loader_spec.loader is None:
         raise ValueError(f"--model: {path_text!r} cannot be imported as a Python module.")
     module = importlib.util.module_from_spec(loader_spec)
+    module.__bayesgmm_model_file__ = path_text  # type: ignore[attr-defined]  # model_name
     sys.modules[module_name] = module  # inspect.getsource and pickling find it
     try:
         loader_spec.loader.exec_module(module)
@@ -474,7 +482,8 @@ def load_model_function(spec: str) -> Callable[..., Any]:
     obj = getattr(module, func)
     if not callable(obj):
         raise TypeError(
-            f"--model: {func!r} in {path_text!r} is a {type(obj).__name__}, not a function "
-            "(X, n_components, covariance_type, priors) -> pm.Model."
+            f"--model: {func!r} in {path_text!r} is not callable (it is of type "
+            f"{type(obj).__name__}); name a function (X, n_components, covariance_type, "
+            "priors) -> pm.Model."
         )
     return obj

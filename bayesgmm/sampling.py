@@ -37,6 +37,12 @@ parameters of order one whatever the units: data in nanometres or in light years
 same way. Only the samplers' own statistics (``logp``, energies, step sizes) refer to ``Z``.
 Data whose spread float64 cannot represent is refused before sampling (a ``ValueError`` that
 says how to rescale).
+
+**A user's own model** (``BayesGaussianMixture(model=...)``) goes through
+:func:`sample_custom_posterior` instead: the fast path above is the stock model's density
+only, so a custom model is sampled as its function built it, in the data's units (no
+standardisation), with nutpie's public API (``nutpie.compile_pymc_model``, Numba backend) or
+``pymc.sample``, and returned in the same groups and layouts.
 """
 
 from __future__ import annotations
@@ -57,7 +63,13 @@ import xarray as xr
 from . import _logdensity
 from ._nutpie_private import NutpiePrivateAPIError
 
-__all__ = ["SAMPLERS", "posterior_dataset", "sample_posterior", "standardization"]
+__all__ = [
+    "SAMPLERS",
+    "posterior_dataset",
+    "sample_custom_posterior",
+    "sample_posterior",
+    "standardization",
+]
 
 _log = logging.getLogger("bayesgmm")
 
@@ -737,7 +749,7 @@ def sample_custom_posterior(
 
     The model is sampled as given, in the data's units (no standardisation), with public
     APIs only: ``"nutpie"`` (what ``"auto"`` picks when nutpie is installed) compiles it with
-    :func:`nutpie.compile_pymc_model` (Numba backend) and samples with :func:`nutpie.sample`;
+    ``nutpie.compile_pymc_model`` (Numba backend) and samples with ``nutpie.sample``;
     ``"pymc"`` uses :func:`pymc.sample` (C backend); ``"numpyro"``/``"blackjax"`` go through
     ``pymc.sample(nuts_sampler=...)``. The stock fast path (:mod:`bayesgmm._logdensity`) is
     never used: it is the stock model's density, not this one.
@@ -796,17 +808,25 @@ def sample_custom_posterior(
         chosen,
     )
     t0 = time.perf_counter()
+    job = _CustomJob(
+        custom=custom,
+        start=start,
+        mean_jitter=mean_jitter,
+        covariance_type=covariance_type,
+        k=k,
+        keep=keep,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        progressbar=progressbar,
+        sampler=chosen,
+    )
+    run = _sample_custom_nutpie if chosen == "nutpie" else _sample_custom_pymc
     with _single_threaded_blas():
-        if chosen == "nutpie":
-            post, stats, compile_time, sampling_time = _sample_custom_nutpie(
-                custom, start, mean_jitter, covariance_type, k, keep, draws, tune, chains,
-                cores, target_accept, random_seed, progressbar,
-            )  # fmt: skip
-        else:
-            post, stats, compile_time, sampling_time = _sample_custom_pymc(
-                custom, start, mean_jitter, covariance_type, k, keep, draws, tune, chains,
-                cores, target_accept, random_seed, progressbar, chosen,
-            )  # fmt: skip
+        post, stats, compile_time, sampling_time = run(job)
     t1 = time.perf_counter()
     draws_ = {
         name: np.asarray(post[name].transpose("chain", "draw", ...).values) for name in keep[:3]
@@ -844,6 +864,26 @@ def sample_custom_posterior(
         t2 - t1,
     )
     return tree
+
+
+@dataclass(frozen=True)
+class _CustomJob:
+    """Everything a custom-model sampler backend needs (see sample_custom_posterior)."""
+
+    custom: Any
+    start: Mapping[str, np.ndarray] | None
+    mean_jitter: np.ndarray | None
+    covariance_type: str
+    k: int
+    keep: list[str]
+    draws: int
+    tune: int
+    chains: int
+    cores: int
+    target_accept: float
+    random_seed: Any
+    progressbar: bool
+    sampler: str
 
 
 def _extra_variable(da: xr.DataArray, posterior: xr.Dataset) -> xr.DataArray:
@@ -923,74 +963,80 @@ def _custom_stats(stats: xr.Dataset) -> xr.Dataset:
     return stats[keep].drop_vars([v for v in keep if stats[v].dtype == object])
 
 
-def _sample_custom_nutpie(
-    custom, start, mean_jitter, covariance_type, k, keep, draws, tune, chains, cores,
-    target_accept, random_seed, progressbar,
-):  # fmt: skip
+def _sample_custom_nutpie(job: _CustomJob):
     import nutpie
 
+    custom = job.custom
     free = set(custom.free_stock)
-    seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
+    seed = int(np.random.SeedSequence(job.random_seed).generate_state(1)[0])
     t0 = time.perf_counter()
-    overrides = _custom_starts_symbolic(start, mean_jitter, covariance_type, k, free)
-    extra = {custom.model[name] for name in custom.extra}
+    overrides = _custom_starts_symbolic(
+        job.start, job.mean_jitter, job.covariance_type, job.k, free
+    )
+    # PyMC's default U(-1, 1) jitter (unconstrained scale) for the variables the EM start
+    # does not set (all of them without a start); those it sets are jittered above.
+    jitter = None if overrides is None else {custom.model[name] for name in custom.extra}
     compiled = nutpie.compile_pymc_model(
         custom.model,
         backend="numba",
         initial_points=overrides,
-        # PyMC's default U(-1, 1) jitter (unconstrained scale) only for the variables the
-        # EM start does not set; those it sets are jittered above
-        jitter_rvs=extra,
-        var_names=keep,
+        jitter_rvs=jitter,
+        var_names=job.keep,
     )
     t1 = time.perf_counter()
     idata = nutpie.sample(
         compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        cores=cores,
+        draws=job.draws,
+        tune=job.tune,
+        chains=job.chains,
+        cores=job.cores,
         seed=seed,
         save_warmup=False,
-        progress_bar=progressbar,
-        target_accept=target_accept,
+        progress_bar=job.progressbar,
+        target_accept=job.target_accept,
     )
     t2 = time.perf_counter()
     post = idata["posterior"].to_dataset()
     return post, _custom_stats(idata["sample_stats"].to_dataset()), t1 - t0, t2 - t1
 
 
-def _sample_custom_pymc(
-    custom, start, mean_jitter, covariance_type, k, keep, draws, tune, chains, cores,
-    target_accept, random_seed, progressbar, sampler,
-):  # fmt: skip
+def _sample_custom_pymc(job: _CustomJob):
     import pymc as pm
 
-    free = set(custom.free_stock)
     t0 = time.perf_counter()
     inits = _custom_starts_numeric(
-        start, mean_jitter, covariance_type, k, free, chains, random_seed
+        job.start,
+        job.mean_jitter,
+        job.covariance_type,
+        job.k,
+        set(job.custom.free_stock),
+        job.chains,
+        job.random_seed,
     )
     kwargs: dict[str, Any] = {}
-    if sampler == "pymc":
-        kwargs.update(cores=cores, nuts_sampler="pymc", target_accept=target_accept, backend="c")
+    if job.sampler == "pymc":
+        # the C backend, as for the stock model (PyTensor's default Numba backend compiles
+        # for minutes cold, and a plain pm.sample() would hand the model to nutpie)
+        kwargs.update(
+            cores=job.cores, nuts_sampler="pymc", target_accept=job.target_accept, backend="c"
+        )
         kwargs["init"] = "adapt_diag" if inits is not None else "jitter+adapt_diag"
     else:
         kwargs.update(
-            nuts_sampler=sampler,
-            nuts={"chain_method": "vectorized", "target_accept": target_accept},
+            nuts_sampler=job.sampler,
+            nuts={"chain_method": "vectorized", "target_accept": job.target_accept},
         )
     idata = pm.sample(
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        model=custom.model,
+        draws=job.draws,
+        tune=job.tune,
+        chains=job.chains,
+        model=job.custom.model,
         initvals=inits,
-        random_seed=random_seed,
-        progressbar=progressbar,
-        quiet=not progressbar,
+        random_seed=job.random_seed,
+        progressbar=job.progressbar,
+        quiet=not job.progressbar,
         compute_convergence_checks=False,
-        var_names=keep,
+        var_names=job.keep,
         **kwargs,
     )
     total = time.perf_counter() - t0

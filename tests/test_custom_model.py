@@ -10,6 +10,8 @@ custom model, which must agree with the stock fast path.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
 import warnings
 
 import numpy as np
@@ -153,6 +155,9 @@ def test_custom_fit_membership_predict_and_report(custom_fit, data):
     assert "hierarchical_means" in html
     assert "mu0 = pm.Normal" in html  # the model's source is shown, as text
     assert "Normal(mean" not in html  # the stock priors are not claimed
+    assert "could not be computed" not in html  # prior sensitivity from the model's own priors
+    table = custom_fit.prior_sensitivity()
+    assert {"prior", "likelihood"} <= set(table.columns)
 
 
 def test_save_load_round_trip_never_runs_the_recorded_source(custom_fit, data, tmp_path):
@@ -291,3 +296,107 @@ def test_the_model_parameter_is_a_plain_estimator_parameter():
     bgm = BayesGaussianMixture(2, model=hierarchical_means)
     assert clone(bgm).model is hierarchical_means
     assert BayesGaussianMixture(2).get_params()["model"] is None
+
+
+# ---------------------------------------------------------------------- compare_models, CLI
+
+
+def test_compare_models_takes_the_custom_model(data):
+    from bayesgmm import compare_models
+
+    X, _ = data
+    with _no_check():
+        res = compare_models(
+            X,
+            n_components=[2],
+            covariance_types=["diag"],
+            model=hierarchical_means,
+            random_state=0,
+            retry=False,
+            **{k: v for k, v in DRAWS.items() if k != "progressbar"},
+        )
+    tree = res.posteriors["diag-K2"]
+    assert tree.attrs["custom_model"].endswith("hierarchical_means")
+    assert "tau" in tree["posterior"]
+    assert len(res.table) == 1
+    assert "custom model" in json.loads(tree.attrs["evidence"])["reason"]
+    with pytest.raises(ValueError, match="does not include 'bayes'"):
+        compare_models(X, n_components=[2], methods=("em",), model=hierarchical_means)
+
+
+_MODEL_FILE = """
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+NOT_A_FUNCTION = 3
+
+
+def returns_a_dict(X, n_components, covariance_type, priors):
+    return {"weights": None}
+"""
+
+
+def _model_file(tmp_path):
+    path = tmp_path / "my_models.py"
+    path.write_text(_MODEL_FILE + "\n\n" + inspect.getsource(hierarchical_means))
+    return path
+
+
+def test_cli_fit_with_model_then_report_and_predict(data, tmp_path, capsys):
+    from bayesgmm.cli import main
+
+    X, _ = data
+    np.save(tmp_path / "data.npy", X)
+    spec = f"{_model_file(tmp_path)}:hierarchical_means"
+    out = tmp_path / "out"
+    argv = ["--quiet", "fit", str(tmp_path / "data.npy"), "-k", "2", "--covariance", "diag"]
+    argv += ["--method", "both", "--draws", "200", "--tune", "200", "--chains", "2"]
+    code = main([*argv, "--model", spec, "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    loaded = BayesGaussianMixture.load(out / "posterior.nc")
+    assert loaded.model == spec  # the name as given on the command line
+    assert "def hierarchical_means" in loaded.model_source_
+    run = json.loads((out / "run.json").read_text())
+    assert f"--model {spec}" in run["reproducibility"]["command"]
+    assert "mu0 = pm.Normal" in (out / "report.html").read_text()
+    assert main(["--quiet", "predict", str(out), str(tmp_path / "data.npy"), "--out",
+                 str(tmp_path / "pred.csv")]) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "suffix,message",
+    [
+        ("missing.py:f", "does not exist"),
+        ("{file}:nope", "defines no 'nope'"),
+        ("{file}:NOT_A_FUNCTION", "is not callable (it is of type int)"),
+        ("{file}", "give the model function as FILE.py:FUNCTION"),
+        ("{file}:returns_a_dict", "returned dict, not a pymc.Model"),
+    ],
+)
+def test_cli_model_errors_exit_2_with_one_line(suffix, message, data, tmp_path, capsys):
+    from bayesgmm.cli import main
+
+    X, _ = data
+    np.save(tmp_path / "data.npy", X)
+    spec = suffix.format(file=_model_file(tmp_path)).replace("missing.py", str(tmp_path / "m.py"))
+    argv = ["--quiet", "fit", str(tmp_path / "data.npy"), "-k", "2", "--covariance", "diag"]
+    argv += ["--method", "bayes", "--draws", "20", "--tune", "20", "--chains", "1"]
+    code = main([*argv, "--model", spec, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_cli_refuses_model_with_em_only(data, tmp_path, capsys):
+    from bayesgmm.cli import main
+
+    X, _ = data
+    np.save(tmp_path / "data.npy", X)
+    spec = f"{_model_file(tmp_path)}:hierarchical_means"
+    for cmd in ("fit", "compare"):
+        code = main([cmd, str(tmp_path / "data.npy"), "--method", "em", "--model", spec,
+                     "--out", str(tmp_path / cmd)])  # fmt: skip
+        assert code == 2
+        assert "--method em fits EM only" in capsys.readouterr().err
