@@ -400,3 +400,72 @@ def test_cli_refuses_model_with_em_only(data, tmp_path, capsys):
                      "--out", str(tmp_path / cmd)])  # fmt: skip
         assert code == 2
         assert "--method em fits EM only" in capsys.readouterr().err
+
+
+def test_cli_compare_passes_the_model_on(data, tmp_path, monkeypatch):
+    import bayesgmm.selection
+    from bayesgmm.cli import main
+
+    X, _ = data
+    np.save(tmp_path / "data.npy", X)
+    seen = {}
+
+    def fake_compare(X, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(bayesgmm.selection, "compare_models", fake_compare)
+    spec = f"{_model_file(tmp_path)}:hierarchical_means"
+    argv = ["--quiet", "compare", str(tmp_path / "data.npy"), "-k", "2", "--covariance", "diag"]
+    assert main([*argv, "--model", spec, "--out", str(tmp_path / "cmp")]) == 2
+    assert seen["model"].__name__ == "hierarchical_means"
+    assert "def hierarchical_means" in inspect.getsource(seen["model"])
+
+
+# ---------------------------------------------------------------------- starts, provenance
+
+
+@pytest.mark.parametrize("cov", ["full", "tied", "diag", "spherical"])
+def test_em_starts_are_jittered_per_chain_and_valid(cov, rng):
+    """The per-chain starts (symbolic for nutpie, numeric for pm.sample) of every type."""
+    from pymc.initial_point import make_initial_point_fn
+
+    from bayesgmm.sampling import _custom_starts_numeric, _custom_starts_symbolic
+
+    k, d = 2, 2
+    X = rng.normal(size=(30, d))
+    model = build_model(X, k, covariance_type=cov)
+    start = {"weights": np.array([0.3, 0.7]), "means": np.array([[-1.0, 0.0], [1.0, 0.5]])}
+    if cov == "full":
+        start["chol"] = np.array([[[1.0, 0.0], [0.3, 0.8]], [[0.5, 0.0], [-0.1, 0.9]]])
+    elif cov == "tied":
+        start["chol"] = np.array([[1.0, 0.0], [0.3, 0.8]])
+    else:
+        start["sigma"] = np.full((k, d), 0.8) if cov == "diag" else np.array([0.8, 0.6])
+    free = {rv.name for rv in model.free_RVs}
+    jitter = np.full((k, d), 0.1)
+    overrides = _custom_starts_symbolic(start, jitter, cov, k, free)
+    fn = make_initial_point_fn(
+        model=model, overrides=overrides, jitter_rvs=set(), return_transformed=False
+    )
+    a, b = fn(1), fn(2)
+    numeric = _custom_starts_numeric(start, jitter, cov, k, free, 2, 0)
+    for point in (a, b, *numeric):
+        np.testing.assert_allclose(point["weights"].sum(), 1.0)
+        np.testing.assert_allclose(point["weights"], start["weights"], rtol=0.3)
+        np.testing.assert_allclose(point["means"], start["means"], atol=0.6)
+    assert not np.allclose(a["means"], b["means"])  # each chain its own start
+    assert not np.allclose(numeric[0]["means"], numeric[1]["means"])
+    name = {"full": "chol_cov_1", "tied": "chol_cov"}.get(cov, "sigma")
+    assert np.all(np.isfinite(a[name])) and not np.allclose(a[name], b[name])
+
+
+def test_python_call_and_markdown_report_name_the_function(custom_fit):
+    from bayesgmm.methods import methods_paragraph, python_call
+    from bayesgmm.report import render_report
+
+    assert "model=hierarchical_means," in python_call(custom_fit)
+    assert "custom PyMC model" in methods_paragraph(custom_fit)
+    assert "Priors:" not in methods_paragraph(custom_fit)
+    md = render_report(bgm=custom_fit, figures=False, fmt="md")
+    assert "```python\ndef hierarchical_means" in md
