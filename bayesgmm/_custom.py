@@ -32,9 +32,14 @@ free random variable or a deterministic, e.g. ``means`` drawn around a hyper-pri
 
 :func:`check_model` verifies all of this when the fit starts (names, shapes, dims when the
 model declares them, the deterministics' consistency with the covariance factor, the
-observed data, and the likelihood numerically at two parameter points) and raises a
-``TypeError``/``ValueError`` that names what is missing and how to fix it. Any other free
-variable (hyper-priors) is sampled and kept in the posterior.
+observed data, and the likelihood numerically at the model's initial point, a point near it
+and the EM start) and raises a ``TypeError``/``ValueError`` that names what is missing and
+how to fix it. Any other free variable (hyper-priors) is sampled, kept in the posterior
+(relabelled with the components when it has a ``component`` dim) and diagnosed.
+
+Writing the likelihood as a ``pm.CustomDist``: PyMC may hand its ``logp`` the parameters
+with leading length-1 batch dimensions, so reshape them to their core shapes (``(K,)``,
+``(K, D)``, ...) before contracting axes (``bayesgmm.build_model`` does the same).
 """
 
 from __future__ import annotations
