@@ -171,6 +171,9 @@ def test_save_load_round_trip_never_runs_the_recorded_source(custom_fit, data, t
     np.testing.assert_allclose(loaded.score_samples(X), custom_fit.score_samples(X))
     with pytest.raises(ValueError, match="pass model=your_function to refit"):
         loaded.fit(X)
+    # diagnostics (hyper-parameters included) and prior sensitivity from the saved draws
+    assert loaded.diagnostics_.verdict == custom_fit.diagnostics_.verdict
+    assert loaded.prior_sensitivity().equals(custom_fit.prior_sensitivity())
 
     # A file whose recorded "source" would create a file if it were ever executed.
     marker = tmp_path / "PWNED"
