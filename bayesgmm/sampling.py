@@ -782,7 +782,9 @@ def sample_custom_posterior(
         ``weights``, ``means`` and ``chol``/``sigma`` with the same deterministics, plus the
         model's other free variables; ``sample_stats``; ``log_likelihood`` ``obs`` by the
         compiled kernel; ``observed_data``). Root attributes: ``sampler``, ``custom_model``
-        (the function's name) and the timings.
+        (the function's name) and the timings; ``sampler_fallback`` when ``"auto"`` fell
+        back to ``"pymc"`` because nutpie failed on the model (one warning in the
+        ``"bayesgmm"`` log says why).
     """
     X = np.ascontiguousarray(X, dtype=np.float64)
     n = X.shape[0]
@@ -825,8 +827,25 @@ def sample_custom_posterior(
         sampler=chosen,
     )
     run = _sample_custom_nutpie if chosen == "nutpie" else _sample_custom_pymc
+    fallback = None
     with _single_threaded_blas():
-        post, stats, compile_time, sampling_time = run(job)
+        try:
+            post, stats, compile_time, sampling_time = run(job)
+        except Exception as exc:
+            if not (chosen == "nutpie" and sampler == "auto"):
+                raise
+            # "auto" promised a posterior, not nutpie: a model nutpie cannot compile (an Op
+            # without a Numba implementation, say) goes to PyMC's NUTS; a broken model
+            # fails there too, with PyMC's own error
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            fallback = (
+                f"nutpie could not compile or sample the custom model ({type(exc).__name__}: "
+                f"{first}); used PyMC's NUTS instead"
+            )
+            _log.warning("%s.", fallback)
+            chosen = "pymc"
+            job = dataclasses.replace(job, sampler="pymc")
+            post, stats, compile_time, sampling_time = _sample_custom_pymc(job)
     t1 = time.perf_counter()
     draws_ = {
         name: np.asarray(post[name].transpose("chain", "draw", ...).values) for name in keep[:3]
@@ -848,6 +867,8 @@ def sample_custom_posterior(
             "observed_data": observed,
         }
     )
+    if fallback is not None:
+        tree.attrs["sampler_fallback"] = fallback
     tree.attrs.update(
         sampler=chosen,
         custom_model=custom.name,

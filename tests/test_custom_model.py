@@ -216,6 +216,25 @@ def test_build_model_as_custom_model_agrees_with_the_stock_fit(data):
     )
 
 
+def test_auto_falls_back_to_pymc_when_nutpie_fails_on_the_model(data, monkeypatch, caplog):
+    import nutpie
+
+    def broken(*args, **kwargs):
+        raise NotImplementedError("no Numba implementation for SomeOp")
+
+    monkeypatch.setattr(nutpie, "compile_pymc_model", broken)
+    X, _ = data
+    common = dict(covariance_type="diag", model=build_model, random_state=5, **DRAWS)
+    with pytest.raises(NotImplementedError, match="SomeOp"):  # asked for nutpie: no fallback
+        BayesGaussianMixture(2, sampler="nutpie", **common).fit(X)
+    with _no_check(), caplog.at_level("WARNING", logger="bayesgmm"):
+        bgm = BayesGaussianMixture(2, sampler="auto", **common).fit(X)
+    assert bgm.idata_.attrs["sampler"] == "pymc"
+    assert "SomeOp" in bgm.idata_.attrs["sampler_fallback"]
+    assert "used PyMC's NUTS instead" in caplog.text
+    assert bgm.predict(X).shape == (X.shape[0],)
+
+
 # ---------------------------------------------------------------------- the contract
 
 
@@ -323,6 +342,11 @@ def test_compare_models_takes_the_custom_model(data):
     assert "tau" in tree["posterior"]
     assert len(res.table) == 1
     assert "custom model" in json.loads(tree.attrs["evidence"])["reason"]
+    from bayesgmm.report import render_report
+
+    html = render_report(comparison=res, figures=False)
+    assert "custom PyMC models" in html and "hierarchical_means" in html
+    assert "Normal(mean" not in html  # the stock priors are not claimed for them
     with pytest.raises(ValueError, match="does not include 'bayes'"):
         compare_models(X, n_components=[2], methods=("em",), model=hierarchical_means)
 
