@@ -18,6 +18,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -47,7 +48,7 @@ from .responsibilities import (
     responsibility_draws,
     summarize_responsibilities,
 )
-from .sampling import SAMPLERS, sample_posterior
+from .sampling import SAMPLERS, sample_custom_posterior, sample_posterior
 
 __all__ = ["BayesGaussianMixture"]
 
@@ -79,6 +80,25 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
     covariance_type : {"full", "tied", "diag", "spherical"}, default "full"
     priors : Priors, optional
         Prior hyper-parameters; ``Priors()`` when omitted.
+    model : callable, optional
+        Your own PyMC model instead of :func:`bayesgmm.build_model` (the default, ``None``):
+        a function called as ``model(X, n_components, covariance_type=..., priors=...)``
+        that returns a ``pymc.Model``. ``X`` is an ndarray of shape (n_samples, n_features)
+        **in the data's units**, so priors (say from an earlier study) are written in those
+        units; the model is sampled as returned (no standardisation) with nutpie's public
+        API (``sampler="auto"``/``"nutpie"``) or ``pymc.sample`` (``sampler="pymc"``), and
+        its draws are in the data's units. The model must define ``weights``, ``means`` and
+        the covariance variables and deterministics as ``build_model`` names them (free or
+        deterministic: a hyper-prior on the means is fine) and observe ``X`` through the
+        Gaussian mixture likelihood; :mod:`bayesgmm._custom` states the contract, and
+        ``fit`` checks it (names, shapes, observed data, and the likelihood numerically)
+        with an error that says what is missing. Relabelling, diagnostics (the model's
+        other free variables included), membership, prediction, the report and
+        :func:`~bayesgmm.compare_models` work as for the stock model. The function's name
+        and source are recorded in ``idata_.attrs`` (``custom_model``,
+        ``custom_model_source``); :meth:`load` never runs that source: a loaded custom fit
+        has ``model`` set to the recorded name (a string), answers everything that needs
+        only its draws, and refuses to refit until you pass the function again.
     draws, tune : int, default 1000
         Kept draws and warm-up iterations per chain.
     chains : int, default 4
@@ -129,6 +149,9 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when ``X`` was a DataFrame with string column names.
+    model_source_ : str or None
+        With a custom ``model``: the source text of its function as recorded at fit (None
+        when Python could not find it). Provenance only; never executed.
 
     Examples
     --------
@@ -147,6 +170,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         *,
         covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
         priors: Priors | None = None,
+        model: Callable[..., Any] | str | None = None,
         draws: int = 1000,
         tune: int = 1000,
         chains: int = 4,
@@ -161,6 +185,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.priors = priors
+        self.model = model
         self.draws = draws
         self.tune = tune
         self.chains = chains
@@ -193,6 +218,17 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             raise TypeError(
                 "priors must be a bayesgmm.model.Priors instance, got "
                 f"{type(self.priors).__name__}; pass Priors(...) or None."
+            )
+        if isinstance(self.model, str):
+            raise ValueError(
+                f"model={self.model!r} is the recorded name of a custom model function: the "
+                "model function is not restored from a file (loading never runs code); pass "
+                "model=your_function to refit."
+            )
+        if self.model is not None and not callable(self.model):
+            raise TypeError(
+                "model must be a function (X, n_components, covariance_type, priors) -> "
+                f"pymc.Model, or None for bayesgmm.build_model; got {type(self.model).__name__}."
             )
         return k
 
@@ -251,23 +287,43 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             em.feature_names_in_ = self.feature_names_in_
         t_em = time.perf_counter() - t0
-        initvals, jitter = _em_start(em, X) if self.init == "em" else (None, None)
-        tree = sample_posterior(
-            X,
-            k,
-            covariance_type=self.covariance_type,
-            priors=self.priors,
-            feature_names=names,
-            initvals=initvals,
-            init_jitter=jitter,
-            draws=self.draws,
-            tune=self.tune,
-            chains=self.chains,
-            sampler=self.sampler,
-            target_accept=self.target_accept,
-            random_seed=seed,
-            progressbar=self.progressbar,
-        )
+        custom = None
+        if self.model is not None:
+            custom = self._custom_model(X, k, em)
+            tree = sample_custom_posterior(
+                custom,
+                X,
+                k,
+                covariance_type=self.covariance_type,
+                feature_names=names,
+                start=_em_values(em) if self.init == "em" else None,
+                mean_jitter=_em_mean_sd(em, X.shape[0]) * _MEAN_JITTER,
+                draws=self.draws,
+                tune=self.tune,
+                chains=self.chains,
+                sampler=self.sampler,
+                target_accept=self.target_accept,
+                random_seed=seed,
+                progressbar=self.progressbar,
+            )
+        else:
+            initvals, jitter = _em_start(em, X) if self.init == "em" else (None, None)
+            tree = sample_posterior(
+                X,
+                k,
+                covariance_type=self.covariance_type,
+                priors=self.priors,
+                feature_names=names,
+                initvals=initvals,
+                init_jitter=jitter,
+                draws=self.draws,
+                tune=self.tune,
+                chains=self.chains,
+                sampler=self.sampler,
+                target_accept=self.target_accept,
+                random_seed=seed,
+                progressbar=self.progressbar,
+            )
         before = None
         if self.relabel is not None:
             # the draws as sampled, for the before/after diagnostics
@@ -298,10 +354,17 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         try:
             tree["log_prior"] = xr.DataTree(
                 _log_prior(tree, X, names, k, self.covariance_type, self.priors)
+                if custom is None
+                else _custom_log_prior(tree["posterior"].to_dataset(), custom, self.covariance_type)
             )
         except Exception as exc:  # never lose a posterior to this extra; say why it is missing
             _log.warning("The log prior of the draws could not be computed (%s).", exc)
-        report = diagnose(tree, before=before)
+        report = diagnose(tree, before=before, var_names=_diagnosed(tree["posterior"]))
+        if custom is not None:
+            tree.attrs["custom_model"] = custom.name
+            if custom.source is not None:
+                tree.attrs["custom_model_source"] = custom.source
+            self.model_source_ = custom.source
         tree.attrs.update(
             bayesgmm_version=__version__,
             estimator="BayesGaussianMixture",
@@ -321,8 +384,28 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         _log.info("BayesGaussianMixture fit in %.1f s: %s", tree.attrs["fit_time"], report.verdict)
         return self
 
+    def _custom_model(self, X: np.ndarray, k: int, em: EMGaussianMixture) -> Any:
+        """Build the user's model on ``X`` (data units) and check its contract."""
+        from ._custom import build, check_model, model_name, model_source
+
+        name = model_name(self.model)
+        model = build(self.model, X, k, self.covariance_type, self.priors)
+        return check_model(
+            model,
+            X,
+            k,
+            self.covariance_type,
+            name=name,
+            source=model_source(self.model),
+            start=_em_values(em),
+        )
+
     def _json_params(self) -> dict[str, Any]:
         params = self.get_params()
+        if params["model"] is not None and not isinstance(params["model"], str):
+            from ._custom import model_name
+
+            params["model"] = model_name(params["model"])
         if params["priors"] is not None:
             params["priors"] = dataclasses.asdict(params["priors"])
         rs = params["random_state"]
@@ -357,6 +440,12 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
 
         check_is_fitted(self, "idata_")
         tree = self.idata_
+        if "log_prior" not in tree.children and "custom_model" in tree.attrs:
+            raise ValueError(
+                "This custom-model fit has no log_prior group (it could not be computed at "
+                "fit; the log says why), and a loaded fit cannot rebuild its model: refit "
+                "with model=your_function to assess prior sensitivity."
+            )
         if "log_prior" not in tree.children:  # a fit saved before the group existed
             X = tree["observed_data"]["obs"]
             names = [str(f) for f in X["feature"].values]
@@ -727,8 +816,12 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
         params = json.loads(tree.attrs["params"])
         if params.get("priors") is not None:
             params["priors"] = Priors(**params["priors"])
-        est = cls(**params)
+        est = cls(**params)  # a custom model stays its recorded name: nothing is executed
         est.idata_ = tree
+        if "custom_model" in tree.attrs:
+            est.model = str(tree.attrs["custom_model"])
+            source = tree.attrs.get("custom_model_source")
+            est.model_source_ = None if source is None else str(source)
         est._set_posterior_means()
         X = tree["observed_data"]["obs"]
         est.n_features_in_ = X.shape[1]
@@ -750,7 +843,9 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             before = xr.DataTree.from_dict(
                 {"posterior": raw, "sample_stats": tree["sample_stats"].to_dataset()}
             )
-        est.diagnostics_ = diagnose(tree, before=before)
+        est.diagnostics_ = diagnose(
+            tree, before=before, var_names=_diagnosed(tree["posterior"].to_dataset())
+        )
         return est
 
 
@@ -775,6 +870,103 @@ def _log_prior(
         pd.DataFrame(X, columns=names), k, covariance_type=covariance_type, priors=priors
     )
     return log_prior_dataset(tree["posterior"].to_dataset(), model, covariance_type)
+
+
+#: Posterior variables every fit has; anything else came from a custom model's hyper-priors.
+_STOCK_POSTERIOR = frozenset(
+    {"weights", "means", "covariances", "precisions_cholesky", "chol", "corr", "stds", "sigma"}
+)
+
+
+def _diagnosed(posterior: Any) -> list[str] | None:
+    """Variables to diagnose: the default ones plus a custom model's hyper-parameters."""
+    from .diagnostics import DEFAULT_VAR_NAMES
+
+    extra = [str(v) for v in posterior.data_vars if str(v) not in _STOCK_POSTERIOR]
+    if not extra:
+        return None  # the stock fit: diagnose's defaults
+    return [v for v in DEFAULT_VAR_NAMES if v in posterior.data_vars] + extra
+
+
+def _custom_log_prior(posterior: xr.Dataset, custom: Any, covariance_type: str) -> xr.Dataset:
+    """The ``log_prior`` group of a custom-model fit, from the model's own prior terms.
+
+    Every free variable's log density (no Jacobian) at every draw, its parents at that
+    draw's values, grouped as ``weights``, ``means``, ``covariance`` (``chol_cov*``/``sigma``)
+    and ``other`` (hyper-priors); each group is absent when no free variable falls in it.
+    """
+    import pytensor
+    from pymc.model.transform.conditioning import remove_value_transforms
+
+    model = remove_value_transforms(custom.model)
+    pooled = ("chain", "draw")
+
+    def flat(name: str) -> np.ndarray:
+        da = posterior[name].transpose("chain", "draw", ...)
+        return da.values.reshape(-1, *da.shape[2:])
+
+    stock = {"weights": flat("weights"), "means": flat("means")}
+    if covariance_type in ("full", "tied"):
+        rows, cols = np.tril_indices(posterior.sizes["feature"])
+        chol = flat("chol")  # PyMC packs the lower triangle row by row
+        if covariance_type == "full":
+            for j in range(posterior.sizes["component"]):
+                stock[f"chol_cov_{j}"] = chol[:, j][:, rows, cols]
+        else:
+            stock["chol_cov"] = chol[:, rows, cols]
+    else:
+        stock["sigma"] = flat("sigma")
+    groups: dict[str, list] = {"weights": [], "means": [], "covariance": [], "other": []}
+    values = {}
+    for rv in model.free_RVs:
+        name = rv.name
+        values[name] = stock[name] if name in stock else flat(name)
+        group = (
+            name
+            if name in ("weights", "means")
+            else "covariance"
+            if name.startswith("chol_cov") or name == "sigma"
+            else "other"
+        )
+        groups[group].append(model.logp(vars=[rv], jacobian=False, sum=True))
+    names = [g for g, terms in groups.items() if terms]
+    outputs = [
+        terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
+        for terms in groups.values()
+        if terms
+    ]
+    inputs = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    fn = pytensor.function(inputs, outputs, on_unused_input="ignore", mode="FAST_COMPILE")
+    order = [rv.name for rv in model.free_RVs]
+    n = next(iter(values.values())).shape[0]
+    out = np.empty((len(names), n))
+    for s in range(n):
+        out[:, s] = [float(v) for v in fn(*(values[name][s] for name in order))]
+    shape = tuple(posterior.sizes[d] for d in pooled)
+    coords = {d: posterior[d].values for d in pooled}
+    return xr.Dataset(
+        {g: (pooled, out[i].reshape(shape)) for i, g in enumerate(names)}, coords=coords
+    )
+
+
+def _em_values(em: EMGaussianMixture) -> dict[str, np.ndarray]:
+    """The EM solution as constrained values: ``weights``, ``means``, ``chol``/``sigma``."""
+    key, cov = _cov_param(em)
+    return {"weights": em.weights_, "means": em.means_, key: cov}
+
+
+def _em_mean_sd(em: EMGaussianMixture, n: int) -> np.ndarray:
+    """Approximate posterior standard deviation of every mean, ``sqrt(var / (n w_k))``."""
+    k, d = em.means_.shape
+    if em.covariance_type == "full":
+        var = np.diagonal(em.covariances_, axis1=-2, axis2=-1)
+    elif em.covariance_type == "tied":
+        var = np.broadcast_to(np.diag(em.covariances_), (k, d))
+    elif em.covariance_type == "diag":
+        var = em.covariances_
+    else:
+        var = np.broadcast_to(em.covariances_[:, None], (k, d))
+    return np.sqrt(var / np.maximum(n * em.weights_, 1.0)[:, None])
 
 
 def _thin(max_draws: int, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -804,23 +996,12 @@ def _em_start(em: EMGaussianMixture, X: np.ndarray) -> tuple[dict[str, Any], np.
     from ._logdensity import n_unconstrained
     from .sampling import standardization
 
-    n = X.shape[0]
     _, scale = standardization(X, em.covariance_type)
-    key, cov = _cov_param(em)
-    w = em.weights_
     k, d = em.means_.shape
-    if em.covariance_type == "full":
-        var = np.diagonal(em.covariances_, axis1=-2, axis2=-1)
-    elif em.covariance_type == "tied":
-        var = np.broadcast_to(np.diag(em.covariances_), (k, d))
-    elif em.covariance_type == "diag":
-        var = em.covariances_
-    else:
-        var = np.broadcast_to(em.covariances_[:, None], (k, d))
-    mean_sd = np.sqrt(var / np.maximum(n * w, 1.0)[:, None]) / scale
+    mean_sd = _em_mean_sd(em, X.shape[0]) / scale
     jitter = np.full(n_unconstrained(k, d, em.covariance_type), _INIT_JITTER)
     jitter[k - 1 : k - 1 + k * d] = _MEAN_JITTER * mean_sd.ravel()
-    return {"weights": w, "means": em.means_, key: cov}, jitter
+    return _em_values(em), jitter
 
 
 def _checked_em_start(

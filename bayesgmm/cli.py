@@ -714,9 +714,10 @@ def _fit_command(args: argparse.Namespace) -> str:
         str(args.n_init),
         "--seed",
         str(args.seed),
-        "--out",
-        str(args.out),
     ]
+    if getattr(args, "model", None):
+        parts += ["--model", str(args.model)]
+    parts += ["--out", str(args.out)]
     return shlex.join(parts)
 
 
@@ -774,6 +775,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     bgm = BayesGaussianMixture(
                         k,
                         covariance_type=args.covariance,
+                        model=getattr(args, "_model_fn", None),
                         draws=args.draws,
                         tune=args.tune,
                         chains=args.chains,
@@ -872,6 +874,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     options = {}
     if "bayes" in methods:
         options = {"draws": args.draws, "tune": args.tune, "chains": args.chains}
+        if getattr(args, "_model_fn", None) is not None:
+            options["model"] = args._model_fn
     with _staged_dir(out, args.force) as tmp:
         _write_json(tmp / "run.json", _provenance(args, "compare"))
         result = compare_models(
@@ -1469,6 +1473,13 @@ def _add_fit_args(p: argparse.ArgumentParser, *, k_default: str) -> None:
     p.add_argument("--n-init", type=int, default=10, help="EM restarts (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace existing results")
+    p.add_argument(
+        "--model",
+        metavar="FILE.py:FUNCTION",
+        help="your own PyMC model for the Bayesian fit: a function (X, n_components, "
+        "covariance_type, priors) -> pm.Model in a Python file, which is run to load it "
+        "(X in the data's units; see BayesGaussianMixture's model parameter)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1684,6 +1695,16 @@ def _preflight(args: argparse.Namespace) -> None:
         args.command == "demo" and args.draws > 0
     ):
         _check_out(Path(args.out), args.command == "demo" or args.force)
+    if args.command in ("fit", "compare") and args.model is not None:
+        if args.method == "em":
+            raise ValueError(
+                "--model is a model for the Bayesian fit, but --method em fits EM only; use "
+                "--method both (or bayes for fit), or drop --model."
+            )
+        from ._custom import load_model_function
+
+        # Running the user's file is what --model asks for; results files are never run.
+        args._model_fn = load_model_function(args.model)
     if args.command in ("fit", "compare"):
         args._frame = _read(args)  # a data problem is answered before any fitting import
 

@@ -507,6 +507,13 @@ def log_marginal_likelihood(
     k = int(post.sizes["component"])
     layout = _Layout(k, X.shape[1], bgm.covariance_type)
     n_lab = math.factorial(k)
+    custom = bgm.idata_.attrs.get("custom_model")
+    if custom is not None:  # the bridge's target is the stock model's density, not this one
+        return _not_estimable(
+            f"not estimable: the posterior comes from a custom model ({custom}), and the "
+            "bridge sampler here evaluates only the stock model's log-posterior.",
+            n_labellings=math.factorial(k),
+        )
     report = getattr(bgm, "diagnostics_", None)
     if report is None or not report.passed:
         verdict = getattr(report, "verdict", "no diagnostics were computed")

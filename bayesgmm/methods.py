@@ -414,17 +414,24 @@ def methods_paragraph(
     pri = params.get("priors")
     priors = Priors(**pri) if isinstance(pri, dict) else (pri or Priors())
     features = [str(f) for f in obs["feature"].values]
-    frame = pd.DataFrame(obs.values, columns=features)
-    desc = model_description(frame, k, covariance_type=cov_type, priors=priors)
     cited = ["Dempster et al. 1977", "Hoffman and Gelman 2014", "Vehtari et al. 2021"]
-    prior_text = "; ".join(f"{r.parameter} ~ {r.prior}" for r in desc.priors.itertuples())
     text = [
         f"We fitted a Bayesian Gaussian mixture with K = {k} components and {cov_type} "
         f"covariance matrices to {n} observations of {d} feature(s) ({', '.join(features)}), "
-        "with the component labels marginalised out of the likelihood. Priors: "
-        f"{prior_text}. {desc.scaling}"
+        "with the component labels marginalised out of the likelihood. "
     ]
-    if desc.hyperparameters["covariance"]["kind"] == "lkj":
+    custom = tree.attrs.get("custom_model")
+    if custom is not None:  # the user's own PyMC model: its priors are its own
+        text[0] += (
+            f"The priors are those of a custom PyMC model (the function {custom}, whose "
+            "source is recorded with the results)."
+        )
+    else:
+        frame = pd.DataFrame(obs.values, columns=features)
+        desc = model_description(frame, k, covariance_type=cov_type, priors=priors)
+        prior_text = "; ".join(f"{r.parameter} ~ {r.prior}" for r in desc.priors.itertuples())
+        text[0] += f"Priors: {prior_text}. {desc.scaling}"
+    if custom is None and desc.hyperparameters["covariance"]["kind"] == "lkj":
         text[0] += " The LKJ prior is that of Lewandowski et al. (2009)."
         cited.append("Lewandowski et al. 2009")
     chains, draws = post.sizes["chain"], post.sizes["draw"]
@@ -555,6 +562,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
+class _Bare(str):
+    """A name written without quotes in :func:`python_call`."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def python_call(bgm: BayesGaussianMixture) -> str:
     """The Python call of the fit (with the same data as ``X``).
 
@@ -564,6 +578,10 @@ def python_call(bgm: BayesGaussianMixture) -> str:
     params = _params(bgm)
     params.pop("progressbar", None)
     pri = params.pop("priors", None)
+    if params.get("model") is None:
+        params.pop("model", None)
+    else:  # a custom model function, recorded by name: the call names the function
+        params["model"] = _Bare(str(params["model"]).rsplit(".", 1)[-1])
     args = ", ".join(f"{k}={v!r}" for k, v in params.items() if k != "n_components")
     prior_text = ""
     if isinstance(pri, dict):

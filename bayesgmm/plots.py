@@ -743,6 +743,12 @@ def prior_predictive_draws(
     from .model import Priors, build_model
 
     _check_bgm(bgm, "prior_predictive_draws")
+    if "custom_model" in bgm.idata_.attrs:
+        raise ValueError(
+            "prior_predictive_draws draws from the stock model's priors, but this fit used the "
+            f"custom model {bgm.idata_.attrs['custom_model']}; draw from your model instead "
+            "(pm.sample_prior_predictive on the model your function builds)."
+        )
     X, names = _observed(bgm)
     post = bgm.idata_["posterior"]
     priors = bgm.priors if isinstance(bgm.priors, Priors) else None

@@ -120,6 +120,8 @@ p.fail { border-left: 5px solid #b22; background: #fbeeee; padding: .5em .8em; }
 figure { margin: 1em 0 2em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; box-sizing: border-box; }
 figcaption { font-size: .9em; color: #555; }
+pre.code { background: #f6f6f6; border: 1px solid #ddd; padding: .6em .8em; overflow-x: auto;
+       font-size: .85em; white-space: pre; overflow-wrap: normal; }
 p.caption { font-size: .9em; color: #555; margin-bottom: .2em; }
 table.data { display: block; max-width: 100%; overflow-x: auto; }
 table.data th { white-space: nowrap; }
@@ -163,7 +165,12 @@ class _List:
     items: list[str]
 
 
-_Block = _Heading | _Para | _Table | _Image | _List
+@dataclasses.dataclass
+class _Code:
+    text: str  # shown verbatim (escaped), never run
+
+
+_Block = _Heading | _Para | _Table | _Image | _List | _Code
 
 
 def _fmt(value: Any) -> str:
@@ -258,6 +265,8 @@ def _render_html(title: str, blocks: list[_Block]) -> str:
             out.append(f"<p{cls}>{_esc(block.text)}</p>")
         elif isinstance(block, _List):
             out.append("<ul>" + "".join(f"<li>{_esc(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, _Code):
+            out.append(f'<pre class="code"><code>{_esc(block.text)}</code></pre>')
         elif isinstance(block, _Table):
             if block.caption:
                 out.append(f'<p class="caption">{_esc(block.caption)}</p>')
@@ -311,6 +320,11 @@ def _render_md(title: str, blocks: list[_Block]) -> str:
             out += [f"> **{text}**" if block.kind else text, ""]
         elif isinstance(block, _List):
             out += [f"- {_md_text(i)}" for i in block.items] + [""]
+        elif isinstance(block, _Code):
+            # a fence longer than any run of backticks inside, so the text cannot close it
+            runs = [len(r) for r in re.findall(r"`+", block.text)]
+            fence = "`" * max(3, max(runs, default=0) + 1)
+            out += [fence + "python", block.text.rstrip("\n"), fence, ""]
         elif isinstance(block, _Table):
             if block.caption:
                 out += [_md_text(block.caption), ""]
@@ -891,10 +905,37 @@ def _segmentation_section(
     return blocks
 
 
+def _custom_model_blocks(attrs: Any) -> list[_Block]:
+    """A custom model's name and recorded source, shown as text (never run)."""
+    name = str(attrs["custom_model"])
+    source = attrs.get("custom_model_source")
+    blocks: list[_Block] = [
+        _Heading("Model"),
+        _Para(
+            f"Custom PyMC model built by the function {name} (BayesGaussianMixture(model=...)). "
+            "Likelihood: x_i ~ sum_k w_k Normal(mu_k, Sigma_k), the component labels "
+            "marginalised out, checked numerically against the Gaussian mixture "
+            "log-likelihood when the fit started. The priors are the function's own; "
+            "bayesgmm's stock priors (Priors) do not apply, so none are stated here."
+        ),
+    ]
+    if source:
+        blocks += [
+            _Para("Its source, as recorded at fit time (shown as text, never executed):"),
+            _Code(str(source)),
+        ]
+    else:
+        blocks.append(_Para("Its source text was not available when the model was fitted."))
+    return blocks
+
+
 def _model_section(bgm: BayesGaussianMixture) -> list[_Block]:
     """The likelihood and every prior with its numbers, read from build_model's PyMC model."""
     from .methods import model_description
     from .model import Priors
+
+    if "custom_model" in bgm.idata_.attrs:
+        return _custom_model_blocks(bgm.idata_.attrs)
 
     params = _params(bgm)
     pri = params.get("priors")
@@ -1008,6 +1049,9 @@ def _comparison_model_section(result: ComparisonResult) -> list[_Block]:
     for name, tree in result.posteriors.items():
         raw = tree.attrs.get("params")
         params = json.loads(raw) if isinstance(raw, str) else None
+        if "custom_model" in tree.attrs:
+            other.append(f"{name} (custom model {tree.attrs['custom_model']})")
+            continue
         if (
             tree.attrs.get("estimator") != "BayesGaussianMixture"
             or params is None
@@ -1021,8 +1065,18 @@ def _comparison_model_section(result: ComparisonResult) -> list[_Block]:
         frame = pd.DataFrame(obs.values, columns=[str(f) for f in obs["feature"].values])
         cov = str(params.get("covariance_type"))
         stock.setdefault(cov, []).append((int(tree["posterior"].sizes["component"]), priors, frame))
+    custom = [o for o in other if "(custom model " in o]
     if not stock:
-        return []
+        if not custom:
+            return []
+        return [
+            _Heading("Model"),
+            _Para(
+                "The compared posteriors come from custom PyMC models: "
+                + ", ".join(custom)
+                + ". Each defines its own priors (recorded with each posterior)."
+            ),
+        ]
     rows: dict[tuple[str, str], list[str]] = {}
     scalings: dict[str, list[str]] = {}
     for cov, fits in stock.items():
@@ -1108,7 +1162,8 @@ def _sensitivity_section(bgm: BayesGaussianMixture, figures: _Figures | None) ->
                 "drive that parameter.",
             )
         )
-        blocks.append(_prior_predictive_figure(bgm, figures))
+        if "custom_model" not in bgm.idata_.attrs:  # drawn from the stock priors only
+            blocks.append(_prior_predictive_figure(bgm, figures))
     return blocks
 
 

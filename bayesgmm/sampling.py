@@ -37,6 +37,12 @@ parameters of order one whatever the units: data in nanometres or in light years
 same way. Only the samplers' own statistics (``logp``, energies, step sizes) refer to ``Z``.
 Data whose spread float64 cannot represent is refused before sampling (a ``ValueError`` that
 says how to rescale).
+
+**A user's own model** (``BayesGaussianMixture(model=...)``) goes through
+:func:`sample_custom_posterior` instead: the fast path above is the stock model's density
+only, so a custom model is sampled as its function built it, in the data's units (no
+standardisation), with nutpie's public API (``nutpie.compile_pymc_model``, Numba backend) or
+``pymc.sample``, and returned in the same groups and layouts.
 """
 
 from __future__ import annotations
@@ -58,7 +64,13 @@ from . import _draw_kernels, _logdensity
 from ._numerics import covariance_deterministics
 from ._nutpie_private import NutpiePrivateAPIError
 
-__all__ = ["SAMPLERS", "posterior_dataset", "sample_posterior", "standardization"]
+__all__ = [
+    "SAMPLERS",
+    "posterior_dataset",
+    "sample_custom_posterior",
+    "sample_posterior",
+    "standardization",
+]
 
 _log = logging.getLogger("bayesgmm")
 
@@ -710,3 +722,349 @@ def _sample_pymc(job: _SamplingJob):
     }
     stats = idata["sample_stats"].to_dataset()
     return draws_, stats, max(total - sampling, 0.0), sampling
+
+
+# --------------------------------------------------------------------------- custom models
+
+#: Relative jitter of the EM start's weights and covariance factor (log scale), per chain.
+_CUSTOM_LOG_JITTER = 0.05
+
+
+def sample_custom_posterior(
+    custom: Any,
+    X: np.ndarray,
+    n_components: int,
+    *,
+    covariance_type: str,
+    feature_names: Sequence[str],
+    start: Mapping[str, np.ndarray] | None = None,
+    mean_jitter: np.ndarray | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    sampler: SamplerName = "auto",
+    target_accept: float = 0.8,
+    random_seed: int | None = None,
+    progressbar: bool = True,
+    cores: int | None = None,
+) -> xr.DataTree:
+    """Draw NUTS samples from a user's own PyMC model of the mixture (checked beforehand).
+
+    The model is sampled as given, in the data's units (no standardisation), with public
+    APIs only: ``"nutpie"`` (what ``"auto"`` picks when nutpie is installed) compiles it with
+    ``nutpie.compile_pymc_model`` (Numba backend) and samples with ``nutpie.sample``;
+    ``"pymc"`` uses :func:`pymc.sample` (C backend); ``"numpyro"``/``"blackjax"`` go through
+    ``pymc.sample(nuts_sampler=...)``. The stock fast path (:mod:`bayesgmm._logdensity`) is
+    never used: it is the stock model's density, not this one.
+
+    Parameters
+    ----------
+    custom : bayesgmm._custom.CustomModel
+        A model that passed :func:`bayesgmm._custom.check_model`.
+    X : ndarray of shape (n_samples, n_features)
+        The observed data (the pointwise log-likelihood is evaluated on it).
+    n_components : int
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    feature_names : sequence of str
+    start : dict, optional
+        Constrained start in data units: ``weights``, ``means`` and ``chol`` or ``sigma``
+        (the EM solution). The model's free ``weights``, ``means``, ``chol_cov*``/``sigma``
+        start there, each chain jittered (means by ``mean_jitter``, weights and covariance
+        factor by 5 % on the log scale, drawn from the chain's seed); the other free variables
+        (hyper-priors) and stock names that are deterministic here start at the sampler's
+        default. Without it, every variable does.
+    mean_jitter : ndarray of shape (n_components, n_features), optional
+        Standard deviation of the per-chain jitter of the start's means, in data units.
+    draws, tune, chains, sampler, target_accept, random_seed, progressbar, cores
+        As in :func:`sample_posterior`.
+
+    Returns
+    -------
+    xarray.DataTree
+        The groups of :func:`sample_posterior` (posterior built from the draws of
+        ``weights``, ``means`` and ``chol``/``sigma`` with the same deterministics, plus the
+        model's other free variables; ``sample_stats``; ``log_likelihood`` ``obs`` by the
+        compiled kernel; ``observed_data``). Root attributes: ``sampler``, ``custom_model``
+        (the function's name) and the timings; ``sampler_fallback`` when ``"auto"`` fell
+        back to ``"pymc"`` because nutpie failed on the model (one warning in the
+        ``"bayesgmm"`` log says why).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    n = X.shape[0]
+    k = int(n_components)
+    if draws < 1 or tune < 0 or chains < 1:
+        raise ValueError(
+            f"draws={draws}, tune={tune}, chains={chains}: draws and chains must be positive "
+            "and tune non-negative."
+        )
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept={target_accept} must lie strictly between 0 and 1.")
+    names = [str(f) for f in feature_names]
+    chosen = resolve_sampler(sampler)
+    cores = max(1, min(chains, cores or os.cpu_count() or 1))
+    cov_key = "chol" if covariance_type in ("full", "tied") else "sigma"
+    keep = ["weights", "means", cov_key, *custom.extra]
+    _log.info(
+        "Sampling the custom model %s: %d chains x (%d tune + %d draws) with %s.",
+        custom.name,
+        chains,
+        tune,
+        draws,
+        chosen,
+    )
+    t0 = time.perf_counter()
+    job = _CustomJob(
+        custom=custom,
+        start=start,
+        mean_jitter=mean_jitter,
+        covariance_type=covariance_type,
+        k=k,
+        keep=keep,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        progressbar=progressbar,
+        sampler=chosen,
+    )
+    run = _sample_custom_nutpie if chosen == "nutpie" else _sample_custom_pymc
+    fallback = None
+    with _single_threaded_blas():
+        try:
+            post, stats, compile_time, sampling_time = run(job)
+        except Exception as exc:
+            if not (chosen == "nutpie" and sampler == "auto"):
+                raise
+            # "auto" promised a posterior, not nutpie: a model nutpie cannot compile (an Op
+            # without a Numba implementation, say) goes to PyMC's NUTS; a broken model
+            # fails there too, with PyMC's own error
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            fallback = (
+                f"nutpie could not compile or sample the custom model ({type(exc).__name__}: "
+                f"{first}); used PyMC's NUTS instead"
+            )
+            _log.warning("%s.", fallback)
+            chosen = "pymc"
+            job = dataclasses.replace(job, sampler="pymc")
+            post, stats, compile_time, sampling_time = _sample_custom_pymc(job)
+    t1 = time.perf_counter()
+    draws_ = {
+        name: np.asarray(post[name].transpose("chain", "draw", ...).values) for name in keep[:3]
+    }
+    posterior = posterior_dataset(draws_, covariance_type, names)
+    for name in custom.extra:
+        posterior[name] = _extra_variable(post[name], posterior)
+    loglik = pointwise_log_likelihood(X, posterior, covariance_type)
+    t2 = time.perf_counter()
+    observed = xr.Dataset(
+        {"obs": (("obs_id", "feature"), X)},
+        coords={"obs_id": np.arange(n), "feature": names},
+    )
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": posterior,
+            "sample_stats": stats,
+            "log_likelihood": xr.Dataset({"obs": loglik}),
+            "observed_data": observed,
+        }
+    )
+    if fallback is not None:
+        tree.attrs["sampler_fallback"] = fallback
+    tree.attrs.update(
+        sampler=chosen,
+        custom_model=custom.name,
+        compile_time=float(compile_time),
+        sampling_time=float(sampling_time),
+        log_likelihood_time=float(t2 - t1),
+        total_time=float(t2 - t0),
+    )
+    _log.info(
+        "%s (custom model): compile %.1f s, sampling %.1f s, log-likelihood %.1f s.",
+        chosen,
+        compile_time,
+        sampling_time,
+        t2 - t1,
+    )
+    return tree
+
+
+@dataclass(frozen=True)
+class _CustomJob:
+    """Everything a custom-model sampler backend needs (see sample_custom_posterior)."""
+
+    custom: Any
+    start: Mapping[str, np.ndarray] | None
+    mean_jitter: np.ndarray | None
+    covariance_type: str
+    k: int
+    keep: list[str]
+    draws: int
+    tune: int
+    chains: int
+    cores: int
+    target_accept: float
+    random_seed: Any
+    progressbar: bool
+    sampler: str
+
+
+def _extra_variable(da: xr.DataArray, posterior: xr.Dataset) -> xr.DataArray:
+    """A hyper-parameter's draws with our chain/draw/component/feature coordinates."""
+    da = da.transpose("chain", "draw", ...)
+    ours = {"chain", "draw", "component", "feature", "feature_bis"}
+    coords = {dim: posterior[dim].values for dim in da.dims if dim in ours}
+    coords.update({dim: da[dim].values for dim in da.dims if dim not in ours and dim in da.coords})
+    return xr.DataArray(np.asarray(da.values), dims=da.dims, coords=coords)
+
+
+def _custom_starts_numeric(start, mean_jitter, covariance_type: str, k: int, free, chains, seed):
+    """Per-chain constrained starts of the stock free variables (the ``pymc`` path)."""
+    from ._custom import stock_values
+
+    if start is None:
+        return None
+    out = []
+    for c in range(chains):
+        rng = np.random.default_rng([int(seed or 0), c])
+        w = np.log(np.asarray(start["weights"], dtype=np.float64))
+        w = np.exp(w + _CUSTOM_LOG_JITTER * rng.standard_normal(w.shape))
+        mu = np.asarray(start["means"], dtype=np.float64)
+        if mean_jitter is not None:
+            mu = mu + np.asarray(mean_jitter) * rng.standard_normal(mu.shape)
+        jittered = {"weights": w / w.sum(), "means": mu}
+        key = "chol" if covariance_type in ("full", "tied") else "sigma"
+        fac = np.asarray(start[key], dtype=np.float64)
+        lead = fac.shape[:1] if covariance_type == "full" else ()
+        scale = np.exp(_CUSTOM_LOG_JITTER * rng.standard_normal(lead))
+        jittered[key] = fac * (scale[:, None, None] if lead else scale)
+        if covariance_type in ("diag", "spherical"):
+            jittered[key] = fac * np.exp(_CUSTOM_LOG_JITTER * rng.standard_normal(fac.shape))
+        values = stock_values(jittered, covariance_type, k)
+        out.append({name: v for name, v in values.items() if name in free})
+    return out
+
+
+def _custom_starts_symbolic(start, mean_jitter, covariance_type: str, k: int, free):
+    """The stock free variables' start as PyTensor expressions with a per-chain jitter.
+
+    nutpie's public ``compile_pymc_model(initial_points=...)`` takes one start for every
+    chain; PyMC reseeds the random generators in it with the seed nutpie gives each chain,
+    so these expressions give each chain its own jittered copy of the EM start.
+    """
+    import pytensor.tensor as pt
+
+    from ._custom import stock_values
+
+    if start is None:
+        return None
+
+    def normal(shape):
+        rng = pt.random.shared_rng(seed=None)
+        _, draw = pt.random.normal(0.0, 1.0, size=shape, rng=rng, return_next_rng=True)
+        return draw
+
+    base = stock_values(start, covariance_type, k)
+    out: dict[str, Any] = {}
+    if "weights" in free:
+        logw = np.log(base["weights"]) + _CUSTOM_LOG_JITTER * normal((k,))
+        out["weights"] = pt.special.softmax(logw, axis=-1)
+    if "means" in free:
+        jit = 0.0 if mean_jitter is None else np.asarray(mean_jitter, dtype=np.float64)
+        out["means"] = base["means"] + jit * normal(base["means"].shape)
+    for name, value in base.items():
+        if name in ("weights", "means") or name not in free:
+            continue
+        # a positive factor: the packed Cholesky factor (or sigma) scaled by exp(jitter)
+        size = () if name.startswith("chol_cov") else value.shape
+        out[name] = value * pt.exp(_CUSTOM_LOG_JITTER * normal(size))
+    return out
+
+
+def _custom_stats(stats: xr.Dataset) -> xr.Dataset:
+    keep = [v for v in stats.data_vars if stats[v].dims[:2] == ("chain", "draw")]
+    return stats[keep].drop_vars([v for v in keep if stats[v].dtype == object])
+
+
+def _sample_custom_nutpie(job: _CustomJob):
+    import nutpie
+
+    custom = job.custom
+    free = set(custom.free_stock)
+    seed = int(np.random.SeedSequence(job.random_seed).generate_state(1)[0])
+    t0 = time.perf_counter()
+    overrides = _custom_starts_symbolic(
+        job.start, job.mean_jitter, job.covariance_type, job.k, free
+    )
+    # PyMC's default U(-1, 1) jitter (unconstrained scale) for the variables the EM start
+    # does not set (all of them without a start); those it sets are jittered above.
+    jitter = None if overrides is None else {custom.model[name] for name in custom.extra}
+    compiled = nutpie.compile_pymc_model(
+        custom.model,
+        backend="numba",
+        initial_points=overrides,
+        jitter_rvs=jitter,
+        var_names=job.keep,
+    )
+    t1 = time.perf_counter()
+    idata = nutpie.sample(
+        compiled,
+        draws=job.draws,
+        tune=job.tune,
+        chains=job.chains,
+        cores=job.cores,
+        seed=seed,
+        save_warmup=False,
+        progress_bar=job.progressbar,
+        target_accept=job.target_accept,
+    )
+    t2 = time.perf_counter()
+    post = idata["posterior"].to_dataset()
+    return post, _custom_stats(idata["sample_stats"].to_dataset()), t1 - t0, t2 - t1
+
+
+def _sample_custom_pymc(job: _CustomJob):
+    import pymc as pm
+
+    t0 = time.perf_counter()
+    inits = _custom_starts_numeric(
+        job.start,
+        job.mean_jitter,
+        job.covariance_type,
+        job.k,
+        set(job.custom.free_stock),
+        job.chains,
+        job.random_seed,
+    )
+    kwargs: dict[str, Any] = {}
+    if job.sampler == "pymc":
+        # the C backend, as for the stock model (PyTensor's default Numba backend compiles
+        # for minutes cold, and a plain pm.sample() would hand the model to nutpie)
+        kwargs.update(
+            cores=job.cores, nuts_sampler="pymc", target_accept=job.target_accept, backend="c"
+        )
+        kwargs["init"] = "adapt_diag" if inits is not None else "jitter+adapt_diag"
+    else:
+        kwargs.update(
+            nuts_sampler=job.sampler,
+            nuts={"chain_method": "vectorized", "target_accept": job.target_accept},
+        )
+    idata = pm.sample(
+        draws=job.draws,
+        tune=job.tune,
+        chains=job.chains,
+        model=job.custom.model,
+        initvals=inits,
+        random_seed=job.random_seed,
+        progressbar=job.progressbar,
+        quiet=not job.progressbar,
+        compute_convergence_checks=False,
+        var_names=job.keep,
+        **kwargs,
+    )
+    total = time.perf_counter() - t0
+    post = idata["posterior"].to_dataset()
+    sampling = float(post.attrs.get("sampling_time", total))
+    stats = _custom_stats(idata["sample_stats"].to_dataset())
+    return post, stats, max(total - sampling, 0.0), sampling

@@ -1941,6 +1941,7 @@ def compare_models(
     retry_budget: float = RETRY_BUDGET,
     evidence: bool = True,
     k_prior: str | tuple[str, float] = "uniform",
+    model: Callable[..., Any] | None = None,
     **sampler_options: Any,
 ) -> ComparisonResult:
     """Fit a grid of mixtures and compare them by BIC, AIC, ICL, WAIC and PSIS-LOO.
@@ -2006,6 +2007,14 @@ def compare_models(
     k_prior : "uniform" or ("poisson", rate), default="uniform"
         The prior on ``K`` of ``p(K | y)``: uniform over the grid, or a Poisson(rate)
         truncated to it; either is renormalised over the ``K`` whose evidence is estimable.
+    model : callable, optional
+        Your own PyMC model for every posterior of the grid (called per cell with that
+        cell's ``n_components`` and ``covariance_type``), as
+        :class:`~bayesgmm.BayesGaussianMixture`'s ``model`` (contract in
+        :mod:`bayesgmm._custom`); ``None``: :func:`bayesgmm.build_model`. Only with the
+        default ``bayes_fit``. The evidence ``log p(y | K)`` is not estimated for a custom
+        model (the bridge sampler evaluates the stock model's density); WAIC and PSIS-LOO
+        are.
     **sampler_options
         Passed to ``bayes_fit``.
 
@@ -2068,6 +2077,23 @@ def compare_models(
         raise ValueError(
             f"em_options may not set {sorted(clash)}; use compare_models' own arguments."
         )
+    if model is not None:
+        if "bayes" not in methods:
+            raise ValueError(
+                f"model= was given but methods={methods!r} does not include 'bayes'; add "
+                "'bayes' or drop model=."
+            )
+        if bayes_fit is not None:
+            raise ValueError(
+                "model= applies to the default bayes_fit only; build your model inside your "
+                "own bayes_fit instead, or drop bayes_fit=."
+            )
+        if not callable(model):
+            raise TypeError(
+                "model must be a function (X, n_components, covariance_type, priors) -> "
+                f"pymc.Model, or None; got {type(model).__name__}."
+            )
+        sampler_options = {**sampler_options, "model": model}
     if "bayes" in methods:
         if bayes_fit is None:
             try:

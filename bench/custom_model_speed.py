@@ -1,0 +1,153 @@
+"""Time-to-posterior of a custom model: ``BayesGaussianMixture(model=hierarchical_means)``.
+
+The custom model is the stock full-covariance mixture with a hierarchical prior on the means
+(``mu0 ~ Normal(m, 3 s)``, ``tau ~ HalfNormal(3 s)``, ``means ~ Normal(mu0, tau)``), written
+with public PyMC only, so it is sampled through nutpie's public API
+(``nutpie.compile_pymc_model``, Numba backend) from the EM start, then relabelled and
+diagnosed like the stock model. Each measurement is a fresh process, cold (empty Numba and
+PyTensor caches) then warm (the caches it left), as in ``bench/nuts_speed.py``; the default
+(stock) fit runs beside it in the same way for reference.
+
+    python bench/custom_model_speed.py            # B1: N=1000, D=2, K=3, 4 x (1000 + 1000)
+    python bench/custom_model_speed.py --quick    # N=300, 300 + 300 draws: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+from _env import worker_env
+
+CHAINS = 4
+
+
+def hierarchical_means(X, n_components, covariance_type="full", priors=None):
+    """Full-covariance mixture whose means share an unknown centre and spread."""
+    import numpy as np
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if covariance_type != "full":
+        raise ValueError("this example model is written for covariance_type='full'")
+    k = n_components
+    n, d = X.shape
+    m, s = X.mean(axis=0), X.std(axis=0)
+    feats = [f"x{j}" for j in range(d)]
+    coords = {"obs_id": np.arange(n), "component": np.arange(k), "feature": feats}
+    coords["feature_bis"] = feats
+    rows, cols = np.tril_indices(d)
+    with pm.Model(coords=coords) as model:
+        w = pm.Dirichlet("weights", a=np.ones(k), dims="component")
+        mu0 = pm.Normal("mu0", mu=m, sigma=3 * s, dims="feature")
+        tau = pm.HalfNormal("tau", sigma=3 * s, dims="feature")
+        means = pm.Normal("means", mu=mu0, sigma=tau, dims=("component", "feature"))
+        packed = [
+            pm.LKJCholeskyCov(
+                f"chol_cov_{j}",
+                eta=2.0,
+                n=d,
+                sd_dist=pm.HalfNormal.dist(sigma=s, shape=d),
+                compute_corr=False,
+            )
+            for j in range(k)
+        ]
+        chol = pt.zeros((k, d, d))[:, rows, cols].set(pt.stack(packed))
+        cov = chol @ pt.swapaxes(chol, -1, -2)
+        stds = pt.sqrt(pt.diagonal(cov, axis1=-2, axis2=-1))
+        eye = pt.broadcast_to(pt.eye(d), (k, d, d))
+        prec = pt.swapaxes(pt.linalg.solve_triangular(chol, eye, lower=True), -1, -2)
+        dims3 = ("component", "feature", "feature_bis")
+        pm.Deterministic("chol", chol, dims=dims3)
+        pm.Deterministic("covariances", cov, dims=dims3)
+        pm.Deterministic("stds", stds, dims=("component", "feature"))
+        pm.Deterministic("corr", cov / (stds[:, :, None] * stds[:, None, :]), dims=dims3)
+        pm.Deterministic("precisions_cholesky", prec, dims=dims3)
+
+        def logp(value, w_, mu_, u_):
+            # CustomDist may hand the parameters over with leading length-1 batch dims
+            w_, mu_, u_ = w_.reshape((k,)), mu_.reshape((k, d)), u_.reshape((k, d, d))
+            y = pt.einsum("nd,kde->nke", value, u_) - pt.einsum("kd,kde->ke", mu_, u_)[None]
+            logdet = pt.log(pt.diagonal(u_, axis1=-2, axis2=-1)).sum(-1)
+            comp = logdet - 0.5 * d * np.log(2 * np.pi) - 0.5 * (y**2).sum(-1)
+            return pt.logsumexp(pt.log(w_) + comp, axis=-1)
+
+        pm.CustomDist(
+            "obs",
+            w,
+            means,
+            prec,
+            logp=logp,
+            observed=X,
+            dims=("obs_id", "feature"),
+            signature="(k),(k,d),(k,d,d)->(d)",
+        )
+    return model
+
+
+def worker(kind: str, n: int, d: int, k: int, draws: int) -> None:
+    import arviz_stats
+
+    sys.path.insert(0, "bench")
+    from nuts_speed import make_data
+
+    from bayesgmm import BayesGaussianMixture
+
+    X = make_data(n, d, k)
+    model = hierarchical_means if kind == "custom" else None
+    fit = BayesGaussianMixture(
+        k, model=model, draws=draws, tune=draws, chains=CHAINS, random_state=3, progressbar=False
+    ).fit(X)
+    tree = fit.idata_
+    ess = arviz_stats.ess(tree["posterior"].to_dataset()[["weights", "means"]], method="bulk")
+    out = {
+        "sampler": tree.attrs["sampler"],
+        "compile_s": tree.attrs["compile_time"],
+        "sampling_s": tree.attrs["sampling_time"],
+        "min_ess": float(min(float(ess[v].min()) for v in ess.data_vars)),
+        "divergences": int(tree["sample_stats"]["diverging"].sum()),
+        "passed": bool(fit.diagnostics_.passed),
+    }
+    print("RESULT " + json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--worker", nargs=5)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *nums = args.worker
+        worker(kind, *map(int, nums))
+        return
+    n, d, k, draws = (300, 2, 3, 300) if args.quick else (1000, 2, 3, 1000)
+    print(f"N={n}, D={d}, K={k}, {CHAINS} chains x ({draws} tune + {draws} draws)")
+    for kind in ("default", "custom"):
+        with tempfile.TemporaryDirectory() as cache:
+            for temp in ("cold", "warm"):
+                cmd = [sys.executable, __file__, "--worker", kind, str(n), str(d), str(k)]
+                t0 = time.perf_counter()
+                proc = subprocess.run(
+                    [*cmd, str(draws)], env=worker_env(cache), capture_output=True, text=True
+                )
+                wall = time.perf_counter() - t0
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                if proc.returncode != 0 or not line:
+                    print(f"{kind:8s} {temp}: FAILED\n{proc.stderr[-2000:]}")
+                    continue
+                res = json.loads(line[0][7:])
+                print(
+                    f"{kind:8s} {temp}: wall {wall:6.1f} s, compile {res['compile_s']:5.1f} s, "
+                    f"sampling {res['sampling_s']:5.1f} s, min bulk ESS {res['min_ess']:6.0f}, "
+                    f"divergences {res['divergences']}, checks passed {res['passed']} "
+                    f"({res['sampler']})",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
