@@ -37,9 +37,14 @@ on disk by Numba (first use compiles in a few seconds, later processes load it).
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -59,6 +64,8 @@ __all__ = [
     "pack_user_data",
     "to_unconstrained",
 ]
+
+_log = logging.getLogger("bayesgmm")
 
 COV_CODES = {name: i for i, name in enumerate(COVARIANCE_TYPES)}  # full, tied, diag, spherical
 _HEADER = 6  # n_samples, n_features, n_components, cov code, lkj eta, constant
@@ -475,6 +482,76 @@ _LOGP_SIG = types.int64(types.uint64, _F64P, _F64P, _F64P, _F64P)
 _EXPAND_SIG = types.int64(types.uint64, types.uint64, _F64P, _F64P, _F64P)
 
 
+# ------------------------------------------------------------------ one compiled code for all
+# A kernel that Numba compiles in memory and the same kernel loaded from its on-disk cache by a
+# later process can differ in the last bits of their floating-point results (they are
+# compiled with fastmath: the in-memory and the cached code form fused multiply-adds and
+# reassociated sums differently). NUTS amplifies such bits, so the first fit after a cache
+# miss drew another posterior from the same seed than every later fit. So on a cache miss
+# the kernels are compiled in a child process, which writes the cache, and this process then
+# loads them from it like every later one (tests/test_kernels_cache.py). Where Numba cannot
+# cache (a read-only install), every process compiles in memory and they agree again.
+
+_WARMUP_ENV = "BAYESGMM_KERNEL_WARMUP"
+_cache_checked = False
+
+
+def _tiny_spec(covariance_type: str) -> LogDensitySpec:
+    from .model import Priors
+
+    X = np.array([[0.0, 1.0], [1.0, 0.5], [2.0, 2.0]])
+    return LogDensitySpec.from_data(X, 2, covariance_type, Priors())
+
+
+def _compile_all() -> None:
+    """Compile (and cache) the stock log density for both data layouts and the C callbacks."""
+    for cov in ("full", "diag"):
+        spec = _tiny_spec(cov)
+        log_density_and_grad(np.zeros(spec.n_dim), spec)
+    c_callbacks()
+
+
+def _kernels_cached() -> bool | None:
+    """Whether Numba's cache holds the log density for this source (None: cannot tell)."""
+    spec = _tiny_spec("full")
+    args = (
+        np.zeros(spec.n_dim), np.zeros(spec.n_dim), spec.X, spec.alpha, spec.mean_loc,
+        spec.mean_scale, spec.sd_scale, spec.lkj_eta, COV_CODES["full"], spec.n_components,
+        spec.constant,
+    )  # fmt: skip
+    disp = _log_density_and_grad
+    sig = tuple(numba.typeof(a) for a in args)
+    try:
+        return disp._cache.load_overload(sig, disp.targetctx) is not None
+    except Exception:  # Numba internals changed: do not guess
+        return None
+
+
+def _load_compiled_from_cache() -> None:
+    """On a cache miss, compile the kernels in a child process so that this one loads them
+    from Numba's cache, as every later process will (see the comment above)."""
+    global _cache_checked
+    if _cache_checked:
+        return
+    _cache_checked = True
+    if os.environ.get(_WARMUP_ENV) == "1" or _kernels_cached() is not False:
+        return
+    env = dict(os.environ)
+    env[_WARMUP_ENV] = "1"
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    code = "from bayesgmm._logdensity import _compile_all; _compile_all()"
+    try:
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=900
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        _log.debug("Compiling the kernels in a child process failed (%s); compiling here.", exc)
+        return
+    if not _kernels_cached():
+        _log.debug("Numba's cache is not usable here; the kernels are compiled in memory.")
+
+
 @cache
 def c_callbacks():
     """Compile (or load from Numba's cache) the two C callbacks nutpie calls.
@@ -483,6 +560,7 @@ def c_callbacks():
     signatures ``int64 logp(uint64 dim, double *x, double *grad, double *logp, double *data)``
     and ``int64 expand(uint64 dim, uint64 n_out, double *x, double *out, double *data)``.
     """
+    _load_compiled_from_cache()
     logp = numba.cfunc(_LOGP_SIG, nogil=True, cache=True, error_model="numpy")(_logp_c)
     expand_ = numba.cfunc(_EXPAND_SIG, nogil=True, cache=True, error_model="numpy")(_expand_c)
     return logp, expand_
@@ -497,6 +575,7 @@ def log_density_and_grad(theta: np.ndarray, spec: LogDensitySpec) -> tuple[float
     if theta.shape != (spec.n_dim,):
         raise ValueError(f"theta must have shape ({spec.n_dim},), got {theta.shape}.")
     grad = np.empty_like(theta)
+    _load_compiled_from_cache()
     value = _log_density_and_grad(
         theta,
         grad,
