@@ -79,7 +79,7 @@ def test_model_logp_and_gradient_equal_reference(model_pair):
         np.testing.assert_allclose(dlogp, ref_dlogp, rtol=1e-9, atol=1e-10)
 
 
-def test_compile_logp_and_dlogp_equal_reference_with_numba_kernels():
+def test_public_compile_logp_and_dlogp_equal_reference():
     """The public ``compile_logp``/``compile_dlogp`` of both formulations, one grid cell."""
     X = _data(30, 3, seed=1)
     op = build_model(X, 2, covariance_type="full")
@@ -241,3 +241,43 @@ def test_nutpie_numba_backend_samples_the_op_model():
     ordered = np.take_along_axis(means, order[..., None], axis=-2)
     centre = ordered.reshape(-1, 2, 2).mean(axis=0)
     np.testing.assert_allclose(centre, [[-3.0, 0.0], [3.0, 1.0]], atol=0.4)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "likelihood"), [("pymc", "op"), ("numpyro", "reference"), ("blackjax", "reference")]
+)
+def test_jax_samplers_build_the_reference_likelihood(monkeypatch, sampler, likelihood):
+    """The Op has no JAX implementation: the samplers that run the graph through JAX get the
+    reference formulation, PyMC's own NUTS gets the Op."""
+    from bayesgmm import sampling
+
+    seen = {}
+
+    class Built(Exception):
+        pass
+
+    def fake_build_model(*args, likelihood="op", **kwargs):
+        seen["likelihood"] = likelihood
+        raise Built
+
+    monkeypatch.setattr("bayesgmm.model.build_model", fake_build_model)
+    job = sampling._SamplingJob(
+        X=_data(10, 2, seed=0),
+        k=2,
+        covariance_type="diag",
+        priors=None,
+        feature_names=["a", "b"],
+        initvals=None,
+        init_jitter=None,
+        draws=10,
+        tune=10,
+        chains=1,
+        sampler=sampler,
+        target_accept=0.8,
+        random_seed=0,
+        progressbar=False,
+        cores=1,
+    )
+    with pytest.raises(Built):
+        sampling._sample_pymc(job)
+    assert seen == {"likelihood": likelihood}
