@@ -61,12 +61,30 @@ _LOG_2PI = math.log(2.0 * math.pi)
 #: Number of dimensions of the precision parameter per covariance type.
 _PARAM_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
 #: Bumped whenever the kernels change, so that PyTensor's Numba cache is not reused.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 _jit = njit(cache=True, nogil=True, fastmath=_FASTMATH, error_model="numpy")
 
 
 # --------------------------------------------------------------------------- compiled kernels
+
+
+@_jit
+def _check_shapes(X, weights, means, precision_shape, want_shape):  # pragma: no cover - compiled
+    """Raise on inconsistent shapes (the kernels do not check their indices)."""
+    if means.shape[0] != weights.shape[0] or means.shape[1] != X.shape[1]:
+        raise ValueError("MixtureLogDensity: means must have shape (K, D), K = len(weights).")
+    if precision_shape != want_shape:
+        raise ValueError(
+            "MixtureLogDensity: the precision parameter's shape does not match the covariance "
+            "type: (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical."
+        )
+
+
+@_jit
+def _check_cotangent(X, g):  # pragma: no cover - compiled
+    if g.shape[0] != X.shape[0]:
+        raise ValueError("MixtureLogDensityGrad: the output gradient must have shape (N,).")
 
 
 @_jit
@@ -149,6 +167,7 @@ def _pointwise_diag(X, log_const, means, inv_sd):  # pragma: no cover - compiled
 @_jit
 def logp_full(X, weights, means, prec_chol):  # pragma: no cover - compiled
     """Pointwise log-density, ``"full"``: ``prec_chol`` (K, D, D) upper triangular."""
+    _check_shapes(X, weights, means, prec_chol.shape, (weights.shape[0], X.shape[1], X.shape[1]))
     log_const = _log_const_full(weights, prec_chol, X.shape[1])
     return _pointwise_full(X, log_const, means, prec_chol)
 
@@ -156,6 +175,7 @@ def logp_full(X, weights, means, prec_chol):  # pragma: no cover - compiled
 @_jit
 def logp_tied(X, weights, means, prec_chol):  # pragma: no cover - compiled
     """Pointwise log-density, ``"tied"``: ``prec_chol`` (D, D) upper triangular."""
+    _check_shapes(X, weights, means, prec_chol.shape, (X.shape[1], X.shape[1]))
     full = _tied_to_full(prec_chol, means.shape[0])
     return logp_full(X, weights, means, full)
 
@@ -163,6 +183,7 @@ def logp_tied(X, weights, means, prec_chol):  # pragma: no cover - compiled
 @_jit
 def logp_diag(X, weights, means, prec_chol):  # pragma: no cover - compiled
     """Pointwise log-density, ``"diag"``: ``prec_chol`` (K, D) inverse standard deviations."""
+    _check_shapes(X, weights, means, prec_chol.shape, (weights.shape[0], X.shape[1]))
     log_const = _log_const_diag(weights, prec_chol, X.shape[1])
     return _pointwise_diag(X, log_const, means, prec_chol)
 
@@ -170,6 +191,7 @@ def logp_diag(X, weights, means, prec_chol):  # pragma: no cover - compiled
 @_jit
 def logp_spherical(X, weights, means, prec_chol):  # pragma: no cover - compiled
     """Pointwise log-density, ``"spherical"``: ``prec_chol`` (K,) inverse standard deviations."""
+    _check_shapes(X, weights, means, prec_chol.shape, (weights.shape[0],))
     return logp_diag(X, weights, means, _spherical_to_diag(prec_chol, X.shape[1]))
 
 
@@ -215,12 +237,16 @@ def _moments_full(X, g, weights, means, prec_chol):  # pragma: no cover - compil
 @_jit
 def grad_full(X, weights, means, prec_chol, g):  # pragma: no cover - compiled
     """Vector-Jacobian product of :func:`logp_full` for the cotangent ``g`` (N,)."""
+    _check_shapes(X, weights, means, prec_chol.shape, (weights.shape[0], X.shape[1], X.shape[1]))
+    _check_cotangent(X, g)
     return _moments_full(X, g, weights, means, prec_chol)
 
 
 @_jit
 def grad_tied(X, weights, means, prec_chol, g):  # pragma: no cover - compiled
     """Vector-Jacobian product of :func:`logp_tied`; the factor's gradient summed over K."""
+    _check_shapes(X, weights, means, prec_chol.shape, (X.shape[1], X.shape[1]))
+    _check_cotangent(X, g)
     full = _tied_to_full(prec_chol, means.shape[0])
     g_w, g_mu, g_u = _moments_full(X, g, weights, means, full)
     d = prec_chol.shape[0]
@@ -256,12 +282,16 @@ def _moments_diag(X, g, weights, means, inv_sd):  # pragma: no cover - compiled
 @_jit
 def grad_diag(X, weights, means, prec_chol, g):  # pragma: no cover - compiled
     """Vector-Jacobian product of :func:`logp_diag` for the cotangent ``g`` (N,)."""
+    _check_shapes(X, weights, means, prec_chol.shape, (weights.shape[0], X.shape[1]))
+    _check_cotangent(X, g)
     return _moments_diag(X, g, weights, means, prec_chol)
 
 
 @_jit
 def grad_spherical(X, weights, means, prec_chol, g):  # pragma: no cover - compiled
     """Vector-Jacobian product of :func:`logp_spherical`; summed over the features."""
+    _check_shapes(X, weights, means, prec_chol.shape, (weights.shape[0],))
+    _check_cotangent(X, g)
     d = X.shape[1]
     g_w, g_mu, g_u = _moments_diag(X, g, weights, means, _spherical_to_diag(prec_chol, d))
     k = means.shape[0]

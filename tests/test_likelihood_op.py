@@ -151,6 +151,15 @@ def test_bad_arguments_say_what_is_expected():
         MixtureLogDensity("banana")
     with pytest.raises(ValueError, match="means must have 2 dimension"):
         MixtureLogDensity("diag")(pt.matrix(), pt.vector(), pt.vector(), pt.matrix())
+    X = pt.constant(_data(10, 2, seed=0))
+    with pytest.raises(ValueError, match=r"means must have shape \(K, D\)"):
+        MixtureLogDensity("diag")(X, np.full(2, 0.5), np.zeros((3, 2)), np.ones((2, 2))).eval(
+            mode=MODE
+        )
+    with pytest.raises(ValueError, match="precision parameter's shape"):
+        MixtureLogDensity("full")(X, np.full(2, 0.5), np.zeros((2, 2)), np.ones((2, 3, 3))).eval(
+            mode=MODE
+        )
     with pytest.raises(ValueError, match="likelihood='fast'"):
         build_model(_data(10, 1, seed=0), 1, likelihood="fast")
     with pytest.raises(ValueError, match="likelihood='reference'"):
