@@ -18,6 +18,12 @@ element-wise graph operations (one small vector operation per entry) instead of 
 ``D x KD`` matrix product and the ``N x K`` exponentials, for every PyTensor backend (Numba, C,
 JAX). For ``D`` above ``_UNROLL_MAX_FEATURES`` a batched ``solve_triangular`` is used instead.
 
+By default (``likelihood="op"``) that log-density is not built from these graph operations but
+computed by one PyTensor Op around the compiled mixture kernel, with an analytic gradient and a
+Numba implementation (:mod:`bayesgmm._likelihood_op`); the graph written out here is the
+reference formulation (``likelihood="reference"``), which the tests prove equal to the Op and
+which the JAX-based samplers use.
+
 The observed variable ``"obs"`` is a :class:`pymc.CustomDist` whose log-density is the pointwise
 mixture log-density (one value per observation, features summed), so
 :func:`pymc.compute_log_likelihood` gives a ``log_likelihood`` group with dims
@@ -46,6 +52,15 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 _UNROLL_MAX_FEATURES = 8
 
 CovarianceType = Literal["full", "tied", "diag", "spherical"]
+Likelihood = Literal["op", "reference"]
+LIKELIHOODS = ("op", "reference")
+#: CustomDist signature of the observed variable per covariance type (weights, means, U).
+_SIGNATURES = {
+    "full": "(k),(k,d),(k,d,d)->(d)",
+    "tied": "(k),(k,d),(d,d)->(d)",
+    "diag": "(k),(k,d),(k,d)->(d)",
+    "spherical": "(k),(k,d),(k)->(d)",
+}
 
 
 @dataclass(frozen=True)
@@ -193,6 +208,7 @@ def build_model(
     *,
     covariance_type: CovarianceType = "full",
     priors: Priors | None = None,
+    likelihood: Likelihood = "op",
 ) -> pm.Model:
     """Build the PyMC model of a Bayesian Gaussian mixture (labels marginalised out).
 
@@ -206,6 +222,15 @@ def build_model(
         Covariance structure, as in :mod:`bayesgmm._numerics`.
     priors : Priors, optional
         Prior hyper-parameters; ``Priors()`` (data-scaled defaults) when omitted.
+    likelihood : {"op", "reference"}, default "op"
+        How the observed variable's log-density is computed; both give the same function
+        (tested equal, value and gradient). ``"op"``: one PyTensor Op around the compiled
+        mixture kernel with an analytic gradient
+        (:class:`bayesgmm._likelihood_op.MixtureLogDensity`), with a Numba implementation
+        that PyTensor's Numba backend and ``nutpie.compile_pymc_model(backend="numba")``
+        call directly; it has no JAX implementation. ``"reference"``: the same density
+        written as plain PyTensor operations, which every backend (JAX included) compiles
+        and differentiates itself.
 
     Returns
     -------
@@ -220,7 +245,9 @@ def build_model(
         for ``"full"``/``"tied"`` also ``chol``, ``corr`` and ``stds``; the observed variable
         ``obs`` (obs_id, feature) whose pointwise log-density is the mixture log-density.
     """
-    return _build_model(X, n_components, covariance_type=covariance_type, priors=priors)
+    return _build_model(
+        X, n_components, covariance_type=covariance_type, priors=priors, likelihood=likelihood
+    )
 
 
 def _prepare_data(X: Any) -> tuple[np.ndarray, list]:
@@ -331,6 +358,19 @@ def _make_logp(covariance_type: str, n_components: int, n_features: int, formula
     return logp
 
 
+def _make_op_logp(covariance_type: str):
+    """CustomDist log-density ``value (N, D) -> (N,)`` through the compiled-kernel Op."""
+    from ._likelihood_op import MixtureLogDensity
+
+    op = MixtureLogDensity(covariance_type)
+    core = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}[covariance_type]
+
+    def logp(value, weights, means, prec_chol):
+        return op(value, _core(weights, 1), _core(means, 2), _core(prec_chol, core))
+
+    return logp
+
+
 def _make_random(covariance_type: str, n_components: int, n_features: int):
     """CustomDist draw function: pick a component by weight, then a Gaussian draw from it."""
     k, d = n_components, n_features
@@ -390,15 +430,29 @@ def _build_model(
     *,
     covariance_type: str = "full",
     priors: Priors | None = None,
+    likelihood: str = "op",
     formulation: str = "whiten",
     inverse: str = "auto",
 ) -> pm.Model:
     """Model builder with the likelihood formulation exposed (for benchmarks and tests).
 
-    ``formulation``: ``"whiten"`` (default, one wide matrix product), ``"einsum"`` (batched
-    ``(K, N, D)`` residuals) or ``"mvnormal"`` (K separate ``MvNormal`` log-densities).
+    ``likelihood``: ``"op"`` (the compiled-kernel Op) or ``"reference"`` (plain PyTensor
+    operations, as below), see :func:`build_model`.
+    ``formulation`` (``likelihood="reference"`` only): ``"whiten"`` (default, one wide matrix
+    product), ``"einsum"`` (batched ``(K, N, D)`` residuals) or ``"mvnormal"`` (K separate
+    ``MvNormal`` log-densities).
     ``inverse``: ``"auto"``, ``"unrolled"`` or ``"solve"`` (batched ``solve_triangular``).
     """
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(
+            f"likelihood={likelihood!r} is not supported; choose 'op' (the compiled kernel) "
+            "or 'reference' (plain PyTensor operations, for JAX)."
+        )
+    if likelihood == "op" and formulation != "whiten":
+        raise ValueError(
+            f"formulation={formulation!r} selects a reference formulation; pass "
+            "likelihood='reference' with it."
+        )
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(
             f"covariance_type={covariance_type!r} is not supported; choose one of "
@@ -465,7 +519,11 @@ def _build_model(
             pm.Deterministic("precisions_cholesky", derived["precisions_cholesky"], dims=sigma_dims)
         prec_chol = derived["precisions_cholesky"]
 
-        if formulation == "mvnormal" and covariance_type in ("full", "tied"):
+        if likelihood == "op":
+            logp = _make_op_logp(covariance_type)
+            dist_params = (weights, means, prec_chol)
+            signature = _SIGNATURES[covariance_type]
+        elif formulation == "mvnormal" and covariance_type in ("full", "tied"):
             full_chol = chol if covariance_type == "full" else pt.stack([chol] * k)
 
             def logp(value, weights, means, chol_):
@@ -480,12 +538,7 @@ def _build_model(
         else:
             logp = _make_logp(covariance_type, k, d, formulation)
             dist_params = (weights, means, prec_chol)
-            signature = {
-                "full": "(k),(k,d),(k,d,d)->(d)",
-                "tied": "(k),(k,d),(d,d)->(d)",
-                "diag": "(k),(k,d),(k,d)->(d)",
-                "spherical": "(k),(k,d),(k)->(d)",
-            }[covariance_type]
+            signature = _SIGNATURES[covariance_type]
         random = None if formulation == "mvnormal" else _make_random(covariance_type, k, d)
         pm.CustomDist(
             "obs",

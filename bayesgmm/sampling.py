@@ -677,11 +677,14 @@ def _sample_pymc(job: _SamplingJob):
 
     t0 = time.perf_counter()
     cov = job.covariance_type
+    # The likelihood Op has no JAX implementation: numpyro and blackjax get the reference
+    # formulation (plain PyTensor operations, the same density).
     model = build_model(
         pd.DataFrame(job.X, columns=job.feature_names),
         job.k,
         covariance_type=cov,
         priors=job.priors,
+        likelihood="op" if job.sampler == "pymc" else "reference",
     )
     inits = _pymc_initvals(
         job.initvals, cov, job.k, job.X.shape[1], job.chains, job.init_jitter, job.random_seed

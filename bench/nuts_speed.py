@@ -7,18 +7,25 @@ fits, samples 4 chains x (1000 tune + 1000 draws) and computes the pointwise log
 
 * ``default``: ``BayesGaussianMixture(K).fit(X)`` -- EM start, NUTS with sampler="auto",
   relabelling and diagnostics included;
+* ``op``: the stock model through the likelihood Op and nutpie's public API:
+  ``build_model(X, K)`` (``likelihood="op"``) compiled by
+  ``nutpie.compile_pymc_model(model, backend="numba")``, every chain started at the EM
+  solution (no jitter), ``nutpie.sample``, then ``pm.compute_log_likelihood``; no
+  relabelling (the ESS is that of the raw chains);
 * ``naive``: ``pm.Mixture`` over a list of ``pm.MvNormal`` (one ``LKJCholeskyCov`` each),
   plain ``pm.sample()`` from the EM solution, then ``pm.compute_log_likelihood``;
 * ``numpyro``: a hand-written NumPyro model of the same mixture, NUTS with vectorised chains,
   JAX's persistent compilation cache on (only when jax and numpyro are installed; they are
   not bayesgmm dependencies).
 
-Printed per data size: cold and warm wall time, in-process sampling time (warm), the minimum
-bulk ESS over the weights and means, and that ESS per second of sampling.
+Printed per data size: cold and warm wall time, in-process compile time (cold and warm, where
+the row can tell it) and sampling time (warm), the minimum bulk ESS over the weights and means,
+and that ESS per second of sampling.
 
     python bench/nuts_speed.py                 # (N=1000, D=2, K=3) and (N=10000, D=4, K=4)
     python bench/nuts_speed.py --quick         # small data, 300+300 draws: a smoke run
-    python bench/nuts_speed.py --only default  # one model kind
+    python bench/nuts_speed.py --only default  # one model kind (default, op, naive, numpyro)
+    python bench/nuts_speed.py --only op --case 0  # one row on the first case only (B1)
 """
 
 from __future__ import annotations
@@ -71,6 +78,7 @@ def run_default(X, k, draws):
     assert tree["log_likelihood"]["obs"].dims == ("chain", "draw", "obs_id")
     return {
         "sampler": tree.attrs["sampler"],
+        "compile_s": tree.attrs["compile_time"],
         "sampling_s": tree.attrs["sampling_time"],
         "min_ess": min_bulk_ess(tree["posterior"].to_dataset()),
         "divergences": int(tree["sample_stats"]["diverging"].sum()),
@@ -84,6 +92,40 @@ def _em_start(X, k):
 
     em = EMGaussianMixture(k, n_init=5, random_state=0).fit(X)
     return em, np.linalg.cholesky(em.covariances_)
+
+
+def run_op(X, k, draws):
+    import numpy as np
+    import nutpie
+    import pymc as pm
+
+    from bayesgmm import build_model
+
+    d = X.shape[1]
+    em, chol = _em_start(X, k)
+    rows, cols = np.tril_indices(d)
+    model = build_model(X, k, covariance_type="full", likelihood="op")
+    start = {"weights": em.weights_, "means": em.means_}
+    start.update({f"chol_cov_{j}": chol[j][rows, cols] for j in range(k)})
+    t0 = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(
+        model, backend="numba", initial_points=start, jitter_rvs=set()
+    )
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idata = nutpie.sample(
+        compiled, draws=draws, tune=draws, chains=CHAINS, seed=3, progress_bar=False
+    )
+    sampling_s = time.perf_counter() - t0
+    idata = pm.compute_log_likelihood(idata, model=model, progressbar=False)
+    assert idata["log_likelihood"]["obs"].dims == ("chain", "draw", "obs_id")
+    return {
+        "sampler": "nutpie-public",
+        "compile_s": compile_s,
+        "sampling_s": sampling_s,
+        "min_ess": min_bulk_ess(idata["posterior"].to_dataset()),
+        "divergences": int(idata["sample_stats"]["diverging"].sum()),
+    }
 
 
 def run_naive(X, k, draws):
@@ -206,7 +248,7 @@ def run_numpyro(X, k, draws):
     }
 
 
-RUNNERS = {"default": run_default, "naive": run_naive, "numpyro": run_numpyro}
+RUNNERS = {"default": run_default, "op": run_op, "naive": run_naive, "numpyro": run_numpyro}
 
 
 def worker(kind: str, n: int, d: int, k: int, draws: int) -> None:
@@ -234,25 +276,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, 300+300 draws")
     parser.add_argument("--only", choices=sorted(RUNNERS), action="append")
+    parser.add_argument(
+        "--case", type=int, action="append", help="index of a data size (0: B1, 1: B2)"
+    )
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         kind, n, d, k, draws = args.worker
         worker(kind, int(n), int(d), int(k), int(draws))
         return
-    kinds = args.only or ["default", "naive", "numpyro"]
+    kinds = args.only or ["default", "op", "naive", "numpyro"]
     if "numpyro" in kinds and (find_spec("numpyro") is None or find_spec("jax") is None):
         print("numpyro row skipped: jax/numpyro not installed (pip install numpyro)")
         kinds.remove("numpyro")
     cases = QUICK_CASES if args.quick else CASES
+    if args.case:
+        cases = [cases[i] for i in args.case]
     draws = 300 if args.quick else 1000
     print(
         f"{CHAINS} chains x ({draws} tune + {draws} draws); whole processes; "
         f"cold = empty compile caches, warm = second run; {os.cpu_count()} CPUs"
     )
     header = (
-        f"{'N,D,K':>12} {'model':>8} {'sampler':>12} {'cold s':>8} {'warm s':>8} "
-        f"{'sampling s':>10} {'min ESS':>8} {'ESS/s':>8} {'div':>4}"
+        f"{'N,D,K':>12} {'model':>8} {'sampler':>13} {'cold s':>8} {'warm s':>8} "
+        f"{'compile s':>13} {'sampling s':>10} {'min ESS':>8} {'ESS/s':>8} {'div':>4}"
     )
     print(header)
     print("-" * len(header), flush=True)
@@ -266,10 +313,13 @@ def main() -> None:
                 print(f"{label:>12} {kind:>8} failed: {cold.get('error') or warm.get('error')}")
                 continue
             rate = warm["min_ess"] / warm["sampling_s"] if warm["sampling_s"] > 0 else 0.0
+            compile_s = (
+                f"{cold['compile_s']:.1f}/{warm['compile_s']:.1f}" if "compile_s" in warm else "-"
+            )
             print(
-                f"{label:>12} {kind:>8} {warm['sampler']:>12} {cold['wall_s']:8.1f} "
-                f"{warm['wall_s']:8.1f} {warm['sampling_s']:10.2f} {warm['min_ess']:8.0f} "
-                f"{rate:8.0f} {warm['divergences']:4d}",
+                f"{label:>12} {kind:>8} {warm['sampler']:>13} {cold['wall_s']:8.1f} "
+                f"{warm['wall_s']:8.1f} {compile_s:>13} {warm['sampling_s']:10.2f} "
+                f"{warm['min_ess']:8.0f} {rate:8.0f} {warm['divergences']:4d}",
                 flush=True,
             )
 
