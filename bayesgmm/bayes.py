@@ -364,6 +364,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             tree.attrs["custom_model"] = custom.name
             if custom.source is not None:
                 tree.attrs["custom_model_source"] = custom.source
+            tree.attrs.update(_custom_model_description(custom, self.covariance_type, k))
             self.model_source_ = custom.source
         tree.attrs.update(
             bayesgmm_version=__version__,
@@ -967,6 +968,36 @@ def _em_mean_sd(em: EMGaussianMixture, n: int) -> np.ndarray:
     else:
         var = np.broadcast_to(em.covariances_[:, None], (k, d))
     return np.sqrt(var / np.maximum(n * em.weights_, 1.0)[:, None])
+
+
+def _custom_model_description(custom: Any, covariance_type: str, k: int) -> dict[str, str]:
+    """The custom model as PyMC prints it and the role of each variable the library reads
+    (recorded as text at fit time, so a report of a loaded fit never needs the function)."""
+    from ._custom import required_variables
+
+    model = custom.model
+    out: dict[str, str] = {}
+    try:
+        out["custom_model_text"] = str(model.str_repr())
+    except Exception as exc:  # a description is an extra; never lose a fit to it
+        _log.warning("The custom model's text representation failed (%s).", exc)
+    free = {v.name for v in model.free_RVs}
+    deterministic = {v.name for v in model.deterministics}
+    observed = [v.name for v in model.observed_RVs]
+    d = int(np.asarray(custom.model.coords.get("feature", ())).size) or 1
+    roles = {}
+    for name in required_variables(covariance_type, k, d):
+        roles[name] = (
+            "free random variable"
+            if name in free
+            else ("deterministic" if name in deterministic else "other")
+        )
+    for name in observed:
+        roles[name] = "observed: the mixture likelihood of X"
+    for name in custom.extra:
+        roles[name] = "free random variable of the model's own (kept in the posterior)"
+    out["custom_model_variables"] = json.dumps(roles)
+    return out
 
 
 def _thin(max_draws: int, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -919,6 +919,21 @@ def _custom_model_blocks(attrs: Any) -> list[_Block]:
             "bayesgmm's stock priors (Priors) do not apply, so none are stated here."
         ),
     ]
+    roles = attrs.get("custom_model_variables")
+    if roles:
+        table = pd.DataFrame(
+            sorted(json.loads(roles).items()), columns=["variable", "what bayesgmm reads"]
+        )
+        blocks.append(
+            _Table(
+                table,
+                "The variables bayesgmm relies on (relabelling, diagnostics, membership, "
+                "predictions and the report read them by these names), and the model's own.",
+            )
+        )
+    text = attrs.get("custom_model_text")
+    if text:
+        blocks += [_Para("The model as PyMC prints it:"), _Code(str(text))]
     if source:
         blocks += [
             _Para("Its source, as recorded at fit time (shown as text, never executed):"),
