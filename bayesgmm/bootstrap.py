@@ -143,7 +143,7 @@ def _derived(
 # ------------------------------------------------------------------------- result
 @dataclass
 class BootstrapResult:
-    """Replicates of an EM fit and their summaries (from :func:`bayesgmm.bootstrap.bootstrap`).
+    """Replicates of an EM fit and their summaries, as the bootstrap returns them.
 
     Attributes
     ----------

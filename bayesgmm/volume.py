@@ -245,6 +245,7 @@ class VolumeSegmentationResult:
     n_components = SegmentationResult.n_components
     component_means = SegmentationResult.component_means
     summary = SegmentationResult.summary
+    _full_summary = None  # a volume is never a preview of a larger one
 
     def to_npz(self, path: str | os.PathLike, *, warn_bytes: int = LARGE_OUTPUT_BYTES) -> None:
         """Save every map (and the fitted voxel indices) to a compressed ``.npz`` file.

@@ -157,8 +157,8 @@ def test_custom_fit_membership_predict_and_report(custom_fit, data):
     assert "Normal(mean" not in html  # the stock priors are not claimed
     # Issue 21: the model as PyMC prints it, and the variables bayesgmm reads with their role
     assert "mu0 ~ Normal" in html and "means ~ Normal" in html
-    assert "<td>weights</td><td class=\"text\">free random variable</td>" in html
-    assert "<td>covariances</td><td class=\"text\">deterministic</td>" in html
+    assert '<td>weights</td><td class="text">free random variable</td>' in html
+    assert '<td>covariances</td><td class="text">deterministic</td>' in html
     assert "observed: the mixture likelihood of X" in html
     assert "free random variable of the model&#x27;s own" in html
     assert "could not be computed" not in html  # prior sensitivity from the model's own priors
