@@ -1,8 +1,9 @@
 """Marginal likelihood ``p(y | K)`` of a fitted mixture by bridge sampling, and ``p(K | y)``.
 
-The evidence of the stock model (:func:`bayesgmm.build_model`) is estimated from the NUTS
-draws with the iterative "optimal" bridge sampler of Meng & Wong (1996), in the form of
-Gronau et al. (2017) with a multivariate normal proposal:
+The evidence of a fitted mixture (the stock model of :func:`bayesgmm.build_model` or a
+custom model) is estimated from the NUTS draws with the iterative "optimal" bridge sampler
+of Meng & Wong (1996), in the form of Gronau et al. (2017) with a multivariate normal
+proposal:
 
 * the target is the unnormalised posterior on the unconstrained scale, exactly as PyMC
   defines it: ``model.compile_logp(jacobian=True)`` evaluated at the value variables (priors
@@ -24,6 +25,25 @@ Gronau et al. (2017) with a multivariate normal proposal:
   copies; the estimate does not depend on how the draws were relabelled (the proposal is fitted
   after an internal relabelling that starts from the EM solution, so it does not either).
   The cost grows with ``K!``: ``max_labellings`` caps it (720, i.e. ``K <= 6``, by default).
+* a **custom model** (``BayesGaussianMixture(model=fn)``, :mod:`bayesgmm._custom`) is
+  bridged on its own PyMC log-posterior, ``model.logp(jacobian=True)`` of the model ``fn``
+  builds again on the observed data, over its value variables (hyper-priors included) on
+  the unconstrained scale: one estimator, two targets. Its draws, in the data's units as
+  it was sampled, are mapped there by the model's transforms (``transform.forward`` with
+  each variable's parents at the same draw). Relabelling acts on every value variable with
+  a ``component`` dim (the stock ``weights``/``means``/``sigma`` without dims too, and the
+  ``chol_cov_j`` of ``"full"`` as blocks): the permutation of the centred log-weights for
+  the simplex, of the coordinates for untransformed, log and log-odds variables, all
+  volume-preserving; a component variable under another transform is refused. Because
+  a variable without a ``component`` dim is left unchanged, the log-posterior's invariance
+  under label swaps is checked at a few draws, and a model that is not label-invariant
+  (component-specific priors, a per-component variable without dims) is reported not
+  estimable. A fit loaded from a file has no model function and is not estimable;
+* units: the stock model's evidence is that of ``X`` in the data's units, like a custom
+  model's. (The stock sampler runs on standardised data ``Z = (X - loc) / scale``;
+  ``log p(X) = log p(Z) - n_samples * sum(log scale)``, and the log-posterior densities at
+  corresponding unconstrained points differ by that and the log-Jacobian of the change of
+  units, tested in ``tests/test_evidence_custom.py``.)
 * the Monte Carlo standard error is Frühwirth-Schnatter's (2004) approximation of the relative
   mean squared error of the estimate, with the autocorrelation of the posterior draws taken
   into account through their effective sample size.
@@ -360,8 +380,8 @@ class _FlatModel:
             simplex = kind == "SimplexTransform"
             if kind is not None and not simplex and kind not in _ELEMENTWISE_TRANSFORMS:
                 return None, (
-                    f"the free variable {name!r} has a 'component' dim and a {kind} "
-                    "transform; relabelling is supported on the unconstrained scale only for "
+                    f"the free variable {name!r} has a 'component' dim and the transform {kind}; "
+                    "relabelling is supported on the unconstrained scale only for "
                     "untransformed, log, log-odds and simplex variables"
                 )
             if simplex and axis != len(dims) - 1:
@@ -403,6 +423,13 @@ class _FlatModel:
         return permute, ""
 
 
+_NO_FUNCTION = (
+    "not estimable: the posterior comes from the custom model {name}, whose function is not "
+    "restored from a file (a loaded fit keeps only its name and source, and never runs it); "
+    "refit with model=your_function to estimate the evidence."
+)
+
+
 def _stock_draws(posterior: Any, covariance_type: str) -> dict[str, np.ndarray]:
     """Constrained draws ``(chain, draw, ...)`` of every stock free variable a model may have."""
     out = {
@@ -434,14 +461,9 @@ def _custom_target(
     """The bridge's target for a custom-model fit: its own PyMC log-posterior, or why not."""
     from ._custom import build, stock_values
 
-    name = bgm.idata_.attrs.get("custom_model")
     fn = bgm.model
-    if fn is None or isinstance(fn, str) or not callable(fn):
-        return None, (
-            f"not estimable: the posterior comes from the custom model {name}, whose function "
-            "is not restored from a file (a loaded fit keeps only its name and source); refit "
-            "with model=your_function to estimate the evidence."
-        )
+    if not callable(fn):
+        return None, _NO_FUNCTION.format(name=bgm.idata_.attrs.get("custom_model"))
     cov = bgm.covariance_type
     model = build(fn, X, k, cov, bgm.priors)  # the data's units, as it was sampled
     flat = _FlatModel(model)
@@ -757,10 +779,14 @@ def log_marginal_likelihood(
     factor and the answer does not depend on how the draws are labelled. The second halves of
     the chains and as many proposal draws enter the bridge. See :mod:`bayesgmm.evidence`.
 
+    A custom model (``model=fn``) is bridged on its own PyMC log-posterior, rebuilt by
+    calling ``fn`` on the observed data (hyper-priors included; see :mod:`bayesgmm.evidence`);
+    a loaded custom fit, whose function is not restored, is not estimable.
+
     Parameters
     ----------
     bgm : BayesGaussianMixture
-        A fitted estimator (stock model, any covariance type).
+        A fitted estimator (stock or custom model, any covariance type).
     max_labellings : int, default 720
         Largest ``K!`` to symmetrise over (720: ``K <= 6``); larger ``K`` is not estimable.
     max_standard_error : float, default 0.5
@@ -779,7 +805,8 @@ def log_marginal_likelihood(
         How the log-posterior is evaluated. ``"pymc"``: ``build_model(...).compile_logp()``,
         the specification (adds a few seconds of PyTensor compilation). ``"compiled"``: its
         Numba twin in :mod:`bayesgmm._logdensity`, the function NUTS sampled, which the test
-        suite proves equal to the PyMC graph; the two give the same estimate.
+        suite proves equal to the PyMC graph; the two give the same estimate. A custom
+        model always uses its own graph.
     random_state : int, RandomState or None, default None
         Seeds the proposal draws.
 
@@ -789,7 +816,9 @@ def log_marginal_likelihood(
         ``log_evidence`` and ``standard_error`` in nats, ``n_iterations``, ``estimable`` and
         ``reason``; the numbers are ``None`` when the posterior failed its convergence checks,
         ``K!`` exceeds ``max_labellings``, the proposal does not fit, the iteration does not
-        converge or the standard error exceeds ``max_standard_error``.
+        converge or the standard error exceeds ``max_standard_error``, and for a custom
+        model that is not label-invariant, relabels a variable under a transform other than
+        log, log-odds or simplex, or whose function was not restored (a loaded fit).
 
     Examples
     --------
@@ -818,6 +847,9 @@ def log_marginal_likelihood(
     X = np.asarray(bgm.idata_["observed_data"]["obs"].values, dtype=np.float64)
     k = int(post.sizes["component"])
     n_lab = math.factorial(k)
+    custom = bgm.idata_.attrs.get("custom_model")
+    if custom is not None and not callable(bgm.model):
+        return _not_estimable(_NO_FUNCTION.format(name=custom), n_labellings=n_lab)
     report = getattr(bgm, "diagnostics_", None)
     if report is None or not report.passed:
         verdict = getattr(report, "verdict", "no diagnostics were computed")
@@ -838,7 +870,7 @@ def log_marginal_likelihood(
             "sample more.",
             n_labellings=n_lab,
         )
-    if bgm.idata_.attrs.get("custom_model") is None:
+    if custom is None:
         model_target = _stock_target(bgm, post, X, k, target)
     else:  # the user's own PyMC model: its own log-posterior, in the data's units
         found, why = _custom_target(bgm, post, X, k)
