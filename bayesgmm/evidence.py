@@ -1,8 +1,9 @@
 """Marginal likelihood ``p(y | K)`` of a fitted mixture by bridge sampling, and ``p(K | y)``.
 
-The evidence of the stock model (:func:`bayesgmm.build_model`) is estimated from the NUTS
-draws with the iterative "optimal" bridge sampler of Meng & Wong (1996), in the form of
-Gronau et al. (2017) with a multivariate normal proposal:
+The evidence of a fitted mixture (the stock model of :func:`bayesgmm.build_model` or a
+custom model) is estimated from the NUTS draws with the iterative "optimal" bridge sampler
+of Meng & Wong (1996), in the form of Gronau et al. (2017) with a multivariate normal
+proposal:
 
 * the target is the unnormalised posterior on the unconstrained scale, exactly as PyMC
   defines it: ``model.compile_logp(jacobian=True)`` evaluated at the value variables (priors
@@ -24,6 +25,25 @@ Gronau et al. (2017) with a multivariate normal proposal:
   copies; the estimate does not depend on how the draws were relabelled (the proposal is fitted
   after an internal relabelling that starts from the EM solution, so it does not either).
   The cost grows with ``K!``: ``max_labellings`` caps it (720, i.e. ``K <= 6``, by default).
+* a **custom model** (``BayesGaussianMixture(model=fn)``, :mod:`bayesgmm._custom`) is
+  bridged on its own PyMC log-posterior, ``model.logp(jacobian=True)`` of the model ``fn``
+  builds again on the observed data, over its value variables (hyper-priors included) on
+  the unconstrained scale: one estimator, two targets. Its draws, in the data's units as
+  it was sampled, are mapped there by the model's transforms (``transform.forward`` with
+  each variable's parents at the same draw). Relabelling acts on every value variable with
+  a ``component`` dim (the stock ``weights``/``means``/``sigma`` without dims too, and the
+  ``chol_cov_j`` of ``"full"`` as blocks): the permutation of the centred log-weights for
+  the simplex, of the coordinates for untransformed, log and log-odds variables, all
+  volume-preserving; a component variable under another transform is refused. Because
+  a variable without a ``component`` dim is left unchanged, the log-posterior's invariance
+  under label swaps is checked at a few draws, and a model that is not label-invariant
+  (component-specific priors, a per-component variable without dims) is reported not
+  estimable. A fit loaded from a file has no model function and is not estimable;
+* units: the stock model's evidence is that of ``X`` in the data's units, like a custom
+  model's. (The stock sampler runs on standardised data ``Z = (X - loc) / scale``;
+  ``log p(X) = log p(Z) - n_samples * sum(log scale)``, and the log-posterior densities at
+  corresponding unconstrained points differ by that and the log-Jacobian of the change of
+  units, tested in ``tests/test_evidence_custom.py``.)
 * the Monte Carlo standard error is Frühwirth-Schnatter's (2004) approximation of the relative
   mean squared error of the estimate, with the autocorrelation of the posterior draws taken
   into account through their effective sample size.
@@ -215,31 +235,13 @@ def _pymc_log_target(X: np.ndarray, layout: _Layout, priors: Any) -> Callable:
         # variable); build_model(K=1, "full") currently fails on its "chol" dims.
         cov = "tied"
     model = build_model(X, layout.n_components, covariance_type=cov, priors=priors)
-    logp = model.compile_logp(jacobian=True)
-    names = [v.name for v in model.value_vars]
-    shapes = [tuple(v.type.shape) for v in model.value_vars]
-    if any(n is None for shape in shapes for n in shape):  # pragma: no cover - not static
-        point = model.initial_point()
-        shapes = [np.shape(point[name]) for name in names]
-    sizes = [int(np.prod(s)) for s in shapes]
-    if sum(sizes) != layout.dim:  # pragma: no cover - guards the layout assumption
+    flat = _FlatModel(model)
+    if flat.dim != layout.dim:  # pragma: no cover - guards the layout assumption
         raise RuntimeError(
-            f"the PyMC model has {sum(sizes)} unconstrained values, expected {layout.dim}; "
+            f"the PyMC model has {flat.dim} unconstrained values, expected {layout.dim}; "
             "log_marginal_likelihood supports the stock model of build_model only."
         )
-    bounds = np.cumsum([0, *sizes])
-
-    def log_target(theta: np.ndarray) -> np.ndarray:
-        out = np.empty(theta.shape[0])
-        for i, row in enumerate(theta):
-            pt_ = {
-                name: row[bounds[j] : bounds[j + 1]].reshape(shapes[j])
-                for j, name in enumerate(names)
-            }
-            out[i] = logp(pt_)
-        return out
-
-    return log_target
+    return flat.log_density
 
 
 def _compiled_log_target(X: np.ndarray, layout: _Layout, priors: Any) -> Callable:
@@ -260,6 +262,326 @@ def _compiled_log_target(X: np.ndarray, layout: _Layout, priors: Any) -> Callabl
         return np.array([log_density_and_grad(row, spec)[0] for row in theta])
 
     return log_target
+
+
+# --------------------------------------------------------------------------- any PyMC model
+
+#: Transforms of a value variable under which permuting its ``component`` axis on the
+#: unconstrained scale is the same as permuting the constrained values (one elementwise map
+#: for every element, so the log-Jacobian is a symmetric sum).
+_ELEMENTWISE_TRANSFORMS = ("LogTransform", "LogOddsTransform", "LogExpM1")
+
+#: The component layout of the stock variables, for a custom model that declares no dims.
+_STOCK_DIMS: dict[str, tuple[str, ...]] = {
+    "weights": ("component",),
+    "means": ("component", "feature"),
+}
+
+
+class _FlatModel:
+    """A PyMC model's value variables as one flat vector on the unconstrained scale.
+
+    The layout is ``model.value_vars`` in model order, each raveled (C order), exactly the
+    space PyMC's NUTS samples. :meth:`log_density` is ``model.logp(jacobian=True)``: priors
+    with their normalising constants, the likelihood, any potentials and the log-Jacobians
+    of the transforms, whose integral over the flat vector is the marginal likelihood.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.value_vars = list(model.value_vars)
+        self.rvs = [model.values_to_rvs[v] for v in self.value_vars]
+        point = model.initial_point()
+        self.shapes = [tuple(np.shape(point[v.name])) for v in self.value_vars]
+        sizes = [int(np.prod(shape, dtype=int)) for shape in self.shapes]
+        self.bounds = np.cumsum([0, *sizes])
+        self.dim = int(self.bounds[-1])
+        self._logp: Callable | None = None
+        self._forward: Callable | None = None
+
+    def _split(self, row: np.ndarray) -> list[np.ndarray]:
+        b = self.bounds
+        return [row[b[j] : b[j + 1]].reshape(shape) for j, shape in enumerate(self.shapes)]
+
+    def log_density(self, theta: np.ndarray) -> np.ndarray:
+        """``theta (n, dim) -> (n,)``: the model's compiled log-posterior, row by row."""
+        if self._logp is None:
+            self._logp = self.model.compile_fn(
+                outs=self.model.logp(jacobian=True, sum=True),
+                inputs=self.value_vars,
+                point_fn=False,
+                on_unused_input="ignore",
+            )
+        out = np.empty(theta.shape[0])
+        for i, row in enumerate(theta):
+            out[i] = self._logp(*self._split(row))
+        return out
+
+    def to_unconstrained(self, values: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+        """``(n, dim)`` from constrained draws ``{free variable: (n, *shape)}``.
+
+        Each value is ``transform.forward(value, *rv_inputs)`` with the variable's parents at
+        the same draw's values, as PyMC maps an initial point.
+        """
+        if self._forward is None:
+            import pytensor
+            from pytensor.graph.replace import graph_replace
+
+            holders = {rv: rv.type() for rv in self.rvs}
+            outs = []
+            for rv in self.rvs:
+                transform = self.model.rvs_to_transforms.get(rv)
+                if transform is None:
+                    outs.append(holders[rv])
+                    continue
+                inputs = graph_replace(list(rv.owner.inputs), holders, strict=False)
+                outs.append(transform.forward(holders[rv], *inputs))
+            self._forward = pytensor.function(
+                [holders[rv] for rv in self.rvs], outs, on_unused_input="ignore"
+            )
+        columns = [np.asarray(values[rv.name], dtype=np.float64) for rv in self.rvs]
+        out = np.empty((n, self.dim))
+        for i in range(n):
+            pieces = self._forward(*(c[i] for c in columns))
+            out[i] = np.concatenate([np.ravel(p) for p in pieces])
+        return out
+
+    def label_permutation(
+        self, k: int, covariance_type: str
+    ) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray] | None, str]:
+        """The relabelling ``(theta, perm) -> theta`` on the flat vector, or why not.
+
+        Every value variable with a ``component`` dim (declared, or the stock layout of
+        ``weights``/``means``/``sigma``) is permuted along that axis; the stock ``chol_cov_j``
+        of ``"full"`` are permuted as blocks; all others are left alone. On the unconstrained
+        scale this is a permutation of coordinates (or, for the simplex of ``weights``, the
+        permutation of the centred log-weights), so it preserves volume; it equals the
+        relabelling of the constrained draws for untransformed, log, log-odds and simplex
+        variables, and other transforms on a component axis are refused.
+        """
+        stock = dict(_STOCK_DIMS)
+        stock["sigma"] = ("component", "feature") if covariance_type == "diag" else ("component",)
+        axes: list[tuple[int, int, tuple[int, ...], int, bool]] = []
+        blocks: dict[int, tuple[int, int]] = {}
+        for j, (rv, shape) in enumerate(zip(self.rvs, self.shapes, strict=True)):
+            name = rv.name
+            lo, hi = int(self.bounds[j]), int(self.bounds[j + 1])
+            dims = self.model.named_vars_to_dims.get(name) or stock.get(name)
+            if covariance_type == "full" and name.startswith("chol_cov_"):
+                tail = name.removeprefix("chol_cov_")
+                if tail.isdigit() and int(tail) < k and not (dims and "component" in dims):
+                    blocks[int(tail)] = (lo, hi)
+                    continue
+            if not dims or "component" not in dims:
+                continue  # unchanged by relabelling
+            axis = tuple(dims).index("component")
+            transform = self.model.rvs_to_transforms.get(rv)
+            kind = None if transform is None else type(transform).__name__
+            simplex = kind == "SimplexTransform"
+            if kind is not None and not simplex and kind not in _ELEMENTWISE_TRANSFORMS:
+                return None, (
+                    f"the free variable {name!r} has a 'component' dim and the transform {kind}; "
+                    "relabelling is supported on the unconstrained scale only for "
+                    "untransformed, log, log-odds and simplex variables"
+                )
+            if simplex and axis != len(dims) - 1:
+                return None, (
+                    f"the simplex variable {name!r} has its 'component' dim on axis {axis}, "
+                    "not the last axis"
+                )
+            expected = k - 1 if simplex else k
+            if len(shape) != len(dims) or shape[axis] != expected:
+                return None, (
+                    f"the free variable {name!r} has dims {tuple(dims)} but unconstrained "
+                    f"shape {shape}; expected {expected} along 'component'"
+                )
+            axes.append((lo, hi, shape, axis, simplex))
+        if blocks:
+            sizes = {hi - lo for lo, hi in blocks.values()}
+            if sorted(blocks) != list(range(k)) or len(sizes) != 1:
+                return None, (
+                    "the free covariance factors chol_cov_j are not one per component of equal size"
+                )
+        block_list = [blocks[j] for j in range(k)] if blocks else []
+
+        def permute(theta: np.ndarray, perm: np.ndarray) -> np.ndarray:
+            out = theta.copy()
+            n = theta.shape[0]
+            for lo, hi, shape, axis, simplex in axes:
+                seg = theta[:, lo:hi].reshape(n, *shape)
+                if simplex:
+                    z = np.concatenate([seg, -seg.sum(axis=-1, keepdims=True)], axis=-1)
+                    seg = z[..., perm][..., :-1]
+                else:
+                    seg = np.take(seg, perm, axis=axis + 1)
+                out[:, lo:hi] = seg.reshape(n, hi - lo)
+            for j, (lo, hi) in enumerate(block_list):
+                src_lo, src_hi = block_list[perm[j]]
+                out[:, lo:hi] = theta[:, src_lo:src_hi]
+            return out
+
+        return permute, ""
+
+
+_NO_FUNCTION = (
+    "not estimable: the posterior comes from the custom model {name}, whose function is not "
+    "restored from a file (a loaded fit keeps only its name and source, and never runs it); "
+    "refit with model=your_function to estimate the evidence."
+)
+
+
+def _stock_draws(posterior: Any, covariance_type: str) -> dict[str, np.ndarray]:
+    """Constrained draws ``(chain, draw, ...)`` of every stock free variable a model may have."""
+    out = {
+        "weights": posterior["weights"].transpose("chain", "draw", "component").values,
+        "means": posterior["means"].transpose("chain", "draw", "component", "feature").values,
+    }
+    if covariance_type in ("full", "tied"):
+        rows, cols = np.tril_indices(posterior.sizes["feature"])  # PyMC packs row by row
+        if covariance_type == "full":
+            chol = (
+                posterior["chol"]
+                .transpose("chain", "draw", "component", "feature", "feature_bis")
+                .values
+            )
+            for j in range(chol.shape[2]):
+                out[f"chol_cov_{j}"] = chol[:, :, j][..., rows, cols]
+        else:
+            chol = posterior["chol"].transpose("chain", "draw", "feature", "feature_bis").values
+            out["chol_cov"] = chol[..., rows, cols]
+    else:
+        dims = ("component", "feature") if covariance_type == "diag" else ("component",)
+        out["sigma"] = posterior["sigma"].transpose("chain", "draw", *dims).values
+    return out
+
+
+def _custom_target(
+    bgm: BayesGaussianMixture, posterior: Any, X: np.ndarray, k: int
+) -> tuple[_Target | None, str]:
+    """The bridge's target for a custom-model fit: its own PyMC log-posterior, or why not."""
+    from ._custom import build, stock_values
+
+    fn = bgm.model
+    if not callable(fn):
+        return None, _NO_FUNCTION.format(name=bgm.idata_.attrs.get("custom_model"))
+    cov = bgm.covariance_type
+    model = build(fn, X, k, cov, bgm.priors)  # the data's units, as it was sampled
+    flat = _FlatModel(model)
+    stock = _stock_draws(posterior, cov)
+    n_chain, n_draw = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
+    values: dict[str, np.ndarray] = {}
+    for rv in flat.rvs:
+        if rv.name in stock:
+            da = stock[rv.name]
+        elif rv.name in posterior.data_vars:
+            var = posterior[rv.name]
+            dims = model.named_vars_to_dims.get(rv.name)
+            if dims and all(d in var.dims for d in dims):
+                da = var.transpose("chain", "draw", *dims).values
+            else:
+                da = var.transpose("chain", "draw", ...).values
+        else:
+            return None, (
+                f"not estimable: the model function now builds a free variable {rv.name!r} "
+                "that the fit's posterior does not hold (was the function changed since the "
+                "fit?); refit with it."
+            )
+        values[rv.name] = da.reshape(n_chain * n_draw, *da.shape[2:])
+    permute, why = flat.label_permutation(k, cov)
+    if permute is None:
+        return None, f"not estimable: {why}; the relabelled draws cannot be mapped."
+    theta = flat.to_unconstrained(values, n_chain * n_draw)
+    # The reference labelling: the EM solution, on the coordinates of the stock variables
+    # that are free here (hyper-priors and non-centred parametrisations have no EM value).
+    em = bgm.em_
+    if cov in ("full", "tied"):
+        factor = {"chol": np.linalg.cholesky(em.covariances_)}
+    else:
+        factor = {"sigma": np.sqrt(em.covariances_)}
+    w = np.clip(np.asarray(em.weights_, dtype=float), 1e-300, None)
+    start = stock_values({"weights": w / w.sum(), "means": em.means_, **factor}, cov, k)
+    first = {key: v[:1] for key, v in values.items()}
+    known = np.zeros(flat.dim, dtype=bool)
+    for j, rv in enumerate(flat.rvs):
+        if rv.name in start:
+            first[rv.name] = start[rv.name][None]
+            known[flat.bounds[j] : flat.bounds[j + 1]] = True
+    reference = None
+    if known.any():
+        reference = flat.to_unconstrained(first, 1)[0]
+        reference[~known] = np.nan
+    return (
+        _Target(
+            draws=theta.reshape(n_chain, n_draw, flat.dim),
+            log_density=flat.log_density,
+            permute=permute,
+            reference=reference,
+            check_symmetry=True,
+        ),
+        "",
+    )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One model's side of the bridge: the unnormalised posterior on the unconstrained scale.
+
+    Attributes
+    ----------
+    draws : ndarray of shape (n_chains, n_draws, dim)
+        The posterior draws on that scale.
+    log_density : callable
+        ``theta (n, dim) -> (n,)``, the log-posterior whose integral is ``p(y | K)``.
+    permute : callable
+        ``(theta (n, dim), perm) -> (n, dim)``, component ``j`` taken from ``perm[j]``; a
+        volume-preserving map under which ``log_density`` is invariant.
+    reference : ndarray of shape (dim,) or None
+        A point in the reference labelling (the EM solution), NaN on coordinates without
+        one; None when there is none.
+    check_symmetry : bool
+        Verify numerically that ``log_density`` is invariant under ``permute`` (a custom
+        model's label symmetry is not proven by the test suite).
+    """
+
+    draws: np.ndarray
+    log_density: Callable[[np.ndarray], np.ndarray]
+    permute: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    reference: np.ndarray | None
+    check_symmetry: bool = False
+
+    @property
+    def dim(self) -> int:
+        return int(self.draws.shape[-1])
+
+
+def _stock_target(
+    bgm: BayesGaussianMixture, posterior: Any, X: np.ndarray, k: int, target: str
+) -> _Target:
+    """The stock model's target: the compiled twin of ``build_model``'s graph, or the graph."""
+    layout = _Layout(k, X.shape[1], bgm.covariance_type)
+    make_target = _pymc_log_target if target == "pymc" else _compiled_log_target
+    return _Target(
+        draws=_theta_from_posterior(posterior, layout),
+        log_density=make_target(X, layout, bgm.priors),
+        permute=layout.permute,
+        reference=_theta_from_em(bgm.em_, layout),
+    )
+
+
+def _symmetry_gap(target: _Target, k: int, n_points: int = 4) -> float:
+    """Largest relative change of the log-density under a swap of two adjacent labels, at a
+    few posterior draws (adjacent swaps generate every permutation)."""
+    flat = target.draws.reshape(-1, target.dim)
+    rows = flat[np.unique(np.linspace(0, flat.shape[0] - 1, n_points).astype(int))]
+    base = target.log_density(rows)
+    worst = 0.0
+    for i in range(k - 1):
+        perm = np.arange(k)
+        perm[[i, i + 1]] = perm[[i + 1, i]]
+        moved = target.log_density(target.permute(rows, perm))
+        gap = np.abs(moved - base) / np.maximum(1.0, np.abs(base))
+        worst = max(worst, float(np.nan_to_num(gap, nan=np.inf).max()))
+    return worst
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -283,43 +605,48 @@ class _Gaussian:
         return self.mean + rs.standard_normal((n, self.mean.size)) @ self.chol.T
 
 
-def _symmetric_logpdf(g: _Gaussian, theta: np.ndarray, layout: _Layout, perms) -> np.ndarray:
+def _symmetric_logpdf(g: _Gaussian, theta: np.ndarray, permute: Callable, perms) -> np.ndarray:
     """``log g_sym(θ) = log mean_σ g(σ θ)`` over the given permutations."""
     total = np.full(theta.shape[0], -np.inf)
     for perm in perms:
-        total = np.logaddexp(total, g.logpdf(layout.permute(theta, perm)))
+        total = np.logaddexp(total, g.logpdf(permute(theta, perm)))
     return total - math.log(len(perms))
 
 
-def _best_labelling(theta: np.ndarray, score: Callable, layout: _Layout, perms) -> np.ndarray:
+def _best_labelling(theta: np.ndarray, score: Callable, permute: Callable, perms) -> np.ndarray:
     """Per draw, the index of the permutation whose relabelled draw scores highest."""
     best = np.full(theta.shape[0], -np.inf)
     choice = np.zeros(theta.shape[0], dtype=np.intp)
     for i, perm in enumerate(perms):
-        value = score(layout.permute(theta, perm))
+        value = score(permute(theta, perm))
         better = value > best
         best[better] = value[better]
         choice[better] = i
     return choice
 
 
-def _apply_labelling(theta: np.ndarray, choice: np.ndarray, layout: _Layout, perms) -> np.ndarray:
+def _apply_labelling(theta: np.ndarray, choice: np.ndarray, permute: Callable, perms) -> np.ndarray:
     out = np.empty_like(theta)
     for i in np.unique(choice):
         rows = choice == i
-        out[rows] = layout.permute(theta[rows], perms[i])
+        out[rows] = permute(theta[rows], perms[i])
     return out
 
 
 def _fit_relabelled_gaussian(
-    theta: np.ndarray, reference: np.ndarray, layout: _Layout, perms, max_sweeps: int = 25
+    theta: np.ndarray,
+    reference: np.ndarray | None,
+    permute: Callable,
+    perms,
+    max_sweeps: int = 25,
 ) -> tuple[_Gaussian | None, str]:
     """Normal fitted to ``theta`` (n, dim) relabelled to one labelling.
 
-    Each draw first takes the permutation closest (Euclidean) to ``reference``, then,
+    Each draw first takes the permutation closest (Euclidean, over the coordinates where
+    ``reference`` is not NaN) to ``reference`` (its own labels when there is none), then,
     repeatedly, the one of highest density under the normal fitted to the current labels,
-    until the labels stop changing. The result depends only on the permutation orbits of
-    the draws, not on the labels they came with.
+    until the labels stop changing. With a reference the result depends only on the
+    permutation orbits of the draws, not on the labels they came with.
     """
     n, dim = theta.shape
     if n < 2 * dim + 2:
@@ -327,10 +654,17 @@ def _fit_relabelled_gaussian(
             f"only {n} draws to fit a {dim}-dimensional proposal; sample more draws "
             f"(at least {2 * (2 * dim + 2)} in all)."
         )
-    choice = _best_labelling(theta, lambda x: -((x - reference) ** 2).sum(-1), layout, perms)
+    if reference is None:
+        choice = np.zeros(n, dtype=np.intp)
+    else:
+        known = np.isfinite(reference)
+        ref = reference[known]
+        choice = _best_labelling(
+            theta, lambda x: -((x[:, known] - ref) ** 2).sum(-1), permute, perms
+        )
     g = None
     for _ in range(max_sweeps):
-        x = _apply_labelling(theta, choice, layout, perms)
+        x = _apply_labelling(theta, choice, permute, perms)
         mean = x.mean(axis=0)
         cov = np.cov(x, rowvar=False).reshape(dim, dim)
         cov = 0.5 * (cov + cov.T) + 1e-10 * np.eye(dim) * max(np.trace(cov) / dim, 1e-300)
@@ -340,7 +674,7 @@ def _fit_relabelled_gaussian(
             return None, "the proposal covariance is singular (the draws do not vary)."
         if len(perms) == 1:
             break
-        new = _best_labelling(theta, g.logpdf, layout, perms)
+        new = _best_labelling(theta, g.logpdf, permute, perms)
         if np.array_equal(new, choice):
             break
         choice = new
@@ -445,10 +779,14 @@ def log_marginal_likelihood(
     factor and the answer does not depend on how the draws are labelled. The second halves of
     the chains and as many proposal draws enter the bridge. See :mod:`bayesgmm.evidence`.
 
+    A custom model (``model=fn``) is bridged on its own PyMC log-posterior, rebuilt by
+    calling ``fn`` on the observed data (hyper-priors included; see :mod:`bayesgmm.evidence`);
+    a loaded custom fit, whose function is not restored, is not estimable.
+
     Parameters
     ----------
     bgm : BayesGaussianMixture
-        A fitted estimator (stock model, any covariance type).
+        A fitted estimator (stock or custom model, any covariance type).
     max_labellings : int, default 720
         Largest ``K!`` to symmetrise over (720: ``K <= 6``); larger ``K`` is not estimable.
     max_standard_error : float, default 0.5
@@ -467,7 +805,8 @@ def log_marginal_likelihood(
         How the log-posterior is evaluated. ``"pymc"``: ``build_model(...).compile_logp()``,
         the specification (adds a few seconds of PyTensor compilation). ``"compiled"``: its
         Numba twin in :mod:`bayesgmm._logdensity`, the function NUTS sampled, which the test
-        suite proves equal to the PyMC graph; the two give the same estimate.
+        suite proves equal to the PyMC graph; the two give the same estimate. A custom
+        model always uses its own graph.
     random_state : int, RandomState or None, default None
         Seeds the proposal draws.
 
@@ -477,7 +816,9 @@ def log_marginal_likelihood(
         ``log_evidence`` and ``standard_error`` in nats, ``n_iterations``, ``estimable`` and
         ``reason``; the numbers are ``None`` when the posterior failed its convergence checks,
         ``K!`` exceeds ``max_labellings``, the proposal does not fit, the iteration does not
-        converge or the standard error exceeds ``max_standard_error``.
+        converge or the standard error exceeds ``max_standard_error``, and for a custom
+        model that is not label-invariant, relabels a variable under a transform other than
+        log, log-odds or simplex, or whose function was not restored (a loaded fit).
 
     Examples
     --------
@@ -505,15 +846,10 @@ def log_marginal_likelihood(
     post = bgm.idata_["posterior"]
     X = np.asarray(bgm.idata_["observed_data"]["obs"].values, dtype=np.float64)
     k = int(post.sizes["component"])
-    layout = _Layout(k, X.shape[1], bgm.covariance_type)
     n_lab = math.factorial(k)
     custom = bgm.idata_.attrs.get("custom_model")
-    if custom is not None:  # the bridge's target is the stock model's density, not this one
-        return _not_estimable(
-            f"not estimable: the posterior comes from a custom model ({custom}), and the "
-            "bridge sampler here evaluates only the stock model's log-posterior.",
-            n_labellings=math.factorial(k),
-        )
+    if custom is not None and not callable(bgm.model):
+        return _not_estimable(_NO_FUNCTION.format(name=custom), n_labellings=n_lab)
     report = getattr(bgm, "diagnostics_", None)
     if report is None or not report.passed:
         verdict = getattr(report, "verdict", "no diagnostics were computed")
@@ -528,33 +864,75 @@ def log_marginal_likelihood(
             "components.",
             n_labellings=n_lab,
         )
-    theta = _theta_from_posterior(post, layout)  # (chain, draw, dim)
-    n_chain, n_draw = theta.shape[:2]
-    if n_draw < 4:
+    if int(post.sizes["draw"]) < 4:
         return _not_estimable(
-            f"not estimable: {n_draw} draws per chain are too few to split; sample more.",
+            f"not estimable: {int(post.sizes['draw'])} draws per chain are too few to split; "
+            "sample more.",
             n_labellings=n_lab,
         )
+    if custom is None:
+        model_target = _stock_target(bgm, post, X, k, target)
+    else:  # the user's own PyMC model: its own log-posterior, in the data's units
+        found, why = _custom_target(bgm, post, X, k)
+        if found is None:
+            return _not_estimable(why, n_labellings=n_lab)
+        model_target = found
+    return _bridge_sampling(
+        model_target,
+        k,
+        min_overlap=min_overlap,
+        max_standard_error=max_standard_error,
+        tol=tol,
+        max_iter=max_iter,
+        proposal_ratio=proposal_ratio,
+        rs=rs,
+    )
+
+
+def _bridge_sampling(
+    target: _Target,
+    k: int,
+    *,
+    min_overlap: float,
+    max_standard_error: float,
+    tol: float,
+    max_iter: int,
+    proposal_ratio: float,
+    rs: np.random.RandomState,
+) -> EvidenceResult:
+    """The estimator, for any target: proposal from the first halves, bridge on the rest."""
+    n_lab = math.factorial(k)
+    perms = [np.asarray(p) for p in itertools.permutations(range(k))]
+    theta = target.draws  # (chain, draw, dim)
+    n_chain, n_draw, dim = theta.shape
     half = n_draw // 2
-    fit, bridge = theta[:, :half].reshape(-1, layout.dim), theta[:, half:]
-    perms = layout.permutations()
-    g, why = _fit_relabelled_gaussian(fit, _theta_from_em(bgm.em_, layout), layout, perms)
-    info = dict(n_fit=fit.shape[0], n_labellings=n_lab)
+    fit, bridge = theta[:, :half].reshape(-1, dim), theta[:, half:]
+    info: dict[str, Any] = dict(n_fit=fit.shape[0], n_labellings=n_lab)
+    if target.check_symmetry and k > 1:
+        gap = _symmetry_gap(target, k)
+        if not gap < 1e-8:
+            return _not_estimable(
+                "not estimable: the model's log-posterior changes when two component labels "
+                f"are swapped (relative change {gap:.3g} at a posterior draw), so relabelled "
+                "draws are not draws of its posterior: a per-component variable lacks "
+                "dims=('component', ...), or the prior is not exchangeable over components "
+                "(an ordering or component-specific priors).",
+                **info,
+            )
+    g, why = _fit_relabelled_gaussian(fit, target.reference, target.permute, perms)
     if g is None:
         return _not_estimable(f"not estimable: {why}", **info)
-    make_target = _pymc_log_target if target == "pymc" else _compiled_log_target
-    log_target = make_target(X, layout, bgm.priors)
-    flat = bridge.reshape(-1, layout.dim)
+    flat = bridge.reshape(-1, dim)
     proposal = g.sample(max(round(proposal_ratio * flat.shape[0]), 2), rs)
     info.update(n_bridge=flat.shape[0], n_proposal=proposal.shape[0])
-    q1, q2 = log_target(flat), log_target(proposal)
+    q1, q2 = target.log_density(flat), target.log_density(proposal)
     if not np.all(np.isfinite(q1)):
         return _not_estimable(
             "not estimable: the log-posterior is not finite at some posterior draws.", **info
         )
     q2 = np.where(np.isfinite(q2), q2, -np.inf)  # proposal draws outside the support
-    l1 = (q1 - _symmetric_logpdf(g, flat, layout, perms)).reshape(n_chain, -1)
-    l2 = q2 - _symmetric_logpdf(g, proposal, layout, perms)
+    l1 = (q1 - _symmetric_logpdf(g, flat, target.permute, perms)).reshape(n_chain, -1)
+    l2 = q2 - _symmetric_logpdf(g, proposal, target.permute, perms)
     res = _bridge(l1, l2, tol=tol, max_iter=max_iter)
     info.update(overlap=res.overlap, autocorrelation_time=res.tau)
     problems = []

@@ -2016,9 +2016,9 @@ def compare_models(
         cell's ``n_components`` and ``covariance_type``), as
         :class:`~bayesgmm.BayesGaussianMixture`'s ``model`` (contract in
         :mod:`bayesgmm._custom`); ``None``: :func:`bayesgmm.build_model`. Only with the
-        default ``bayes_fit``. The evidence ``log p(y | K)`` is not estimated for a custom
-        model (the bridge sampler evaluates the stock model's density); WAIC and PSIS-LOO
-        are.
+        default ``bayes_fit``. The evidence ``log p(y | K)`` of a custom model is bridged on
+        its own PyMC log-posterior (hyper-priors included), so ``p(K | y)`` compares the
+        ``K`` of that model.
     **sampler_options
         Passed to ``bayes_fit``.
 

@@ -347,7 +347,10 @@ def test_compare_models_takes_the_custom_model(data):
     assert tree.attrs["custom_model"].endswith("hierarchical_means")
     assert "tau" in tree["posterior"]
     assert len(res.table) == 1
-    assert "custom model" in json.loads(tree.attrs["evidence"])["reason"]
+    # the evidence is the custom model's own (tests/test_evidence_custom.py): a number, or a
+    # reason that is not "custom model" (short chains here may fail their checks)
+    found = json.loads(tree.attrs["evidence"])
+    assert found["estimable"] or "custom model" not in found["reason"], found
     from bayesgmm.report import render_report
 
     html = render_report(comparison=res, figures=False)
