@@ -1131,6 +1131,10 @@ def plot_bic_grid(
         top = float(finite.max()) if mclust_sign else float(finite.min())
         near = (top - zoom, top + 0.1 * zoom) if mclust_sign else (top - 0.1 * zoom, top + zoom)
         axes[1].set_ylim(*near)
+        # only the K that have a cell in the close-up
+        values_ok = ok.to_numpy(dtype=float)
+        inside = ((values_ok >= near[0]) & (values_ok <= near[1])).any(axis=0)
+        axes[1].set_xlim(ks[inside].min() - 0.3, ks[inside].max() + 0.3)
         axes[1].set_title(f"close-up: within {zoom:g} of the best", fontsize="medium")
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
