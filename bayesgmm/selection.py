@@ -1123,7 +1123,7 @@ class ComparisonResult:
 
         Rows are named by mclust's model names in mclust's order (EII, VII, EEI, ... VVV;
         scikit-learn's four names become VVV, EEE, VVI and VII), columns are the component
-        counts. The values are those of :attr:`table`'s BIC column.
+        counts. The values are those of the BIC column of ``table``.
 
         Parameters
         ----------
