@@ -861,6 +861,69 @@ def _parse_k_prior(text: str) -> str | tuple[str, float]:
     return ("poisson", value)
 
 
+# compare's --covariance: scikit-learn's four names and mclust's 14 models (bayesgmm._mclust;
+# written out here so that argument errors answer without importing the library).
+_SKLEARN_COVARIANCES = ("full", "tied", "diag", "spherical")
+_MCLUST_COVARIANCES = (
+    "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE",
+    "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV",
+)  # fmt: skip
+_MCLUST_ALIASES = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII"}
+# EMGaussianMixture's init_params (bayesgmm.em.INIT_PARAMS)
+_INIT_CHOICES = ("kmeans", "k-means++", "random", "random_from_data", "hc")
+
+
+def _printable(text: str) -> str:
+    """``text`` with its marks (★, †, —) in ASCII when stdout cannot encode them."""
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        for mark, ascii_mark in (("★", "*"), ("†", "+"), ("—", "-")):
+            text = text.replace(mark, ascii_mark)
+    return text
+
+
+def _parse_covariances(text: str) -> tuple[str, ...]:
+    """``--covariance``: a comma-separated list of covariance types, or ``all`` (mclust's 14).
+
+    Names are matched ignoring case (``vvv`` is ``VVV``, ``Full`` is ``full``); a model given
+    twice, under one name or both (``full`` is mclust's ``VVV``), is refused.
+    """
+    known = {c.lower(): c for c in (*_SKLEARN_COVARIANCES, *_MCLUST_COVARIANCES)}
+    items = [c.strip() for c in text.split(",")]
+    valid = (
+        f"{', '.join(_SKLEARN_COVARIANCES)} or mclust's models "
+        f"{', '.join(_MCLUST_COVARIANCES)}, comma-separated, or 'all' for mclust's 14"
+    )
+    if any(not c for c in items):
+        raise ValueError(f"--covariance {text!r} has an empty name; give {valid}.")
+    if [c.lower() for c in items] == ["all"]:
+        return _MCLUST_COVARIANCES
+    if "all" in (c.lower() for c in items):
+        raise ValueError(
+            f"--covariance {text!r}: 'all' already holds mclust's 14 models (the four "
+            "scikit-learn types among them, as VVV, EEE, VVI and VII); give 'all' alone."
+        )
+    unknown = [c for c in items if c.lower() not in known]
+    if unknown:
+        raise ValueError(
+            f"--covariance: unknown type(s) {', '.join(map(repr, unknown))}; choose from {valid}."
+        )
+    covs = [known[c.lower()] for c in items]
+    seen: dict[str, str] = {}
+    for cov in covs:
+        model = _MCLUST_ALIASES.get(cov, cov)
+        if model in seen:
+            same = (
+                f"{seen[model]!r} is given twice"
+                if seen[model] == cov
+                else f"{seen[model]!r} and {cov!r} are the same model (mclust's {model})"
+            )
+            raise ValueError(f"--covariance {text!r}: {same}; give each model once.")
+        seen[model] = cov
+    return tuple(covs)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare numbers of components and covariance types; save the table and figure."""
     from .selection import compare_models
@@ -869,7 +932,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_out(out, args.force)
     X = _read(args)
-    covs = tuple(c.strip() for c in args.covariance.split(","))
+    covs = _parse_covariances(args.covariance)
     methods = ("em",) if args.method == "em" else ("em", "bayes")
     options = {}
     if "bayes" in methods:
@@ -890,17 +953,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
             retry_budget=args.retry_budget,
             evidence=not args.no_evidence,
             k_prior=k_prior,
+            em_options={"init_params": args.init},
             **options,
         )
         result.table.to_csv(tmp / "comparison.csv", index=False)
         (tmp / "verdict.txt").write_text(result.verdict + "\n")
-        figure_error = _try_report(  # the table above is kept if the figure fails
-            tmp, ("comparison.png",), lambda: result.plot().savefig(tmp / "comparison.png", dpi=120)
-        )
+        figures = ["comparison.png"]
+        grid = result.shows_bic_grid
+        if grid:  # mclust's models: its BIC grid, degenerate fits missing as mclust has them
+            result.bic_grid(drop_degenerate=True).to_csv(tmp / "bic_grid.csv")
+            figures.append("bic_grid.png")
+
+        def write_figures() -> None:
+            result.plot().savefig(tmp / "comparison.png", dpi=120)
+            if grid:
+                result.plot_bic_grid().savefig(tmp / "bic_grid.png", dpi=120)
+
+        # the tables above are kept if a figure fails
+        figure_error = _try_report(tmp, figures, write_figures)
     if not args.quiet:
+        if grid:
+            text = (
+                "BIC = -2 log L + p log n, lower is better (mclust prints the same numbers "
+                "with the opposite sign); ★ BIC's choice, † degenerate fit (excluded):\n"
+                + result.bic_grid(marked=True).to_string()
+                + "\n"
+            )
+            print(_printable(text))
         print(result.verdict)
     if figure_error is not None:
-        return _partial(out, "the figure comparison.png", figure_error)
+        return _partial(out, "the figure(s) " + " and ".join(figures), figure_error)
     if not args.quiet:
         print(f"results written to {out}")
     return 0
@@ -1526,7 +1608,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(compare)
     _add_fit_args(compare, k_default="1:6")
     compare.add_argument(
-        "--covariance", default="full,tied,diag,spherical", help="comma-separated types"
+        "--covariance",
+        default="full,tied,diag,spherical",
+        help="comma-separated covariance types: full, tied, diag, spherical and/or mclust's "
+        "models EII, VII, EEI, VEI, EVI, VVI, EEE, VEE, EVE, VVE, EEV, VEV, EVV, VVV; 'all' "
+        "for mclust's 14 (the Bayesian fit has the first four only; default "
+        "full,tied,diag,spherical)",
+    )
+    compare.add_argument(
+        "--init",
+        default="kmeans",
+        choices=_INIT_CHOICES,
+        help="EM start: k-means (default), or 'hc', mclust's model-based hierarchical "
+        "clustering (deterministic: one start, whatever --n-init, up to 2000 rows)",
     )
     compare.add_argument("--method", default="both", choices=["em", "both"])
     compare.add_argument(
@@ -1658,13 +1752,7 @@ def _preflight(args: argparse.Namespace) -> None:
             "grid's time; inf retries every failure)."
         )
     if args.command == "compare":
-        known = ("full", "tied", "diag", "spherical")
-        unknown = [c.strip() for c in args.covariance.split(",") if c.strip() not in known]
-        if unknown:
-            raise ValueError(
-                f"--covariance: unknown type(s) {', '.join(map(repr, unknown))}; choose from "
-                f"{', '.join(known)}."
-            )
+        _parse_covariances(args.covariance)
     if args.command == "segment" and args.k < 1:
         raise ValueError(f"-k {args.k}: the number of segments must be at least 1.")
     if getattr(args, "decimal", None) not in (None, ".", ","):

@@ -21,6 +21,8 @@ function                                figure
 :func:`plot_rank`, :func:`plot_forest`  rank and forest plots from arviz-plots
 :func:`plot_comparison`                 model-selection criteria against K
                                         (:meth:`~bayesgmm.selection.ComparisonResult.plot`)
+:func:`plot_bic_grid`                   BIC against K, one line per mclust covariance model
+                                        (mclust's ``plot(BIC)``)
 :func:`plot_segmentation`               image, label map and uncertainty maps side by side
 ======================================  =========================================================
 
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from .selection import ComparisonResult
 
 __all__ = [
+    "plot_bic_grid",
     "plot_comparison",
     "plot_em_vs_posterior",
     "plot_forest",
@@ -1007,6 +1010,153 @@ def plot_comparison(result: ComparisonResult) -> Figure:
             f"got {type(result).__name__}."
         )
     return result.plot()
+
+
+# mclust's models: volume E (dashed) or V (solid); one colour and one marker each.
+_BIC_COLORS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+    "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#843c39", "#7b4173",
+)  # fmt: skip
+_BIC_MARKERS = ("o", "s", "^", "v", "D", "P", "<", ">", "p", "h", "H", "d", "8", "2")
+
+
+def plot_bic_grid(
+    result: ComparisonResult, *, mclust_sign: bool = False, zoom: float | None = 20.0
+) -> Figure:
+    """BIC against K, one line per covariance model: the figure of mclust's ``plot(BIC)``.
+
+    Each of mclust's models (EII ... VVV; scikit-learn's four types under their mclust
+    names VII, VVI, EEE and VVV) keeps one colour and one marker, dashed when its volume is
+    equal across components (E..) and solid when it varies (V..). Lines join the fits that
+    BIC may choose; degenerate EM fits (a collapsed component, a spuriously high likelihood)
+    are grey crosses, and BIC's choice is starred. A second panel shows the cells within
+    ``zoom`` of the best BIC, where the models that matter crowd together.
+
+    Parameters
+    ----------
+    result : ComparisonResult
+        From :func:`bayesgmm.compare_models` with ``"em"`` among its methods.
+    mclust_sign : bool, default=False
+        False: our BIC, ``-2 log L + p log n``, lower is better. True: mclust's sign,
+        ``2 log L - p log n``, higher is better (mclust's own plot).
+    zoom : float or None, default=20.0
+        Height of the close-up panel above the best BIC (BIC units, i.e. twice a log Bayes
+        factor; 10 is Kass & Raftery's "very strong"); None draws the full range only.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One or two axes, with the models' legend to their right.
+
+    Raises
+    ------
+    TypeError
+        ``result`` is not a ComparisonResult.
+    ValueError
+        BIC was not computed, or ``zoom`` is not positive.
+    """
+    from .selection import ComparisonResult
+
+    if not isinstance(result, ComparisonResult):
+        raise TypeError(
+            "plot_bic_grid needs a ComparisonResult from bayesgmm.selection.compare_models, "
+            f"got {type(result).__name__}."
+        )
+    if zoom is not None and not (isinstance(zoom, int | float) and zoom > 0):
+        raise ValueError(f"zoom={zoom!r} is invalid; give a positive BIC difference, or None.")
+    from ._mclust import MCLUST_MODELS
+
+    values = result.bic_grid(mclust_sign=mclust_sign)
+    shown = result.bic_grid(mclust_sign=mclust_sign, drop_degenerate=True)
+    marks = result.bic_grid(marked=True)
+    failed = marks.eq("failed")
+    ok = shown.mask(failed)
+    ks = np.asarray(values.columns, dtype=int)
+    best_cell = [(m, k) for m in marks.index for k in ks if str(marks.loc[m, k]).endswith("★")]
+    panels = 2 if zoom is not None and np.isfinite(ok.to_numpy(dtype=float)).any() else 1
+    fig = Figure(figsize=(5.2 * panels + 1.6, 4.6), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    for ax in axes:
+        for model in values.index:
+            i = MCLUST_MODELS.index(model)
+            ax.plot(
+                ks,
+                ok.loc[model].to_numpy(dtype=float),
+                color=_BIC_COLORS[i],
+                marker=_BIC_MARKERS[i],
+                markersize=5,
+                linestyle="--" if model[0] == "E" else "-",
+                linewidth=1.3,
+                label=model,
+            )
+            bad = np.isfinite(values.loc[model].to_numpy(dtype=float)) & ~np.isfinite(
+                shown.loc[model].to_numpy(dtype=float)
+            )
+            if bad.any():
+                ax.scatter(
+                    ks[bad],
+                    values.loc[model].to_numpy(dtype=float)[bad],
+                    marker="x",
+                    s=40,
+                    color="0.45",
+                    zorder=3,
+                    label="degenerate fit (excluded)",
+                )
+        for model, k in best_cell:
+            ax.scatter(
+                [k],
+                [values.loc[model, k]],
+                marker="*",
+                s=300,
+                facecolor="none",
+                edgecolors="black",
+                linewidths=1.2,
+                zorder=4,
+                label=f"BIC's choice: {model}, K = {k}",
+            )
+        ax.set_xticks(ks)
+        ax.set_xlabel("components K")
+        ax.grid(alpha=0.3)
+    direction = "higher" if mclust_sign else "lower"
+    formula = "2 log L - p log n (mclust's sign)" if mclust_sign else "-2 log L + p log n"
+    axes[0].set_ylabel(f"BIC = {formula}\n{direction} is better")
+    finite = ok.to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        pad = 0.05 * (hi - lo) if hi > lo else 1.0
+        axes[0].set_ylim(lo - pad, hi + pad)
+        axes[0].set_title("every model", fontsize="medium")
+    if panels == 2:
+        top = float(finite.max()) if mclust_sign else float(finite.min())
+        near = (top - zoom, top + 0.1 * zoom) if mclust_sign else (top - 0.1 * zoom, top + zoom)
+        axes[1].set_ylim(*near)
+        # only the K that have a cell in the close-up
+        values_ok = ok.to_numpy(dtype=float)
+        inside = ((values_ok >= near[0]) & (values_ok <= near[1])).any(axis=0)
+        axes[1].set_xlim(ks[inside].min() - 0.3, ks[inside].max() + 0.3)
+        axes[1].set_title(f"close-up: within {zoom:g} of the best", fontsize="medium")
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    # the models in mclust's order, then the marks
+    extra = [lab for lab in unique if lab not in MCLUST_MODELS]
+    order = [m for m in MCLUST_MODELS if m in unique] + extra
+    fig.legend(
+        [unique[lab] for lab in order],
+        order,
+        loc="outside right center",
+        fontsize="small",
+        title="model",
+    )
+    other = "lower" if mclust_sign else "higher"
+    fig.suptitle(
+        f"BIC by covariance model and K: {direction} is better\n(mclust's plot(BIC) shows "
+        f"the same values with the opposite sign, {other} better)"
+        if not mclust_sign
+        else "BIC by covariance model and K, mclust's sign: higher is better",
+        fontsize="medium",
+    )
+    return fig
 
 
 def plot_segmentation(result: SegmentationResult, *, width: float = 4.0) -> Figure:

@@ -60,6 +60,7 @@ from ._validation import check_choice
 from ._version import __version__
 from .methods import _params  # the fit's recorded parameters, one reader for both
 from .plots import (
+    plot_bic_grid,
     plot_comparison,
     plot_em_vs_posterior,
     plot_membership_uncertainty,
@@ -749,11 +750,22 @@ def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> l
     compact = _frame(table[[c for _, c, _ in spec]])
     compact.columns = [h for h, _, _ in spec]
     notes = []
+    no_posterior: list[str] = []  # mclust models the Bayesian fit does not have: one note
     for _, row in table.iterrows():
         for column in (sel.EM_NOTE, sel.BAYES_NOTE):
             text = str(row.get(column, "") or "")
-            if text and text != "nan":
+            if column == sel.BAYES_NOTE and text.startswith("no posterior"):
+                no_posterior.append(str(row[sel.COVARIANCE_TYPE]))
+            elif text and text != "nan":
                 notes.append(f"{row[sel.MODEL]}: {text}")
+    if no_posterior:
+        models = list(dict.fromkeys(no_posterior))
+        notes.insert(
+            0,
+            f"No posterior for {', '.join(models)} (every K): the Bayesian fit has 4 "
+            "covariance structures (full, tied, diag, spherical = mclust's VVV, EEE, VVI, "
+            "VII); these rows have EM criteria only.",
+        )
     excluded = result.excluded_posteriors
     evidence_left = getattr(result, "evidence_excluded", [])
     verdict = result.verdict
@@ -786,6 +798,27 @@ def _comparison_section(result: ComparisonResult, figures: _Figures | None) -> l
             "column is in the full table, comparison.csv).",
         )
     )
+    if result.shows_bic_grid:
+        blocks.append(
+            _Table(
+                result.bic_grid(marked=True)
+                .rename(columns=lambda k: f"K = {k}")
+                .reset_index(names="model"),
+                "mclust's BIC grid: BIC = -2 log L + p log n of every covariance model (rows) "
+                "and K (columns), lower is better; mclust prints the same numbers with the "
+                "opposite sign. ★ BIC's choice; † a degenerate fit (a component collapsed; "
+                "mclust reports it missing), never chosen.",
+            )
+        )
+        if figures is not None:
+            blocks.append(
+                figures.add(
+                    lambda: plot_bic_grid(result),
+                    "bic_grid",
+                    "BIC against K, one line per covariance model (dashed: equal volumes); "
+                    "lower is better, the star is BIC's choice, grey crosses degenerate fits.",
+                )
+            )
     if evidence_rows:
         blocks.append(
             _Table(

@@ -73,7 +73,7 @@ from matplotlib.lines import Line2D
 from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 
-from ._mclust import MCLUST_MODELS, bayes_covariance_type
+from ._mclust import MCLUST_MODELS, bayes_covariance_type, mclust_name
 from ._numerics import COVARIANCE_TYPES, n_parameters
 from ._validation import (
     check_n_components,
@@ -121,6 +121,7 @@ ESS_MIN = 400
 EM_TOTAL_TOL = 1e-5
 EM_MAX_ITER = 5000
 _MAX_LISTED = 5  # models named in one sentence of the verdict
+_PANELS_PER_ROW = 4  # ComparisonResult.plot's panels (covariance types) per row
 
 # ------------------------------------------------------------------ table columns
 COVARIANCE_TYPE = "covariance_type"
@@ -1105,6 +1106,112 @@ class ComparisonResult:
                 )
         return out
 
+    @property
+    def shows_bic_grid(self) -> bool:
+        """Whether the comparison names mclust's models, so that its report and the CLI show
+        mclust's BIC grid (:meth:`bic_grid`): True when a covariance type of the table is an
+        mclust name (``"EII"`` ... ``"VVV"``) and BIC was computed."""
+        table = self.table
+        if COVARIANCE_TYPE not in table or BIC not in table or table[BIC].isna().all():
+            return False
+        return any(c in MCLUST_MODELS for c in table[COVARIANCE_TYPE])
+
+    def bic_grid(
+        self, *, mclust_sign: bool = False, drop_degenerate: bool = False, marked: bool = False
+    ) -> pd.DataFrame:
+        """BIC as mclust prints it: one row per covariance model, one column per K.
+
+        Rows are named by mclust's model names in mclust's order (EII, VII, EEI, ... VVV;
+        scikit-learn's four names become VVV, EEE, VVI and VII), columns are the component
+        counts. The values are those of the BIC column of ``table``.
+
+        Parameters
+        ----------
+        mclust_sign : bool, default=False
+            False: our BIC, ``-2 log L + p log n`` (lower is better). True: mclust's,
+            ``2 log L - p log n`` (higher is better), the same number with the opposite sign.
+        drop_degenerate : bool, default=False
+            Show degenerate EM fits (a collapsed component, a spuriously high likelihood) as
+            missing, as mclust does; by default they keep their values (and are never the
+            best cell).
+        marked : bool, default=False
+            Return text (two decimals) with the BIC choice marked ``"★"``, degenerate fits
+            ``"†"`` and failed fits ``"failed"``, for reading rather than computing.
+
+        Returns
+        -------
+        DataFrame
+            Index ``"model"`` (mclust names), columns ``"K"`` (int); float values, missing
+            where the fit failed or the cell is not in the grid (text with ``marked``).
+            When one model is in the table under both names (``"full"`` and ``"VVV"``), the
+            non-degenerate fit of lower BIC is shown.
+
+        Raises
+        ------
+        ValueError
+            When BIC was not computed (``methods`` without ``"em"``).
+        """
+        table = self.table
+        if BIC not in table or table[BIC].isna().all():
+            raise ValueError(
+                "BIC was not computed (every EM fit failed or methods did not include 'em'); "
+                "run compare_models with methods=('em',) or ('em', 'bayes')."
+            )
+        status = table[EM_STATUS] if EM_STATUS in table else pd.Series("ok", index=table.index)
+        flagged = table[DEGENERATE] if DEGENERATE in table else pd.Series(False, table.index)
+        rows = table.assign(
+            _model=[mclust_name(str(c)) for c in table[COVARIANCE_TYPE]],
+            _degenerate=flagged.fillna(False).astype(bool) | status.eq("degenerate"),
+            _failed=status.eq("failed"),
+        )
+        rows["_excluded"] = rows["_degenerate"] | rows[BIC].isna() | rows["_failed"]
+        # One row per (model, K): a non-degenerate fit first, then the lowest BIC.
+        rows = rows.sort_values(["_excluded", BIC], na_position="last", kind="stable")
+        rows = rows.drop_duplicates(["_model", N_COMPONENTS], keep="first")
+        models = [m for m in MCLUST_MODELS if m in set(rows["_model"])]
+        ks = sorted(int(k) for k in rows[N_COMPONENTS].unique())
+        values = rows.pivot(index="_model", columns=N_COMPONENTS, values=BIC).astype(float)
+        values = values.reindex(index=models, columns=ks)
+        degenerate, failed = (
+            rows.pivot(index="_model", columns=N_COMPONENTS, values=flag)
+            .reindex(index=models, columns=ks)
+            .fillna(False)
+            .astype(bool)
+            for flag in ("_degenerate", "_failed")
+        )
+        if mclust_sign:
+            values = -values
+        if drop_degenerate:
+            values = values.mask(degenerate)
+        values.index.name, values.columns.name = "model", "K"
+        if not marked:
+            return values
+        choice = self.best.get("bic")
+        best = None if choice is None else (mclust_name(choice[0]), int(choice[1]))
+        text = pd.DataFrame("", index=values.index, columns=values.columns, dtype=object)
+        for model in models:
+            for k in ks:
+                v = values.loc[model, k]
+                if failed.loc[model, k]:
+                    cell = "failed"
+                elif not np.isfinite(v):
+                    cell = "—" if not degenerate.loc[model, k] else "† (dropped)"
+                else:
+                    cell = f"{v:.2f}"
+                    if degenerate.loc[model, k]:
+                        cell += " †"
+                    elif (model, k) == best:
+                        cell += " ★"
+                text.loc[model, k] = cell
+        return text
+
+    def plot_bic_grid(self, *, mclust_sign: bool = False, zoom: float | None = 20.0) -> Figure:
+        """mclust's BIC plot: BIC against K, one line per covariance model
+        (:func:`bayesgmm.plots.plot_bic_grid`)."""
+        from .plots import plot_bic_grid
+
+        return plot_bic_grid(self, mclust_sign=mclust_sign, zoom=zoom)
+
     def plot(self) -> Figure:
         """Every criterion against K, one panel per covariance type, all lower-is-better.
 
@@ -1123,8 +1230,16 @@ class ComparisonResult:
         """
         table = self.table
         cov_types = list(dict.fromkeys(table[COVARIANCE_TYPE]))
-        fig = Figure(figsize=(max(3.6 * len(cov_types) + 2.2, 6.4), 4.0), layout="constrained")
-        axes = fig.subplots(1, len(cov_types), sharey=True, squeeze=False)[0]
+        # At most four panels a row (mclust's 14 models make four rows), sharing one y-axis.
+        n_cols = min(len(cov_types), _PANELS_PER_ROW)
+        n_rows = -(-len(cov_types) // n_cols)
+        fig = Figure(
+            figsize=(max(3.6 * n_cols + 2.2, 6.4), 3.4 * n_rows + 0.6), layout="constrained"
+        )
+        grid = fig.subplots(n_rows, n_cols, sharey=True, squeeze=False)
+        for ax in grid.ravel()[len(cov_types) :]:
+            ax.remove()
+        axes = grid.ravel()[: len(cov_types)]
         series = [
             ("bic", BIC, None, "BIC", "o"),
             ("aic", AIC, None, "AIC", "s"),
@@ -1218,7 +1333,8 @@ class ComparisonResult:
                     zorder=5,
                     label="excluded, off the scale",
                 )
-        axes[0].set_ylabel("criterion (lower is better)")
+        for row in grid:
+            row[0].set_ylabel("criterion (lower is better)")
         handles: list[Any] = []
         labels: list[str] = []
         for ax in axes:

@@ -22,6 +22,7 @@ from _devtools import FLAGS as DEVTOOLS_FLAGS
 from _devtools import find_chromium
 
 from bayesgmm import load_faithful
+from bayesgmm._mclust import MCLUST_MODELS
 from bayesgmm.report import write_report
 from bayesgmm.selection import compare_models
 
@@ -175,3 +176,36 @@ def test_comparison_table_rows_are_short_and_elpd_columns_in_view(
         assert 0 <= cell["model_left"] and cell["model_right"] <= cell["left"], (label, cell)
     if width == 1280:
         assert m["box"]["scroll"] <= m["box"]["client"]  # it fits: nothing to scroll
+
+
+@pytest.fixture(scope="module")
+def mclust_report(tmp_path_factory):
+    """mclust's 14 models x K = 1..6 (EM only): the comparison table and the BIC grid."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compare_models(
+            load_faithful(),
+            n_components=range(1, 7),
+            covariance_types=MCLUST_MODELS,
+            methods=("em",),
+            random_state=0,
+            n_init=1,
+            em_options={"init_params": "hc"},
+        )
+    assert result.shows_bic_grid and len(result.table) == 84
+    path = tmp_path_factory.mktemp("mclust") / "comparison.html"
+    return write_report(path, comparison=result, embed=True, dpi=40)
+
+
+@pytest.mark.parametrize("width", [1280, 800])
+def test_bic_grid_rows_are_short_and_the_page_does_not_scroll_sideways(
+    chromium, mclust_report, tmp_path, width
+):
+    m = _measure(chromium, mclust_report, tmp_path, width)
+    assert m["viewport"] == width
+    # the grid: one row per model name, then its values (the comparison table says "EEE-K1")
+    grid = [r for r in m["rows"] if re.match(r"(EEE|VEV)\d", r["text"])]
+    assert len(grid) == 2 and "★" in grid[0]["text"], grid
+    tallest = max(m["rows"], key=lambda r: r["height"])
+    assert tallest["height"] <= 2 * m["line"] + 10, tallest
+    assert m["page_width"] <= m["viewport"]
