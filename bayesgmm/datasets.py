@@ -241,8 +241,9 @@ def make_regions_volume(
     blur: float = 0.8,
     random_state: int | np.random.RandomState | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A synthetic (z, y, x) volume of three regions with known labels: the 3-D
-    :func:`make_regions_image`.
+    """A synthetic (z, y, x) volume of three regions with known labels (a 3-D regions image).
+
+    The volume counterpart of :func:`make_regions_image`.
 
     A background (label 0), a ball (label 1) and a box (label 2) get the intensities
     ``levels``; the volume is blurred with a Gaussian of ``blur`` voxels and Gaussian noise of
