@@ -1034,7 +1034,9 @@ def _calibration_section(cal: CalibrationResult, figures: _Figures | None) -> li
     return blocks
 
 
-def _em_model_section(result: SegmentationResult) -> list[_Block]:
+def _em_model_section(
+    result: SegmentationResult, grid: str = "4-neighbour pixel grid"
+) -> list[_Block]:
     """The model of an EM-only segmentation: likelihood, estimation and spatial prior."""
     em = result.estimator
     k, cov = int(em.n_components), str(em.covariance_type)
@@ -1065,12 +1067,12 @@ def _em_model_section(result: SegmentationResult) -> list[_Block]:
         rows.append(
             (
                 "spatial prior",
-                "Potts model on the 4-neighbour pixel grid, labels by mean-field EM; "
-                f"interaction beta = {beta}",
+                f"Potts model on the {grid}, labels by mean-field EM; interaction beta = {beta}",
             )
         )
     else:
-        rows.append(("spatial prior", "none: pixels are independent given the components"))
+        unit = "voxels" if "voxel" in grid else "pixels"
+        rows.append(("spatial prior", f"none: {unit} are independent given the components"))
     return [
         _Heading("Model"),
         _Table(_kv(rows, ("part", "specification"))),

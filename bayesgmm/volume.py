@@ -595,6 +595,7 @@ def _report_html(
 
     from .report import (
         _calibration_section,
+        _em_model_section,
         _Figures,
         _frame,
         _Heading,
@@ -663,4 +664,10 @@ def _report_html(
     ]
     if calibration is not None:
         blocks += _calibration_section(calibration, figures)
+    if result.method == "em":
+        blocks += _em_model_section(result, "6-neighbour voxel grid")  # type: ignore[arg-type]
+    else:
+        from .report import _model_section
+
+        blocks += _model_section(result.estimator)
     return _render_html(title, blocks)

@@ -193,6 +193,8 @@ def test_cli_segments_a_multipage_tiff_and_a_npy_volume(tmp_path, capsys):
     assert meta["volume_shape"] == [24, 24, 24, 1] and meta["spatial"] == "potts"
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "Volume segmentation" in page and "Calibration against the truth map" in page
+    # issue 21: the volume report states its model too
+    assert "<h2>Model</h2>" in page and "Potts model on the 6-neighbour voxel grid" in page
     for name in ("slices.png", "reliability.png", "segments.csv", "maps.npz"):
         assert (out / name).stat().st_size > 0
     from bayesgmm.cli import MARKER
