@@ -2,28 +2,21 @@
 
 The custom model is the stock full-covariance mixture with a hierarchical prior on the means
 (``mu0 ~ Normal(m, 3 s)``, ``tau ~ HalfNormal(3 s)``, ``means ~ Normal(mu0, tau)``), written
-with public PyMC only, so it is sampled through nutpie's public API
-(``nutpie.compile_pymc_model``, Numba backend) from the EM start, then relabelled and
-diagnosed like the stock model. Each measurement is a fresh process, cold (empty Numba and
-PyTensor caches) then warm (the caches it left), as in ``bench/nuts_speed.py``; the default
-(stock) fit runs beside it in the same way for reference.
+with public PyMC only (its likelihood a ``pm.CustomDist`` of plain PyTensor operations), so it
+is sampled through nutpie's public API (``nutpie.compile_pymc_model``, Numba backend) from the
+EM start, then relabelled and diagnosed like the stock model.
+
+The measurement is the ``custom`` row of ``bench/nuts_speed.py`` (fresh processes, cold then
+warm caches), which imports the model from here; this script runs that row beside the default
+on B1:
 
     python bench/custom_model_speed.py            # B1: N=1000, D=2, K=3, 4 x (1000 + 1000)
-    python bench/custom_model_speed.py --quick    # N=300, 300 + 300 draws: a smoke run
+    python bench/custom_model_speed.py --quick    # N=500, 300 + 300 draws: a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
-import time
-
-from _env import worker_env
-
-CHAINS = 4
 
 
 def hierarchical_means(X, n_components, covariance_type="full", priors=None):
@@ -89,64 +82,16 @@ def hierarchical_means(X, n_components, covariance_type="full", priors=None):
     return model
 
 
-def worker(kind: str, n: int, d: int, k: int, draws: int) -> None:
-    import arviz_stats
-
-    sys.path.insert(0, "bench")
-    from nuts_speed import make_data
-
-    from bayesgmm import BayesGaussianMixture
-
-    X = make_data(n, d, k)
-    model = hierarchical_means if kind == "custom" else None
-    fit = BayesGaussianMixture(
-        k, model=model, draws=draws, tune=draws, chains=CHAINS, random_state=3, progressbar=False
-    ).fit(X)
-    tree = fit.idata_
-    ess = arviz_stats.ess(tree["posterior"].to_dataset()[["weights", "means"]], method="bulk")
-    out = {
-        "sampler": tree.attrs["sampler"],
-        "compile_s": tree.attrs["compile_time"],
-        "sampling_s": tree.attrs["sampling_time"],
-        "min_ess": float(min(float(ess[v].min()) for v in ess.data_vars)),
-        "divergences": int(tree["sample_stats"]["diverging"].sum()),
-        "passed": bool(fit.diagnostics_.passed),
-    }
-    print("RESULT " + json.dumps(out))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--worker", nargs=5)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small data, 300+300 draws")
     args = parser.parse_args()
-    if args.worker:
-        kind, *nums = args.worker
-        worker(kind, *map(int, nums))
-        return
-    n, d, k, draws = (300, 2, 3, 300) if args.quick else (1000, 2, 3, 1000)
-    print(f"N={n}, D={d}, K={k}, {CHAINS} chains x ({draws} tune + {draws} draws)")
-    for kind in ("default", "custom"):
-        with tempfile.TemporaryDirectory() as cache:
-            for temp in ("cold", "warm"):
-                cmd = [sys.executable, __file__, "--worker", kind, str(n), str(d), str(k)]
-                t0 = time.perf_counter()
-                proc = subprocess.run(
-                    [*cmd, str(draws)], env=worker_env(cache), capture_output=True, text=True
-                )
-                wall = time.perf_counter() - t0
-                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-                if proc.returncode != 0 or not line:
-                    print(f"{kind:8s} {temp}: FAILED\n{proc.stderr[-2000:]}")
-                    continue
-                res = json.loads(line[0][7:])
-                print(
-                    f"{kind:8s} {temp}: wall {wall:6.1f} s, compile {res['compile_s']:5.1f} s, "
-                    f"sampling {res['sampling_s']:5.1f} s, min bulk ESS {res['min_ess']:6.0f}, "
-                    f"divergences {res['divergences']}, checks passed {res['passed']} "
-                    f"({res['sampler']})",
-                    flush=True,
-                )
+    from nuts_speed import main as nuts_speed
+
+    nuts_speed(
+        ["--only", "default", "--only", "custom", "--case", "0"]
+        + (["--quick"] if args.quick else [])
+    )
 
 
 if __name__ == "__main__":

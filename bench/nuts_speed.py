@@ -12,6 +12,10 @@ fits, samples 4 chains x (1000 tune + 1000 draws) and computes the pointwise log
   ``nutpie.compile_pymc_model(model, backend="numba")``, every chain started at the EM
   solution (no jitter), ``nutpie.sample``, then ``pm.compute_log_likelihood``; no
   relabelling (the ESS is that of the raw chains);
+* ``custom``: ``BayesGaussianMixture(K, model=hierarchical_means).fit(X)`` -- a custom model
+  (the stock full-covariance mixture with a hierarchical prior on the means, written with
+  public PyMC only; in ``bench/custom_model_speed.py``) sampled through nutpie's public API
+  from the EM start, relabelling and diagnostics included;
 * ``naive``: ``pm.Mixture`` over a list of ``pm.MvNormal`` (one ``LKJCholeskyCov`` each),
   plain ``pm.sample()`` from the EM solution, then ``pm.compute_log_likelihood``;
 * ``numpyro``: a hand-written NumPyro model of the same mixture, NUTS with vectorised chains,
@@ -24,7 +28,7 @@ and that ESS per second of sampling.
 
     python bench/nuts_speed.py                 # (N=1000, D=2, K=3) and (N=10000, D=4, K=4)
     python bench/nuts_speed.py --quick         # small data, 300+300 draws: a smoke run
-    python bench/nuts_speed.py --only default  # one model kind (default, op, naive, numpyro)
+    python bench/nuts_speed.py --only default  # one kind (default, op, custom, naive, numpyro)
     python bench/nuts_speed.py --only op --case 0  # one row on the first case only (B1)
 """
 
@@ -68,11 +72,11 @@ def min_bulk_ess(posterior) -> float:
     return float(min(float(ess[v].min()) for v in ess.data_vars))
 
 
-def run_default(X, k, draws):
+def run_default(X, k, draws, model=None):
     from bayesgmm import BayesGaussianMixture
 
     fit = BayesGaussianMixture(
-        k, draws=draws, tune=draws, chains=CHAINS, random_state=3, progressbar=False
+        k, model=model, draws=draws, tune=draws, chains=CHAINS, random_state=3, progressbar=False
     ).fit(X)
     tree = fit.idata_
     assert tree["log_likelihood"]["obs"].dims == ("chain", "draw", "obs_id")
@@ -83,6 +87,12 @@ def run_default(X, k, draws):
         "min_ess": min_bulk_ess(tree["posterior"].to_dataset()),
         "divergences": int(tree["sample_stats"]["diverging"].sum()),
     }
+
+
+def run_custom(X, k, draws):
+    from custom_model_speed import hierarchical_means
+
+    return run_default(X, k, draws, model=hierarchical_means)
 
 
 def _em_start(X, k):
@@ -248,7 +258,13 @@ def run_numpyro(X, k, draws):
     }
 
 
-RUNNERS = {"default": run_default, "op": run_op, "naive": run_naive, "numpyro": run_numpyro}
+RUNNERS = {
+    "default": run_default,
+    "op": run_op,
+    "custom": run_custom,
+    "naive": run_naive,
+    "numpyro": run_numpyro,
+}
 
 
 def worker(kind: str, n: int, d: int, k: int, draws: int) -> None:
@@ -272,7 +288,7 @@ def run_process(kind: str, case, draws: int, cache: str) -> dict:
     return {"wall_s": wall, **json.loads(lines[-1])}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, 300+300 draws")
     parser.add_argument("--only", choices=sorted(RUNNERS), action="append")
@@ -280,12 +296,12 @@ def main() -> None:
         "--case", type=int, action="append", help="index of a data size (0: B1, 1: B2)"
     )
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.worker:
         kind, n, d, k, draws = args.worker
         worker(kind, int(n), int(d), int(k), int(draws))
         return
-    kinds = args.only or ["default", "op", "naive", "numpyro"]
+    kinds = args.only or ["default", "op", "custom", "naive", "numpyro"]
     if "numpyro" in kinds and (find_spec("numpyro") is None or find_spec("jax") is None):
         print("numpyro row skipped: jax/numpyro not installed (pip install numpyro)")
         kinds.remove("numpyro")
