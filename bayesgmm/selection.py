@@ -1718,13 +1718,20 @@ def _attempt(
     return _Attempt(idata, check, w, res, time.perf_counter() - t0)
 
 
-def _failed_bayes_row(exc: BaseException) -> dict[str, Any]:
-    row: dict[str, Any] = {BAYES_STATUS: "failed", BAYES_NOTE: f"{type(exc).__name__}: {exc}"}
+def _no_posterior_row(status: str, note: str, evidence_note: str) -> dict[str, Any]:
+    """The Bayesian columns of a cell without a usable posterior (failed or not run)."""
+    row: dict[str, Any] = {BAYES_STATUS: status, BAYES_NOTE: note}
     row.update({CONVERGED: pd.NA, RETRIED: False})
     row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
     row.update(dict.fromkeys(_EVIDENCE_COLUMNS[:3], np.nan))
-    row[EVIDENCE_NOTE] = "not computed: the posterior fit failed"
+    row[EVIDENCE_NOTE] = evidence_note
     return row
+
+
+def _failed_bayes_row(exc: BaseException) -> dict[str, Any]:
+    return _no_posterior_row(
+        "failed", f"{type(exc).__name__}: {exc}", "not computed: the posterior fit failed"
+    )
 
 
 def _fit_bayes(
@@ -2264,14 +2271,14 @@ def compare_models(
                 row.update({EM_NOTE: "", **dict.fromkeys(_EM_COLUMNS, np.nan)})
             bayes_cov = bayes_covariance_type(cov)
             if "bayes" in methods and bayes_cov is None:
-                row.update({BAYES_STATUS: "not run", CONVERGED: pd.NA, RETRIED: False})
-                row[BAYES_NOTE] = (
-                    f"no posterior: the Bayesian fit has no {cov} model (only full, tied, "
-                    "diag and spherical, i.e. mclust's VVV, EEE, VVI and VII)"
+                row.update(
+                    _no_posterior_row(
+                        "not run",
+                        f"no posterior: the Bayesian fit has no {cov} model (only full, tied, "
+                        "diag and spherical, i.e. mclust's VVV, EEE, VVI and VII)",
+                        "not computed: no posterior for this covariance model",
+                    )
                 )
-                row.update(dict.fromkeys(_BAYES_COLUMNS, np.nan))
-                row.update(dict.fromkeys(_EVIDENCE_COLUMNS[:3], np.nan))
-                row[EVIDENCE_NOTE] = "not computed: no posterior for this covariance model"
             elif "bayes" in methods:
                 assert bayes_fit is not None
                 cell_fit = bayes_fit
@@ -2300,10 +2307,11 @@ def compare_models(
                         )
                     )  # fmt: skip
             else:
-                row.update({BAYES_STATUS: "not run", BAYES_NOTE: "", CONVERGED: pd.NA})
-                row.update({RETRIED: False, **dict.fromkeys(_BAYES_COLUMNS, np.nan)})
-                row.update(dict.fromkeys(_EVIDENCE_COLUMNS[:3], np.nan))
-                row[EVIDENCE_NOTE] = "not computed: no posterior was fitted (methods=('em',))"
+                row.update(
+                    _no_posterior_row(
+                        "not run", "", "not computed: no posterior was fitted (methods=('em',))"
+                    )
+                )
             rows.append(row)
             message = _progress_message(len(rows), n_cells, name, row)
             if progress is not None:
