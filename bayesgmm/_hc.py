@@ -24,6 +24,10 @@ singular vectors ``V`` of the result and divided by the square roots of its sing
 ``Z = X_std V diag(s)^{-1/2}``. (This is not a whitening: the spread left along each
 principal axis is ``sqrt(s)``, and the criterion is not invariant to it.)
 
+These choices give mclust's own partitions: on Old Faithful (rounded, with duplicated rows,
+so full of exact ties) and on iris, the partitions for K = 2..10 equal those of mclust 6.0.0
+(tests/test_hc_mclust.py; on faithful also in ten shuffled row orders, checked by hand).
+
 The cost is ``O(N^2)`` memory and about ``O(N^2 D^3)`` time, so callers agglomerate a random
 subset of at most :data:`HC_SUBSET` rows, as mclust does. The whole tree is built once and
 the last few trees are kept (keyed by a hash of the data), so the partitions for many
