@@ -924,6 +924,35 @@ def _parse_covariances(text: str) -> tuple[str, ...]:
     return tuple(covs)
 
 
+def _parse_fit_covariance(text: str, method: str) -> str:
+    """``fit --covariance``: one covariance type, its name matched ignoring case.
+
+    EM takes all 18 names. The Bayesian fit has scikit-learn's four structures only, so with
+    ``--method bayes`` or ``both`` mclust's VVV, EEE, VVI and VII become full, tied, diag and
+    spherical, and the ten others are refused with the way out (``--method em``).
+    """
+    known = {c.lower(): c for c in (*_SKLEARN_COVARIANCES, *_MCLUST_COVARIANCES)}
+    cov = known.get(text.strip().lower())
+    if cov is None:
+        raise ValueError(
+            f"--covariance {text!r} is not a covariance type; choose one of "
+            f"{', '.join(_SKLEARN_COVARIANCES)} or mclust's models "
+            f"{', '.join(_MCLUST_COVARIANCES)}."
+        )
+    if method == "em":
+        return cov
+    bayes_name = {model: name for name, model in _MCLUST_ALIASES.items()}
+    if cov in bayes_name:
+        return bayes_name[cov]
+    if cov in _SKLEARN_COVARIANCES:
+        return cov
+    four = ", ".join(f"{name} ({model})" for name, model in _MCLUST_ALIASES.items())
+    raise ValueError(
+        f"--covariance {cov} has no Bayesian model (the Bayesian fit has four covariance "
+        f"structures: {four}); fit {cov} with --method em, or choose one of those four."
+    )
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare numbers of components and covariance types; save the table and figure."""
     from .selection import compare_models
@@ -1599,7 +1628,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit EM and/or the Bayesian mixture to a data file")
     _add_data_args(fit)
     _add_fit_args(fit, k_default="2")
-    fit.add_argument("--covariance", default="full", choices=["full", "tied", "diag", "spherical"])
+    fit.add_argument(
+        "--covariance",
+        default="full",
+        help="covariance type: full, tied, diag, spherical, or one of mclust's 14 models "
+        "(EII ... VVV; EM only except VVV, EEE, VVI and VII, which are full, tied, diag and "
+        "spherical); default full",
+    )
     fit.add_argument("--method", default="both", choices=["em", "bayes", "both"])
     fit.add_argument("--out", required=True, help="results directory")
     fit.set_defaults(func=cmd_fit)
@@ -1753,6 +1788,8 @@ def _preflight(args: argparse.Namespace) -> None:
         )
     if args.command == "compare":
         _parse_covariances(args.covariance)
+    if args.command == "fit":
+        args.covariance = _parse_fit_covariance(args.covariance, args.method)
     if args.command == "segment" and args.k < 1:
         raise ValueError(f"-k {args.k}: the number of segments must be at least 1.")
     if getattr(args, "decimal", None) not in (None, ".", ","):

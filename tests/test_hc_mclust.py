@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
-from bayesgmm import EMGaussianMixture, load_faithful
+from bayesgmm import load_faithful
 from bayesgmm._hc import hc_labels
 
 DATA = Path(__file__).parent / "data"
