@@ -1481,6 +1481,14 @@ def _check_grid(
             f"{', '.join(map(repr, COVARIANCE_TYPES))} or mclust's models "
             f"{', '.join(MCLUST_MODELS)}."
         )
+    named: dict[str, str] = {}  # one model under two names (full and VVV) is refused
+    for cov in cov_types:
+        first = named.setdefault(mclust_name(cov), cov)
+        if first != cov:
+            raise ValueError(
+                f"covariance_types={tuple(covariance_types)!r} names one model twice: "
+                f"{first!r} and {cov!r} are both mclust's {mclust_name(cov)}; give it once."
+            )
     if isinstance(methods, str):
         methods = [methods]
     methods = tuple(dict.fromkeys(methods))
@@ -2083,7 +2091,8 @@ def compare_models(
         :class:`~bayesgmm.em.EMGaussianMixture`) for EM. The Bayesian fit has the four
         scikit-learn types only (mclust's VVV, EEE, VVI, VII, fitted under those names);
         other mclust models get EM criteria and a row whose posterior columns are empty,
-        with a note saying there is no posterior.
+        with a note saying there is no posterior. One model under two names (``"full"``
+        and ``"VVV"``) is refused: its fits would be one row twice.
     methods : iterable of {"em", "bayes"}, default=("em", "bayes")
         ``"em"``: :class:`~bayesgmm.em.EMGaussianMixture` with BIC, AIC and ICL;
         ``"bayes"``: a posterior per cell with WAIC and PSIS-LOO.
