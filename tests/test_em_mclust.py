@@ -328,9 +328,9 @@ def test_faithful_four_full_components_from_hc_reach_mclust():
     hierarchical partition as ours (test_hc_mclust.py) and stops at -1111.28 under its
     tolerance (relative change 1e-5); continued from that partition with ``me()`` at
     tol 1e-10 it reaches -1111.248. mclust 6.1.3, built from CRAN's source, gives the same
-    -1111.279891. (shared/data/README.md's -1107.176 is not what mclust 6.0.0 gives, with reference BLAS or OpenBLAS, in the original row order or
-    in 30 shuffled ones; nor is it among the optima, to 1e-3, that 240 random and k-means
-    starts of ours reach.)"""
+    -1111.279891. (shared/data/README.md's -1107.176 is not what mclust 6.0.0 gives, with
+    reference BLAS or OpenBLAS, in the original row order or in 30 shuffled ones; nor is it
+    among the optima, to 1e-3, that 240 random and k-means starts of ours reach.)"""
     X = load_faithful()
     em = EMGaussianMixture(4, init_params="hc", tol=1e-10, max_iter=5000).fit(X)
     assert abs(em.lower_bound_ * len(X) - -1111.248) < 1e-3
