@@ -28,9 +28,9 @@ from ._kernels import (
 )
 
 __all__ = [
-    "allocation_probabilities",
     "mixture_responsibilities",
-    "pointwise_log_density",
+    "pointwise_log_likelihood",
+    "responsibility_draws",
     "summarize_points",
 ]
 
@@ -128,7 +128,7 @@ def _per_draw_inputs(X, weights, means, precisions_cholesky, covariance_type):
     return X, log_const, mu, params, full
 
 
-def pointwise_log_density(
+def pointwise_log_likelihood(
     X: np.ndarray,
     weights: np.ndarray,
     means: np.ndarray,
@@ -188,7 +188,7 @@ def mixture_responsibilities(
     return resp, log_norm
 
 
-def allocation_probabilities(
+def responsibility_draws(
     X: np.ndarray,
     weights: np.ndarray,
     means: np.ndarray,

@@ -26,8 +26,8 @@ import xarray as xr
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _draw_kernels
 from ._dask import is_dask_collection
-from ._draw_kernels import allocation_probabilities, pointwise_log_density
 from ._numerics import COVARIANCE_TYPES, log_weighted_prob, responsibilities
 from ._validation import (
     check_choice,
@@ -640,7 +640,7 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
                 acc = np.zeros((block.shape[0], k))
                 for s in range(0, n_draws, step):
                     sl = slice(s, s + step)
-                    acc += allocation_probabilities(
+                    acc += _draw_kernels.responsibility_draws(
                         block, w[sl], mu[sl], pc[sl], self.covariance_type
                     ).sum(axis=0)
                 out[lo : lo + rows] = acc / n_draws
@@ -650,7 +650,9 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
                 acc = np.zeros(block.shape[0])
                 for s in range(0, n_draws, step):
                     sl = slice(s, s + step)
-                    ll = pointwise_log_density(block, w[sl], mu[sl], pc[sl], self.covariance_type)
+                    ll = _draw_kernels.pointwise_log_likelihood(
+                        block, w[sl], mu[sl], pc[sl], self.covariance_type
+                    )
                     new_top = np.maximum(top, ll.max(axis=0))
                     with np.errstate(invalid="ignore"):
                         acc = acc * np.exp(top - new_top) + np.exp(ll - new_top).sum(axis=0)

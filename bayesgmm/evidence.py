@@ -200,10 +200,10 @@ def _theta_from_posterior(posterior: Any, layout: _Layout) -> np.ndarray:
     else:
         dims = ("component", "feature") if cov == "diag" else ("component",)
         param = posterior["sigma"].transpose("chain", "draw", *dims).values
-    n_chain, n_draw = w.shape[:2]
-    out = np.empty((n_chain, n_draw, layout.dim))
-    for c in range(n_chain):
-        for s in range(n_draw):
+    n_chains, n_draws = w.shape[:2]
+    out = np.empty((n_chains, n_draws, layout.dim))
+    for c in range(n_chains):
+        for s in range(n_draws):
             out[c, s] = to_unconstrained(w[c, s], mu[c, s], param[c, s], cov)
     return out
 
@@ -468,7 +468,7 @@ def _custom_target(
     model = build(fn, X, k, cov, bgm.priors)  # the data's units, as it was sampled
     flat = _FlatModel(model)
     stock = _stock_draws(posterior, cov)
-    n_chain, n_draw = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
+    n_chains, n_draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
     values: dict[str, np.ndarray] = {}
     for rv in flat.rvs:
         if rv.name in stock:
@@ -486,11 +486,11 @@ def _custom_target(
                 "that the fit's posterior does not hold (was the function changed since the "
                 "fit?); refit with it."
             )
-        values[rv.name] = da.reshape(n_chain * n_draw, *da.shape[2:])
+        values[rv.name] = da.reshape(n_chains * n_draws, *da.shape[2:])
     permute, why = flat.label_permutation(k, cov)
     if permute is None:
         return None, f"not estimable: {why}; the relabelled draws cannot be mapped."
-    theta = flat.to_unconstrained(values, n_chain * n_draw)
+    theta = flat.to_unconstrained(values, n_chains * n_draws)
     # The reference labelling: the EM solution, on the coordinates of the stock variables
     # that are free here (hyper-priors and non-centred parametrisations have no EM value).
     em = bgm.em_
@@ -512,7 +512,7 @@ def _custom_target(
         reference[~known] = np.nan
     return (
         _Target(
-            draws=theta.reshape(n_chain, n_draw, flat.dim),
+            draws=theta.reshape(n_chains, n_draws, flat.dim),
             log_density=flat.log_density,
             permute=permute,
             reference=reference,
@@ -904,8 +904,8 @@ def _bridge_sampling(
     n_lab = math.factorial(k)
     perms = [np.asarray(p) for p in itertools.permutations(range(k))]
     theta = target.draws  # (chain, draw, dim)
-    n_chain, n_draw, dim = theta.shape
-    half = n_draw // 2
+    n_chains, n_draws, dim = theta.shape
+    half = n_draws // 2
     fit, bridge = theta[:, :half].reshape(-1, dim), theta[:, half:]
     info: dict[str, Any] = dict(n_fit=fit.shape[0], n_labellings=n_lab)
     if target.check_symmetry and k > 1:
@@ -931,7 +931,7 @@ def _bridge_sampling(
             "not estimable: the log-posterior is not finite at some posterior draws.", **info
         )
     q2 = np.where(np.isfinite(q2), q2, -np.inf)  # proposal draws outside the support
-    l1 = (q1 - _symmetric_logpdf(g, flat, target.permute, perms)).reshape(n_chain, -1)
+    l1 = (q1 - _symmetric_logpdf(g, flat, target.permute, perms)).reshape(n_chains, -1)
     l2 = q2 - _symmetric_logpdf(g, proposal, target.permute, perms)
     res = _bridge(l1, l2, tol=tol, max_iter=max_iter)
     info.update(overlap=res.overlap, autocorrelation_time=res.tau)

@@ -22,18 +22,19 @@ every variable with a ``component`` dimension.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
-# Per-draw allocation probabilities: compiled, parallel over draws, tested against _numerics.
-from ._draw_kernels import allocation_probabilities
+# Per-draw responsibilities: compiled, parallel over draws, tested against _numerics.
+from ._draw_kernels import responsibility_draws
 from ._validation import check_choice
+from .exceptions import BayesGMMDeprecationWarning
 
 __all__ = [
-    "allocation_probabilities",
     "apply_permutations",
     "find_permutations",
     "relabel",
@@ -193,7 +194,7 @@ def relabel(
     )
     n_chains, n_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     weights, means, pc = _draw_arrays(posterior, covariance_type)
-    probs = allocation_probabilities(X[idx], weights, means, pc, covariance_type)
+    probs = responsibility_draws(X[idx], weights, means, pc, covariance_type)
     perms, n_iter = find_permutations(probs, pivot_probs, method=method)
     perms = perms.reshape(n_chains, n_draws, -1)
     identity = np.arange(perms.shape[-1])
@@ -213,3 +214,16 @@ def relabel(
         "n_changed": int((perms != identity).any(axis=-1).sum()),
     }
     return relabelled, perm_da, info
+
+
+def allocation_probabilities(*args: Any, **kwargs: Any) -> np.ndarray:
+    """Deprecated name of the per-draw responsibilities; use
+    :func:`bayesgmm.responsibilities.responsibility_draws` (the same numbers, with a memory
+    check), or ``BayesGaussianMixture.responsibility_draws``."""
+    warnings.warn(
+        "bayesgmm.relabel.allocation_probabilities is deprecated: the per-draw responsibilities "
+        "are bayesgmm.responsibilities.responsibility_draws everywhere now.",
+        BayesGMMDeprecationWarning,
+        stacklevel=2,
+    )
+    return responsibility_draws(*args, **kwargs)

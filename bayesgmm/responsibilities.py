@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ._draw_kernels import allocation_probabilities, summarize_points
+from . import _draw_kernels
+from ._draw_kernels import summarize_points
 from ._validation import check_choice, check_X
 
 __all__ = ["MembershipSummary", "responsibility_draws", "summarize_responsibilities"]
@@ -215,5 +216,5 @@ def responsibility_draws(
             "summarize_responsibilities (streams over chunks), thin the draws, or raise "
             "max_memory_mb."
         )
-    result = allocation_probabilities(X, w, mu, pc, covariance_type)  # compiled
+    result = _draw_kernels.responsibility_draws(X, w, mu, pc, covariance_type)  # compiled
     return result.reshape(*lead, n, k)

@@ -414,7 +414,7 @@ def posterior_dataset(
     """
     w = np.asarray(draws["weights"], dtype=np.float64)
     mu = np.asarray(draws["means"], dtype=np.float64)
-    n_chain, n_draw, k = w.shape
+    n_chains, n_draws, k = w.shape
     d = mu.shape[-1]
     comp, feat = ("component",), ("feature",)
     mat = ("feature", "feature_bis")
@@ -436,8 +436,8 @@ def posterior_dataset(
     for name, value in derived.items():
         out[name] = (("chain", "draw", *dims[name]), value)
     coords = {
-        "chain": np.arange(n_chain),
-        "draw": np.arange(n_draw),
+        "chain": np.arange(n_chains),
+        "draw": np.arange(n_draws),
         "component": np.arange(k),
         "feature": list(feature_names),
         "feature_bis": list(feature_names),
@@ -450,23 +450,23 @@ def pointwise_log_likelihood(
 ) -> xr.DataArray:
     """``log p(x_i | theta_s)`` for every draw and observation, dims (chain, draw, obs_id).
 
-    Evaluated by :func:`bayesgmm._draw_kernels.pointwise_log_density` (compiled, parallel over
+    Evaluated by :func:`bayesgmm._draw_kernels.pointwise_log_likelihood` (compiled, parallel over
     draws; tested against :func:`bayesgmm._numerics.log_mixture_density`), in chunks of draws.
     """
     w = posterior["weights"].values
     mu = posterior["means"].values
     pc = posterior["precisions_cholesky"].values
-    n_chain, n_draw, k = w.shape
-    flat = n_chain * n_draw
+    n_chains, n_draws, k = w.shape
+    flat = n_chains * n_draws
     w, mu = w.reshape(flat, k), mu.reshape(flat, *mu.shape[2:])
     pc = pc.reshape(flat, *pc.shape[2:])
     out = np.empty((flat, X.shape[0]))
     chunk = max(64, _LOGLIK_CHUNK_ELEMENTS // max(1, X.shape[0]))
     for s in range(0, flat, chunk):
         sl = slice(s, s + chunk)
-        out[sl] = _draw_kernels.pointwise_log_density(X, w[sl], mu[sl], pc[sl], covariance_type)
+        out[sl] = _draw_kernels.pointwise_log_likelihood(X, w[sl], mu[sl], pc[sl], covariance_type)
     return xr.DataArray(
-        out.reshape(n_chain, n_draw, X.shape[0]),
+        out.reshape(n_chains, n_draws, X.shape[0]),
         dims=("chain", "draw", "obs_id"),
         coords={
             "chain": posterior["chain"].values,

@@ -32,7 +32,7 @@ def test_pointwise_log_density_equals_numerics(cov, rng):
     w, mu, pc = _random_draws(rng, cov, s=7, k=3, d=3)
     w[0, 1] = 0.0  # an empty component gives -inf log-weight, not NaN
     w[0] /= w[0].sum()
-    ours = dk.pointwise_log_density(X, w, mu, pc, cov)
+    ours = dk.pointwise_log_likelihood(X, w, mu, pc, cov)
     ref = nm.log_mixture_density(X, w, mu, pc, cov)
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
 
@@ -41,7 +41,7 @@ def test_pointwise_log_density_equals_numerics(cov, rng):
 def test_allocation_probabilities_equal_numerics(cov, rng):
     X = rng.normal(size=(300, 2))
     w, mu, pc = _random_draws(rng, cov, s=5, k=3, d=2)
-    ours = dk.allocation_probabilities(X, w, mu, pc, cov)
+    ours = dk.responsibility_draws(X, w, mu, pc, cov)
     ref = nm.responsibilities(nm.log_weighted_prob(X, w, mu, pc, cov))[0]
     np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(ours.sum(-1), 1.0, rtol=1e-12)

@@ -23,7 +23,7 @@ import hashlib
 import numpy as np
 from bayesgmm import EMGaussianMixture, load_faithful
 from bayesgmm import _logdensity
-from bayesgmm._draw_kernels import pointwise_log_density
+from bayesgmm._draw_kernels import pointwise_log_likelihood
 from bayesgmm.model import Priors
 
 X = load_faithful().to_numpy()
@@ -36,7 +36,7 @@ for cov in ("full", "diag"):
     h.update(np.float64(value).tobytes() + grad.tobytes())
 em = EMGaussianMixture(3, random_state=0).fit(X)
 h.update(em.means_.tobytes() + em.covariances_.tobytes())
-draws = pointwise_log_density(
+draws = pointwise_log_likelihood(
     X, em.weights_[None], em.means_[None], em.precisions_cholesky_[None], "full"
 )
 h.update(np.ascontiguousarray(draws).tobytes())
