@@ -122,21 +122,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=float, default=2e6)
     ap.add_argument("--memory-rows", type=float, default=1e7)
-    ap.add_argument("--chunk", type=float, default=4e6, help="rows per zarr/Dask chunk")
+    ap.add_argument("--chunk", type=float, default=1e6, help="rows per zarr/Dask chunk")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--memory-limit", default="3GB")
     ap.add_argument("--compress", action="store_true", help="zarr's default codec")
     ap.add_argument("--store", help="zarr store path (reused if it exists)")
     ap.add_argument("--keep-store", action="store_true")
+    ap.add_argument(
+        "--malloc-heap",
+        action="store_true",
+        help="workers keep freed memory in glibc's heap (MALLOC_MMAP_THRESHOLD_ and "
+        "MALLOC_TRIM_THRESHOLD_ 1 GiB instead of distributed's MALLOC_TRIM_THRESHOLD_=65536)",
+    )
     args = ap.parse_args()
     n, n_mem, chunk = int(args.rows), int(min(args.rows, args.memory_rows)), int(args.chunk)
     if args.iters < 3:
         ap.error("--iters must be at least 3 (iterations 2.. are timed)")
 
+    import dask
     import dask.array as da
     import numba
     from dask.distributed import Client, LocalCluster
+
+    if args.malloc_heap:
+        env = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+        env.update(MALLOC_MMAP_THRESHOLD_=2**30, MALLOC_TRIM_THRESHOLD_=2**30)
+        dask.config.set({"distributed.nanny.pre-spawn-environ": env})
 
     tmp = None if args.store else tempfile.mkdtemp(prefix="bayesgmm-dask-bench-")
     path = args.store or os.path.join(tmp, "x.zarr")
@@ -205,6 +217,7 @@ def main() -> None:
         f"Dask fit: {n:,} rows ({n * D * 8 / 1e9:.1f} GB float64, zarr {store}, chunks of "
         f"{X.chunks[0][0]:,} rows), LocalCluster of {args.workers} worker processes x 1 "
         f"thread, {args.memory_limit} each; compiled kernel on 1 thread per task"
+        + ("; workers' glibc heap kept (--malloc-heap)" if args.malloc_heap else "")
     )
     print(line(dask_run, n))
     for addr, mb in sorted(peaks.items()):
