@@ -4,13 +4,16 @@ Writes ``--rows`` rows (D = 3, K = 5, float64) to a zarr store (uncompressed unl
 ``--compress``), chunk by chunk, never all in memory, and fits them on a ``LocalCluster`` of
 ``--workers`` worker processes with one thread and ``--memory-limit`` each, from a fixed start
 for ``--iters`` iterations. In the same run it fits the first ``min(rows, --memory-rows)``
-rows in memory from the same start, twice: with as many kernel threads as the cluster has
-worker threads (the like-for-like reference: the same number of cores) and with one thread.
+rows in memory from the same start: with as many kernel threads as the cluster has worker
+threads (the like-for-like reference: the same number of cores), just before and just after
+the Dask fit (on a shared machine the load changes within minutes; the two bracket it), and
+once with one thread.
 
 Prints the wall time of each EM iteration (one pass over the data and the M-step; from the
 estimator's per-iteration log), CPU time (user + sys) of the worker processes and of this
 process, the load average, each worker's peak resident memory, the per-row throughput of the
-Dask fit relative to in-memory EM (target >= 0.5), and the difference of the mean
+Dask fit relative to in-memory EM (target >= 0.5) in wall time and in CPU time (the latter
+does not depend on the machine's load), and the difference of the mean
 log-likelihood per row between the two fits (they see different rows when ``--rows`` exceeds
 ``--memory-rows``: the difference is then sampling noise, not error).
 
@@ -176,22 +179,23 @@ def main() -> None:
                 print(f"wrote {n:,} x {D} rows to zarr in {time.perf_counter() - t0:.1f} s")
             X = da.from_zarr(path)
             assert X.shape == (n, D), f"{path} holds {X.shape}, not {(n, D)}"
+            X_mem = np.asarray(X[:n_mem].compute())
+            threads = min(args.workers, numba.get_num_threads())  # one thread per worker
+            default_threads = numba.get_num_threads()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 EMGaussianMixture(K, **{**kw, "max_iter": 1}).fit(X[: X.chunks[0][0]])  # warm up
+                EMGaussianMixture(K, **{**kw, "max_iter": 1}).fit(X_mem[:10_000])  # compile
+            # The in-memory reference runs just before and just after the Dask fit: on a
+            # shared machine the load changes within minutes, and the two bracket it.
+            numba.set_num_threads(threads)
+            mem_before = _timed_fit(X_mem, kw)
             dask_run = _timed_fit(X, kw, client)
             peaks = client.run(_peak_rss_mb)
-            X_mem = np.asarray(X[:n_mem].compute())
-        threads = args.workers  # one thread per worker
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            EMGaussianMixture(K, **{**kw, "max_iter": 1}).fit(X_mem[:10_000])  # compile
-        default_threads = numba.get_num_threads()
-        numba.set_num_threads(min(threads, default_threads))
-        mem_run = _timed_fit(X_mem, kw)
-        numba.set_num_threads(1)
-        mem_run1 = _timed_fit(X_mem, kw)
-        numba.set_num_threads(default_threads)
+            mem_after = _timed_fit(X_mem, kw)
+            numba.set_num_threads(1)
+            mem_run1 = _timed_fit(X_mem, kw)
+            numba.set_num_threads(default_threads)
     finally:
         if tmp is not None and not args.keep_store:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -222,25 +226,28 @@ def main() -> None:
     print(line(dask_run, n))
     for addr, mb in sorted(peaks.items()):
         print(f"  peak RSS of worker {addr}: {mb:.0f} MB")
-    mt = min(threads, default_threads)
-    print(f"In-memory fit: {n_mem:,} rows, one process, kernel on {mt} thread(s)")
-    print(line(mem_run, n_mem))
+    for when, run in (("just before", mem_before), ("just after", mem_after)):
+        print(f"In-memory fit {when}: {n_mem:,} rows, one process, kernel on {threads} thread(s)")
+        print(line(run, n_mem))
     print(f"In-memory fit, kernel on 1 thread: {n_mem:,} rows")
     print(line(mem_run1, n_mem))
     rate_dask = n / dask_run["per_iter"]
-    ratio = rate_dask / (n_mem / mem_run["per_iter"])
+    rate_mem = [n_mem / r["per_iter"] for r in (mem_before, mem_after)]
+    ratios = [rate_dask / r for r in rate_mem]
     ratio1 = rate_dask / (n_mem / mem_run1["per_iter"])
     print(
-        f"throughput ratio per iteration (Dask rows/s over in-memory rows/s, {mt} core(s) "
-        f"each): {ratio:.2f} (target >= 0.5); over in-memory on 1 thread: {ratio1:.2f}"
+        f"throughput ratio per iteration (Dask rows/s over in-memory rows/s, {threads} "
+        f"core(s) each): {rate_dask / np.mean(rate_mem):.2f} (target >= 0.5; "
+        f"{ratios[0]:.2f} against the run before, {ratios[1]:.2f} against the one after); "
+        f"against in-memory on 1 thread: {ratio1:.2f}"
     )
     cpu_dask = (sum(dask_run["cpu"]) + sum(dask_run["workers_cpu"])) / n
-    cpu_mem = sum(mem_run["cpu"]) / n_mem
+    cpu_mem = np.mean([sum(r["cpu"]) for r in (mem_before, mem_after)]) / n_mem
     print(
-        f"CPU time per row, in-memory ({mt} thread(s)) over Dask (whole fits): "
-        f"{cpu_mem / cpu_dask:.2f}"
+        f"CPU time per row, in-memory ({threads} thread(s)) over Dask, whole fits (the same "
+        f"ratio without the load's effect on wall time): {cpu_mem / cpu_dask:.2f}"
     )
-    a, b = dask_run["em"].lower_bound_, mem_run["em"].lower_bound_
+    a, b = dask_run["em"].lower_bound_, mem_after["em"].lower_bound_
     same = "same rows" if n == n_mem else "different rows: sampling noise"
     print(
         f"mean log-likelihood per row after {args.iters} iterations: Dask {a:.8f}, in memory "
