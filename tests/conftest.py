@@ -38,43 +38,33 @@ def faithful_fit():
 
 
 # ------------------------------------------------------------------ running on two workers
-# `./dev test` runs the suite on pytest-xdist workers (`--dist loadgroup`). Two rules keep that
-# fast and faithful: a module with module-scoped fixtures (a docs build, a browser, a cluster,
-# a fitted posterior) runs on one worker, so its fixtures are built once; and the longest
-# tests start first, so no worker is left with a long test at the end. The order changes
-# nothing else: every test makes its own data and seeds.
+# `./dev test` runs the suite on two pytest-xdist workers with `--dist loadfile`: a test file
+# runs on one worker, so its module-scoped fixtures (a docs build, a browser, a cluster, a
+# fitted posterior) are built once. (xdist's `loadgroup` would be finer, but its group marks
+# do not reach the test ids under pytest 9.2.) The files with the longest tests start first,
+# so no worker is left with a long file at the end. The order changes nothing else: every
+# test makes its own data and seeds.
 
-#: The longest tests and modules (measured with --durations), longest first.
+#: Test files holding the longest tests (measured with --durations), longest first.
 LONG_FIRST = (
-    "test_selection.py::test_real_posteriors_iris_full_one_to_six",
+    "test_selection.py",
     "test_docs.py",
     "test_notebooks.py",
-    "test_bayes.py::test_one_feature_full_and_tied_on_every_sampler",
+    "test_browser.py",
+    "test_bayes.py",
     "test_fastpath_proof.py",
     "test_evidence_custom.py",
-    "test_browser.py",
+    "test_methods.py",
     "test_custom_model.py",
-    "test_methods.py::test_reproducibility_command_gives_the_identical_posterior",
     "test_kernels_cache.py",
-    "test_plots.py::test_report_figures_are_legible",
+    "test_plots.py",
+    "test_cli.py",
 )
-
-
-def _module_has_module_fixtures(path, cache={}):  # noqa: B006 - a per-session memo
-    if path not in cache:
-        cache[path] = 'scope="module"' in path.read_text(encoding="utf-8")
-    return cache[path]
 
 
 def pytest_collection_modifyitems(config, items):
     def rank(item):
-        where = f"{item.path.name}::{item.name}"
-        for i, prefix in enumerate(LONG_FIRST):
-            if where.startswith(prefix):
-                return i
-        return len(LONG_FIRST)
+        name = item.path.name
+        return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=lambda t: (rank(t[1]), t[0]))]
-    for item in items:
-        if _module_has_module_fixtures(item.path):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
