@@ -1204,11 +1204,6 @@ def segment_image(
         raise ValueError(f"method={method!r} is invalid; use 'em' or 'bayes'.")
     if spatial not in (None, "potts"):
         raise ValueError(f"spatial={spatial!r} is invalid; use None or 'potts'.")
-    if spatial is not None and method != "em":
-        raise ValueError(
-            f"spatial={spatial!r} is implemented for method='em' only so far; use "
-            "method='em' or spatial=None."
-        )
     if beta is not None:
         if spatial is None:
             raise ValueError("beta is the strength of the spatial prior; pass spatial='potts'.")
@@ -1261,26 +1256,25 @@ def segment_image(
         ", ".join(scaler.names),
     )
     start = frame
+    options = estimator_options
     if spatial == "potts":
         # Start from the mixture of locally averaged features (3 x 3 mean filter): with the
         # noise cut three-fold, EM finds the regions rather than splitting the noise of the
         # largest one; the Potts EM below then refits every parameter on the raw features.
         start = pd.DataFrame(_smoothed_features(pixels, fit_idx), columns=scaler.names)
-    est = cls(k, random_state=seed, **estimator_options).fit(start)
+        if method == "bayes":  # the Potts EM first; NUTS starts from its solution below
+            cls = EMGaussianMixture
+            options = {
+                key: estimator_options[key]
+                for key in ("covariance_type", "n_init")
+                if key in estimator_options
+            }
+    est = cls(k, random_state=seed, **options).fit(start)
     potts = None
     if spatial == "potts":
         from ._spatial import potts_em
 
-        # The Potts EM reads every pixel's features once per iteration: computed once when
-        # they fit in SPATIAL_CACHE_BYTES, else chunk by chunk each time.
-        cached = None
-        if n_pixels * len(scaler.names) * 8 <= SPATIAL_CACHE_BYTES:
-            cached = pixels.features(slice(None))
-
-        def all_features():
-            for rows in pixels.chunks():
-                yield rows, (pixels.features(rows) if cached is None else cached[rows])
-
+        all_features = _all_features(pixels)
         potts = potts_em(all_features, (h, w), frame.to_numpy(), fit_idx, est, beta=beta)
         _log.info(
             "Potts prior: beta %.3f, %d mean-field EM iterations%s",
@@ -1301,6 +1295,14 @@ def segment_image(
                 stacklevel=2,
             )
         est = _with_params(est, potts)
+        if method == "bayes":
+            from .bayes import BayesGaussianMixture
+
+            # The posterior of the component parameters on the fitted pixels, its chains
+            # started from (and relabelled to) the Potts EM solution.
+            est = BayesGaussianMixture(k, random_state=seed, **estimator_options).fit(
+                frame, em_start=est
+            )
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -1332,10 +1334,36 @@ def segment_image(
 
         draws = _thin(n_map_draws, *est._draws())
         used_draws = int(draws[0].shape[0])
+        if potts is not None:
+            from ._spatial import potts_draw_maps
+
+            potts_maps = potts_draw_maps(
+                all_features,
+                (h, w),
+                *draws[1:],
+                est.covariance_type,
+                potts.q,
+                potts.beta,
+                interval=interval,
+            )
+            all_features = None  # frees the cached features
     # Chunk by chunk: memory is the compact maps plus one chunk's float64 work arrays.
     for rows in pixels.chunks():
         X = pixels.features(rows)
-        if potts is not None:
+        if potts is not None and method == "bayes":
+            prob = potts_maps.mean[rows]
+            labels = prob.argmax(axis=1)
+            total = _entropy(prob)
+            maps.store(
+                rows,
+                prob,
+                labels,
+                total,
+                aleatoric=potts_maps.aleatoric[rows],
+                epistemic=np.maximum(total - potts_maps.aleatoric[rows], 0.0),
+                width=potts_maps.upper[rows] - potts_maps.lower[rows],
+            )
+        elif potts is not None:
             prob = potts.q.reshape(n_pixels, k)[rows].astype(np.float64)
             labels = prob.argmax(axis=1)
             maps.store(rows, prob, labels, _entropy(prob))
@@ -1437,6 +1465,21 @@ def _lazy_maps(
         fields["uncertainty_epistemic"] = image(epistemic.astype(f32), "uncertainty-epistemic")
         fields["interval_width"] = image(width.astype(f32), "interval-width")
     return fields, used_draws
+
+
+def _all_features(pixels: _Pixels) -> Callable[[], Any]:
+    """``all_features()`` yields ``(rows, X)``, every pixel's scaled features by chunk, as
+    the Potts kernels read them once per sweep or draw: computed once and kept when they fit
+    in :data:`SPATIAL_CACHE_BYTES`, else chunk by chunk at each call."""
+    cached = None
+    if pixels.n * len(pixels.names) * 8 <= SPATIAL_CACHE_BYTES:
+        cached = pixels.features(slice(None))
+
+    def all_features():
+        for rows in pixels.chunks():
+            yield rows, (pixels.features(rows) if cached is None else cached[rows])
+
+    return all_features
 
 
 def _at_label(prob: np.ndarray, labels: np.ndarray) -> np.ndarray:
