@@ -465,3 +465,60 @@ def potts_draw_maps(
     lo = _quantile_from_extremes(low[at, labels], n_draws, lower_q, top=False)
     hi = _quantile_from_extremes(high[at, labels], n_draws, 1.0 - lower_q, top=True)
     return PottsDrawMaps(total, aleatoric, lo, hi, n_draws, sweeps)
+
+
+def field_log_prior(q: np.ndarray, idx: np.ndarray, beta: float) -> np.ndarray:
+    """``log p(z_i = k | neighbours) = log softmax_k(beta s_ik)`` of the flat pixels ``idx``,
+    ``s`` the neighbour sums of the label probabilities ``q`` ((H, W, K) or (Z, Y, X, K)):
+    the Potts prior of each pixel's label with its neighbours' labels replaced by their
+    ``q`` (the mean-field-like approximation of Celeux, Forbes & Peyrard 2003). Shape
+    ``(idx.size, K)``, float64."""
+    k = q.shape[-1]
+    shape = q.shape[:-1]
+    nbr, valid = _neighbour_index(np.asarray(idx, dtype=np.intp), shape)
+    s = (q.reshape(-1, k)[nbr] * valid[..., None]).sum(axis=1, dtype=np.float64)
+    a = beta * s
+    a -= a.max(axis=1, keepdims=True)
+    return a - np.log(np.exp(a).sum(axis=1, keepdims=True))
+
+
+def potts_field_model(log_field: np.ndarray):
+    """The model function (for :class:`~bayesgmm.BayesGaussianMixture`'s ``model=``) of the
+    mixture whose pixels have their own label priors ``exp(log_field)`` (n_samples, K), the
+    rows of ``X`` in order: the stock model (:func:`bayesgmm.build_model`, its priors and
+    variables) with the log-likelihood ``sum_i log sum_k p_ik N(x_i | theta_k)`` in place of
+    the mixture's ``sum_i log sum_k w_k N(x_i | theta_k)``.
+
+    The stock observed variable stays (the custom-model contract checks it); a
+    ``pm.Potential`` named ``potts_field`` adds the difference of the two, so the density
+    sampled is the field's. The ``weights`` then have no likelihood left and follow their
+    Dirichlet prior; the spatial maps do not use them (the Potts prior has no per-label
+    field).
+    """
+    log_field = np.ascontiguousarray(log_field, dtype=np.float64)
+
+    def potts_field(X, n_components, *, covariance_type="full", priors=None):
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        from .model import _make_logp, build_model
+
+        model = build_model(X, n_components, covariance_type=covariance_type, priors=priors)
+        one = _make_logp(covariance_type, 1, X.shape[1], "whiten")
+        tied = covariance_type == "tied"
+        with model:
+            means, pc = model["means"], model["precisions_cholesky"]
+            x = pt.as_tensor_variable(np.asarray(X, dtype=np.float64))
+            log_dens = pt.stack(
+                [
+                    one(x, pt.ones(1), means[j : j + 1], pc if tied else pc[j : j + 1])
+                    for j in range(n_components)
+                ],
+                axis=-1,
+            )
+            spatial = pt.logsumexp(log_field + log_dens, axis=-1).sum()
+            independent = pt.logsumexp(pt.log(model["weights"]) + log_dens, axis=-1).sum()
+            pm.Potential("potts_field", spatial - independent)
+        return model
+
+    return potts_field

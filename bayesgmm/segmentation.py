@@ -1300,9 +1300,13 @@ def segment_image(
 
             # The posterior of the component parameters on the fitted pixels, its chains
             # started from (and relabelled to) the Potts EM solution.
-            est = BayesGaussianMixture(k, random_state=seed, **estimator_options).fit(
-                frame, em_start=est
-            )
+            from ._spatial import field_log_prior, potts_field_model
+
+            log_field = field_log_prior(potts.q, fit_idx, potts.beta)
+            options = {"relabel": None, **estimator_options}
+            est = BayesGaussianMixture(
+                k, random_state=seed, model=potts_field_model(log_field), **options
+            ).fit(frame, em_start=est)
     timings["fit"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
