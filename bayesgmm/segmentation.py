@@ -863,11 +863,16 @@ class SegmentationResult:
         return maps
 
     def component_means(self) -> pd.DataFrame:
-        """Fitted component means in image units (e.g. RGB in [0, 1], pixels), with weights."""
+        """Fitted component means in image units (e.g. RGB in [0, 1], pixels), with weights
+        (posterior means for ``method="bayes"``; with the spatial prior, the label shares)."""
         if self.method == "bayes":
             post = self.estimator.idata_["posterior"]
             means = post["means"].mean(("chain", "draw")).values
             weights = post["weights"].mean(("chain", "draw")).values
+            if self.spatial is not None:  # the Potts field model leaves weights to their prior
+                weights = self.probabilities.reshape(-1, self.n_components).mean(
+                    axis=0, dtype=np.float64
+                )
         else:
             means, weights = self.estimator.means_, self.estimator.weights_
         frame = pd.DataFrame(self.features.to_raw(means), columns=self.features.names)
@@ -1296,12 +1301,12 @@ def segment_image(
             )
         est = _with_params(est, potts)
         if method == "bayes":
+            from ._spatial import field_log_prior, potts_field_model
             from .bayes import BayesGaussianMixture
 
-            # The posterior of the component parameters on the fitted pixels, its chains
-            # started from (and relabelled to) the Potts EM solution.
-            from ._spatial import field_log_prior, potts_field_model
-
+            # The posterior of the component parameters on the fitted pixels, each pixel's
+            # label prior the Potts field of its neighbours' q; chains started from the Potts
+            # EM solution. The field pins the labels: no relabelling unless asked for.
             log_field = field_log_prior(potts.q, fit_idx, potts.beta)
             options = {"relabel": None, **estimator_options}
             est = BayesGaussianMixture(
