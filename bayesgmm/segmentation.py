@@ -1376,41 +1376,34 @@ def segment_image(
             all_features = None  # frees the cached features
     # Chunk by chunk: memory is the compact maps plus one chunk's float64 work arrays.
     for rows in pixels.chunks():
-        X = pixels.features(rows)
-        if potts is not None and method == "bayes":
+        if method == "em":
+            if potts is not None:
+                prob = potts.q.reshape(n_pixels, k)[rows].astype(np.float64)
+            else:
+                X = pixels.features(rows)
+                prob = est.predict_proba(pd.DataFrame(X, columns=scaler.names, copy=False))
+            labels = prob.argmax(axis=1)
+            maps.store(rows, prob, labels, _entropy(prob))
+            continue
+        if potts is not None:  # each draw's mean-field map, summarised
             prob = potts_maps.mean[rows]
             labels = prob.argmax(axis=1)
             total = _entropy(prob)
-            maps.store(
-                rows,
-                prob,
-                labels,
-                total,
-                aleatoric=potts_maps.aleatoric[rows],
-                epistemic=np.maximum(total - potts_maps.aleatoric[rows], 0.0),
-                width=potts_maps.upper[rows] - potts_maps.lower[rows],
-            )
-        elif potts is not None:
-            prob = potts.q.reshape(n_pixels, k)[rows].astype(np.float64)
-            labels = prob.argmax(axis=1)
-            maps.store(rows, prob, labels, _entropy(prob))
-        elif method == "em":
-            prob = est.predict_proba(pd.DataFrame(X, columns=scaler.names, copy=False))
-            labels = prob.argmax(axis=1)
-            maps.store(rows, prob, labels, _entropy(prob))
+            aleatoric = potts_maps.aleatoric[rows]
+            epistemic = np.maximum(total - aleatoric, 0.0)
+            width = potts_maps.upper[rows] - potts_maps.lower[rows]
         else:
             s = summarize_responsibilities(
-                X, *draws, est.covariance_type, interval=interval, intervals="label"
+                pixels.features(rows),
+                *draws,
+                est.covariance_type,
+                interval=interval,
+                intervals="label",
             )
-            maps.store(
-                rows,
-                s.mean,
-                s.labels,
-                s.entropy_total,
-                aleatoric=s.entropy_aleatoric,
-                epistemic=s.entropy_epistemic,
-                width=_label_width(s.upper, s.lower, s.labels),
-            )
+            prob, labels, total = s.mean, s.labels, s.entropy_total
+            aleatoric, epistemic = s.entropy_aleatoric, s.entropy_epistemic
+            width = _label_width(s.upper, s.lower, s.labels)
+        maps.store(rows, prob, labels, total, aleatoric=aleatoric, epistemic=epistemic, width=width)
     timings["maps"] = time.perf_counter() - t0
     return SegmentationResult(
         image=pixels.arr,
