@@ -1167,7 +1167,9 @@ def segment_image(
         (NUTS started from EM) with posterior uncertainty maps.
     n_fit_pixels : int, optional
         Pixels (a uniform random subsample without replacement) the mixture is fitted to;
-        default 50 000 for EM and 5 000 for the Bayesian fit, or all pixels if fewer.
+        default 50 000 for EM and 5 000 for the Bayesian fit, or all pixels if fewer. With
+        ``spatial="potts"`` and ``method="bayes"`` the Potts EM before NUTS fits as many
+        pixels as EM would (at least 50 000), and NUTS ``n_fit_pixels`` of those.
     n_map_draws : int, default=200
         Posterior draws (evenly thinned) behind the Bayesian maps; ``result.n_map_draws`` says
         how many were used. With ``spatial="potts"`` each draw costs one mean-field run over
@@ -1257,15 +1259,24 @@ def segment_image(
         raise ValueError(f"interval={interval!r} is invalid; it must lie strictly in (0, 1).")
     rng = check_random_state(random_state)
     seed = int(rng.randint(2**31 - 1))
-    if n_fit_pixels >= n_pixels:
-        fit_idx = np.arange(n_pixels)
-    else:
-        fit_idx = np.sort(rng.choice(n_pixels, size=n_fit_pixels, replace=False))
+    spatial_bayes = spatial is not None and method == "bayes"
+    # With spatial="potts" and method="bayes", the Potts EM (beta, the field) runs on as many
+    # pixels as EM would fit (em_idx) and NUTS on n_fit_pixels of them: measured on the
+    # phantom (noise 0.05), a Potts EM on 5 000 of its 16 384 pixels gave ARI 0.96 and
+    # ECE 0.025, on all of them 0.98 to 0.99 and 0.004 to 0.011.
+    n_em = max(n_fit_pixels, _DEFAULT_FIT_PIXELS["em"]) if spatial_bayes else n_fit_pixels
+    em_idx = _sample_pixels(n_pixels, n_em, rng)
+    fit_idx = em_idx
+    if spatial_bayes and n_fit_pixels < em_idx.size:
+        fit_idx = np.sort(rng.choice(em_idx, size=n_fit_pixels, replace=False))
     timings = {"features": time.perf_counter() - t0}
 
     t0 = time.perf_counter()
     # Named columns: the estimators, their diagnostics and posteriors say "red", "row", ...
     frame = pd.DataFrame(pixels.features(fit_idx), columns=scaler.names, copy=False)
+    em_frame = frame
+    if em_idx is not fit_idx:
+        em_frame = pd.DataFrame(pixels.features(em_idx), columns=scaler.names, copy=False)
     if method == "em":
         cls = EMGaussianMixture
     else:  # imports PyMC: only when needed
@@ -1284,7 +1295,7 @@ def segment_image(
         # Start from the mixture of locally averaged features (3 x 3 mean filter): with the
         # noise cut three-fold, EM finds the regions rather than splitting the noise of the
         # largest one; the Potts EM below then refits every parameter on the raw features.
-        start = pd.DataFrame(_smoothed_features(pixels, fit_idx), columns=scaler.names)
+        start = pd.DataFrame(_smoothed_features(pixels, em_idx), columns=scaler.names)
         if method == "bayes":  # the Potts EM first; NUTS starts from its solution below
             cls = EMGaussianMixture
             options = {
@@ -1298,7 +1309,7 @@ def segment_image(
         from ._spatial import potts_em
 
         all_features = _all_features(pixels)
-        potts = potts_em(all_features, (h, w), frame.to_numpy(), fit_idx, est, beta=beta)
+        potts = potts_em(all_features, (h, w), em_frame.to_numpy(), em_idx, est, beta=beta)
         _log.info(
             "Potts prior: beta %.3f, %d mean-field EM iterations%s",
             potts.beta,
@@ -1500,6 +1511,13 @@ def _all_features(pixels: _Pixels) -> Callable[[], Any]:
             yield rows, (pixels.features(rows) if cached is None else cached[rows])
 
     return all_features
+
+
+def _sample_pixels(n_pixels: int, size: int, rng: np.random.RandomState) -> np.ndarray:
+    """Sorted flat indices of ``size`` pixels drawn without replacement (all if fewer)."""
+    if size >= n_pixels:
+        return np.arange(n_pixels)
+    return np.sort(rng.choice(n_pixels, size=size, replace=False))
 
 
 def _at_label(prob: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ def noisy():
     bayes = segment_image(
         image, 3, method="bayes", spatial="potts", n_map_draws=40, random_state=0, **FIT
     )
-    em = segment_image(image, 3, spatial="potts", n_fit_pixels=1000, random_state=0)
+    em = segment_image(image, 3, spatial="potts", random_state=0)
     plain = segment_image(image, 3, random_state=0)
     return truth, bayes, em, plain
 
