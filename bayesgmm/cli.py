@@ -1739,7 +1739,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--spatial",
         default="none",
         choices=["none", "potts"],
-        help="spatial prior on the labels: potts (neighbours share labels; em only)",
+        help="spatial prior on the labels: potts (neighbours share labels; volumes: em only)",
     )
     seg.add_argument(
         "--beta", type=float, default=None, help="strength of the Potts prior (default: estimated)"

@@ -15,6 +15,11 @@ RSS is its own; "cold" runs with empty compile caches, "warm" is a second run re
 - ``bayes``: NUTS (4 chains x (1000 + 1000)) on a 5 000-pixel sample, then the posterior
   maps (mean probabilities, total/aleatoric/epistemic entropy, interval width) of all pixels
   from 200 thinned draws (``segment_image(method="bayes")``). Target: under 5 minutes warm.
+- ``bayes_potts``: as ``bayes`` with the spatial prior (``spatial="potts"``): the Potts EM,
+  NUTS of the Potts-field model on the 5 000 pixels, then every one of the 200 map draws'
+  mean-field label map over all pixels, summarised. Rows ``potts``, ``bayes`` and
+  ``bayes_potts`` also report CPU time (user + system, all threads), which on a shared
+  machine says more than wall time.
 - ``cli8000``: the whole ``bayesgmm segment`` command (EM, K = 4, colour) on the same photo
   upscaled (bicubic) to 8000 x 8000 = 64 million pixels, saved as a PNG: wall time of the
   process, its peak RSS and the size of what it writes. Target: peak RSS under 4 GB (issue
@@ -25,7 +30,7 @@ RSS is its own; "cold" runs with empty compile caches, "warm" is a second run re
   (a 16^3 segmentation in the same process compiles first): wall time, CPU time (on an
   otherwise idle machine wall is about CPU / cores), peak RSS, ARI. Target: under 60 s warm.
 
-    python bench/segment_speed.py            # em, potts, sklearn, bayes, volume
+    python bench/segment_speed.py            # em, potts, sklearn, bayes, bayes_potts, volume
     python bench/segment_speed.py --only em --only sklearn
     python bench/segment_speed.py --only cli8000
 """
@@ -119,15 +124,27 @@ def run_em(image) -> dict:
     }
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_potts(image) -> dict:
     from bayesgmm.segmentation import segment_image
 
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu(), time.perf_counter()
     r = segment_image(
         image, K, features=("color",), n_fit_pixels=50_000, spatial="potts", random_state=0
     )
     wall = time.perf_counter() - t0
-    return {"seconds": wall, "fit_s": r.timings["fit"], "maps_s": r.timings["maps"], "beta": r.beta}
+    return {
+        "seconds": wall,
+        "cpu_s": _cpu() - cpu0,
+        "fit_s": r.timings["fit"],
+        "maps_s": r.timings["maps"],
+        "beta": r.beta,
+        "n_iter": r.estimator.n_iter_,
+    }
 
 
 def run_sklearn(image) -> dict:
@@ -153,13 +170,13 @@ def run_sklearn(image) -> dict:
     return {"seconds": t3 - t0, "fit_s": t2 - t1, "maps_s": t3 - t2, "loglik": loglik}
 
 
-def run_bayes(image) -> dict:
+def run_bayes(image, spatial=None) -> dict:
     import warnings
 
     from bayesgmm.exceptions import SamplingWarning
     from bayesgmm.segmentation import segment_image
 
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu(), time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
         r = segment_image(
@@ -169,17 +186,23 @@ def run_bayes(image) -> dict:
             method="bayes",
             n_fit_pixels=5_000,
             n_map_draws=200,
+            spatial=spatial,
             random_state=0,
             progressbar=False,
         )
     wall = time.perf_counter() - t0
     return {
         "seconds": wall,
+        "cpu_s": _cpu() - cpu0,
         "fit_s": r.timings["fit"],
         "maps_s": r.timings["maps"],
         "n_map_draws": r.n_map_draws,
         "verdict_passed": bool(r.estimator.diagnostics_.passed),
     }
+
+
+def run_bayes_potts(image) -> dict:
+    return run_bayes(image, spatial="potts")
 
 
 def run_volume() -> dict:
@@ -207,7 +230,13 @@ def run_volume() -> dict:
     }
 
 
-RUNNERS = {"em": run_em, "potts": run_potts, "sklearn": run_sklearn, "bayes": run_bayes}
+RUNNERS = {
+    "em": run_em,
+    "potts": run_potts,
+    "sklearn": run_sklearn,
+    "bayes": run_bayes,
+    "bayes_potts": run_bayes_potts,
+}
 KINDS = [*RUNNERS, "cli8000", "volume"]
 
 
@@ -242,7 +271,7 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.cache)
         return
-    kinds = args.only or ["em", "potts", "sklearn", "bayes", "volume"]
+    kinds = args.only or ["em", "potts", "sklearn", "bayes", "bayes_potts", "volume"]
     if "volume" in kinds:
         kinds.remove("volume")
         with tempfile.TemporaryDirectory(prefix="bayesgmm_segment_") as cache:
@@ -280,7 +309,7 @@ def main() -> None:
         "seconds = segmentation call, process = whole process incl. imports"
     )
     header = (
-        f"{'row':>8} {'start':>5} {'seconds':>8} {'fit s':>7} {'maps s':>7} "
+        f"{'row':>11} {'start':>5} {'seconds':>8} {'fit s':>7} {'maps s':>7} "
         f"{'process s':>9} {'peak RSS MB':>11}"
     )
     print(header)
@@ -293,12 +322,13 @@ def main() -> None:
                 rows[kind, start] = r
                 extra = f"  (mean log-lik {r['loglik']:.4f})" if "loglik" in r else ""
                 if kind == "potts":
-                    extra = f"  (beta {r['beta']:.2f})"
-                if kind == "bayes":
-                    extra = f"  ({r['n_map_draws']} map draws, checks passed: "
-                    extra += f"{r['verdict_passed']})"
+                    extra = f"  (CPU {r['cpu_s']:.2f} s; beta {r['beta']:.2f}, "
+                    extra += f"{r['n_iter']} iterations)"
+                if kind in ("bayes", "bayes_potts"):
+                    extra = f"  (CPU {r['cpu_s']:.1f} s; {r['n_map_draws']} map draws, "
+                    extra += f"checks passed: {r['verdict_passed']})"
                 print(
-                    f"{kind:>8} {start:>5} {r['seconds']:8.2f} {r['fit_s']:7.2f} "
+                    f"{kind:>11} {start:>5} {r['seconds']:8.2f} {r['fit_s']:7.2f} "
                     f"{r['maps_s']:7.2f} {r['process_s']:9.1f} {r['peak_rss_mb']:11.0f}{extra}",
                     flush=True,
                 )
@@ -311,6 +341,12 @@ def main() -> None:
         print(f"EM + Potts prior target < 3 s warm: {rows['potts', 'warm']['seconds']:.2f} s")
     if ("bayes", "warm") in rows:
         print(f"NUTS target < 300 s warm: {rows['bayes', 'warm']['seconds']:.1f} s")
+    if ("bayes_potts", "warm") in rows:
+        r = rows["bayes_potts", "warm"]
+        print(
+            f"NUTS + spatial maps, warm: {r['seconds']:.1f} s (fit {r['fit_s']:.1f} s, maps "
+            f"{r['maps_s']:.1f} s; CPU {r['cpu_s']:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

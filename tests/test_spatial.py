@@ -183,8 +183,6 @@ def test_spatial_bad_input():
     image, _ = make_regions_image((32, 32), random_state=0)
     with pytest.raises(ValueError, match="spatial='mrf' is invalid"):
         segment_image(image, 3, spatial="mrf")
-    with pytest.raises(ValueError, match="method='em' only"):
-        segment_image(image, 3, spatial="potts", method="bayes")
     with pytest.raises(ValueError, match="pass spatial='potts'"):
         segment_image(image, 3, beta=1.0)
     with pytest.raises(ValueError, match="finite number >= 0"):
