@@ -44,7 +44,7 @@ codes are exact, so for integer images only exact equality counts as constant.
 
 **Large images.** The mixture is fitted to a random subsample of ``n_fit_pixels`` pixels, then
 every pixel is predicted by compiled kernels that run in parallel over pixels: EM's membership
-probabilities directly, the Bayesian maps from ``n_map_draws`` posterior draws (thinned evenly
+probabilities directly, the Bayesian maps from ``max_draws`` posterior draws (thinned evenly
 over the pooled chains), streaming, so memory is that of the output maps whatever the number
 of draws. Features are computed chunk by chunk (``CHUNK_PIXELS`` pixels) from the image in
 its own dtype and never held for the whole image, and the maps are stored compactly (uint8
@@ -78,6 +78,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -87,6 +88,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ._validation import check_n_components, check_positive, check_random_state
+from .exceptions import BayesGMMDeprecationWarning
 from .responsibilities import _entropy
 
 __all__ = [
@@ -1140,12 +1142,13 @@ def segment_image(
     features: str | Sequence[str] = ("intensity",),
     method: Literal["em", "bayes"] = "em",
     n_fit_pixels: int | None = None,
-    n_map_draws: int = 200,
+    max_draws: int = 200,
     position_weight: float = 1.0,
     interval: float = 0.89,
     spatial: Literal["potts"] | None = None,
     beta: float | None = None,
     random_state: int | np.random.RandomState | None = None,
+    n_map_draws: int | None = None,
     **estimator_options: Any,
 ) -> SegmentationResult:
     """Segment an image with a Gaussian mixture and map where its labels are uncertain.
@@ -1170,7 +1173,7 @@ def segment_image(
         default 50 000 for EM and 5 000 for the Bayesian fit, or all pixels if fewer. With
         ``spatial="potts"`` and ``method="bayes"`` the Potts EM before NUTS fits as many
         pixels as EM would (at least 50 000), and NUTS ``n_fit_pixels`` of those.
-    n_map_draws : int, default=200
+    max_draws : int, default=200
         Posterior draws (evenly thinned) behind the Bayesian maps; ``result.n_map_draws`` says
         how many were used. With ``spatial="potts"`` each draw costs one mean-field run over
         all pixels (a data term and a few sweeps).
@@ -1207,6 +1210,9 @@ def segment_image(
         mean-field pseudo-likelihood (``result.beta`` reports it).
     random_state : int, RandomState or None
         Seeds the pixel subsample and the estimator.
+    n_map_draws : int, optional
+        Deprecated name of ``max_draws`` (the cap on posterior draws is ``max_draws`` in
+        every function, as in :meth:`~bayesgmm.BayesGaussianMixture.membership`).
     **estimator_options
         Passed to the estimator, e.g. ``covariance_type``, ``n_init``, ``draws``, ``chains``,
         ``progressbar``.
@@ -1254,7 +1260,15 @@ def segment_image(
     check_positive("n_fit_pixels", n_fit_pixels, integer=True)
     if n_fit_pixels < k:
         raise ValueError(f"n_fit_pixels={n_fit_pixels} is fewer than n_components={k}.")
-    check_positive("n_map_draws", n_map_draws, integer=True)
+    if n_map_draws is not None:
+        warnings.warn(
+            "n_map_draws is deprecated; use max_draws (the same number: posterior draws, "
+            "evenly thinned, behind the maps).",
+            BayesGMMDeprecationWarning,
+            stacklevel=2,
+        )
+        max_draws = n_map_draws
+    check_positive("max_draws", max_draws, integer=True)
     if not 0.0 < interval < 1.0:
         raise ValueError(f"interval={interval!r} is invalid; it must lie strictly in (0, 1).")
     rng = check_random_state(random_state)
@@ -1317,7 +1331,6 @@ def segment_image(
             "" if potts.converged else " (not converged)",
         )
         if not potts.converged:
-            import warnings
 
             from .exceptions import ConvergenceWarning
 
@@ -1345,7 +1358,7 @@ def segment_image(
 
     t0 = time.perf_counter()
     if lazy:
-        fields, used_draws = _lazy_maps(pixels, est, k, method, n_map_draws, interval)
+        fields, used_draws = _lazy_maps(pixels, est, k, method, max_draws, interval)
         timings["maps"] = time.perf_counter() - t0  # building the graph: nothing computed
         return SegmentationResult(
             image=pixels.arr,
@@ -1362,7 +1375,7 @@ def segment_image(
     _log.info(
         "computing the maps of %d pixels%s (%.2f GB)",
         n_pixels,
-        f" from up to {n_map_draws} posterior draws" if method == "bayes" else "",
+        f" from up to {max_draws} posterior draws" if method == "bayes" else "",
         maps.nbytes / 1e9,
     )
     used_draws = None
@@ -1370,7 +1383,7 @@ def segment_image(
         from .bayes import _thin
         from .responsibilities import summarize_responsibilities
 
-        draws = _thin(n_map_draws, *est._draws())
+        draws = _thin(max_draws, *est._draws())
         used_draws = int(draws[0].shape[0])
         if potts is not None:
             from ._spatial import potts_draw_maps
@@ -1438,7 +1451,7 @@ def segment_image(
 
 
 def _lazy_maps(
-    pixels: _DaskPixels, est: Any, k: int, method: str, n_map_draws: int, interval: float
+    pixels: _DaskPixels, est: Any, k: int, method: str, max_draws: int, interval: float
 ) -> tuple[dict[str, Any], int | None]:
     """The maps of a Dask image as lazy Dask arrays chunked like the image.
 
@@ -1457,7 +1470,7 @@ def _lazy_maps(
         total = prob.map_blocks(_entropy, drop_axis=1, dtype=np.float64)
         aleatoric = epistemic = width = None
     else:
-        s = est.membership(X, interval=interval, max_draws=n_map_draws, intervals="label")
+        s = est.membership(X, interval=interval, max_draws=max_draws, intervals="label")
         used_draws = int(s.n_draws)
         prob, labels, total = s.mean, s.labels, s.entropy_total
         aleatoric, epistemic = s.entropy_aleatoric, s.entropy_epistemic

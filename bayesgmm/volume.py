@@ -40,6 +40,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ._validation import check_n_components, check_positive, check_random_state
+from .exceptions import BayesGMMDeprecationWarning
 from .responsibilities import _entropy
 from .segmentation import (
     _DEFAULT_FIT_PIXELS,
@@ -285,9 +286,10 @@ def segment_volume(
     beta: float | None = None,
     method: Literal["em", "bayes"] = "em",
     n_fit_voxels: int | None = None,
-    n_map_draws: int = 200,
+    max_draws: int = 200,
     interval: float = 0.89,
     random_state: int | np.random.RandomState | None = None,
+    n_map_draws: int | None = None,
     **estimator_options: Any,
 ) -> VolumeSegmentationResult:
     """Segment a (z, y, x) volume with a Gaussian mixture and map where its labels are unsure.
@@ -315,12 +317,15 @@ def segment_volume(
     n_fit_voxels : int, optional
         Voxels (a uniform random subsample) the mixture is fitted to; default 50 000 for EM
         and 5 000 for the Bayesian fit, or all voxels if fewer.
-    n_map_draws : int, default=200
+    max_draws : int, default=200
         Posterior draws behind the Bayesian maps.
     interval : float, default=0.89
         Mass of the posterior interval whose width is mapped (``method="bayes"``).
     random_state : int, RandomState or None
         Seeds the voxel subsample and the estimator.
+    n_map_draws : int, optional
+        Deprecated name of ``max_draws`` (the cap on posterior draws is ``max_draws`` in
+        every function, as in :meth:`~bayesgmm.BayesGaussianMixture.membership`).
     **estimator_options
         Passed to the estimator, e.g. ``covariance_type``, ``n_init``, ``draws``. EM's
         ``n_init`` (restarts, the best likelihood kept) defaults to 5 here, not 1: the
@@ -373,7 +378,15 @@ def segment_volume(
     check_positive("n_fit_voxels", n_fit_voxels, integer=True)
     if n_fit_voxels < k:
         raise ValueError(f"n_fit_voxels={n_fit_voxels} is fewer than n_components={k}.")
-    check_positive("n_map_draws", n_map_draws, integer=True)
+    if n_map_draws is not None:
+        warnings.warn(
+            "n_map_draws is deprecated; use max_draws (the same number: posterior draws, "
+            "evenly thinned, behind the maps).",
+            BayesGMMDeprecationWarning,
+            stacklevel=2,
+        )
+        max_draws = n_map_draws
+    check_positive("max_draws", max_draws, integer=True)
     if not 0.0 < interval < 1.0:
         raise ValueError(f"interval={interval!r} is invalid; it must lie strictly in (0, 1).")
     rng = check_random_state(random_state)
@@ -437,7 +450,7 @@ def segment_volume(
         from .bayes import _thin
         from .responsibilities import summarize_responsibilities
 
-        draws = _thin(n_map_draws, *est._draws())
+        draws = _thin(max_draws, *est._draws())
         used_draws = int(draws[0].shape[0])
     q_flat = None if potts is None else potts.q.reshape(n, k)
     for rows in voxels.chunks():

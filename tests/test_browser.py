@@ -161,7 +161,7 @@ def reports(tmp_path_factory) -> dict[str, Path]:
             features=("color", "position"),
             method="bayes",
             n_fit_pixels=1500,
-            n_map_draws=50,
+            max_draws=50,
             progressbar=False,
             **sampler,
         )

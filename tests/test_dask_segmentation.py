@@ -94,7 +94,7 @@ def test_bayes_maps_are_the_membership_of_every_pixel(tmp_path):
             da.from_array(image, chunks=(16, 16)),
             2,
             method="bayes",
-            n_map_draws=50,
+            max_draws=50,
             random_state=0,
             draws=100,
             tune=100,

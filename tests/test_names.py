@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesgmm import EMGaussianMixture, load_faithful
-from bayesgmm import _draw_kernels, relabel, responsibilities
+from bayesgmm import EMGaussianMixture, _draw_kernels, load_faithful, relabel, responsibilities
 from bayesgmm.exceptions import BayesGMMDeprecationWarning
 
 
@@ -41,3 +40,21 @@ def test_one_name_for_the_pointwise_log_likelihood():
     ref = _numerics.log_mixture_density(X, w[0], mu[0], pc[0], "full")
     np.testing.assert_allclose(ll[0], ref, rtol=1e-10)
     assert not hasattr(_draw_kernels, "pointwise_log_density")
+
+
+def test_one_name_for_the_cap_on_posterior_draws():
+    """membership(max_draws=), segment_image(max_draws=), segment_volume(max_draws=); the old
+    segmentation name still works and warns."""
+    from bayesgmm import make_regions_image, segment_image
+    from bayesgmm.volume import segment_volume
+
+    image, _ = make_regions_image((24, 24), noise=0.05, random_state=0)
+    new = segment_image(image, 3, max_draws=7, random_state=0)
+    with pytest.warns(BayesGMMDeprecationWarning, match="max_draws"):
+        old = segment_image(image, 3, n_map_draws=7, random_state=0)
+    np.testing.assert_array_equal(new.labels, old.labels)
+    with pytest.raises(ValueError, match="max_draws"):
+        segment_image(image, 3, max_draws=0)
+    volume = np.stack([image] * 4)
+    with pytest.warns(BayesGMMDeprecationWarning, match="max_draws"):
+        segment_volume(volume, 3, n_map_draws=7, random_state=0)

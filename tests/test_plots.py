@@ -347,7 +347,7 @@ def bayes_segmentation():
             features=("color", "position"),
             method="bayes",
             n_fit_pixels=1500,
-            n_map_draws=50,
+            max_draws=50,
             random_state=0,
             draws=100,
             tune=100,

@@ -42,7 +42,7 @@ def bayes_result(regions):
     image, _ = regions
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)  # short chains; checked elsewhere
-        return segment_image(image, 3, method="bayes", n_map_draws=150, random_state=0, **NUTS)
+        return segment_image(image, 3, method="bayes", max_draws=150, random_state=0, **NUTS)
 
 
 def test_regions_image_overlaps_in_intensity(regions):
@@ -326,7 +326,7 @@ def test_chunked_bayes_maps_are_membership_of_every_pixel(monkeypatch):
             image,
             2,
             method="bayes",
-            n_map_draws=50,
+            max_draws=50,
             random_state=0,
             draws=100,
             tune=100,

@@ -35,7 +35,7 @@ def noisy():
     the same pixels."""
     image, truth = make_regions_image((48, 48), noise=0.20, random_state=0)
     bayes = segment_image(
-        image, 3, method="bayes", spatial="potts", n_map_draws=40, random_state=0, **FIT
+        image, 3, method="bayes", spatial="potts", max_draws=40, random_state=0, **FIT
     )
     em = segment_image(image, 3, spatial="potts", random_state=0)
     plain = segment_image(image, 3, random_state=0)

@@ -251,7 +251,7 @@ def test_bayes_volume_maps():
             volume,
             3,
             method="bayes",
-            n_map_draws=50,
+            max_draws=50,
             random_state=0,
             draws=150,
             tune=150,
