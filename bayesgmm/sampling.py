@@ -41,8 +41,13 @@ says how to rescale).
 **A user's own model** (``BayesGaussianMixture(model=...)``) goes through
 :func:`sample_custom_posterior` instead: the fast path above is the stock model's density
 only, so a custom model is sampled as its function built it, in the data's units (no
-standardisation), with nutpie's public API (``nutpie.compile_pymc_model``, Numba backend) or
-``pymc.sample``, and returned in the same groups and layouts.
+standardisation), with nutpie's public API or ``pymc.sample``, and returned in the same groups
+and layouts. For nutpie, the model's joint log-density and gradient on the unconstrained space
+(``model.logp()`` and ``pytensor.grad``; the likelihood Op, when the model uses it, calls the
+compiled kernel) are compiled by PyTensor's Numba backend, which caches them on disk across
+processes, and handed to nutpie's Python-function interface
+(``nutpie.compiled_pyfunc.from_pyfunc``); ``nutpie.compile_pymc_model`` wraps the same graph
+in a C callback that Numba cannot cache, so it compiled for 20-30 s even on warm caches.
 """
 
 from __future__ import annotations
@@ -754,8 +759,10 @@ def sample_custom_posterior(
     """Draw NUTS samples from a user's own PyMC model of the mixture (checked beforehand).
 
     The model is sampled as given, in the data's units (no standardisation), with public
-    APIs only: ``"nutpie"`` (what ``"auto"`` picks when nutpie is installed) compiles it with
-    ``nutpie.compile_pymc_model`` (Numba backend) and samples with ``nutpie.sample``;
+    APIs only: ``"nutpie"`` (what ``"auto"`` picks when nutpie is installed) compiles the
+    model's joint log-density and gradient with PyTensor (Numba backend, cached on disk),
+    hands them to ``nutpie.compiled_pyfunc.from_pyfunc`` and samples with ``nutpie.sample``
+    (``nutpie.compile_pymc_model`` when that interface is missing);
     ``"pymc"`` uses :func:`pymc.sample` (C backend); ``"numpyro"``/``"blackjax"`` go through
     ``pymc.sample(nuts_sampler=...)``. The stock fast path (:mod:`bayesgmm._logdensity`) is
     never used: it is the stock model's density, not this one.
@@ -1075,10 +1082,13 @@ def _compile_custom_functions(model: Any, keep: Sequence[str], mode: str = _CUST
 def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctions):
     """nutpie's Python-function model (``nutpie.compiled_pyfunc.from_pyfunc``) of ``fns``.
 
-    Each chain gets its own copy of the compiled functions (a PyTensor function keeps its
-    input and output storage, so one object must not run in two threads at once). Every
-    chain starts where ``compile_pymc_model`` would start it: PyMC's initial point of the
-    model with the EM start's ``overrides`` and jitter, seeded by the seed nutpie gives it.
+    The chains share the compiled functions behind one lock: a PyTensor function keeps its
+    input and output storage, so one object must not run in two threads at once, and its
+    Numba code holds the GIL anyway, so the lock serialises nothing that would run in
+    parallel (a copy per chain would instead re-run PyTensor's graph rewrites, seconds each).
+    Every chain starts where ``compile_pymc_model`` would start it: PyMC's initial point of
+    the model with the EM start's ``overrides`` and jitter, seeded by the seed nutpie gives
+    that chain.
     """
     import pandas as pd
     from nutpie.compiled_pyfunc import from_pyfunc
@@ -1091,32 +1101,32 @@ def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctio
         model=model, overrides=overrides, jitter_rvs=jitter, return_transformed=True
     )
     lock = threading.Lock()
+    logp_dlogp, expand_fn = fns.logp_dlogp, fns.expand
+    logp_dlogp.trust_input = True  # x is always a float64 vector of length n_dim (nutpie's)
+    expand_fn.trust_input = True
 
     def initial_point(seed=None) -> np.ndarray:
-        with lock:  # PyMC's initial-point function is one compiled function
+        with lock:
             point = start_fn(seed)
         return np.concatenate([np.ravel(point[name]) for name in fns.names]).astype(np.float64)
 
-    def make_logp():
+    def logp(x, **_shared):
         with lock:
-            fn = fns.logp_dlogp.copy()
+            value, grad = logp_dlogp(x)
+            return float(value), np.array(grad, dtype=np.float64)
 
-        def logp(x, **_shared):
-            value, grad = fn(x)
-            return float(value), np.asarray(grad, dtype=np.float64)
+    def expand(x, **_shared):
+        with lock:
+            out = expand_fn(x)
+            return {
+                name: np.array(v, dtype=np.float64)
+                for name, v in zip(fns.expanded_names, out, strict=True)
+            }
 
+    def make_logp():
         return logp
 
     def make_expand(_seed1, _seed2, _chain):
-        with lock:
-            fn = fns.expand.copy()
-
-        def expand(x, **_shared):
-            return {
-                name: np.asarray(v, dtype=np.float64)
-                for name, v in zip(fns.expanded_names, fn(x), strict=True)
-            }
-
         return expand
 
     dims: dict[str, tuple[str, ...]] = {}

@@ -3,8 +3,9 @@
 The custom model is the stock full-covariance mixture with a hierarchical prior on the means
 (``mu0 ~ Normal(m, 3 s)``, ``tau ~ HalfNormal(3 s)``, ``means ~ Normal(mu0, tau)``), written
 with public PyMC only (its likelihood a ``pm.CustomDist`` of plain PyTensor operations), so it
-is sampled through nutpie's public API (``nutpie.compile_pymc_model``, Numba backend) from the
-EM start, then relabelled and diagnosed like the stock model.
+is sampled through nutpie's public API (its log-density and gradient compiled by PyTensor's
+Numba backend and handed to ``nutpie.compiled_pyfunc.from_pyfunc``) from the EM start, then
+relabelled and diagnosed like the stock model.
 
 The measurement is the ``custom`` row of ``bench/nuts_speed.py`` (fresh processes, cold then
 warm caches), which imports the model from here; this script runs that row beside the default

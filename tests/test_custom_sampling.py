@@ -120,3 +120,30 @@ def test_posterior_agrees_with_pymc_nuts(custom, data):
         z = np.abs(mean_a - mean_b) / np.sqrt(mcse_a**2 + mcse_b**2)
         assert float(z.max()) < 4.0, (name, z)
 
+
+
+def test_log_prior_of_every_draw_at_once_equals_one_draw_at_a_time(custom, data, monkeypatch):
+    import pytensor.graph.replace
+
+    from bayesgmm.bayes import _custom_log_prior
+
+    post = _sample(custom, data, "nutpie", 5)["posterior"].to_dataset()
+    real, used = pytensor.graph.replace.vectorize_graph, []
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        used.append(out)
+        return out
+
+    monkeypatch.setattr(pytensor.graph.replace, "vectorize_graph", spy)
+    at_once = _custom_log_prior(post, custom, "diag")
+    assert len(used) == 1
+
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("not vectorisable")
+
+    monkeypatch.setattr(pytensor.graph.replace, "vectorize_graph", refuse)
+    one_by_one = _custom_log_prior(post, custom, "diag")
+    assert set(at_once.data_vars) == {"weights", "means", "covariance", "other"}
+    for name in at_once.data_vars:
+        np.testing.assert_allclose(at_once[name].values, one_by_one[name].values, rtol=1e-12)
