@@ -20,8 +20,14 @@ from __future__ import annotations
 import argparse
 
 
-def hierarchical_means(X, n_components, covariance_type="full", priors=None):
-    """Full-covariance mixture whose means share an unknown centre and spread."""
+def hierarchical_means(X, n_components, covariance_type="full", priors=None, *, op=False):
+    """Full-covariance mixture whose means share an unknown centre and spread.
+
+    ``op=True`` writes the likelihood with bayesgmm's likelihood Op
+    (``bayesgmm._likelihood_op.mixture_log_density``, the compiled kernel that
+    ``build_model`` uses) instead of plain PyTensor operations: the same density, less graph
+    for PyTensor to compile (the ``custom-op`` row of ``bench/nuts_speed.py``).
+    """
     import numpy as np
     import pymc as pm
     import pytensor.tensor as pt
@@ -65,6 +71,10 @@ def hierarchical_means(X, n_components, covariance_type="full", priors=None):
         def logp(value, w_, mu_, u_):
             # CustomDist may hand the parameters over with leading length-1 batch dims
             w_, mu_, u_ = w_.reshape((k,)), mu_.reshape((k, d)), u_.reshape((k, d, d))
+            if op:
+                from bayesgmm._likelihood_op import mixture_log_density
+
+                return mixture_log_density(value, w_, mu_, u_, "full")
             y = pt.einsum("nd,kde->nke", value, u_) - pt.einsum("kd,kde->ke", mu_, u_)[None]
             logdet = pt.log(pt.diagonal(u_, axis1=-2, axis2=-1)).sum(-1)
             comp = logdet - 0.5 * d * np.log(2 * np.pi) - 0.5 * (y**2).sum(-1)
@@ -81,6 +91,11 @@ def hierarchical_means(X, n_components, covariance_type="full", priors=None):
             signature="(k),(k,d),(k,d,d)->(d)",
         )
     return model
+
+
+def hierarchical_means_op(X, n_components, covariance_type="full", priors=None):
+    """:func:`hierarchical_means` with its likelihood through bayesgmm's likelihood Op."""
+    return hierarchical_means(X, n_components, covariance_type, priors, op=True)
 
 
 def main() -> None:

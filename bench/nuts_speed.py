@@ -16,6 +16,9 @@ fits, samples 4 chains x (1000 tune + 1000 draws) and computes the pointwise log
   (the stock full-covariance mixture with a hierarchical prior on the means, written with
   public PyMC only, its likelihood plain PyTensor; in ``bench/custom_model_speed.py``),
   sampled the same way;
+* ``custom-op``: the same custom model with its likelihood written with bayesgmm's
+  likelihood Op (``bayesgmm._likelihood_op.mixture_log_density``) instead of plain PyTensor
+  (not run by default);
 * ``op-cpm``, ``custom-cpm``: the same two fits with the model compiled by
   ``nutpie.compile_pymc_model(model, backend="numba")`` instead (the custom path before
   issue 15's speed work; not run by default);
@@ -102,6 +105,12 @@ def run_custom(X, k, draws):
     from custom_model_speed import hierarchical_means
 
     return run_default(X, k, draws, model=hierarchical_means)
+
+
+def run_custom_op(X, k, draws):
+    from custom_model_speed import hierarchical_means_op
+
+    return run_default(X, k, draws, model=hierarchical_means_op)
 
 
 def run_op(X, k, draws):
@@ -287,6 +296,7 @@ RUNNERS = {
     "default": run_default,
     "op": run_op,
     "custom": run_custom,
+    "custom-op": run_custom_op,
     "op-cpm": _with_compile_pymc_model(run_op),
     "custom-cpm": _with_compile_pymc_model(run_custom),
     "op-raw": run_op_raw,
