@@ -47,7 +47,8 @@ and layouts. For nutpie, the model's joint log-density and gradient on the uncon
 compiled kernel) are compiled by PyTensor's Numba backend, which caches them on disk across
 processes, and handed to nutpie's Python-function interface
 (``nutpie.compiled_pyfunc.from_pyfunc``); ``nutpie.compile_pymc_model`` wraps the same graph
-in a C callback that Numba cannot cache, so it compiled for 20-30 s even on warm caches.
+in a C callback that Numba cannot cache, so it compiled for 20-35 s even on warm caches
+(``bench/nuts_speed.py``, rows ``custom`` and ``custom-cpm``).
 """
 
 from __future__ import annotations

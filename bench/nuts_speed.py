@@ -33,9 +33,9 @@ fits, samples 4 chains x (1000 tune + 1000 draws) and computes the pointwise log
   not bayesgmm dependencies).
 
 Printed per data size: cold and warm wall time and CPU time (user + sys of the process and the
-compilers it ran), the 1-minute load average at the end of each, in-process compile time (cold and warm, where
-the row can tell it) and sampling time (warm), the minimum bulk ESS over the weights and means,
-and that ESS per second of sampling.
+compilers it ran), the 1-minute load average at the end of each, in-process compile time (cold
+and warm, where the row can tell it) and sampling time (warm), the minimum bulk ESS over the
+weights and means, and that ESS per second of sampling.
 
     python bench/nuts_speed.py                 # (N=1000, D=2, K=3) and (N=10000, D=4, K=4)
     python bench/nuts_speed.py --quick         # small data, 300+300 draws: a smoke run

@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pymc as pm
 import pytest
 from test_custom_model import hierarchical_means
 
@@ -119,7 +118,6 @@ def test_posterior_agrees_with_pymc_nuts(custom, data):
         mcse_b = arviz_stats.mcse(b[[name]])[name].values
         z = np.abs(mean_a - mean_b) / np.sqrt(mcse_a**2 + mcse_b**2)
         assert float(z.max()) < 4.0, (name, z)
-
 
 
 def test_log_prior_of_every_draw_at_once_equals_one_draw_at_a_time(custom, data, monkeypatch):
