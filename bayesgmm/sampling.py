@@ -1058,12 +1058,22 @@ def _compile_custom_functions(model: Any, keep: Sequence[str], mode: str = _CUST
     grads = pt.grad(logp, value_vars)
     grad = pt.concatenate([pt.as_tensor(g).ravel().astype("float64") for g in grads])
     logp_x, grad_x = clone_replace([logp, grad], replace)
+    # Array constants (the observed data, data-scaled prior parameters) become inputs, so that
+    # PyTensor's on-disk cache, keyed on the graph, serves another data set of the same shape
+    lifted = _lift_array_constants([logp_x, grad_x])
+    logp_x, grad_x = clone_replace([logp_x, grad_x], {c: v for c, v, _ in lifted})
     by_name = {v.name: v for v in model.unobserved_value_vars}
     expanded = [by_name[name] for name in keep if name in by_name]
     expanded_x = clone_replace(expanded, replace)
     with model:
-        logp_dlogp = pm.pytensorf.compile([x], [logp_x, grad_x], mode=mode)
+        inner = pm.pytensorf.compile([x, *(v for _, v, _ in lifted)], [logp_x, grad_x], mode=mode)
         expand = pm.pytensorf.compile([x], expanded_x, mode=mode)
+    values = [value for _, _, value in lifted]
+
+    def logp_dlogp(point_x):
+        return inner(point_x, *values)
+
+    logp_dlogp.function = inner  # type: ignore[attr-defined]
     # One evaluation of each: PyTensor's Numba backend compiles (or loads from its cache) on
     # the first call, which belongs to the compile time; it also gives the expanded shapes.
     x0 = np.concatenate([np.ravel(point[name]) for name in names]).astype(np.float64)
@@ -1078,6 +1088,20 @@ def _compile_custom_functions(model: Any, keep: Sequence[str], mode: str = _CUST
         expanded_names=[v.name for v in expanded],
         expanded_shapes=expanded_shapes,
     )
+
+
+def _lift_array_constants(outputs) -> list[tuple[Any, Any, np.ndarray]]:
+    """``(constant, new input, value)`` for every non-scalar tensor constant of ``outputs``."""
+    import pytensor.tensor as pt
+    from pytensor.graph.traversal import ancestors
+    from pytensor.tensor.variable import TensorConstant
+
+    out = []
+    for var in ancestors(outputs):
+        if isinstance(var, TensorConstant) and var.type.ndim > 0:
+            value = np.asarray(var.data)
+            out.append((var, pt.tensor(dtype=var.type.dtype, shape=value.shape), value))
+    return out
 
 
 def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctions):
@@ -1103,7 +1127,7 @@ def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctio
     )
     lock = threading.Lock()
     logp_dlogp, expand_fn = fns.logp_dlogp, fns.expand
-    logp_dlogp.trust_input = True  # x is always a float64 vector of length n_dim (nutpie's)
+    logp_dlogp.function.trust_input = True  # x: always a float64 vector of length n_dim
     expand_fn.trust_input = True
 
     def initial_point(seed=None) -> np.ndarray:
