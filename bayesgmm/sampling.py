@@ -41,8 +41,14 @@ says how to rescale).
 **A user's own model** (``BayesGaussianMixture(model=...)``) goes through
 :func:`sample_custom_posterior` instead: the fast path above is the stock model's density
 only, so a custom model is sampled as its function built it, in the data's units (no
-standardisation), with nutpie's public API (``nutpie.compile_pymc_model``, Numba backend) or
-``pymc.sample``, and returned in the same groups and layouts.
+standardisation), with nutpie's public API or ``pymc.sample``, and returned in the same groups
+and layouts. For nutpie, the model's joint log-density and gradient on the unconstrained space
+(``model.logp()`` and ``pytensor.grad``; the likelihood Op, when the model uses it, calls the
+compiled kernel) are compiled by PyTensor's Numba backend, which caches them on disk across
+processes, and handed to nutpie's Python-function interface
+(``nutpie.compiled_pyfunc.from_pyfunc``); ``nutpie.compile_pymc_model`` wraps the same graph
+in a C callback that Numba cannot cache, so it compiled for 20-35 s even on warm caches
+(``bench/nuts_speed.py``, rows ``custom`` and ``custom-cpm``).
 """
 
 from __future__ import annotations
@@ -754,8 +760,10 @@ def sample_custom_posterior(
     """Draw NUTS samples from a user's own PyMC model of the mixture (checked beforehand).
 
     The model is sampled as given, in the data's units (no standardisation), with public
-    APIs only: ``"nutpie"`` (what ``"auto"`` picks when nutpie is installed) compiles it with
-    ``nutpie.compile_pymc_model`` (Numba backend) and samples with ``nutpie.sample``;
+    APIs only: ``"nutpie"`` (what ``"auto"`` picks when nutpie is installed) compiles the
+    model's joint log-density and gradient with PyTensor (Numba backend, cached on disk),
+    hands them to ``nutpie.compiled_pyfunc.from_pyfunc`` and samples with ``nutpie.sample``
+    (``nutpie.compile_pymc_model`` when that interface is missing);
     ``"pymc"`` uses :func:`pymc.sample` (C backend); ``"numpyro"``/``"blackjax"`` go through
     ``pymc.sample(nuts_sampler=...)``. The stock fast path (:mod:`bayesgmm._logdensity`) is
     never used: it is the stock model's density, not this one.
@@ -990,6 +998,184 @@ def _custom_stats(stats: xr.Dataset) -> xr.Dataset:
     return stats[keep].drop_vars([v for v in keep if stats[v].dtype == object])
 
 
+#: How the nutpie path hands a custom model to nutpie: ``"pyfunc"`` (its log-density and
+#: gradient compiled by PyTensor, given to ``nutpie.compiled_pyfunc.from_pyfunc``) or
+#: ``"compile_pymc_model"`` (nutpie compiles the model itself; slower to compile, measured in
+#: ``bench/nuts_speed.py``). The second is also the fallback when the first is unavailable.
+_CUSTOM_NUTPIE_INTERFACE = "pyfunc"
+#: PyTensor mode of the custom model's log-density and expansion on the nutpie path: PyTensor's
+#: Numba backend, whose compiled functions PyTensor caches on disk across processes.
+_CUSTOM_MODE = "NUMBA"
+
+
+@dataclass(frozen=True)
+class _CustomFunctions:
+    """A custom model's joint log-density, gradient and expansion on the unconstrained space.
+
+    ``logp_dlogp(x) -> (logp, grad)`` and ``expand(x) -> list of arrays`` take the flat
+    unconstrained vector ``x``: the model's free variables' transformed values, in the order
+    of ``model.free_RVs``, each raveled (``names``/``shapes`` describe the blocks).
+    """
+
+    logp_dlogp: Any
+    expand: Any
+    n_dim: int
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    expanded_names: list[str]
+    expanded_shapes: list[tuple[int, ...]]
+
+
+def _compile_custom_functions(model: Any, keep: Sequence[str], mode: str = _CUSTOM_MODE):
+    """Compile a PyMC model's log-density with gradient, and its expansion, with PyTensor.
+
+    Public PyMC and PyTensor only: ``model.logp()`` (the joint log-density of the transformed
+    free variables, Jacobians included), its gradient by ``pytensor.grad``, the value
+    variables replaced by slices of one flat vector, compiled by ``pymc.pytensorf.compile``.
+    The expansion computes the variables in ``keep`` (free, transformed back, or
+    deterministic) from the same vector.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+    from pymc.initial_point import make_initial_point_fn
+    from pytensor.graph import clone_replace
+
+    free = list(model.free_RVs)
+    value_vars = [model.rvs_to_values[rv] for rv in free]
+    # shapes of the transformed values (any point of the model has them)
+    point = make_initial_point_fn(model=model, return_transformed=True, jitter_rvs=set())(0)
+    names = [v.name for v in value_vars]
+    shapes = [tuple(np.shape(point[name])) for name in names]
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    n_dim = int(sum(sizes))
+    x = pt.vector("unconstrained_point", dtype="float64", shape=(n_dim,))
+    replace = {}
+    offset = 0
+    for var, shape, size in zip(value_vars, shapes, sizes, strict=True):
+        replace[var] = x[offset : offset + size].reshape(shape).astype(var.dtype)
+        offset += size
+    logp = model.logp()
+    grads = pt.grad(logp, value_vars)
+    grad = pt.concatenate([pt.as_tensor(g).ravel().astype("float64") for g in grads])
+    logp_x, grad_x = clone_replace([logp, grad], replace)
+    # Array constants (the observed data, data-scaled prior parameters) become inputs, so that
+    # PyTensor's on-disk cache, keyed on the graph, serves another data set of the same shape
+    lifted = _lift_array_constants([logp_x, grad_x])
+    logp_x, grad_x = clone_replace([logp_x, grad_x], {c: v for c, v, _ in lifted})
+    by_name = {v.name: v for v in model.unobserved_value_vars}
+    expanded = [by_name[name] for name in keep if name in by_name]
+    expanded_x = clone_replace(expanded, replace)
+    with model:
+        inner = pm.pytensorf.compile([x, *(v for _, v, _ in lifted)], [logp_x, grad_x], mode=mode)
+        expand = pm.pytensorf.compile([x], expanded_x, mode=mode)
+    values = [value for _, _, value in lifted]
+
+    def logp_dlogp(point_x):
+        return inner(point_x, *values)
+
+    logp_dlogp.function = inner  # type: ignore[attr-defined]
+    # One evaluation of each: PyTensor's Numba backend compiles (or loads from its cache) on
+    # the first call, which belongs to the compile time; it also gives the expanded shapes.
+    x0 = np.concatenate([np.ravel(point[name]) for name in names]).astype(np.float64)
+    logp_dlogp(x0)
+    expanded_shapes = [tuple(np.shape(v)) for v in expand(x0)]
+    return _CustomFunctions(
+        logp_dlogp=logp_dlogp,
+        expand=expand,
+        n_dim=n_dim,
+        names=names,
+        shapes=shapes,
+        expanded_names=[v.name for v in expanded],
+        expanded_shapes=expanded_shapes,
+    )
+
+
+def _lift_array_constants(outputs) -> list[tuple[Any, Any, np.ndarray]]:
+    """``(constant, new input, value)`` for every non-scalar tensor constant of ``outputs``."""
+    import pytensor.tensor as pt
+    from pytensor.graph.traversal import ancestors
+    from pytensor.tensor.variable import TensorConstant
+
+    out = []
+    for var in ancestors(outputs):
+        if isinstance(var, TensorConstant) and var.type.ndim > 0:
+            value = np.asarray(var.data)
+            out.append((var, pt.tensor(dtype=var.type.dtype, shape=value.shape), value))
+    return out
+
+
+def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctions):
+    """nutpie's Python-function model (``nutpie.compiled_pyfunc.from_pyfunc``) of ``fns``.
+
+    The chains share the compiled functions behind one lock: a PyTensor function keeps its
+    input and output storage, so one object must not run in two threads at once, and its
+    Numba code holds the GIL anyway, so the lock serialises nothing that would run in
+    parallel (a copy per chain would instead re-run PyTensor's graph rewrites, seconds each).
+    Every chain starts where ``compile_pymc_model`` would start it: PyMC's initial point of
+    the model with the EM start's ``overrides`` and jitter, seeded by the seed nutpie gives
+    that chain.
+    """
+    import pandas as pd
+    from nutpie.compiled_pyfunc import from_pyfunc
+    from pymc.initial_point import make_initial_point_fn
+
+    model = job.custom.model
+    if jitter is None:  # nutpie's default with the support-point strategy: jitter them all
+        jitter = set(model.free_RVs)
+    start_fn = make_initial_point_fn(
+        model=model, overrides=overrides, jitter_rvs=jitter, return_transformed=True
+    )
+    lock = threading.Lock()
+    logp_dlogp, expand_fn = fns.logp_dlogp, fns.expand
+    logp_dlogp.function.trust_input = True  # x: always a float64 vector of length n_dim
+    expand_fn.trust_input = True
+
+    def initial_point(seed=None) -> np.ndarray:
+        with lock:
+            point = start_fn(seed)
+        return np.concatenate([np.ravel(point[name]) for name in fns.names]).astype(np.float64)
+
+    def logp(x, **_shared):
+        with lock:
+            value, grad = logp_dlogp(x)
+            return float(value), np.array(grad, dtype=np.float64)
+
+    def expand(x, **_shared):
+        with lock:
+            out = expand_fn(x)
+            return {
+                name: np.array(v, dtype=np.float64)
+                for name, v in zip(fns.expanded_names, out, strict=True)
+            }
+
+    def make_logp():
+        return logp
+
+    def make_expand(_seed1, _seed2, _chain):
+        return expand
+
+    dims: dict[str, tuple[str, ...]] = {}
+    coords: dict[str, Any] = {}
+    for name in fns.expanded_names:
+        var_dims = model.named_vars_to_dims.get(name)
+        if var_dims is None:
+            continue
+        dims[name] = tuple(var_dims)
+        for dim in var_dims:
+            coords[dim] = pd.Index(np.asarray(model.coords[dim]))
+    return from_pyfunc(
+        ndim=fns.n_dim,
+        make_logp_fn=make_logp,
+        make_expand_fn=make_expand,
+        expanded_dtypes=[np.dtype("float64")] * len(fns.expanded_names),
+        expanded_shapes=fns.expanded_shapes,
+        expanded_names=fns.expanded_names,
+        coords=coords,
+        dims=dims,
+        make_initial_point_fn=initial_point,
+    )
+
+
 def _sample_custom_nutpie(job: _CustomJob):
     import nutpie
 
@@ -1003,13 +1189,26 @@ def _sample_custom_nutpie(job: _CustomJob):
     # PyMC's default U(-1, 1) jitter (unconstrained scale) for the variables the EM start
     # does not set (all of them without a start); those it sets are jittered above.
     jitter = None if overrides is None else {custom.model[name] for name in custom.extra}
-    compiled = nutpie.compile_pymc_model(
-        custom.model,
-        backend="numba",
-        initial_points=overrides,
-        jitter_rvs=jitter,
-        var_names=job.keep,
-    )
+    interface = _CUSTOM_NUTPIE_INTERFACE
+    if interface == "pyfunc":
+        try:
+            from nutpie.compiled_pyfunc import from_pyfunc  # noqa: F401
+        except ImportError as exc:
+            # nutpie without its Python-function interface: its own PyMC compiler (slower
+            # to compile; the same model and the same starts)
+            _log.info("nutpie.compiled_pyfunc is unavailable (%s); using compile_pymc_model.", exc)
+            interface = "compile_pymc_model"
+    if interface == "compile_pymc_model":
+        compiled = nutpie.compile_pymc_model(
+            custom.model,
+            backend="numba",
+            initial_points=overrides,
+            jitter_rvs=jitter,
+            var_names=job.keep,
+        )
+    else:
+        fns = _compile_custom_functions(custom.model, job.keep)
+        compiled = _custom_nutpie_model(job, overrides, jitter, fns)
     t1 = time.perf_counter()
     idata = nutpie.sample(
         compiled,

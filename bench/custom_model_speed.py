@@ -3,8 +3,9 @@
 The custom model is the stock full-covariance mixture with a hierarchical prior on the means
 (``mu0 ~ Normal(m, 3 s)``, ``tau ~ HalfNormal(3 s)``, ``means ~ Normal(mu0, tau)``), written
 with public PyMC only (its likelihood a ``pm.CustomDist`` of plain PyTensor operations), so it
-is sampled through nutpie's public API (``nutpie.compile_pymc_model``, Numba backend) from the
-EM start, then relabelled and diagnosed like the stock model.
+is sampled through nutpie's public API (its log-density and gradient compiled by PyTensor's
+Numba backend and handed to ``nutpie.compiled_pyfunc.from_pyfunc``) from the EM start, then
+relabelled and diagnosed like the stock model.
 
 The measurement is the ``custom`` row of ``bench/nuts_speed.py`` (fresh processes, cold then
 warm caches), which imports the model from here; this script runs that row beside the default
@@ -19,8 +20,14 @@ from __future__ import annotations
 import argparse
 
 
-def hierarchical_means(X, n_components, covariance_type="full", priors=None):
-    """Full-covariance mixture whose means share an unknown centre and spread."""
+def hierarchical_means(X, n_components, covariance_type="full", priors=None, *, op=False):
+    """Full-covariance mixture whose means share an unknown centre and spread.
+
+    ``op=True`` writes the likelihood with bayesgmm's likelihood Op
+    (``bayesgmm._likelihood_op.mixture_log_density``, the compiled kernel that
+    ``build_model`` uses) instead of plain PyTensor operations: the same density, less graph
+    for PyTensor to compile (the ``custom-op`` row of ``bench/nuts_speed.py``).
+    """
     import numpy as np
     import pymc as pm
     import pytensor.tensor as pt
@@ -64,6 +71,10 @@ def hierarchical_means(X, n_components, covariance_type="full", priors=None):
         def logp(value, w_, mu_, u_):
             # CustomDist may hand the parameters over with leading length-1 batch dims
             w_, mu_, u_ = w_.reshape((k,)), mu_.reshape((k, d)), u_.reshape((k, d, d))
+            if op:
+                from bayesgmm._likelihood_op import mixture_log_density
+
+                return mixture_log_density(value, w_, mu_, u_, "full")
             y = pt.einsum("nd,kde->nke", value, u_) - pt.einsum("kd,kde->ke", mu_, u_)[None]
             logdet = pt.log(pt.diagonal(u_, axis1=-2, axis2=-1)).sum(-1)
             comp = logdet - 0.5 * d * np.log(2 * np.pi) - 0.5 * (y**2).sum(-1)
@@ -80,6 +91,11 @@ def hierarchical_means(X, n_components, covariance_type="full", priors=None):
             signature="(k),(k,d),(k,d,d)->(d)",
         )
     return model
+
+
+def hierarchical_means_op(X, n_components, covariance_type="full", priors=None):
+    """:func:`hierarchical_means` with its likelihood through bayesgmm's likelihood Op."""
+    return hierarchical_means(X, n_components, covariance_type, priors, op=True)
 
 
 def main() -> None:

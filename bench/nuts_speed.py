@@ -8,27 +8,38 @@ fits, samples 4 chains x (1000 tune + 1000 draws) and computes the pointwise log
 * ``default``: ``BayesGaussianMixture(K).fit(X)`` -- EM start, NUTS with sampler="auto",
   relabelling and diagnostics included;
 * ``op``: the stock model through the likelihood Op and nutpie's public API:
-  ``build_model(X, K)`` (``likelihood="op"``) compiled by
-  ``nutpie.compile_pymc_model(model, backend="numba")``, every chain started at the EM
-  solution (no jitter), ``nutpie.sample``, then ``pm.compute_log_likelihood``; no
-  relabelling (the ESS is that of the raw chains);
+  ``BayesGaussianMixture(K, model=build_model).fit(X)``, i.e. ``build_model(X, K)``
+  (``likelihood="op"``) as a custom model: its joint log-density and gradient compiled by
+  PyTensor (Numba backend, cached on disk) and handed to ``nutpie.compiled_pyfunc.from_pyfunc``,
+  EM start, relabelling and diagnostics included;
 * ``custom``: ``BayesGaussianMixture(K, model=hierarchical_means).fit(X)`` -- a custom model
   (the stock full-covariance mixture with a hierarchical prior on the means, written with
-  public PyMC only; in ``bench/custom_model_speed.py``) sampled through nutpie's public API
-  from the EM start, relabelling and diagnostics included;
+  public PyMC only, its likelihood plain PyTensor; in ``bench/custom_model_speed.py``),
+  sampled the same way;
+* ``custom-op``: the same custom model with its likelihood written with bayesgmm's
+  likelihood Op (``bayesgmm._likelihood_op.mixture_log_density``) instead of plain PyTensor
+  (not run by default);
+* ``op-cpm``, ``custom-cpm``: the same two fits with the model compiled by
+  ``nutpie.compile_pymc_model(model, backend="numba")`` instead (the custom path before
+  issue 15's speed work; not run by default);
+* ``op-raw``: ``build_model(X, K)`` compiled by ``nutpie.compile_pymc_model`` by hand, every
+  chain started at the EM solution (no jitter), ``nutpie.sample``, then
+  ``pm.compute_log_likelihood``; no relabelling (the ESS is that of the raw chains; not run
+  by default);
 * ``naive``: ``pm.Mixture`` over a list of ``pm.MvNormal`` (one ``LKJCholeskyCov`` each),
   plain ``pm.sample()`` from the EM solution, then ``pm.compute_log_likelihood``;
 * ``numpyro``: a hand-written NumPyro model of the same mixture, NUTS with vectorised chains,
   JAX's persistent compilation cache on (only when jax and numpyro are installed; they are
   not bayesgmm dependencies).
 
-Printed per data size: cold and warm wall time, in-process compile time (cold and warm, where
-the row can tell it) and sampling time (warm), the minimum bulk ESS over the weights and means,
-and that ESS per second of sampling.
+Printed per data size: cold and warm wall time and CPU time (user + sys of the process and the
+compilers it ran), the 1-minute load average at the end of each, in-process compile time (cold
+and warm, where the row can tell it) and sampling time (warm), the minimum bulk ESS over the
+weights and means, and that ESS per second of sampling.
 
     python bench/nuts_speed.py                 # (N=1000, D=2, K=3) and (N=10000, D=4, K=4)
     python bench/nuts_speed.py --quick         # small data, 300+300 draws: a smoke run
-    python bench/nuts_speed.py --only default  # one kind (default, op, custom, naive, numpyro)
+    python bench/nuts_speed.py --only default  # one kind (see RUNNERS)
     python bench/nuts_speed.py --only op --case 0  # one row on the first case only (B1)
 """
 
@@ -37,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -95,6 +107,28 @@ def run_custom(X, k, draws):
     return run_default(X, k, draws, model=hierarchical_means)
 
 
+def run_custom_op(X, k, draws):
+    from custom_model_speed import hierarchical_means_op
+
+    return run_default(X, k, draws, model=hierarchical_means_op)
+
+
+def run_op(X, k, draws):
+    from bayesgmm import build_model
+
+    return run_default(X, k, draws, model=build_model)
+
+
+def _with_compile_pymc_model(run):
+    def wrapped(X, k, draws):
+        from bayesgmm import sampling
+
+        sampling._CUSTOM_NUTPIE_INTERFACE = "compile_pymc_model"
+        return run(X, k, draws)
+
+    return wrapped
+
+
 def _em_start(X, k):
     import numpy as np
 
@@ -104,7 +138,7 @@ def _em_start(X, k):
     return em, np.linalg.cholesky(em.covariances_)
 
 
-def run_op(X, k, draws):
+def run_op_raw(X, k, draws):
     import numpy as np
     import nutpie
     import pymc as pm
@@ -262,6 +296,10 @@ RUNNERS = {
     "default": run_default,
     "op": run_op,
     "custom": run_custom,
+    "custom-op": run_custom_op,
+    "op-cpm": _with_compile_pymc_model(run_op),
+    "custom-cpm": _with_compile_pymc_model(run_custom),
+    "op-raw": run_op_raw,
     "naive": run_naive,
     "numpyro": run_numpyro,
 }
@@ -278,14 +316,19 @@ def worker(kind: str, n: int, d: int, k: int, draws: int) -> None:
 def run_process(kind: str, case, draws: int, cache: str) -> dict:
     env = worker_env(cache)
     cmd = [sys.executable, __file__, "--worker", kind, *map(str, case), str(draws)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU of the worker and every process it waited for (compilers included)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    load = os.getloadavg()[0]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-        return {"wall_s": wall, "error": tail}
-    return {"wall_s": wall, **json.loads(lines[-1])}
+        return {"wall_s": wall, "cpu_s": cpu, "load": load, "error": tail}
+    return {"wall_s": wall, "cpu_s": cpu, "load": load, **json.loads(lines[-1])}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -314,7 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         f"cold = empty compile caches, warm = second run; {os.cpu_count()} CPUs"
     )
     header = (
-        f"{'N,D,K':>12} {'model':>8} {'sampler':>13} {'cold s':>8} {'warm s':>8} "
+        f"{'N,D,K':>12} {'model':>10} {'sampler':>13} {'cold s':>8} {'warm s':>8} "
+        f"{'cold cpu':>8} {'warm cpu':>8} {'load':>9} "
         f"{'compile s':>13} {'sampling s':>10} {'min ESS':>8} {'ESS/s':>8} {'div':>4}"
     )
     print(header)
@@ -326,15 +370,17 @@ def main(argv: list[str] | None = None) -> None:
                 warm = run_process(kind, case, draws, cache)
             label = ",".join(map(str, case))
             if "error" in cold or "error" in warm:
-                print(f"{label:>12} {kind:>8} failed: {cold.get('error') or warm.get('error')}")
+                print(f"{label:>12} {kind:>10} failed: {cold.get('error') or warm.get('error')}")
                 continue
             rate = warm["min_ess"] / warm["sampling_s"] if warm["sampling_s"] > 0 else 0.0
             compile_s = (
                 f"{cold['compile_s']:.1f}/{warm['compile_s']:.1f}" if "compile_s" in warm else "-"
             )
+            load = f"{cold['load']:.1f}/{warm['load']:.1f}"
             print(
-                f"{label:>12} {kind:>8} {warm['sampler']:>13} {cold['wall_s']:8.1f} "
-                f"{warm['wall_s']:8.1f} {compile_s:>13} {warm['sampling_s']:10.2f} "
+                f"{label:>12} {kind:>10} {warm['sampler']:>13} {cold['wall_s']:8.1f} "
+                f"{warm['wall_s']:8.1f} {cold['cpu_s']:8.1f} {warm['cpu_s']:8.1f} {load:>9} "
+                f"{compile_s:>13} {warm['sampling_s']:10.2f} "
                 f"{warm['min_ess']:8.0f} {rate:8.0f} {warm['divergences']:4d}",
                 flush=True,
             )

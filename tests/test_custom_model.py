@@ -223,12 +223,13 @@ def test_build_model_as_custom_model_agrees_with_the_stock_fit(data):
 
 
 def test_auto_falls_back_to_pymc_when_nutpie_fails_on_the_model(data, monkeypatch, caplog):
-    import nutpie
+    from bayesgmm import sampling
 
     def broken(*args, **kwargs):
         raise NotImplementedError("no Numba implementation for SomeOp")
 
-    monkeypatch.setattr(nutpie, "compile_pymc_model", broken)
+    # the nutpie path compiles the model's log-density with PyTensor before nutpie sees it
+    monkeypatch.setattr(sampling, "_compile_custom_functions", broken)
     X, _ = data
     common = dict(covariance_type="diag", model=build_model, random_state=5, **DRAWS)
     with pytest.raises(NotImplementedError, match="SomeOp"):  # asked for nutpie: no fallback
