@@ -898,8 +898,9 @@ def _custom_log_prior(posterior: xr.Dataset, custom: Any, covariance_type: str) 
     draw's values, grouped as ``weights``, ``means``, ``covariance`` (``chol_cov*``/``sigma``)
     and ``other`` (hyper-priors); each group is absent when no free variable falls in it.
     """
-    import pytensor
     from pymc.model.transform.conditioning import remove_value_transforms
+
+    from .methods import evaluate_over_draws
 
     model = remove_value_transforms(custom.model)
     pooled = ("chain", "draw")
@@ -940,24 +941,7 @@ def _custom_log_prior(posterior: xr.Dataset, custom: Any, covariance_type: str) 
     ]
     inputs = [model.rvs_to_values[rv] for rv in model.free_RVs]
     order = [rv.name for rv in model.free_RVs]
-    n = next(iter(values.values())).shape[0]
-    out = np.empty((len(names), n))
-    try:
-        # every draw at once: the graph vectorised over a leading draw dimension (one call
-        # of PyTensor's Python backend instead of one per draw, seconds for 4000 draws)
-        from pytensor.graph.replace import vectorize_graph
-
-        batched = [
-            pytensor.tensor.tensor(dtype=v.dtype, shape=(None, *v.type.shape)) for v in inputs
-        ]
-        vec = vectorize_graph(outputs, replace=dict(zip(inputs, batched, strict=True)))
-        fn = pytensor.function(batched, vec, on_unused_input="ignore", mode="FAST_COMPILE")
-        for i, v in enumerate(fn(*(values[name] for name in order))):
-            out[i] = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
-    except Exception:  # an Op that does not vectorise: one draw at a time
-        fn = pytensor.function(inputs, outputs, on_unused_input="ignore", mode="FAST_COMPILE")
-        for s in range(n):
-            out[:, s] = [float(v) for v in fn(*(values[name][s] for name in order))]
+    out = evaluate_over_draws(inputs, outputs, [values[name] for name in order])
     shape = tuple(posterior.sizes[d] for d in pooled)
     coords = {d: posterior[d].values for d in pooled}
     return xr.Dataset(

@@ -1331,7 +1331,6 @@ def segment_image(
             "" if potts.converged else " (not converged)",
         )
         if not potts.converged:
-
             from .exceptions import ConvergenceWarning
 
             warnings.warn(
