@@ -1135,6 +1135,20 @@ class _Maps:
             self.width[rows] = width
 
 
+def _checked_max_draws(max_draws: int, n_map_draws: int | None) -> int:
+    """``max_draws``, or the deprecated ``n_map_draws`` when given (with a warning), checked."""
+    if n_map_draws is not None:
+        warnings.warn(
+            "n_map_draws is deprecated; use max_draws (the same number: posterior draws, "
+            "evenly thinned, behind the maps).",
+            BayesGMMDeprecationWarning,
+            stacklevel=3,
+        )
+        max_draws = n_map_draws
+    check_positive("max_draws", max_draws, integer=True)
+    return max_draws
+
+
 def segment_image(
     image: ArrayLike,
     n_components: int,
@@ -1260,15 +1274,7 @@ def segment_image(
     check_positive("n_fit_pixels", n_fit_pixels, integer=True)
     if n_fit_pixels < k:
         raise ValueError(f"n_fit_pixels={n_fit_pixels} is fewer than n_components={k}.")
-    if n_map_draws is not None:
-        warnings.warn(
-            "n_map_draws is deprecated; use max_draws (the same number: posterior draws, "
-            "evenly thinned, behind the maps).",
-            BayesGMMDeprecationWarning,
-            stacklevel=2,
-        )
-        max_draws = n_map_draws
-    check_positive("max_draws", max_draws, integer=True)
+    max_draws = _checked_max_draws(max_draws, n_map_draws)
     if not 0.0 < interval < 1.0:
         raise ValueError(f"interval={interval!r} is invalid; it must lie strictly in (0, 1).")
     rng = check_random_state(random_state)

@@ -40,7 +40,6 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ._validation import check_n_components, check_positive, check_random_state
-from .exceptions import BayesGMMDeprecationWarning
 from .responsibilities import _entropy
 from .segmentation import (
     _DEFAULT_FIT_PIXELS,
@@ -50,6 +49,7 @@ from .segmentation import (
     PixelFeatures,
     SegmentationResult,
     _check_not_constant,
+    _checked_max_draws,
     _Maps,
     _with_params,
 )
@@ -378,15 +378,7 @@ def segment_volume(
     check_positive("n_fit_voxels", n_fit_voxels, integer=True)
     if n_fit_voxels < k:
         raise ValueError(f"n_fit_voxels={n_fit_voxels} is fewer than n_components={k}.")
-    if n_map_draws is not None:
-        warnings.warn(
-            "n_map_draws is deprecated; use max_draws (the same number: posterior draws, "
-            "evenly thinned, behind the maps).",
-            BayesGMMDeprecationWarning,
-            stacklevel=2,
-        )
-        max_draws = n_map_draws
-    check_positive("max_draws", max_draws, integer=True)
+    max_draws = _checked_max_draws(max_draws, n_map_draws)
     if not 0.0 < interval < 1.0:
         raise ValueError(f"interval={interval!r} is invalid; it must lie strictly in (0, 1).")
     rng = check_random_state(random_state)

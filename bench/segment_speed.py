@@ -129,6 +129,18 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _timed(r, t0: float, cpu0: float, **extra) -> dict:
+    """A row of a segmentation call started at wall time t0 and process CPU time cpu0."""
+    wall = time.perf_counter() - t0
+    return {
+        "seconds": wall,
+        "cpu_s": _cpu() - cpu0,
+        "fit_s": r.timings["fit"],
+        "maps_s": r.timings["maps"],
+        **extra,
+    }
+
+
 def run_potts(image) -> dict:
     from bayesgmm.segmentation import segment_image
 
@@ -136,15 +148,7 @@ def run_potts(image) -> dict:
     r = segment_image(
         image, K, features=("color",), n_fit_pixels=50_000, spatial="potts", random_state=0
     )
-    wall = time.perf_counter() - t0
-    return {
-        "seconds": wall,
-        "cpu_s": _cpu() - cpu0,
-        "fit_s": r.timings["fit"],
-        "maps_s": r.timings["maps"],
-        "beta": r.beta,
-        "n_iter": r.estimator.n_iter_,
-    }
+    return _timed(r, t0, cpu0, beta=r.beta, n_iter=r.estimator.n_iter_)
 
 
 def run_sklearn(image) -> dict:
@@ -190,15 +194,9 @@ def run_bayes(image, spatial=None) -> dict:
             random_state=0,
             progressbar=False,
         )
-    wall = time.perf_counter() - t0
-    return {
-        "seconds": wall,
-        "cpu_s": _cpu() - cpu0,
-        "fit_s": r.timings["fit"],
-        "maps_s": r.timings["maps"],
-        "n_map_draws": r.n_map_draws,
-        "verdict_passed": bool(r.estimator.diagnostics_.passed),
-    }
+    return _timed(
+        r, t0, cpu0, n_map_draws=r.n_map_draws, verdict_passed=bool(r.estimator.diagnostics_.passed)
+    )
 
 
 def run_bayes_potts(image) -> dict:
