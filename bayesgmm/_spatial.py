@@ -538,4 +538,14 @@ def potts_field_model(log_field: np.ndarray):
             pm.Potential("potts_field", spatial - independent)
         return model
 
+    potts_field.model_description = (
+        "It is the Bayesian spatial segmentation's model (spatial='potts'): bayesgmm's stock "
+        "model (build_model, with its priors on the means and covariances) in which each fitted "
+        "pixel has its own label prior p_ik = softmax_k(beta * s_ik), s_ik being the sum of the "
+        "label probabilities of pixel i's neighbours in the Potts EM fit (beta fixed at that "
+        "fit's estimate, shown above). Likelihood: x_i ~ sum_k p_ik Normal(mu_k, Sigma_k), the "
+        "labels marginalised out; the potential 'potts_field' replaces the stock mixture "
+        "likelihood by this one. The weights then have no likelihood left and follow their "
+        "Dirichlet prior; the maps do not use them."
+    )
     return potts_field

@@ -365,6 +365,9 @@ class BayesGaussianMixture(DensityMixin, BaseEstimator):
             if custom.source is not None:
                 tree.attrs["custom_model_source"] = custom.source
             tree.attrs.update(_custom_model_description(custom, self.covariance_type, k))
+            description = getattr(self.model, "model_description", None)
+            if isinstance(description, str) and description.strip():
+                tree.attrs["custom_model_description"] = description.strip()
             self.model_source_ = custom.source
         tree.attrs.update(
             bayesgmm_version=__version__,
@@ -995,6 +998,11 @@ def _custom_model_description(custom: Any, covariance_type: str, k: int) -> dict
         roles[name] = "observed: the mixture likelihood of X"
     for name in custom.extra:
         roles[name] = "free random variable of the model's own (kept in the posterior)"
+    potentials = [v.name for v in model.potentials]
+    for name in potentials:
+        roles[name] = "potential: a term added to the model's log density"
+    if potentials:
+        out["custom_model_potentials"] = json.dumps(potentials)
     out["custom_model_variables"] = json.dumps(roles)
     return out
 

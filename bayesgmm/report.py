@@ -942,16 +942,25 @@ def _custom_model_blocks(attrs: Any) -> list[_Block]:
     """A custom model's name and recorded source, shown as text (never run)."""
     name = str(attrs["custom_model"])
     source = attrs.get("custom_model_source")
-    blocks: list[_Block] = [
-        _Heading("Model"),
-        _Para(
-            f"Custom PyMC model built by the function {name} (BayesGaussianMixture(model=...)). "
+    built = f"Custom PyMC model built by the function {name} (BayesGaussianMixture(model=...)). "
+    description = attrs.get("custom_model_description")
+    if description:  # the model function's own statement of its likelihood and priors
+        text = built + str(description)
+    else:
+        text = built + (
             "Likelihood: x_i ~ sum_k w_k Normal(mu_k, Sigma_k), the component labels "
             "marginalised out, checked numerically against the Gaussian mixture "
             "log-likelihood when the fit started. The priors are the function's own; "
             "bayesgmm's stock priors (Priors) do not apply, so none are stated here."
-        ),
-    ]
+        )
+        potentials = json.loads(attrs.get("custom_model_potentials") or "[]")
+        if potentials:
+            text += (
+                f" The model also adds the potential term(s) {', '.join(potentials)} to its "
+                "log density, so the density sampled is not that likelihood alone (see the "
+                "model as PyMC prints it below)."
+            )
+    blocks: list[_Block] = [_Heading("Model"), _Para(text)]
     roles = attrs.get("custom_model_variables")
     if roles:
         table = pd.DataFrame(

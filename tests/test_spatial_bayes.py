@@ -182,3 +182,17 @@ def test_lazy_image_refused_for_bayes_spatial():
     image, _ = make_regions_image((32, 32), random_state=0)
     with pytest.raises(ValueError, match="needs the image in memory"):
         segment_image(da.from_array(image, chunks=16), 3, method="bayes", spatial="potts")
+
+
+def test_the_report_states_the_spatial_model_not_the_independent_one(noisy):
+    """The model section says what was sampled: the Potts field's per-pixel label priors,
+    not the mixture weights of the generic custom-model sentence."""
+    from bayesgmm.report import render_report
+
+    _, bayes, _, _ = noisy
+    attrs = bayes.estimator.idata_.attrs
+    assert "softmax_k(beta * s_ik)" in attrs["custom_model_description"]
+    assert "potts_field" in attrs["custom_model_potentials"]
+    md = render_report(segmentation=bayes, fmt="md", figures=False)
+    assert "x_i ~ sum_k p_ik Normal" in md
+    assert "x_i ~ sum_k w_k Normal" not in md
