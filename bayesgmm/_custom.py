@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from ._numerics import log_mixture_density
+from .methods import python_backend
 
 __all__ = ["CustomModel", "check_model", "load_model_function", "model_name", "model_source"]
 
@@ -195,6 +196,7 @@ def _fail(name: str, what: str, fix: str, exc: type[Exception] = ValueError) -> 
     return exc(f"model function {name} returned a model {what}; {fix}.")
 
 
+@python_backend()  # its few evaluations need no compiled code
 def check_model(
     model: Any,
     X: np.ndarray,

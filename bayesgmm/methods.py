@@ -19,6 +19,7 @@ recomputed from :class:`~bayesgmm.model.Priors`) or from what a fit recorded in 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -302,10 +303,26 @@ def _prior_inputs(post: xr.Dataset, model: pm.Model, covariance_type: str) -> di
     return values
 
 
-def evaluate_over_draws(
+@contextlib.contextmanager
+def python_backend():
+    """Compile the PyTensor functions made inside this block without a C compiler.
+
+    ``mode="FAST_COMPILE"`` alone runs Python implementations, except inside Scan and
+    OpFromGraph ops (``pm.LKJCholeskyCov``'s graph has them), whose inner functions PyTensor
+    still links with C thunks: about 40 calls of the C compiler, 12 s on a first fit with an
+    empty cache. For functions called a few times (model checks, one vectorised evaluation
+    over all draws) Python is the fast choice.
+    """
+    import pytensor
+
+    with pytensor.config.change_flags(cxx=""):
+        yield
+
+
+def values_over_draws(
     inputs: list[Any], outputs: list[Any], arrays: list[np.ndarray]
-) -> np.ndarray:
-    """Scalar PyTensor ``outputs`` of ``inputs`` at every draw: ``(len(outputs), n_draws)``.
+) -> list[np.ndarray]:
+    """PyTensor ``outputs`` of ``inputs`` at every draw, each with a leading draw axis.
 
     ``arrays[i]`` holds input ``i`` at every draw (a leading draw axis). The graph is
     vectorised over that axis and run once (PyTensor's Python backend: one call instead of
@@ -316,20 +333,38 @@ def evaluate_over_draws(
     import pytensor.tensor as pt
 
     n = arrays[0].shape[0]
-    out = np.empty((len(outputs), n))
     try:
         from pytensor.graph.replace import vectorize_graph
 
         batched = [pt.tensor(dtype=v.dtype, shape=(None, *v.type.shape)) for v in inputs]
         vec = vectorize_graph(outputs, replace=dict(zip(inputs, batched, strict=True)))
-        fn = pytensor.function(batched, vec, on_unused_input="ignore", mode="FAST_COMPILE")
-        for i, v in enumerate(fn(*arrays)):
-            out[i] = np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+        with python_backend():
+            fn = pytensor.function(batched, vec, on_unused_input="ignore", mode="FAST_COMPILE")
+        # an output that does not depend on the draws comes back without the draw axis
+        return [
+            np.asarray(v, dtype=np.float64)
+            if np.ndim(v) == out.type.ndim + 1
+            else np.broadcast_to(np.asarray(v, dtype=np.float64), (n, *np.shape(v))).copy()
+            for v, out in zip(fn(*arrays), outputs, strict=True)
+        ]
     except Exception:  # an Op that does not vectorise: one draw at a time
-        fn = pytensor.function(inputs, outputs, on_unused_input="ignore", mode="FAST_COMPILE")
-        for s in range(n):
-            out[:, s] = [float(v) for v in fn(*(arr[s] for arr in arrays))]
-    return out
+        with python_backend():
+            fn = pytensor.function(inputs, outputs, on_unused_input="ignore", mode="FAST_COMPILE")
+        per_draw = [fn(*(arr[s] for arr in arrays)) for s in range(n)]
+        return [
+            np.stack([np.asarray(draw[i], dtype=np.float64) for draw in per_draw])
+            for i in range(len(outputs))
+        ]
+
+
+def evaluate_over_draws(
+    inputs: list[Any], outputs: list[Any], arrays: list[np.ndarray]
+) -> np.ndarray:
+    """Scalar PyTensor ``outputs`` of ``inputs`` at every draw: ``(len(outputs), n_draws)``.
+
+    See :func:`values_over_draws`.
+    """
+    return np.stack(values_over_draws(inputs, outputs, arrays)).reshape(len(outputs), -1)
 
 
 def log_prior_dataset(

@@ -41,14 +41,18 @@ says how to rescale).
 **A user's own model** (``BayesGaussianMixture(model=...)``) goes through
 :func:`sample_custom_posterior` instead: the fast path above is the stock model's density
 only, so a custom model is sampled as its function built it, in the data's units (no
-standardisation), with nutpie's public API or ``pymc.sample``, and returned in the same groups
-and layouts. For nutpie, the model's joint log-density and gradient on the unconstrained space
+standardisation), with nutpie or ``pymc.sample``, and returned in the same groups and
+layouts. For nutpie, the model's joint log-density and gradient on the unconstrained space
 (``model.logp()`` and ``pytensor.grad``; the likelihood Op, when the model uses it, calls the
 compiled kernel) are compiled by PyTensor's Numba backend, which caches them on disk across
-processes, and handed to nutpie's Python-function interface
-(``nutpie.compiled_pyfunc.from_pyfunc``); ``nutpie.compile_pymc_model`` wraps the same graph
-in a C callback that Numba cannot cache, so it compiled for 20-35 s even on warm caches
-(``bench/nuts_speed.py``, rows ``custom`` and ``custom-cpm``).
+processes. That one compiled function is what nutpie runs: wrapped in a C callback that needs
+no GIL (:mod:`bayesgmm._compiled_callback`, chains in parallel), or, when PyTensor's, Numba's
+or nutpie's internals are not the ones that was written for, through nutpie's public
+Python-function interface (``nutpie.compiled_pyfunc.from_pyfunc``: the same draws, chains one
+at a time). nutpie stores only the unconstrained point; the named variables (deterministics
+included) are computed afterwards for all draws at once, so a custom model costs one compiled
+function. ``nutpie.compile_pymc_model`` compiles the model again in its own way, for 20-35 s
+even on warm caches (``bench/nuts_speed.py``, rows ``custom`` and ``custom-cpm``).
 """
 
 from __future__ import annotations
@@ -67,8 +71,10 @@ import numpy as np
 import xarray as xr
 
 from . import _draw_kernels, _logdensity
+from ._compiled_callback import CallbackUnavailable
 from ._numerics import covariance_deterministics
 from ._nutpie_private import NutpiePrivateAPIError
+from .methods import python_backend
 
 __all__ = [
     "SAMPLERS",
@@ -998,11 +1004,14 @@ def _custom_stats(stats: xr.Dataset) -> xr.Dataset:
     return stats[keep].drop_vars([v for v in keep if stats[v].dtype == object])
 
 
-#: How the nutpie path hands a custom model to nutpie: ``"pyfunc"`` (its log-density and
-#: gradient compiled by PyTensor, given to ``nutpie.compiled_pyfunc.from_pyfunc``) or
+#: How the nutpie path hands a custom model to nutpie: ``"callback"`` (its log-density and
+#: gradient compiled by PyTensor, the compiled function wrapped in a C callback that nutpie
+#: calls without the GIL, :mod:`bayesgmm._compiled_callback`, through
+#: :mod:`bayesgmm._nutpie_private`), ``"pyfunc"`` (the same compiled function given to nutpie's
+#: public ``nutpie.compiled_pyfunc.from_pyfunc``: same draws, chains one at a time) or
 #: ``"compile_pymc_model"`` (nutpie compiles the model itself; slower to compile, measured in
-#: ``bench/nuts_speed.py``). The second is also the fallback when the first is unavailable.
-_CUSTOM_NUTPIE_INTERFACE = "pyfunc"
+#: ``bench/nuts_speed.py``). Each is the fallback of the one before when that is unavailable.
+_CUSTOM_NUTPIE_INTERFACE = "callback"
 #: PyTensor mode of the custom model's log-density and expansion on the nutpie path: PyTensor's
 #: Numba backend, whose compiled functions PyTensor caches on disk across processes.
 _CUSTOM_MODE = "NUMBA"
@@ -1010,30 +1019,49 @@ _CUSTOM_MODE = "NUMBA"
 
 @dataclass(frozen=True)
 class _CustomFunctions:
-    """A custom model's joint log-density, gradient and expansion on the unconstrained space.
+    """A custom model's joint log-density with gradient, and its expansion over draws.
 
-    ``logp_dlogp(x) -> (logp, grad)`` and ``expand(x) -> list of arrays`` take the flat
-    unconstrained vector ``x``: the model's free variables' transformed values, in the order
-    of ``model.free_RVs``, each raveled (``names``/``shapes`` describe the blocks).
+    ``logp_dlogp(x) -> (logp, grad)`` takes the flat unconstrained vector ``x``: the model's
+    free variables' transformed values, in the order of ``model.free_RVs``, each raveled
+    (``names``/``shapes`` describe the blocks); ``function`` is the compiled PyTensor
+    function behind it (``x`` and then ``constants``). :meth:`expand_draws` computes the
+    variables in ``expanded_names`` (free, transformed back, or deterministic) from many such
+    vectors at once.
     """
 
     logp_dlogp: Any
-    expand: Any
+    function: Any
+    constants: list[np.ndarray]
     n_dim: int
     names: list[str]
     shapes: list[tuple[int, ...]]
     expanded_names: list[str]
-    expanded_shapes: list[tuple[int, ...]]
+    point: Any  # the flat vector variable the expanded graph is written in
+    expanded: list[Any]  # the expanded variables' graphs in ``point``
+
+    def expand_draws(self, xs: np.ndarray) -> dict[str, np.ndarray]:
+        """The expanded variables at the unconstrained vectors ``xs`` (one per row).
+
+        One vectorised evaluation (PyTensor's Python backend, nothing to compile for the
+        sampler): the sampler only stores the vectors, so a custom model costs one compiled
+        function, its log-density with gradient.
+        """
+        from .methods import values_over_draws
+
+        xs = np.ascontiguousarray(np.reshape(xs, (-1, self.n_dim)), dtype=np.float64)
+        out = values_over_draws([self.point], self.expanded, [xs])
+        return dict(zip(self.expanded_names, out, strict=True))
 
 
 def _compile_custom_functions(model: Any, keep: Sequence[str], mode: str = _CUSTOM_MODE):
-    """Compile a PyMC model's log-density with gradient, and its expansion, with PyTensor.
+    """Compile a PyMC model's log-density with gradient with PyTensor; its expansion's graph.
 
     Public PyMC and PyTensor only: ``model.logp()`` (the joint log-density of the transformed
     free variables, Jacobians included), its gradient by ``pytensor.grad``, the value
     variables replaced by slices of one flat vector, compiled by ``pymc.pytensorf.compile``.
-    The expansion computes the variables in ``keep`` (free, transformed back, or
-    deterministic) from the same vector.
+    The expansion (the variables in ``keep``: free, transformed back, or deterministic, as
+    functions of the same vector) is not compiled for the sampler; see
+    :meth:`_CustomFunctions.expand_draws`.
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -1043,7 +1071,8 @@ def _compile_custom_functions(model: Any, keep: Sequence[str], mode: str = _CUST
     free = list(model.free_RVs)
     value_vars = [model.rvs_to_values[rv] for rv in free]
     # shapes of the transformed values (any point of the model has them)
-    point = make_initial_point_fn(model=model, return_transformed=True, jitter_rvs=set())(0)
+    with python_backend():
+        point = make_initial_point_fn(model=model, return_transformed=True, jitter_rvs=set())(0)
     names = [v.name for v in value_vars]
     shapes = [tuple(np.shape(point[name])) for name in names]
     sizes = [int(np.prod(shape)) for shape in shapes]
@@ -1067,26 +1096,25 @@ def _compile_custom_functions(model: Any, keep: Sequence[str], mode: str = _CUST
     expanded_x = clone_replace(expanded, replace)
     with model:
         inner = pm.pytensorf.compile([x, *(v for _, v, _ in lifted)], [logp_x, grad_x], mode=mode)
-        expand = pm.pytensorf.compile([x], expanded_x, mode=mode)
     values = [value for _, _, value in lifted]
 
     def logp_dlogp(point_x):
         return inner(point_x, *values)
 
-    logp_dlogp.function = inner  # type: ignore[attr-defined]
-    # One evaluation of each: PyTensor's Numba backend compiles (or loads from its cache) on
-    # the first call, which belongs to the compile time; it also gives the expanded shapes.
+    # One evaluation: PyTensor's Numba backend compiles (or loads from its cache) on the
+    # first call, which belongs to the compile time.
     x0 = np.concatenate([np.ravel(point[name]) for name in names]).astype(np.float64)
     logp_dlogp(x0)
-    expanded_shapes = [tuple(np.shape(v)) for v in expand(x0)]
     return _CustomFunctions(
         logp_dlogp=logp_dlogp,
-        expand=expand,
+        function=inner,
+        constants=values,
         n_dim=n_dim,
         names=names,
         shapes=shapes,
         expanded_names=[v.name for v in expanded],
-        expanded_shapes=expanded_shapes,
+        point=x,
+        expanded=expanded_x,
     )
 
 
@@ -1099,41 +1127,59 @@ def _lift_array_constants(outputs) -> list[tuple[Any, Any, np.ndarray]]:
     out = []
     for var in ancestors(outputs):
         if isinstance(var, TensorConstant) and var.type.ndim > 0:
-            value = np.asarray(var.data)
+            # a writeable C-contiguous copy: the compiled signature is that of such arrays,
+            # which the C callback (bayesgmm._compiled_callback) rebuilds from a buffer
+            value = np.array(var.data, copy=True, order="C")
             out.append((var, pt.tensor(dtype=var.type.dtype, shape=value.shape), value))
     return out
 
 
-def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctions):
-    """nutpie's Python-function model (``nutpie.compiled_pyfunc.from_pyfunc``) of ``fns``.
+#: Name of the one variable nutpie stores for a custom model: the unconstrained vector
+#: (the named variables are computed from it after sampling, :meth:`_CustomFunctions.expand_draws`).
+_RAW = "unconstrained_point"
 
-    The chains share the compiled functions behind one lock: a PyTensor function keeps its
-    input and output storage, so one object must not run in two threads at once, and its
-    Numba code holds the GIL anyway, so the lock serialises nothing that would run in
-    parallel (a copy per chain would instead re-run PyTensor's graph rewrites, seconds each).
-    Every chain starts where ``compile_pymc_model`` would start it: PyMC's initial point of
-    the model with the EM start's ``overrides`` and jitter, seeded by the seed nutpie gives
-    that chain.
+
+def _custom_initial_point_fn(job: _CustomJob, overrides, jitter, names: Sequence[str]):
+    """``start(seed) -> flat unconstrained vector``, where ``compile_pymc_model`` would start.
+
+    PyMC's initial point of the model with the EM start's ``overrides`` and jitter, seeded by
+    the seed nutpie gives the chain; thread-safe (nutpie asks from its chain threads).
     """
-    import pandas as pd
-    from nutpie.compiled_pyfunc import from_pyfunc
     from pymc.initial_point import make_initial_point_fn
 
     model = job.custom.model
     if jitter is None:  # nutpie's default with the support-point strategy: jitter them all
         jitter = set(model.free_RVs)
-    start_fn = make_initial_point_fn(
-        model=model, overrides=overrides, jitter_rvs=jitter, return_transformed=True
-    )
+    with python_backend():
+        start_fn = make_initial_point_fn(
+            model=model, overrides=overrides, jitter_rvs=jitter, return_transformed=True
+        )
     lock = threading.Lock()
-    logp_dlogp, expand_fn = fns.logp_dlogp, fns.expand
-    logp_dlogp.function.trust_input = True  # x: always a float64 vector of length n_dim
-    expand_fn.trust_input = True
 
     def initial_point(seed=None) -> np.ndarray:
         with lock:
             point = start_fn(seed)
-        return np.concatenate([np.ravel(point[name]) for name in fns.names]).astype(np.float64)
+        return np.concatenate([np.ravel(point[name]) for name in names]).astype(np.float64)
+
+    return initial_point
+
+
+def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctions):
+    """nutpie's Python-function model (``nutpie.compiled_pyfunc.from_pyfunc``) of ``fns``.
+
+    The chains share the compiled function behind one lock: a PyTensor function keeps its
+    input and output storage, so one object must not run in two threads at once, and its
+    Numba code holds the GIL anyway, so the lock serialises nothing that would run in
+    parallel (a copy per chain would instead re-run PyTensor's graph rewrites, seconds each).
+    nutpie stores the unconstrained vector (``_RAW``); the named variables follow after
+    sampling.
+    """
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    initial_point = _custom_initial_point_fn(job, overrides, jitter, fns.names)
+    lock = threading.Lock()
+    logp_dlogp = fns.logp_dlogp
+    fns.function.trust_input = True  # x: always a float64 vector of length n_dim
 
     def logp(x, **_shared):
         with lock:
@@ -1141,12 +1187,7 @@ def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctio
             return float(value), np.array(grad, dtype=np.float64)
 
     def expand(x, **_shared):
-        with lock:
-            out = expand_fn(x)
-            return {
-                name: np.array(v, dtype=np.float64)
-                for name, v in zip(fns.expanded_names, out, strict=True)
-            }
+        return {_RAW: np.array(x, dtype=np.float64)}
 
     def make_logp():
         return logp
@@ -1154,26 +1195,65 @@ def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctio
     def make_expand(_seed1, _seed2, _chain):
         return expand
 
-    dims: dict[str, tuple[str, ...]] = {}
-    coords: dict[str, Any] = {}
-    for name in fns.expanded_names:
-        var_dims = model.named_vars_to_dims.get(name)
-        if var_dims is None:
-            continue
-        dims[name] = tuple(var_dims)
-        for dim in var_dims:
-            coords[dim] = pd.Index(np.asarray(model.coords[dim]))
     return from_pyfunc(
         ndim=fns.n_dim,
         make_logp_fn=make_logp,
         make_expand_fn=make_expand,
-        expanded_dtypes=[np.dtype("float64")] * len(fns.expanded_names),
-        expanded_shapes=fns.expanded_shapes,
-        expanded_names=fns.expanded_names,
-        coords=coords,
-        dims=dims,
+        expanded_dtypes=[np.dtype("float64")],
+        expanded_shapes=[(fns.n_dim,)],
+        expanded_names=[_RAW],
         make_initial_point_fn=initial_point,
     )
+
+
+def _custom_callback_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctions):
+    """A nutpie model calling ``fns``'s compiled function as a C callback (no GIL).
+
+    Raises ``CallbackUnavailable`` or ``NutpiePrivateAPIError`` (set-up only) when PyTensor's,
+    Numba's or nutpie's internals are not the ones this was written for.
+    """
+    import pandas as pd
+
+    from ._compiled_callback import log_density_callback
+    from ._nutpie_private import make_model
+
+    callback = log_density_callback(fns.function, fns.constants, fns.n_dim)
+    initial_point = _custom_initial_point_fn(job, overrides, jitter, fns.names)
+    dim = f"{_RAW}_dim_0"
+    return make_model(
+        logp_address=callback.logp.address,
+        expand_address=callback.expand.address,
+        user_data=callback.user_data,
+        n_dim=fns.n_dim,
+        n_expanded=fns.n_dim,
+        names=[_RAW],
+        shapes=[(fns.n_dim,)],
+        dims={_RAW: (dim,)},
+        coords={dim: pd.Index(np.arange(fns.n_dim))},
+        initial_point=initial_point,
+        probe_point=initial_point(0),
+    )
+
+
+def _expanded_posterior(model: Any, fns: _CustomFunctions, raw: xr.DataArray) -> xr.Dataset:
+    """The named variables of every draw from nutpie's draws of the unconstrained vector."""
+    import pandas as pd
+
+    raw = raw.transpose("chain", "draw", ...)
+    n_chains, n_draws = raw.shape[:2]
+    values = fns.expand_draws(raw.values.reshape(n_chains * n_draws, fns.n_dim))
+    data = {}
+    coords: dict[str, Any] = {"chain": raw["chain"].values, "draw": raw["draw"].values}
+    for name, value in values.items():
+        shape = value.shape[1:]
+        dims = model.named_vars_to_dims.get(name)
+        if dims is None or len(dims) != len(shape):
+            dims = tuple(f"{name}_dim_{i}" for i in range(len(shape)))
+        for dim in dims:
+            if dim in model.coords and model.coords[dim] is not None:
+                coords[dim] = pd.Index(np.asarray(model.coords[dim]))
+        data[name] = (("chain", "draw", *dims), value.reshape(n_chains, n_draws, *shape))
+    return xr.Dataset(data, coords=coords)
 
 
 def _sample_custom_nutpie(job: _CustomJob):
@@ -1198,6 +1278,19 @@ def _sample_custom_nutpie(job: _CustomJob):
             # to compile; the same model and the same starts)
             _log.info("nutpie.compiled_pyfunc is unavailable (%s); using compile_pymc_model.", exc)
             interface = "compile_pymc_model"
+    fns = compiled = None
+    if interface == "callback":
+        fns = _compile_custom_functions(custom.model, job.keep)
+        try:
+            compiled = _custom_callback_model(job, overrides, jitter, fns)
+        except (CallbackUnavailable, NutpiePrivateAPIError) as exc:
+            _log.info(
+                "The custom model's compiled log-density cannot be given to nutpie as a C "
+                "callback (%s); using nutpie's Python-function interface (same draws, chains "
+                "one at a time).",
+                exc,
+            )
+            interface = "pyfunc"
     if interface == "compile_pymc_model":
         compiled = nutpie.compile_pymc_model(
             custom.model,
@@ -1206,8 +1299,9 @@ def _sample_custom_nutpie(job: _CustomJob):
             jitter_rvs=jitter,
             var_names=job.keep,
         )
-    else:
-        fns = _compile_custom_functions(custom.model, job.keep)
+    elif compiled is None:
+        if fns is None:
+            fns = _compile_custom_functions(custom.model, job.keep)
         compiled = _custom_nutpie_model(job, overrides, jitter, fns)
     t1 = time.perf_counter()
     idata = nutpie.sample(
@@ -1223,6 +1317,8 @@ def _sample_custom_nutpie(job: _CustomJob):
     )
     t2 = time.perf_counter()
     post = idata["posterior"].to_dataset()
+    if fns is not None:
+        post = _expanded_posterior(custom.model, fns, post[_RAW])
     return post, _custom_stats(idata["sample_stats"].to_dataset()), t1 - t0, t2 - t1
 
 

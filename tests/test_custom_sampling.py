@@ -68,7 +68,7 @@ def test_compiled_logp_and_gradient_are_the_models(custom):
         value, grad = fns.logp_dlogp(x)
         np.testing.assert_allclose(value, logp(point), rtol=1e-10)
         np.testing.assert_allclose(grad, dlogp(point), rtol=1e-8, atol=1e-8)
-        expanded = dict(zip(fns.expanded_names, fns.expand(x), strict=True))
+        expanded = {name: v[0] for name, v in fns.expand_draws(x[None]).items()}
         assert set(expanded) == {"weights", "means", "sigma", "mu0", "tau"}
         for name in ("weights", "sigma", "tau"):  # back from the transformed values
             rv = model[name]
@@ -145,3 +145,80 @@ def test_log_prior_of_every_draw_at_once_equals_one_draw_at_a_time(custom, data,
     assert set(at_once.data_vars) == {"weights", "means", "covariance", "other"}
     for name in at_once.data_vars:
         np.testing.assert_allclose(at_once[name].values, one_by_one[name].values, rtol=1e-12)
+
+
+# ------------------------------------------------------------- the C callback (no GIL)
+
+
+def test_callback_is_the_compiled_function(custom):
+    """The C callback returns the compiled function's value and gradient, bit for bit,
+    and calls the overload already compiled (no second compilation)."""
+    import ctypes
+
+    from bayesgmm._compiled_callback import log_density_callback
+
+    fns = _compile_custom_functions(custom.model, ["weights", "means", "sigma"])
+    jit_fn = fns.function.vm.jit_fn
+    callback = log_density_callback(fns.function, fns.constants, fns.n_dim)
+    assert len(jit_fn.overloads) == 1
+    ptr = ctypes.POINTER(ctypes.c_double)
+    data = callback.user_data.ctypes.data_as(ctypes.c_void_p)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        x = rng.normal(scale=0.5, size=fns.n_dim)
+        grad, logp = np.empty(fns.n_dim), np.empty(1)
+        code = callback.logp.ctypes(
+            fns.n_dim, x.ctypes.data_as(ptr), grad.ctypes.data_as(ptr), logp.ctypes.data_as(ptr),
+            data,
+        )  # fmt: skip
+        want, want_grad = fns.logp_dlogp(x)
+        assert code == 0
+        assert logp[0] == float(want)
+        np.testing.assert_array_equal(grad, want_grad)
+        out = np.empty(fns.n_dim)
+        code = callback.expand.ctypes(
+            fns.n_dim, fns.n_dim, x.ctypes.data_as(ptr), out.ctypes.data_as(ptr), data
+        )
+        assert code == 0
+        np.testing.assert_array_equal(out, x)
+    bad = np.full(fns.n_dim, np.nan)
+    grad, logp = np.empty(fns.n_dim), np.empty(1)
+    code = callback.logp.ctypes(
+        fns.n_dim, bad.ctypes.data_as(ptr), grad.ctypes.data_as(ptr), logp.ctypes.data_as(ptr),
+        data,
+    )  # fmt: skip
+    assert code != 0  # a non-finite density is reported, not returned as a number
+
+
+def test_callback_and_python_interface_give_the_same_draws(custom, data, monkeypatch, caplog):
+    """The default (C callback) and the public fallback (nutpie's Python-function
+    interface) sample the same function from the same starts: identical draws."""
+    from bayesgmm import _compiled_callback, sampling
+
+    calls = []
+    real = _compiled_callback.log_density_callback
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_compiled_callback, "log_density_callback", spy)
+    a = _sample(custom, data, "nutpie", 31)
+    assert calls  # the default went through the callback
+    monkeypatch.setattr(sampling, "_CUSTOM_NUTPIE_INTERFACE", "pyfunc")
+    b = _sample(custom, data, "nutpie", 31)
+    for name in ("weights", "means", "sigma", "mu0", "tau"):
+        np.testing.assert_array_equal(a["posterior"][name].values, b["posterior"][name].values)
+
+    # the callback unavailable (internals changed): one log line, the public path, same draws
+    monkeypatch.setattr(sampling, "_CUSTOM_NUTPIE_INTERFACE", "callback")
+
+    def unavailable(*args, **kwargs):
+        raise _compiled_callback.CallbackUnavailable("jit_fn moved")
+
+    monkeypatch.setattr(_compiled_callback, "log_density_callback", unavailable)
+    with caplog.at_level("INFO", logger="bayesgmm"):
+        c = _sample(custom, data, "nutpie", 31)
+    assert sum("jit_fn moved" in r.getMessage() for r in caplog.records) == 1
+    for name in ("weights", "means", "sigma", "mu0", "tau"):
+        np.testing.assert_array_equal(a["posterior"][name].values, c["posterior"][name].values)
