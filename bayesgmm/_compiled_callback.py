@@ -8,20 +8,23 @@ C callback (``numba.cfunc``, ``nogil``) with the signature of
 :func:`bayesgmm._logdensity.c_callbacks`, which :mod:`bayesgmm._nutpie_private` hands to
 nutpie: the chains then run in parallel and no Python runs per evaluation.
 
-Two things here are not promised by their libraries, so both are checked before use and any
-failure becomes :class:`CallbackUnavailable`, on which the caller uses the public path (the
-same function through ``from_pyfunc``; same values, same draws, tested):
+Three things here are not promised by their libraries, so all are checked before use and
+any failure becomes :class:`CallbackUnavailable`, on which the caller uses the public path
+(the same function through ``from_pyfunc``; same values, same draws, tested):
 
-- PyTensor's Numba linker keeps the compiled function as ``function.vm.jit_fn``, called with
-  one tuple of the function graph's inputs (ours: the point, the lifted constants, then the
-  shared variables' values);
-- the callback must call the overload already compiled. The dispatcher is locked
-  (``disable_compile``) while the callback compiles, so an argument type that differs from
-  the compiled signature is an error here, never a second minute-long compilation.
+- PyTensor's Numba linker keeps the compiled function as ``function.vm.jit_fn``, a Numba
+  dispatcher taking the function graph's inputs as ``*args`` (ours: the point, the lifted
+  constants, then the shared variables' values), with one compiled overload;
+- the callback's arguments must have that overload's types exactly (checked: otherwise an
+  error here, never a second, minute-long compilation of the model);
+- the callback calls the overload's native function by its symbol, with Numba's calling
+  convention, instead of linking its code (which would re-optimise and re-generate the whole
+  model's machine code, about 5 s per process for the hierarchical example of
+  ``bench/custom_model_speed.py``).
 
 The constants (the observed data among them) travel in one byte buffer whose address nutpie
-passes to the callback, so the callback's code does not depend on the data's values; the
-callback itself is compiled in each process (about a second: the function it calls is
+passes to the callback, so the callback's code does not depend on the data's values. The
+callback is compiled in each process (a fraction of a second: the function it calls is
 already compiled or loaded from PyTensor's cache).
 """
 
@@ -55,6 +58,7 @@ class LogDensityCallback:
     expand: Any
     user_data: np.ndarray
     n_dim: int
+    compiled: Any  # the compiled function the callback calls: kept alive with it
 
 
 def _numba_helpers():
@@ -75,6 +79,44 @@ def _numba_helpers():
         return types.voidptr(types.voidptr, offset), codegen
 
     return numba, types, byte_offset
+
+
+def _caller(compiled: Any):
+    """An intrinsic ``call_compiled(args) -> (ok, result)`` calling ``compiled`` in place.
+
+    ``compiled`` is a Numba compile result already in memory (``dispatcher.overloads[sig]``).
+    The call goes to its native function by symbol, which Numba's JIT has loaded with it, so
+    the callback does not link (re-optimise and re-generate) the whole model's code: about
+    5 s per process for the hierarchical example. ``ok`` is False when the function raised
+    (``result`` is then empty and must not be used).
+    """
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    name = compiled.fndesc.mangled_name
+    argtypes = compiled.fndesc.argtypes
+    restype = compiled.signature.return_type
+
+    @intrinsic
+    def call_compiled(typingctx, args):
+        if (args,) != tuple(argtypes):
+            return None
+
+        def codegen(context, builder, signature, llargs):
+            fnty = context.call_conv.get_function_type(restype, argtypes)
+            fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+            status, out = context.call_conv.call_function(
+                builder, fn, restype, argtypes, list(llargs)
+            )
+            ok = builder.not_(status.is_error)
+            # on an error the result is not a value: hand back nulls (which release nothing)
+            value = builder.select(ok, out, cgutils.get_null_value(out.type))
+            return context.make_tuple(builder, signature.return_type, [ok, value])
+
+        return types.Tuple([types.boolean, restype])(args), codegen
+
+    return call_compiled
 
 
 def _copy_point(dim, n_out, x_ptr, out_ptr, data_ptr):  # pragma: no cover - compiled
@@ -168,9 +210,8 @@ def log_density_callback(function: Any, constants: list[np.ndarray], n_dim: int)
         )
     call = ", ".join(["x", *(f"a{i}" for i in range(len(args)))])
     lines += [
-        "    try:",
-        f"        out = jit_fn({call})",  # its Python function takes *args
-        "    except Exception:",  # a numerical error inside the model: as nutpie does
+        f"    ok, out = call_compiled(({call},))",  # its Python function takes *args
+        "    if not ok:",  # it raised (a numerical error inside the model): as nutpie does
         "        return 1",
         "    value = out[0][()]",
         "    grad_in = out[1]",
@@ -187,21 +228,24 @@ def log_density_callback(function: Any, constants: list[np.ndarray], n_dim: int)
         "        return 3",
         "    return 0",
     ]
-    namespace: dict[str, Any] = {
-        "numba": numba,
-        "np": np,
-        "jit_fn": jit_fn,
-        "byte_offset": byte_offset,
-    }
+    try:
+        compiled_fn = jit_fn.overloads[signatures[0]]
+        namespace: dict[str, Any] = {
+            "numba": numba,
+            "np": np,
+            "call_compiled": _caller(compiled_fn),
+            "byte_offset": byte_offset,
+        }
+    except (ImportError, AttributeError, KeyError, TypeError) as exc:
+        raise CallbackUnavailable(f"{type(exc).__name__}: {exc}") from exc
     exec(compile("\n".join(lines), "<bayesgmm log-density callback>", "exec"), namespace)
     f64p = types.CPointer(types.float64)
     sig = types.int64(types.uint64, f64p, f64p, f64p, types.voidptr)
-    jit_fn.disable_compile()
     try:
         logp = numba.cfunc(sig, nogil=True)(namespace["logp_callback"])
         expand = _expand_callback()
     except Exception as exc:  # typing or lowering failed: not the internals we know
         raise CallbackUnavailable(f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
-    finally:
-        jit_fn.disable_compile(False)
-    return LogDensityCallback(logp=logp, expand=expand, user_data=user_data, n_dim=n_dim)
+    return LogDensityCallback(
+        logp=logp, expand=expand, user_data=user_data, n_dim=n_dim, compiled=compiled_fn
+    )

@@ -222,3 +222,35 @@ def test_callback_and_python_interface_give_the_same_draws(custom, data, monkeyp
     assert sum("jit_fn moved" in r.getMessage() for r in caplog.records) == 1
     for name in ("weights", "means", "sigma", "mu0", "tau"):
         np.testing.assert_array_equal(a["posterior"][name].values, c["posterior"][name].values)
+
+
+def test_callback_reports_an_error_raised_inside_the_model():
+    """An exception inside the compiled function becomes error code 1 (nutpie's code for
+    it), not a crash or a number."""
+    import ctypes
+
+    import pytensor
+    import pytensor.tensor as pt
+    from pytensor.raise_op import Assert
+
+    from bayesgmm._compiled_callback import log_density_callback
+
+    x = pt.vector("x", dtype="float64", shape=(3,))
+    c = pt.vector("c", dtype="float64", shape=(3,))
+    logp = Assert("the point left the model's support")(-((x - c) ** 2).sum(), x.sum() < 10.0)
+    fn = pytensor.function([x, c], [logp, pt.grad(logp, x)], mode="NUMBA")
+    centre = np.array([1.0, 2.0, 3.0])
+    fn(np.zeros(3), centre)
+    callback = log_density_callback(fn, [centre], 3)
+    ptr = ctypes.POINTER(ctypes.c_double)
+    data = callback.user_data.ctypes.data_as(ctypes.c_void_p)
+    for point, want in ((np.zeros(3), 0), (np.full(3, 5.0), 1)):
+        grad, value = np.empty(3), np.empty(1)
+        code = callback.logp.ctypes(
+            3, point.ctypes.data_as(ptr), grad.ctypes.data_as(ptr), value.ctypes.data_as(ptr),
+            data,
+        )  # fmt: skip
+        assert code == want
+        if want == 0:
+            assert value[0] == -14.0
+            np.testing.assert_array_equal(grad, -2 * (point - centre))
