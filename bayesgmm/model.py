@@ -45,7 +45,15 @@ if TYPE_CHECKING:
     from numpy.typing import ArrayLike
     from pytensor.tensor import TensorVariable
 
-__all__ = ["PriorHyperparameters", "Priors", "build_model", "prior_hyperparameters"]
+__all__ = [
+    "PriorHyperparameters",
+    "Priors",
+    "build_model",
+    "covariance_prior",
+    "mixture_likelihood",
+    "model_coords",
+    "prior_hyperparameters",
+]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 #: Largest number of features for which the triangular inverse is unrolled into the graph.
@@ -247,6 +255,181 @@ def build_model(
     """
     return _build_model(
         X, n_components, covariance_type=covariance_type, priors=priors, likelihood=likelihood
+    )
+
+
+def model_coords(X: ArrayLike, n_components: int) -> dict[str, Any]:
+    """The coordinates of :func:`build_model`'s model for ``X``: a custom model's start.
+
+    ``obs_id`` (row numbers), ``component`` (``0 .. K-1``), ``feature`` and ``feature_bis``
+    (a DataFrame's column names, else ``x0``, ``x1``, ...): the dims that
+    :func:`covariance_prior` and :func:`mixture_likelihood` use.
+    """
+    X, columns = _prepare_data(X)
+    return _coords(X.shape[0], int(n_components), columns)
+
+
+def _coords(n: int, k: int, columns: list) -> dict[str, Any]:
+    return {
+        "obs_id": np.arange(n),
+        "component": np.arange(k),
+        "feature": columns,
+        "feature_bis": columns,
+    }
+
+
+def covariance_prior(
+    covariance_type: CovarianceType,
+    n_components: int,
+    hyperparameters: PriorHyperparameters,
+) -> TensorVariable:
+    """The stock model's covariance prior, inside the current ``pm.Model``; returns ``U``.
+
+    Creates exactly what :func:`build_model` creates for the covariances: for ``"full"`` one
+    ``LKJCholeskyCov`` (half-normal standard deviations) per component, ``chol_cov_<k>``,
+    ``"tied"`` one, ``chol_cov`` (with one feature, the standard deviation's ``HalfNormal``
+    of shape (1,)), and the deterministics ``chol``, ``corr``, ``stds``, ``covariances``,
+    ``precisions_cholesky``; for ``"diag"``/``"spherical"`` the ``HalfNormal`` ``sigma``
+    and ``covariances``, ``precisions_cholesky``. A custom model that changes another prior
+    (the means', say) calls it to keep this one, with the names and dims the custom-model
+    contract asks for.
+
+    Parameters
+    ----------
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_components : int
+    hyperparameters : PriorHyperparameters
+        From :func:`prior_hyperparameters` for the same data, ``K`` and covariance type.
+
+    Returns
+    -------
+    TensorVariable
+        The precision Cholesky factors ``U`` (``precisions_cholesky``), for
+        :func:`mixture_likelihood`.
+
+    Raises
+    ------
+    ValueError
+        If there is no enclosing model, or it lacks the dims ``component``, ``feature``
+        (and ``feature_bis``) of :func:`model_coords`.
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is not supported; choose one of "
+            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
+        )
+    model = pm.modelcontext(None)
+    missing = [dim for dim in ("component", "feature", "feature_bis") if dim not in model.coords]
+    if missing:
+        raise ValueError(
+            f"covariance_prior needs the model's dims {', '.join(map(repr, missing))}; create "
+            "the model with pm.Model(coords=bayesgmm.model.model_coords(X, n_components))."
+        )
+    d = len(hyperparameters.sd_scale)
+    return _covariance_prior(covariance_type, int(n_components), d, hyperparameters)
+
+
+def _covariance_prior(
+    covariance_type: str, k: int, d: int, hp: PriorHyperparameters, *, inverse: str = "auto"
+) -> TensorVariable:
+    sd_scale = hp.sd_scale
+    if covariance_type in ("full", "tied"):
+        n_cov = k if covariance_type == "full" else 1
+        packed = [
+            _cholesky_prior(
+                "chol_cov" if covariance_type == "tied" else f"chol_cov_{j}",
+                d,
+                eta=hp.lkj_eta,
+                sd_scale=sd_scale,
+            )
+            for j in range(n_cov)
+        ]
+        chol = _unpack_lower(pt.stack(packed) if covariance_type == "full" else packed[0], d)
+        derived = covariance_deterministics(
+            chol,
+            covariance_type,
+            n_features=d,
+            xp=pt,
+            precisions_cholesky_from_chol=lambda c: _precision_cholesky_from_chol(c, d, inverse),
+        )
+        mat_dims = ("feature", "feature_bis")
+        lead = ("component",) if covariance_type == "full" else ()
+        for name in ("chol", "corr", "stds", "covariances", "precisions_cholesky"):
+            dims = (*lead, "feature") if name == "stds" else (*lead, *mat_dims)
+            pm.Deterministic(name, derived[name], dims=dims)
+    else:
+        if covariance_type == "diag":
+            sigma_dims: tuple[str, ...] = ("component", "feature")
+            sigma = pm.HalfNormal("sigma", sigma=np.broadcast_to(sd_scale, (k, d)), dims=sigma_dims)
+        else:
+            sigma_dims = ("component",)
+            sigma = pm.HalfNormal("sigma", sigma=float(sd_scale[0]), dims=sigma_dims)
+        derived = covariance_deterministics(sigma, covariance_type, n_features=d, xp=pt)
+        dims = ("component", "feature", "feature_bis")
+        pm.Deterministic("covariances", derived["covariances"], dims=dims)
+        pm.Deterministic("precisions_cholesky", derived["precisions_cholesky"], dims=sigma_dims)
+    return derived["precisions_cholesky"]
+
+
+def mixture_likelihood(
+    X: ArrayLike,
+    weights: TensorVariable,
+    means: TensorVariable,
+    precisions_cholesky: TensorVariable,
+    covariance_type: CovarianceType,
+    *,
+    name: str = "obs",
+) -> TensorVariable:
+    """Observe ``X`` through the Gaussian mixture likelihood, inside the current ``pm.Model``.
+
+    The observed variable of :func:`build_model` (labels marginalised out): a
+    ``pm.CustomDist`` whose log-density per observation is
+    ``log sum_k w_k N(x_i | mu_k, Sigma_k)``, computed by the library's compiled kernel with
+    its analytic gradient (:class:`bayesgmm._likelihood_op.MixtureLogDensity`, which
+    PyTensor's Numba backend calls directly), with dims ``(obs_id, feature)`` and a random
+    draw function for prior and posterior predictive sampling. In a custom model it replaces
+    a hand-written likelihood: the same density (tested), less for PyTensor to compile.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The data the model function received, unchanged.
+    weights, means, precisions_cholesky : TensorVariable
+        Of shapes ``(K,)``, ``(K, D)`` and the ``precisions_cholesky`` layout of
+        ``covariance_type`` (what :func:`covariance_prior` returns).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    name : str, default "obs"
+
+    Returns
+    -------
+    TensorVariable
+        The observed variable.
+    """
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is not supported; choose one of "
+            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
+        )
+    X, _ = _prepare_data(X)
+    k = weights.type.shape[0] if weights.type.ndim == 1 else None
+    if k is None:
+        coords = pm.modelcontext(None).coords
+        if "component" not in coords:
+            raise ValueError(
+                "mixture_likelihood needs the number of components: give weights a static "
+                "length or the model the dim 'component' (bayesgmm.model.model_coords)."
+            )
+        k = len(coords["component"])
+    return pm.CustomDist(
+        name,
+        weights,
+        means,
+        precisions_cholesky,
+        logp=_make_op_logp(covariance_type),
+        random=_make_random(covariance_type, k, X.shape[1]),
+        signature=_SIGNATURES[covariance_type],
+        observed=X,
+        dims=("obs_id", "feature"),
     )
 
 
@@ -466,64 +649,18 @@ def _build_model(
     k = n_components
     hp = prior_hyperparameters(X, k, covariance_type=covariance_type, priors=priors)
 
-    coords = {
-        "obs_id": np.arange(n),
-        "component": np.arange(k),
-        "feature": columns,
-        "feature_bis": columns,
-    }
-    with pm.Model(coords=coords) as model:
+    with pm.Model(coords=_coords(n, k, columns)) as model:
         weights = pm.Dirichlet("weights", a=hp.weights_concentration, dims="component")
         means = pm.Normal(
             "means", mu=hp.means_loc, sigma=hp.means_scale, dims=("component", "feature")
         )
-        sd_scale = hp.sd_scale
-        if covariance_type in ("full", "tied"):
-            n_cov = k if covariance_type == "full" else 1
-            packed = [
-                _cholesky_prior(
-                    "chol_cov" if covariance_type == "tied" else f"chol_cov_{j}",
-                    d,
-                    eta=hp.lkj_eta,
-                    sd_scale=sd_scale,
-                )
-                for j in range(n_cov)
-            ]
-            chol = _unpack_lower(pt.stack(packed) if covariance_type == "full" else packed[0], d)
-            derived = covariance_deterministics(
-                chol,
-                covariance_type,
-                n_features=d,
-                xp=pt,
-                precisions_cholesky_from_chol=lambda c: _precision_cholesky_from_chol(
-                    c, d, inverse
-                ),
-            )
-            mat_dims = ("feature", "feature_bis")
-            lead = ("component",) if covariance_type == "full" else ()
-            for name in ("chol", "corr", "stds", "covariances", "precisions_cholesky"):
-                dims = (*lead, "feature") if name == "stds" else (*lead, *mat_dims)
-                pm.Deterministic(name, derived[name], dims=dims)
-        else:
-            if covariance_type == "diag":
-                sigma_dims: tuple[str, ...] = ("component", "feature")
-                sigma = pm.HalfNormal(
-                    "sigma", sigma=np.broadcast_to(sd_scale, (k, d)), dims=sigma_dims
-                )
-            else:
-                sigma_dims = ("component",)
-                sigma = pm.HalfNormal("sigma", sigma=float(sd_scale[0]), dims=sigma_dims)
-            derived = covariance_deterministics(sigma, covariance_type, n_features=d, xp=pt)
-            dims = ("component", "feature", "feature_bis")
-            pm.Deterministic("covariances", derived["covariances"], dims=dims)
-            pm.Deterministic("precisions_cholesky", derived["precisions_cholesky"], dims=sigma_dims)
-        prec_chol = derived["precisions_cholesky"]
+        prec_chol = _covariance_prior(covariance_type, k, d, hp, inverse=inverse)
 
         if likelihood == "op":
-            logp = _make_op_logp(covariance_type)
-            dist_params = (weights, means, prec_chol)
-            signature = _SIGNATURES[covariance_type]
-        elif formulation == "mvnormal" and covariance_type in ("full", "tied"):
+            mixture_likelihood(X, weights, means, prec_chol, covariance_type)
+            return model
+        if formulation == "mvnormal" and covariance_type in ("full", "tied"):
+            chol = model["chol"]
             full_chol = chol if covariance_type == "full" else pt.stack([chol] * k)
 
             def logp(value, weights, means, chol_):

@@ -1,15 +1,19 @@
 """Time-to-posterior of a custom model: ``BayesGaussianMixture(model=hierarchical_means)``.
 
-The custom model is the stock full-covariance mixture with a hierarchical prior on the means
+The custom model is the stock mixture with a hierarchical prior on the means
 (``mu0 ~ Normal(m, 3 s)``, ``tau ~ HalfNormal(3 s)``, ``means ~ Normal(mu0, tau)``), written
-with public PyMC only (its likelihood a ``pm.CustomDist`` of plain PyTensor operations), so it
-is sampled through nutpie's public API (its log-density and gradient compiled by PyTensor's
-Numba backend and handed to ``nutpie.compiled_pyfunc.from_pyfunc``) from the EM start, then
-relabelled and diagnosed like the stock model.
+the way the user guide recommends: public PyMC for the changed prior, the stock covariance
+prior and the mixture likelihood from ``bayesgmm.model.covariance_prior`` and
+``bayesgmm.model.mixture_likelihood`` (the likelihood through the compiled kernel's Op).
+``hierarchical_means_plain`` is the same model with everything written in plain PyMC and
+PyTensor (its likelihood a ``pm.CustomDist`` of PyTensor operations): more graph for PyTensor
+to compile. Both are sampled through nutpie (their log-density and gradient compiled by
+PyTensor's Numba backend, called by nutpie as a C callback) from the EM start, then relabelled
+and diagnosed like the stock model.
 
-The measurement is the ``custom`` row of ``bench/nuts_speed.py`` (fresh processes, cold then
-warm caches), which imports the model from here; this script runs that row beside the default
-on B1:
+The measurements are the ``custom`` and ``custom-plain`` rows of ``bench/nuts_speed.py``
+(fresh processes, cold then warm caches), which imports the models from here; this script
+runs the first beside the default on B1:
 
     python bench/custom_model_speed.py            # B1: N=1000, D=2, K=3, 4 x (1000 + 1000)
     python bench/custom_model_speed.py --quick    # N=500, 300 + 300 draws: a smoke run
@@ -20,14 +24,34 @@ from __future__ import annotations
 import argparse
 
 
-def hierarchical_means(X, n_components, covariance_type="full", priors=None, *, op=False):
-    """Full-covariance mixture whose means share an unknown centre and spread.
+def hierarchical_means(X, n_components, covariance_type="full", priors=None):
+    """The stock mixture whose means share an unknown centre and spread (any covariance type).
 
-    ``op=True`` writes the likelihood with bayesgmm's likelihood Op
-    (``bayesgmm._likelihood_op.mixture_log_density``, the compiled kernel that
-    ``build_model`` uses) instead of plain PyTensor operations: the same density, less graph
-    for PyTensor to compile (the ``custom-op`` row of ``bench/nuts_speed.py``).
+    Written with bayesgmm's building blocks: only the means' prior is new.
     """
+    import pymc as pm
+
+    from bayesgmm.model import (
+        covariance_prior,
+        mixture_likelihood,
+        model_coords,
+        prior_hyperparameters,
+    )
+
+    k = n_components
+    hp = prior_hyperparameters(X, k, covariance_type=covariance_type, priors=priors)
+    with pm.Model(coords=model_coords(X, k)) as model:
+        weights = pm.Dirichlet("weights", a=hp.weights_concentration, dims="component")
+        mu0 = pm.Normal("mu0", mu=hp.loc, sigma=3 * hp.scale, dims="feature")
+        tau = pm.HalfNormal("tau", sigma=3 * hp.scale, dims="feature")
+        means = pm.Normal("means", mu=mu0, sigma=tau, dims=("component", "feature"))
+        prec_chol = covariance_prior(covariance_type, k, hp)
+        mixture_likelihood(X, weights, means, prec_chol, covariance_type)
+    return model
+
+
+def hierarchical_means_plain(X, n_components, covariance_type="full", priors=None):
+    """:func:`hierarchical_means` (``"full"`` only) written in plain PyMC and PyTensor."""
     import numpy as np
     import pymc as pm
     import pytensor.tensor as pt
@@ -71,10 +95,6 @@ def hierarchical_means(X, n_components, covariance_type="full", priors=None, *, 
         def logp(value, w_, mu_, u_):
             # CustomDist may hand the parameters over with leading length-1 batch dims
             w_, mu_, u_ = w_.reshape((k,)), mu_.reshape((k, d)), u_.reshape((k, d, d))
-            if op:
-                from bayesgmm._likelihood_op import mixture_log_density
-
-                return mixture_log_density(value, w_, mu_, u_, "full")
             y = pt.einsum("nd,kde->nke", value, u_) - pt.einsum("kd,kde->ke", mu_, u_)[None]
             logdet = pt.log(pt.diagonal(u_, axis1=-2, axis2=-1)).sum(-1)
             comp = logdet - 0.5 * d * np.log(2 * np.pi) - 0.5 * (y**2).sum(-1)
@@ -91,11 +111,6 @@ def hierarchical_means(X, n_components, covariance_type="full", priors=None, *, 
             signature="(k),(k,d),(k,d,d)->(d)",
         )
     return model
-
-
-def hierarchical_means_op(X, n_components, covariance_type="full", priors=None):
-    """:func:`hierarchical_means` with its likelihood through bayesgmm's likelihood Op."""
-    return hierarchical_means(X, n_components, covariance_type, priors, op=True)
 
 
 def main() -> None:

@@ -7,18 +7,19 @@ fits, samples 4 chains x (1000 tune + 1000 draws) and computes the pointwise log
 
 * ``default``: ``BayesGaussianMixture(K).fit(X)`` -- EM start, NUTS with sampler="auto",
   relabelling and diagnostics included;
-* ``op``: the stock model through the likelihood Op and nutpie's public API:
+* ``op``: the stock model through the likelihood Op and the custom-model path:
   ``BayesGaussianMixture(K, model=build_model).fit(X)``, i.e. ``build_model(X, K)``
   (``likelihood="op"``) as a custom model: its joint log-density and gradient compiled by
-  PyTensor (Numba backend, cached on disk) and handed to ``nutpie.compiled_pyfunc.from_pyfunc``,
+  PyTensor (Numba backend, cached on disk) and called by nutpie as a C callback without the
+  GIL (``bayesgmm._compiled_callback``; nutpie's public ``from_pyfunc`` is the fallback),
   EM start, relabelling and diagnostics included;
 * ``custom``: ``BayesGaussianMixture(K, model=hierarchical_means).fit(X)`` -- a custom model
-  (the stock full-covariance mixture with a hierarchical prior on the means, written with
-  public PyMC only, its likelihood plain PyTensor; in ``bench/custom_model_speed.py``),
-  sampled the same way;
-* ``custom-op``: the same custom model with its likelihood written with bayesgmm's
-  likelihood Op (``bayesgmm._likelihood_op.mixture_log_density``) instead of plain PyTensor
-  (not run by default);
+  (the stock full-covariance mixture with a hierarchical prior on the means, written as the
+  user guide recommends: the new prior in PyMC, the covariance prior and the likelihood from
+  ``bayesgmm.model.covariance_prior``/``mixture_likelihood``; in
+  ``bench/custom_model_speed.py``), sampled the same way;
+* ``custom-plain``: the same custom model written in plain PyMC and PyTensor (its
+  likelihood a ``pm.CustomDist`` of PyTensor operations; not run by default);
 * ``op-cpm``, ``custom-cpm``: the same two fits with the model compiled by
   ``nutpie.compile_pymc_model(model, backend="numba")`` instead (the custom path before
   issue 15's speed work; not run by default);
@@ -107,10 +108,10 @@ def run_custom(X, k, draws):
     return run_default(X, k, draws, model=hierarchical_means)
 
 
-def run_custom_op(X, k, draws):
-    from custom_model_speed import hierarchical_means_op
+def run_custom_plain(X, k, draws):
+    from custom_model_speed import hierarchical_means_plain
 
-    return run_default(X, k, draws, model=hierarchical_means_op)
+    return run_default(X, k, draws, model=hierarchical_means_plain)
 
 
 def run_op(X, k, draws):
@@ -296,7 +297,7 @@ RUNNERS = {
     "default": run_default,
     "op": run_op,
     "custom": run_custom,
-    "custom-op": run_custom_op,
+    "custom-plain": run_custom_plain,
     "op-cpm": _with_compile_pymc_model(run_op),
     "custom-cpm": _with_compile_pymc_model(run_custom),
     "op-raw": run_op_raw,
