@@ -98,17 +98,25 @@ def _caller(compiled: Any):
     argtypes = compiled.fndesc.argtypes
     restype = compiled.signature.return_type
 
+    # the function takes its inputs as one tuple (PyTensor's cached ``*args`` wrapper) or one
+    # by one (a function PyTensor does not cache): the callback always passes one tuple
+    packed = len(argtypes) == 1 and isinstance(argtypes[0], types.BaseTuple)
+
     @intrinsic
     def call_compiled(typingctx, args):
-        if (args,) != tuple(argtypes):
+        if not isinstance(args, types.BaseTuple):
+            return None
+        if (args,) != tuple(argtypes) and tuple(args) != tuple(argtypes):
             return None
 
         def codegen(context, builder, signature, llargs):
+            (tup,) = llargs
+            values = (
+                [tup] if packed else [builder.extract_value(tup, i) for i in range(len(argtypes))]
+            )
             fnty = context.call_conv.get_function_type(restype, argtypes)
             fn = cgutils.get_or_insert_function(builder.module, fnty, name)
-            status, out = context.call_conv.call_function(
-                builder, fn, restype, argtypes, list(llargs)
-            )
+            status, out = context.call_conv.call_function(builder, fn, restype, argtypes, values)
             ok = builder.not_(status.is_error)
             # on an error the result is not a value: hand back nulls (which release nothing)
             value = builder.select(ok, out, cgutils.get_null_value(out.type))
@@ -191,7 +199,11 @@ def log_density_callback(function: Any, constants: list[np.ndarray], n_dim: int)
         [types.Array(types.float64, 1, "C")]
         + [types.Array(numba.from_dtype(a.dtype), a.ndim, "C") for a in args]
     )
-    (compiled,) = signatures[0] if len(signatures[0]) == 1 else (None,)
+    compiled = signatures[0]
+    if len(compiled) == 1 and isinstance(compiled[0], types.BaseTuple):
+        compiled = compiled[0]  # PyTensor's cached wrapper takes *args: one tuple
+    else:
+        compiled = types.Tuple(list(compiled))
     if compiled != planned:
         raise CallbackUnavailable(
             f"the compiled signature {compiled} is not the callback's arguments {planned}"
@@ -210,7 +222,7 @@ def log_density_callback(function: Any, constants: list[np.ndarray], n_dim: int)
         )
     call = ", ".join(["x", *(f"a{i}" for i in range(len(args)))])
     lines += [
-        f"    ok, out = call_compiled(({call},))",  # its Python function takes *args
+        f"    ok, out = call_compiled(({call},))",
         "    if not ok:",  # it raised (a numerical error inside the model): as nutpie does
         "        return 1",
         "    value = out[0][()]",

@@ -254,3 +254,33 @@ def test_callback_reports_an_error_raised_inside_the_model():
         if want == 0:
             assert value[0] == -14.0
             np.testing.assert_array_equal(grad, -2 * (point - centre))
+
+
+def test_callback_of_a_function_pytensor_does_not_cache():
+    """Without PyTensor's cache the compiled function takes its inputs one by one (no
+    ``*args`` wrapper): the callback calls that signature too."""
+    import ctypes
+
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayesgmm._compiled_callback import log_density_callback
+
+    x = pt.vector("x", dtype="float64", shape=(2,))
+    c = pt.matrix("c", dtype="float64", shape=(3, 2))
+    logp = -((x[None, :] - c) ** 2).sum()
+    with pytensor.config.change_flags(numba__cache=False):
+        fn = pytensor.function([x, c], [logp, pt.grad(logp, x)], mode="NUMBA")
+    centres = np.arange(6.0).reshape(3, 2)
+    fn(np.zeros(2), centres)
+    assert len(fn.vm.jit_fn.signatures[0]) == 2  # positional: not the cached wrapper
+    callback = log_density_callback(fn, [centres], 2)
+    ptr = ctypes.POINTER(ctypes.c_double)
+    point, grad, value = np.array([0.5, -1.0]), np.empty(2), np.empty(1)
+    code = callback.logp.ctypes(
+        2, point.ctypes.data_as(ptr), grad.ctypes.data_as(ptr), value.ctypes.data_as(ptr),
+        callback.user_data.ctypes.data_as(ctypes.c_void_p),
+    )  # fmt: skip
+    want, want_grad = fn(point, centres)
+    assert code == 0 and value[0] == float(want)
+    np.testing.assert_array_equal(grad, want_grad)
