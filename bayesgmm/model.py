@@ -28,6 +28,11 @@ The observed variable ``"obs"`` is a :class:`pymc.CustomDist` whose log-density 
 mixture log-density (one value per observation, features summed), so
 :func:`pymc.compute_log_likelihood` gives a ``log_likelihood`` group with dims
 ``(chain, draw, obs_id)``.
+
+:func:`build_model` is composed of public building blocks that a custom model reuses when it
+changes one prior and keeps the others: :func:`model_coords`, :func:`covariance_prior` (the
+covariance variables and their deterministics) and :func:`mixture_likelihood` (the observed
+variable through the Op), with the numbers of :func:`prior_hyperparameters`.
 """
 
 from __future__ import annotations

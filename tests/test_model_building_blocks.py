@@ -24,28 +24,18 @@ from bayesgmm.model import (
 MODE = "FAST_COMPILE"
 
 
-def stock_from_blocks(X, k, covariance_type):
+def from_blocks(X, k, covariance_type, *, hierarchical=False):
+    """The stock model from the blocks, or with means drawn around a learnt centre."""
     hp = prior_hyperparameters(X, k, covariance_type=covariance_type)
     with pm.Model(coords=model_coords(X, k)) as model:
         weights = pm.Dirichlet("weights", a=hp.weights_concentration, dims="component")
-        means = pm.Normal(
-            "means", mu=hp.means_loc, sigma=hp.means_scale, dims=("component", "feature")
-        )
+        mu, sd = hp.means_loc, hp.means_scale
+        if hierarchical:
+            mu = pm.Normal("centre", mu=hp.loc, sigma=3 * hp.scale, dims="feature")
+            sd = pm.HalfNormal("spread", sigma=3 * hp.scale, dims="feature")
+        means = pm.Normal("means", mu=mu, sigma=sd, dims=("component", "feature"))
         prec_chol = covariance_prior(covariance_type, k, hp)
         mixture_likelihood(X, weights, means, prec_chol, covariance_type)
-    return model
-
-
-def hierarchical(X, k, covariance_type="full", priors=None):
-    hp = prior_hyperparameters(X, k, covariance_type=covariance_type, priors=priors)
-    with pm.Model(coords=model_coords(X, k)) as model:
-        weights = pm.Dirichlet("weights", a=hp.weights_concentration, dims="component")
-        centre = pm.Normal("centre", mu=hp.loc, sigma=3 * hp.scale, dims="feature")
-        spread = pm.HalfNormal("spread", sigma=3 * hp.scale, dims="feature")
-        means = pm.Normal("means", mu=centre, sigma=spread, dims=("component", "feature"))
-        mixture_likelihood(
-            X, weights, means, covariance_prior(covariance_type, k, hp), covariance_type
-        )
     return model
 
 
@@ -55,7 +45,7 @@ def test_blocks_compose_to_build_model(cov, k, d):
     rng = np.random.default_rng(k * 10 + d)
     X = rng.normal(size=(40, d)) * np.arange(1, d + 1) + 3.0
     stock = build_model(X, k, covariance_type=cov)
-    blocks = stock_from_blocks(X, k, cov)
+    blocks = from_blocks(X, k, cov)
     assert [v.name for v in blocks.free_RVs] == [v.name for v in stock.free_RVs]
     assert {v.name for v in blocks.deterministics} == {v.name for v in stock.deterministics}
     assert dict(blocks.named_vars_to_dims) == dict(stock.named_vars_to_dims)
@@ -71,7 +61,8 @@ def test_blocks_compose_to_build_model(cov, k, d):
 def test_a_custom_model_from_blocks_keeps_the_contract(cov):
     rng = np.random.default_rng(7)
     X = np.vstack([rng.normal(-2, 1, size=(30, 2)), rng.normal(2, 0.5, size=(30, 2))])
-    custom = check_model(hierarchical(X, 2, cov), X, 2, cov, name="hierarchical")
+    model = from_blocks(X, 2, cov, hierarchical=True)
+    custom = check_model(model, X, 2, cov, name="hierarchical")
     assert custom.extra == ("centre", "spread")
     assert set(custom.free_stock) >= {"weights", "means"}
 
