@@ -29,7 +29,7 @@ mixture log-density (one value per observation, features summed), so
 :func:`pymc.compute_log_likelihood` gives a ``log_likelihood`` group with dims
 ``(chain, draw, obs_id)``.
 
-:func:`build_model` is composed of public building blocks that a custom model reuses when it
+:func:`~bayesgmm.build_model` is composed of public building blocks that a custom model reuses when it
 changes one prior and keeps the others: :func:`model_coords`, :func:`covariance_prior` (the
 covariance variables and their deterministics) and :func:`mixture_likelihood` (the observed
 variable through the Op), with the numbers of :func:`prior_hyperparameters`.
@@ -264,7 +264,7 @@ def build_model(
 
 
 def model_coords(X: ArrayLike, n_components: int) -> dict[str, Any]:
-    """The coordinates of :func:`build_model`'s model for ``X``: a custom model's start.
+    """The coordinates of :func:`~bayesgmm.build_model`'s model for ``X``: a custom model's start.
 
     ``obs_id`` (row numbers), ``component`` (``0 .. K-1``), ``feature`` and ``feature_bis``
     (a DataFrame's column names, else ``x0``, ``x1``, ...): the dims that
@@ -290,7 +290,7 @@ def covariance_prior(
 ) -> TensorVariable:
     """The stock model's covariance prior, inside the current ``pm.Model``; returns ``U``.
 
-    Creates exactly what :func:`build_model` creates for the covariances: for ``"full"`` one
+    Creates exactly what :func:`~bayesgmm.build_model` creates for the covariances: for ``"full"`` one
     ``LKJCholeskyCov`` (half-normal standard deviations) per component, ``chol_cov_<k>``,
     ``"tied"`` one, ``chol_cov`` (with one feature, the standard deviation's ``HalfNormal``
     of shape (1,)), and the deterministics ``chol``, ``corr``, ``stds``, ``covariances``,
@@ -387,7 +387,7 @@ def mixture_likelihood(
 ) -> TensorVariable:
     """Observe ``X`` through the Gaussian mixture likelihood, inside the current ``pm.Model``.
 
-    The observed variable of :func:`build_model` (labels marginalised out): a
+    The observed variable of :func:`~bayesgmm.build_model` (labels marginalised out): a
     ``pm.CustomDist`` whose log-density per observation is
     ``log sum_k w_k N(x_i | mu_k, Sigma_k)``, computed by the library's compiled kernel with
     its analytic gradient (:class:`bayesgmm._likelihood_op.MixtureLogDensity`, which
@@ -625,7 +625,7 @@ def _build_model(
     """Model builder with the likelihood formulation exposed (for benchmarks and tests).
 
     ``likelihood``: ``"op"`` (the compiled-kernel Op) or ``"reference"`` (plain PyTensor
-    operations, as below), see :func:`build_model`.
+    operations, as below), see :func:`~bayesgmm.build_model`.
     ``formulation`` (``likelihood="reference"`` only): ``"whiten"`` (default, one wide matrix
     product), ``"einsum"`` (batched ``(K, N, D)`` residuals) or ``"mvnormal"`` (K separate
     ``MvNormal`` log-densities).
