@@ -29,10 +29,11 @@ mixture log-density (one value per observation, features summed), so
 :func:`pymc.compute_log_likelihood` gives a ``log_likelihood`` group with dims
 ``(chain, draw, obs_id)``.
 
-:func:`~bayesgmm.build_model` is composed of public building blocks that a custom model reuses when it
-changes one prior and keeps the others: :func:`model_coords`, :func:`covariance_prior` (the
-covariance variables and their deterministics) and :func:`mixture_likelihood` (the observed
-variable through the Op), with the numbers of :func:`prior_hyperparameters`.
+:func:`~bayesgmm.build_model` is composed of public building blocks that a custom model
+reuses when it changes one prior and keeps the others: :func:`model_coords`,
+:func:`covariance_prior` (the covariance variables and their deterministics) and
+:func:`mixture_likelihood` (the observed variable through the Op), with the numbers of
+:func:`prior_hyperparameters`.
 """
 
 from __future__ import annotations
@@ -290,14 +291,14 @@ def covariance_prior(
 ) -> TensorVariable:
     """The stock model's covariance prior, inside the current ``pm.Model``; returns ``U``.
 
-    Creates exactly what :func:`~bayesgmm.build_model` creates for the covariances: for ``"full"`` one
-    ``LKJCholeskyCov`` (half-normal standard deviations) per component, ``chol_cov_<k>``,
-    ``"tied"`` one, ``chol_cov`` (with one feature, the standard deviation's ``HalfNormal``
-    of shape (1,)), and the deterministics ``chol``, ``corr``, ``stds``, ``covariances``,
-    ``precisions_cholesky``; for ``"diag"``/``"spherical"`` the ``HalfNormal`` ``sigma``
-    and ``covariances``, ``precisions_cholesky``. A custom model that changes another prior
-    (the means', say) calls it to keep this one, with the names and dims the custom-model
-    contract asks for.
+    Creates exactly what :func:`~bayesgmm.build_model` creates for the covariances: for
+    ``"full"`` one ``LKJCholeskyCov`` (half-normal standard deviations) per component,
+    ``chol_cov_<k>``, for ``"tied"`` one, ``chol_cov`` (with one feature, the standard
+    deviation's ``HalfNormal`` of shape (1,)), and the deterministics ``chol``, ``corr``,
+    ``stds``, ``covariances``, ``precisions_cholesky``; for ``"diag"``/``"spherical"`` the
+    ``HalfNormal`` ``sigma`` and ``covariances``, ``precisions_cholesky``. A custom model that
+    changes another prior (the means', say) calls it to keep this one, with the names and
+    dims the custom-model contract asks for.
 
     Parameters
     ----------

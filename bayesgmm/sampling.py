@@ -1012,7 +1012,7 @@ def _custom_stats(stats: xr.Dataset) -> xr.Dataset:
 #: ``"compile_pymc_model"`` (nutpie compiles the model itself; slower to compile, measured in
 #: ``bench/nuts_speed.py``). Each is the fallback of the one before when that is unavailable.
 _CUSTOM_NUTPIE_INTERFACE = "callback"
-#: PyTensor mode of the custom model's log-density and expansion on the nutpie path: PyTensor's
+#: PyTensor mode of the custom model's log-density with gradient on the nutpie path: PyTensor's
 #: Numba backend, whose compiled functions PyTensor caches on disk across processes.
 _CUSTOM_MODE = "NUMBA"
 
@@ -1209,7 +1209,9 @@ def _custom_nutpie_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctio
 def _custom_callback_model(job: _CustomJob, overrides, jitter, fns: _CustomFunctions):
     """A nutpie model calling ``fns``'s compiled function as a C callback (no GIL).
 
-    Raises ``CallbackUnavailable`` or ``NutpiePrivateAPIError`` (set-up only) when PyTensor's,
+    Returns the model and the :class:`~bayesgmm._compiled_callback.LogDensityCallback`,
+    which the caller keeps until sampling ends (it owns the code nutpie calls). Raises
+    ``CallbackUnavailable`` or ``NutpiePrivateAPIError`` (set-up only) when PyTensor's,
     Numba's or nutpie's internals are not the ones this was written for.
     """
     import pandas as pd
@@ -1220,7 +1222,7 @@ def _custom_callback_model(job: _CustomJob, overrides, jitter, fns: _CustomFunct
     callback = log_density_callback(fns.function, fns.constants, fns.n_dim)
     initial_point = _custom_initial_point_fn(job, overrides, jitter, fns.names)
     dim = f"{_RAW}_dim_0"
-    return make_model(
+    model = make_model(
         logp_address=callback.logp.address,
         expand_address=callback.expand.address,
         user_data=callback.user_data,
@@ -1233,6 +1235,7 @@ def _custom_callback_model(job: _CustomJob, overrides, jitter, fns: _CustomFunct
         initial_point=initial_point,
         probe_point=initial_point(0),
     )
+    return model, callback
 
 
 def _expanded_posterior(model: Any, fns: _CustomFunctions, raw: xr.DataArray) -> xr.Dataset:
@@ -1278,11 +1281,12 @@ def _sample_custom_nutpie(job: _CustomJob):
             # to compile; the same model and the same starts)
             _log.info("nutpie.compiled_pyfunc is unavailable (%s); using compile_pymc_model.", exc)
             interface = "compile_pymc_model"
-    fns = compiled = None
+    fns = compiled = callback = None
     if interface == "callback":
         fns = _compile_custom_functions(custom.model, job.keep)
         try:
-            compiled = _custom_callback_model(job, overrides, jitter, fns)
+            # the callback's machine code must outlive sampling: ``callback`` holds it
+            compiled, callback = _custom_callback_model(job, overrides, jitter, fns)
         except (CallbackUnavailable, NutpiePrivateAPIError) as exc:
             _log.info(
                 "The custom model's compiled log-density cannot be given to nutpie as a C "
@@ -1316,6 +1320,7 @@ def _sample_custom_nutpie(job: _CustomJob):
         target_accept=job.target_accept,
     )
     t2 = time.perf_counter()
+    del callback  # sampling is over
     post = idata["posterior"].to_dataset()
     if fns is not None:
         post = _expanded_posterior(custom.model, fns, post[_RAW])
