@@ -30,15 +30,13 @@ already compiled or loaded from PyTensor's cache).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
 
 __all__ = ["CallbackUnavailable", "LogDensityCallback", "log_density_callback"]
-
-_log = logging.getLogger("bayesgmm")
 
 
 class CallbackUnavailable(RuntimeError):
@@ -135,7 +133,9 @@ def _copy_point(dim, n_out, x_ptr, out_ptr, data_ptr):  # pragma: no cover - com
     return 0
 
 
+@cache
 def _expand_callback():
+    """The expansion callback: it copies the point (one for every model; cached on disk)."""
     numba, types, _ = _numba_helpers()
     f64p = types.CPointer(types.float64)
     sig = types.int64(types.uint64, types.uint64, f64p, f64p, types.voidptr)
