@@ -54,6 +54,7 @@ from ._kernels import (
     softmax_block,
 )
 from ._numerics import COVARIANCE_TYPES
+from ._validation import check_choice
 
 __all__ = ["MixtureLogDensity", "MixtureLogDensityGrad", "mixture_log_density"]
 
@@ -320,12 +321,7 @@ _GRAD_KERNELS = {
 
 
 def _check_covariance_type(covariance_type: str) -> str:
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type={covariance_type!r} is not supported; choose one of "
-            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
-        )
-    return covariance_type
+    return check_choice("covariance_type", covariance_type, COVARIANCE_TYPES)
 
 
 def _as_float64(x) -> pt.TensorVariable:

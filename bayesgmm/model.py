@@ -46,6 +46,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ._numerics import COVARIANCE_TYPES, covariance_deterministics
+from ._validation import check_choice
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -185,11 +186,7 @@ def prior_hyperparameters(
         For an unknown ``covariance_type``, ``n_components < 1`` or ``X`` that is not a 2-D
         array of at least one row.
     """
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type={covariance_type!r} is not supported; choose one of "
-            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
-        )
+    check_choice("covariance_type", covariance_type, COVARIANCE_TYPES)
     if int(n_components) < 1:
         raise ValueError(f"n_components must be a positive integer, got {n_components}.")
     priors = Priors() if priors is None else priors
@@ -319,11 +316,7 @@ def covariance_prior(
         If there is no enclosing model, or it lacks the dims ``component``, ``feature``
         (and ``feature_bis``) of :func:`model_coords`.
     """
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type={covariance_type!r} is not supported; choose one of "
-            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
-        )
+    check_choice("covariance_type", covariance_type, COVARIANCE_TYPES)
     model = pm.modelcontext(None)
     missing = [dim for dim in ("component", "feature", "feature_bis") if dim not in model.coords]
     if missing:
@@ -411,11 +404,7 @@ def mixture_likelihood(
     TensorVariable
         The observed variable.
     """
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type={covariance_type!r} is not supported; choose one of "
-            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
-        )
+    check_choice("covariance_type", covariance_type, COVARIANCE_TYPES)
     X, _ = _prepare_data(X)
     k = weights.type.shape[0] if weights.type.ndim == 1 else None
     if k is None:
@@ -642,11 +631,7 @@ def _build_model(
             f"formulation={formulation!r} selects a reference formulation; pass "
             "likelihood='reference' with it."
         )
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type={covariance_type!r} is not supported; choose one of "
-            f"{', '.join(map(repr, COVARIANCE_TYPES))}."
-        )
+    check_choice("covariance_type", covariance_type, COVARIANCE_TYPES)
     n_components = int(n_components)
     if n_components < 1:
         raise ValueError(f"n_components must be a positive integer, got {n_components}.")
