@@ -1273,14 +1273,6 @@ def _sample_custom_nutpie(job: _CustomJob):
     # does not set (all of them without a start); those it sets are jittered above.
     jitter = None if overrides is None else {custom.model[name] for name in custom.extra}
     interface = _CUSTOM_NUTPIE_INTERFACE
-    if interface == "pyfunc":
-        try:
-            from nutpie.compiled_pyfunc import from_pyfunc  # noqa: F401
-        except ImportError as exc:
-            # nutpie without its Python-function interface: its own PyMC compiler (slower
-            # to compile; the same model and the same starts)
-            _log.info("nutpie.compiled_pyfunc is unavailable (%s); using compile_pymc_model.", exc)
-            interface = "compile_pymc_model"
     fns = compiled = callback = None
     if interface == "callback":
         fns = _compile_custom_functions(custom.model, job.keep)
@@ -1295,7 +1287,16 @@ def _sample_custom_nutpie(job: _CustomJob):
                 exc,
             )
             interface = "pyfunc"
+    if interface == "pyfunc":
+        try:
+            from nutpie.compiled_pyfunc import from_pyfunc  # noqa: F401
+        except ImportError as exc:
+            # nutpie without its Python-function interface: its own PyMC compiler (slower
+            # to compile; the same model and the same starts)
+            _log.info("nutpie.compiled_pyfunc is unavailable (%s); using compile_pymc_model.", exc)
+            interface = "compile_pymc_model"
     if interface == "compile_pymc_model":
+        fns = None  # nutpie expands the draws itself
         compiled = nutpie.compile_pymc_model(
             custom.model,
             backend="numba",
@@ -1303,7 +1304,7 @@ def _sample_custom_nutpie(job: _CustomJob):
             jitter_rvs=jitter,
             var_names=job.keep,
         )
-    elif compiled is None:
+    elif interface == "pyfunc":
         if fns is None:
             fns = _compile_custom_functions(custom.model, job.keep)
         compiled = _custom_nutpie_model(job, overrides, jitter, fns)
